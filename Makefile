@@ -1,0 +1,75 @@
+# modeldeploy: the one developer entry point. `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+CLUSTER_DIR := .cluster
+export KUBECONFIG ?= $(CURDIR)/$(CLUSTER_DIR)/kubeconfig
+
+.PHONY: help install tools cluster-up cluster-down cluster-status run stop test test-unit \
+	test-serving test-integration lint bench bench-serving bench-operator bench-rollback clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found; install Python >= 3.11" >&2; exit 2; }
+	@command -v go >/dev/null || { echo "error: go not found; install Go >= 1.26 (it builds the control plane)" >&2; exit 2; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*; touch $@
+
+install: $(STAMP) ## create .venv with the project and its dev tools
+
+tools: ## build the control plane, kubectl and helm from Go modules (cached outside the repo)
+	bash tools/build.sh
+
+cluster-up: $(STAMP) ## start the local Kubernetes 1.36 control plane (KWOK nodes)
+	$(BIN)/python scripts/cluster.py up --dir $(CLUSTER_DIR)
+
+cluster-down: ## stop the local control plane and remove its state
+	@if [ -x $(BIN)/python ]; then $(BIN)/python scripts/cluster.py down --dir $(CLUSTER_DIR); \
+	else rm -rf $(CLUSTER_DIR); fi
+
+cluster-status: $(STAMP)
+	$(BIN)/python scripts/cluster.py status --dir $(CLUSTER_DIR)
+
+run: cluster-up ## cluster + CRD + operator + the example ModelDeployment, then `kubectl get md`
+	$(BIN)/python scripts/run_local.py --dir $(CLUSTER_DIR)
+
+stop: ## stop the operator started by `make run`
+	$(BIN)/python scripts/run_local.py --dir $(CLUSTER_DIR) --stop
+
+test: $(STAMP) tools ## the whole suite: unit, serving, integration (starts the control plane)
+	$(BIN)/pytest tests
+
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+test-serving: $(STAMP)
+	$(BIN)/pytest tests/serving
+
+test-integration: $(STAMP) tools
+	$(BIN)/pytest tests/integration
+
+lint: $(STAMP) ## ruff + mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: bench-serving bench-operator bench-rollback ## all benchmarks (JSON in bench/results/)
+
+bench-serving: $(STAMP)
+	$(BIN)/python bench/serving/run.py
+
+bench-operator: $(STAMP) tools
+	$(BIN)/python bench/operator/run.py
+
+bench-rollback: $(STAMP) tools
+	$(BIN)/python bench/rollback/run.py
+
+clean: cluster-down
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,479 @@
+"""A real local Kubernetes control plane as plain processes: etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler and KWOK (fake nodes that run pods).
+
+    python scripts/cluster.py up [--dir .cluster] [--nodes 3]
+    python scripts/cluster.py down [--dir .cluster]
+    python scripts/cluster.py status [--dir .cluster]
+
+Binaries come from tools/build.sh (built from Go modules, cached outside the repo). Everything
+listens on free ports on 127.0.0.1, authorization is RBAC, and the admin kubeconfig is written to
+<dir>/kubeconfig. State (PKI, etcd data, logs, PIDs) lives under <dir>; `down` stops every process
+it started, by PID, and removes the state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pki
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS = ROOT / "tools"
+KUBE_VERSION_PREFIX = "v1.36."
+START_TIMEOUT_S = 120.0
+# Order matters: started in this order, stopped in reverse.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+KWOK_STAGES = (
+    "kustomize/stage/node/fast/node-initialize.yaml",
+    "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "kustomize/stage/pod/fast/pod-ready.yaml",
+    "kustomize/stage/pod/fast/pod-complete.yaml",
+    "kustomize/stage/pod/fast/pod-delete.yaml",
+)
+
+
+class ClusterError(RuntimeError):
+    """A clear, user-facing reason the cluster could not start."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a cluster keeps its state."""
+
+    dir: Path
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.dir / "kubeconfig"
+
+    @property
+    def pki(self) -> Path:
+        return self.dir / "pki"
+
+    @property
+    def logs(self) -> Path:
+        return self.dir / "logs"
+
+    @property
+    def pids(self) -> Path:
+        return self.dir / "pids"
+
+    @property
+    def bin(self) -> Path:
+        return self.dir / "bin"
+
+    @property
+    def ports_file(self) -> Path:
+        return self.dir / "ports.json"
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], bool], log: Path | None, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - anything short of success means "not yet"
+            pass
+        time.sleep(0.2)
+    tail = ""
+    if log and log.exists():
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+    raise ClusterError(f"{what} did not become ready within {timeout:.0f}s. Last log lines:\n{tail}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); treat it as gone.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def build_binaries() -> Path:
+    if shutil.which("go") is None:
+        raise ClusterError("'go' is not on PATH: Go >= 1.26 is needed to build the control plane")
+    proc = subprocess.run(
+        ["bash", str(TOOLS / "build.sh")], stdout=subprocess.PIPE, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise ClusterError(f"tools/build.sh failed with exit code {proc.returncode}")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def kwok_module_dir() -> Path:
+    proc = subprocess.run(
+        ["go", "list", "-m", "-json", "sigs.k8s.io/kwok"],
+        cwd=TOOLS / "kwok",
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "GOFLAGS": "-mod=mod"},
+    )
+    module_dir = json.loads(proc.stdout).get("Dir")
+    if not module_dir:
+        subprocess.run(["go", "mod", "download", "sigs.k8s.io/kwok"], cwd=TOOLS / "kwok", check=True)
+        return kwok_module_dir()
+    return Path(module_dir)
+
+
+# --- the cluster --------------------------------------------------------------------------------
+
+
+class Cluster:
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+
+    # -- process bookkeeping --
+    def _pid_of(self, name: str) -> int | None:
+        f = self.layout.pids / name
+        return int(f.read_text()) if f.exists() else None
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log = (self.layout.logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # outlives `make`; stopped by PID in `down`
+            cwd=self.layout.dir,
+        )
+        (self.layout.pids / name).write_text(str(proc.pid))
+
+    def running(self) -> dict[str, bool]:
+        return {c: (pid := self._pid_of(c)) is not None and alive(pid) for c in COMPONENTS}
+
+    def healthy(self) -> bool:
+        if not self.layout.kubeconfig.exists() or not all(self.running().values()):
+            return False
+        try:
+            return self._api_get("/readyz") == "ok"
+        except Exception:  # noqa: BLE001
+            return False
+
+    def stop(self) -> None:
+        for name in reversed(COMPONENTS):
+            pid = self._pid_of(name)
+            if pid is None or not alive(pid):
+                continue
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+            deadline = time.monotonic() + 10
+            while alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+        if self.layout.dir.exists():
+            shutil.rmtree(self.layout.dir, ignore_errors=True)
+
+    # -- API access with the admin client certificate --
+    def _ssl(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.layout.pki / "ca.crt"))
+        ctx.load_cert_chain(self.layout.pki / "admin.crt", self.layout.pki / "admin.key")
+        return ctx
+
+    def _api_get(self, path: str) -> str:
+        ports = json.loads(self.layout.ports_file.read_text())
+        url = f"https://127.0.0.1:{ports['apiserver']}{path}"
+        with urllib.request.urlopen(url, context=self._ssl(), timeout=5) as resp:
+            return str(resp.read().decode())
+
+    def kubectl(self, *args: str, input: str | None = None) -> str:
+        proc = subprocess.run(
+            [str(self.layout.bin / "kubectl"), "--kubeconfig", str(self.layout.kubeconfig), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc.stdout
+
+    # -- bring-up --
+    def up(self, bin_dir: Path, nodes: int) -> None:
+        lay = self.layout
+        for d in (lay.dir, lay.pki, lay.logs, lay.pids, lay.bin):
+            d.mkdir(parents=True, exist_ok=True)
+        for tool in ("kubectl", "helm", "kwokctl"):
+            link = lay.bin / tool
+            link.unlink(missing_ok=True)
+            link.symlink_to(bin_dir / tool)
+
+        ports = {k: free_port() for k in ("etcd", "etcd_peer", "apiserver", "kcm", "sched", "kwok")}
+        lay.ports_file.write_text(json.dumps(ports))
+        certs = pki.write_pki(lay.pki)
+        pki.write_kubeconfig(lay.kubeconfig, ports["apiserver"], certs)
+
+        self._spawn("etcd", etcd_args(bin_dir, lay, ports))
+        wait_for(
+            "etcd",
+            lambda: b"true" in urllib.request.urlopen(
+                f"http://127.0.0.1:{ports['etcd']}/health", timeout=2
+            ).read(),
+            lay.logs / "etcd.log",
+            START_TIMEOUT_S,
+        )
+        self._spawn("kube-apiserver", apiserver_args(bin_dir, lay, ports))
+        wait_for(
+            "kube-apiserver",
+            lambda: self._api_get("/readyz") == "ok",
+            lay.logs / "kube-apiserver.log",
+            START_TIMEOUT_S,
+        )
+        self._spawn("kube-controller-manager", kcm_args(bin_dir, lay, ports))
+        self._spawn("kube-scheduler", scheduler_args(bin_dir, lay, ports))
+        config = lay.dir / "kwok.yaml"
+        write_kwok_config(config)
+        self._spawn("kwok", kwok_args(bin_dir, lay, ports, config))
+
+        self.kubectl("apply", "-f", "-", input=node_manifests(nodes))
+        wait_for(
+            f"{nodes} Ready KWOK nodes",
+            lambda: self._ready_nodes() >= nodes,
+            lay.logs / "kwok.log",
+            START_TIMEOUT_S,
+        )
+        # The serviceaccount controller (kube-controller-manager) creates `default` in every
+        # namespace; pods cannot be created before it exists.
+        wait_for(
+            "kube-controller-manager (default ServiceAccount)",
+            lambda: bool(self.kubectl("get", "serviceaccount", "default", "-o", "name")),
+            lay.logs / "kube-controller-manager.log",
+            START_TIMEOUT_S,
+        )
+        version = json.loads(self._api_get("/version"))["gitVersion"]
+        if not version.startswith(KUBE_VERSION_PREFIX):
+            raise ClusterError(f"apiserver reports {version}, expected {KUBE_VERSION_PREFIX}x")
+
+    def _ready_nodes(self) -> int:
+        out = self.kubectl("get", "nodes", "-o", "json")
+        count = 0
+        for node in json.loads(out)["items"]:
+            conds = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
+            count += conds.get("Ready") == "True"
+        return count
+
+
+# --- component command lines ----------------------------------------------------------------------
+
+
+def etcd_args(bin_dir: Path, lay: Layout, p: dict[str, int]) -> list[str]:
+    client, peer = f"http://127.0.0.1:{p['etcd']}", f"http://127.0.0.1:{p['etcd_peer']}"
+    return [
+        str(bin_dir / "etcd"),
+        "--name=node0",
+        f"--data-dir={lay.dir / 'etcd'}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=node0={peer}",
+        "--unsafe-no-fsync=true",  # test data; durability is not the point
+        "--auto-compaction-retention=1",
+        "--quota-backend-bytes=4294967296",
+    ]
+
+
+def apiserver_args(bin_dir: Path, lay: Layout, p: dict[str, int]) -> list[str]:
+    k = lay.pki
+    return [
+        str(bin_dir / "kube-apiserver"),
+        f"--etcd-servers=http://127.0.0.1:{p['etcd']}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={p['apiserver']}",
+        # No default route here: a loopback advertise address needs the endpoint reconciler off.
+        "--advertise-address=127.0.0.1",
+        "--endpoint-reconciler-type=none",
+        f"--cert-dir={k}",
+        f"--tls-cert-file={k / 'apiserver.crt'}",
+        f"--tls-private-key-file={k / 'apiserver.key'}",
+        f"--client-ca-file={k / 'ca.crt'}",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-key-file={k / 'sa.pub'}",
+        f"--service-account-signing-key-file={k / 'sa.key'}",
+        "--service-cluster-ip-range=10.96.0.0/16",
+        "--authorization-mode=Node,RBAC",
+        "--allow-privileged=true",
+        f"--proxy-client-cert-file={k / 'admin.crt'}",
+        f"--proxy-client-key-file={k / 'admin.key'}",
+        "--enable-priority-and-fairness=false",
+        "--max-requests-inflight=0",
+        "--max-mutating-requests-inflight=0",
+    ]
+
+
+def kcm_args(bin_dir: Path, lay: Layout, p: dict[str, int]) -> list[str]:
+    kc = lay.kubeconfig
+    return [
+        str(bin_dir / "kube-controller-manager"),
+        f"--kubeconfig={kc}",
+        f"--authentication-kubeconfig={kc}",
+        f"--authorization-kubeconfig={kc}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={p['kcm']}",
+        "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+        f"--root-ca-file={lay.pki / 'ca.crt'}",
+        f"--service-account-private-key-file={lay.pki / 'sa.key'}",
+        "--leader-elect=false",
+        "--node-monitor-period=5s",
+        "--node-monitor-grace-period=40s",
+        "--kube-api-qps=500",
+        "--kube-api-burst=1000",
+        # Faster HPA reaction for tests and local runs.
+        "--horizontal-pod-autoscaler-sync-period=5s",
+        "--concurrent-deployment-syncs=10",
+        "--concurrent-replicaset-syncs=10",
+    ]
+
+
+def scheduler_args(bin_dir: Path, lay: Layout, p: dict[str, int]) -> list[str]:
+    kc = lay.kubeconfig
+    return [
+        str(bin_dir / "kube-scheduler"),
+        f"--kubeconfig={kc}",
+        f"--authentication-kubeconfig={kc}",
+        f"--authorization-kubeconfig={kc}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={p['sched']}",
+        "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+        "--leader-elect=false",
+        "--kube-api-qps=500",
+        "--kube-api-burst=1000",
+    ]
+
+
+def kwok_args(bin_dir: Path, lay: Layout, p: dict[str, int], config: Path) -> list[str]:
+    return [
+        str(bin_dir / "kwok"),
+        f"--kubeconfig={lay.kubeconfig}",
+        f"--config={config}",
+        "--manage-all-nodes=false",
+        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+        "--node-ip=127.0.0.1",
+        f"--node-port={p['kwok']}",
+        f"--server-address=127.0.0.1:{p['kwok']}",
+        "--cidr=10.244.0.0/16",
+        "--node-lease-duration-seconds=40",
+    ]
+
+
+def write_kwok_config(path: Path) -> None:
+    """The standalone kwok binary has no built-in stages; take the module's own 'fast' set."""
+    module = kwok_module_dir()
+    docs = [
+        "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions: {}\n",
+        *[(module / stage).read_text() for stage in KWOK_STAGES],
+    ]
+    path.write_text("\n---\n".join(d.strip() for d in docs) + "\n")
+
+
+def node_manifests(count: int) -> str:
+    nodes = []
+    for i in range(count):
+        name = f"kwok-node-{i}"
+        nodes.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "annotations": {
+                        "node.alpha.kubernetes.io/ttl": "0",
+                        "kwok.x-k8s.io/node": "fake",
+                    },
+                    "labels": {
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                        "kubernetes.io/hostname": name,
+                        "type": "kwok",
+                    },
+                },
+                "status": {
+                    "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                    "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                },
+            }
+        )
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes})
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--dir", type=Path, default=ROOT / ".cluster")
+    parser.add_argument("--nodes", type=int, default=3)
+    args = parser.parse_args(argv)
+    layout = Layout(args.dir.resolve())
+    cluster = Cluster(layout)
+
+    if args.command == "down":
+        cluster.stop()
+        print(f"cluster in {layout.dir} stopped and removed")
+        return 0
+    if args.command == "status":
+        state = cluster.running()
+        print(json.dumps({"healthy": cluster.healthy(), "processes": state}, indent=2))
+        return 0 if cluster.healthy() else 1
+
+    started = time.monotonic()
+    if cluster.healthy():
+        print(f"cluster in {layout.dir} is already up")
+    else:
+        cluster.stop()  # a stale or half-started previous cluster: clear it first
+        try:
+            bin_dir = build_binaries()
+            built = time.monotonic()
+            cluster.up(bin_dir, args.nodes)
+        except (ClusterError, subprocess.CalledProcessError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            print(f"logs are in {layout.logs}", file=sys.stderr)
+            return 1
+        print(
+            f"cluster ready in {time.monotonic() - built:.1f}s "
+            f"(binaries ready after {built - started:.1f}s); "
+            f"server {json.loads(cluster._api_get('/version'))['gitVersion']}, "
+            f"{args.nodes} KWOK nodes"
+        )
+    print(f"export KUBECONFIG={layout.kubeconfig}")
+    print(f"export PATH={layout.bin}:$PATH")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Prometheus metric names exported by the model server and read by the monitoring sidecar.
+
+One source of truth: the server registers these names, the sidecar parses them, the README
+documents them. Change a name here and both sides follow.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PREFIX: Final = "modeldeploy"
+
+# Counter, labels: protocol (v1|v2), status_class (2xx|4xx|5xx)
+REQUESTS: Final = f"{PREFIX}_requests"
+# Counter: predict() failures (the model's fault, never a client's). Drives rollback.
+MODEL_ERRORS: Final = f"{PREFIX}_model_errors"
+# Counter, label reason: malformed requests rejected with a 4xx. Never drives rollback.
+CLIENT_ERRORS: Final = f"{PREFIX}_client_errors"
+# Histogram (seconds), sub-millisecond buckets: request latency, successful and model-failed.
+REQUEST_LATENCY: Final = f"{PREFIX}_request_duration_seconds"
+# Gauge: requests being processed now.
+IN_FLIGHT: Final = f"{PREFIX}_requests_in_flight"
+# Histogram: rows per predict() call (micro-batching).
+BATCH_SIZE: Final = f"{PREFIX}_batch_size"
+# Info/gauge =1, labels: name, version, sha256 (prefix), format
+MODEL_INFO: Final = f"{PREFIX}_model_info"
+# Gauge: 1 once the model is verified, loaded and warmed up.
+MODEL_READY: Final = f"{PREFIX}_model_ready"

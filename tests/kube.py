@@ -1,0 +1,176 @@
+"""Test backends for a real Kubernetes cluster.
+
+K8S_BACKEND selects where the integration tests run:
+- ``local`` (default): the project's own control plane (scripts/cluster.py), started once per
+  session and reused if one is already healthy in .cluster/.
+- ``existing``: whatever KUBECONFIG points at.
+- ``kind``: a kind cluster created by pytest-kind (needs a Docker engine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTER_DIR = ROOT / ".cluster"
+
+
+@dataclass
+class KubeCluster:
+    """A reachable cluster plus the CLIs that talk to it."""
+
+    kubeconfig: Path
+    bin_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+
+    def _run(
+        self, tool: str, args: tuple[str, ...], input: str | None, check: bool, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(self.bin_dir / tool), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"{tool} {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        return self._run("kubectl", args, input, check, timeout)
+
+    def helm(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 180
+    ) -> subprocess.CompletedProcess[str]:
+        return self._run("helm", args, input, check, timeout)
+
+    def get_json(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def api(self) -> Any:
+        """A new kubernetes.client.ApiClient for this cluster."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def apply_crds(self) -> None:
+        crds = sorted((ROOT / "crds").glob("*.yaml"))
+        for crd in crds:
+            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
+        if crds:
+            self.kubectl(
+                "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"
+            )
+
+    @contextmanager
+    def fresh_namespace(self, prefix: str = "t") -> Iterator[str]:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "pod-security.kubernetes.io/warn": "restricted",
+                    "pod-security.kubernetes.io/audit": "restricted",
+                },
+            },
+        }
+        self.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+        wait_until(
+            lambda: self.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0,
+            timeout=30,
+            what=f"default ServiceAccount in {name}",
+        )
+        try:
+            yield name
+        finally:
+            self.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def wait_until(check: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def build_tools() -> Path:
+    proc = subprocess.run(
+        ["bash", str(ROOT / "tools" / "build.sh")],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+@contextmanager
+def local_cluster() -> Iterator[KubeCluster]:
+    script = [sys.executable, str(ROOT / "scripts" / "cluster.py")]
+    status = subprocess.run([*script, "status", "--dir", str(CLUSTER_DIR)], capture_output=True)
+    started_here = status.returncode != 0
+    if started_here:
+        subprocess.run([*script, "up", "--dir", str(CLUSTER_DIR)], check=True)
+    try:
+        yield KubeCluster(kubeconfig=CLUSTER_DIR / "kubeconfig", bin_dir=CLUSTER_DIR / "bin")
+    finally:
+        if started_here and not os.environ.get("MODELDEPLOY_KEEP_CLUSTER"):
+            subprocess.run([*script, "down", "--dir", str(CLUSTER_DIR)], check=False)
+
+
+@contextmanager
+def existing_cluster() -> Iterator[KubeCluster]:
+    kubeconfig = os.environ.get("KUBECONFIG")
+    if not kubeconfig:
+        raise RuntimeError("K8S_BACKEND=existing needs KUBECONFIG pointing at the cluster")
+    yield KubeCluster(kubeconfig=Path(kubeconfig), bin_dir=build_tools())
+
+
+@contextmanager
+def kind_cluster() -> Iterator[KubeCluster]:
+    """For users with Docker: pytest-kind creates the cluster; kubectl/helm are our own builds."""
+    from pytest_kind import KindCluster  # type: ignore[import-untyped]
+
+    if shutil.which("docker") is None:
+        raise RuntimeError("K8S_BACKEND=kind needs Docker and a running engine")
+    kind = KindCluster("modeldeploy")
+    kind.create()
+    try:
+        yield KubeCluster(kubeconfig=Path(kind.kubeconfig_path), bin_dir=build_tools())
+    finally:
+        if not os.environ.get("MODELDEPLOY_KEEP_CLUSTER"):
+            kind.delete()
+
+
+BACKENDS = {"local": local_cluster, "existing": existing_cluster, "kind": kind_cluster}
