@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 import pki
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,19 +91,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(what: str, check: Callable[[], bool], log: Path | None, timeout: float) -> None:
+def wait_for(
+    what: str,
+    check: Callable[[], bool],
+    log: Path | None,
+    timeout: float,
+    pid_file: Path | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if pid_file is not None and not alive(int(pid_file.read_text())):
+            deadline = 0  # the process exited: no point waiting
+            break
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001 - anything short of success means "not yet"
+        except Exception:
             pass
         time.sleep(0.2)
     tail = ""
     if log and log.exists():
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-    raise ClusterError(f"{what} did not become ready within {timeout:.0f}s. Last log lines:\n{tail}")
+    why = "exited" if deadline == 0 else f"did not become ready within {timeout:.0f}s"
+    raise ClusterError(f"{what} {why}. Last log lines:\n{tail}")
 
 
 def alive(pid: int) -> bool:
@@ -141,7 +153,9 @@ def kwok_module_dir() -> Path:
     )
     module_dir = json.loads(proc.stdout).get("Dir")
     if not module_dir:
-        subprocess.run(["go", "mod", "download", "sigs.k8s.io/kwok"], cwd=TOOLS / "kwok", check=True)
+        subprocess.run(
+            ["go", "mod", "download", "sigs.k8s.io/kwok"], cwd=TOOLS / "kwok", check=True
+        )
         return kwok_module_dir()
     return Path(module_dir)
 
@@ -178,11 +192,13 @@ class Cluster:
             return False
         try:
             return self._api_get("/readyz") == "ok"
-        except Exception:  # noqa: BLE001
+        except Exception:
             return False
 
     def stop(self) -> None:
-        for name in reversed(COMPONENTS):
+        # Extra processes (e.g. the operator started by `make run`) first, then the components.
+        extra = sorted(p.name for p in self.layout.pids.glob("*") if p.name not in COMPONENTS)
+        for name in [*extra, *reversed(COMPONENTS)]:
             pid = self._pid_of(name)
             if pid is None or not alive(pid):
                 continue
@@ -240,11 +256,15 @@ class Cluster:
         self._spawn("etcd", etcd_args(bin_dir, lay, ports))
         wait_for(
             "etcd",
-            lambda: b"true" in urllib.request.urlopen(
-                f"http://127.0.0.1:{ports['etcd']}/health", timeout=2
-            ).read(),
+            lambda: (
+                b"true"
+                in urllib.request.urlopen(
+                    f"http://127.0.0.1:{ports['etcd']}/health", timeout=2
+                ).read()
+            ),
             lay.logs / "etcd.log",
             START_TIMEOUT_S,
+            lay.pids / "etcd",
         )
         self._spawn("kube-apiserver", apiserver_args(bin_dir, lay, ports))
         wait_for(
@@ -252,6 +272,7 @@ class Cluster:
             lambda: self._api_get("/readyz") == "ok",
             lay.logs / "kube-apiserver.log",
             START_TIMEOUT_S,
+            lay.pids / "kube-apiserver",
         )
         self._spawn("kube-controller-manager", kcm_args(bin_dir, lay, ports))
         self._spawn("kube-scheduler", scheduler_args(bin_dir, lay, ports))
@@ -265,6 +286,7 @@ class Cluster:
             lambda: self._ready_nodes() >= nodes,
             lay.logs / "kwok.log",
             START_TIMEOUT_S,
+            lay.pids / "kwok",
         )
         # The serviceaccount controller (kube-controller-manager) creates `default` in every
         # namespace; pods cannot be created before it exists.
@@ -273,6 +295,7 @@ class Cluster:
             lambda: bool(self.kubectl("get", "serviceaccount", "default", "-o", "name")),
             lay.logs / "kube-controller-manager.log",
             START_TIMEOUT_S,
+            lay.pids / "kube-controller-manager",
         )
         version = json.loads(self._api_get("/version"))["gitVersion"]
         if not version.startswith(KUBE_VERSION_PREFIX):
@@ -393,8 +416,11 @@ def kwok_args(bin_dir: Path, lay: Layout, p: dict[str, int], config: Path) -> li
 def write_kwok_config(path: Path) -> None:
     """The standalone kwok binary has no built-in stages; take the module's own 'fast' set."""
     module = kwok_module_dir()
+    # The module's own defaults (parallelism etc.), minus its CRDs: stages come from this file.
+    base = yaml.safe_load((module / "kustomize/kwok/kwok.yaml").read_text())
+    base["options"].pop("enableCRDs", None)
     docs = [
-        "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions: {}\n",
+        yaml.safe_dump(base, sort_keys=False),
         *[(module / stage).read_text() for stage in KWOK_STAGES],
     ]
     path.write_text("\n---\n".join(d.strip() for d in docs) + "\n")

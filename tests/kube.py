@@ -83,9 +83,7 @@ class KubeCluster:
         for crd in crds:
             self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
         if crds:
-            self.kubectl(
-                "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"
-            )
+            self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 
     @contextmanager
     def fresh_namespace(self, prefix: str = "t") -> Iterator[str]:

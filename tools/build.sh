@@ -78,8 +78,8 @@ for c in "${order[@]}"; do
     pkgs=$(cd "$here/$c" && go list -f '{{.ImportPath}}' tool)
     (cd "$here/$c" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath \
         -tags=selinux,notest,grpcnotrace -ldflags "$(ldflags_for "$c")" -o "$tmp/" $pkgs)
-    # etcd's main package is the module root, so its binary is named after the last path element.
-    [ "$c" = etcd ] && [ -x "$tmp/v3" ] && mv "$tmp/v3" "$tmp/etcd"
+    # etcd's main package is its module root (go.etcd.io/etcd/server/v3): go names it "server".
+    if [ "$c" = etcd ] && [ -x "$tmp/server" ]; then mv "$tmp/server" "$tmp/etcd"; fi
     rm -rf "$out"; mv "$tmp" "$out"
     echo "built $c in $(( $(date +%s) - start ))s" >&2
   fi

@@ -153,9 +153,7 @@ class Kube:
     # --- reads ------------------------------------------------------------------------------
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            result: dict[str, Any] = await self._call(
-                "GET", RESOURCES[kind].path(namespace, name)
-            )
+            result: dict[str, Any] = await self._call("GET", RESOURCES[kind].path(namespace, name))
         except ApiError as err:
             if err.not_found:
                 return None

@@ -76,8 +76,13 @@ def test_crd_schema_rejects_invalid_object_at_admission(
 
 def test_deployment_pods_run_on_kwok_nodes(cluster: KubeCluster, namespace: str) -> None:
     cluster.kubectl(
-        "create", "deployment", "web", "--image=registry.invalid/web:1", "--replicas=3",
-        "-n", namespace,
+        "create",
+        "deployment",
+        "web",
+        "--image=registry.invalid/web:1",
+        "--replicas=3",
+        "-n",
+        namespace,
     )
 
     def running_pods() -> list[dict]:
@@ -112,21 +117,27 @@ def test_deleting_an_owner_garbage_collects_what_it_owns(
     cluster.kubectl("apply", "-f", "-", input=json.dumps(owned))
     cluster.kubectl("delete", "configmap", "owner", "-n", namespace)
     wait_until(
-        lambda: cluster.kubectl("get", "configmap", "owned", "-n", namespace, check=False)
-        .returncode != 0,
+        lambda: (
+            cluster.kubectl("get", "configmap", "owned", "-n", namespace, check=False).returncode
+            != 0
+        ),
         timeout=60,
         what="the garbage collector to delete the owned ConfigMap",
     )
 
 
-def test_rbac_denies_a_service_account_without_a_role(
-    cluster: KubeCluster, namespace: str
-) -> None:
+def test_rbac_denies_a_service_account_without_a_role(cluster: KubeCluster, namespace: str) -> None:
     cluster.kubectl("create", "serviceaccount", "nobody", "-n", namespace)
     token = cluster.kubectl("create", "token", "nobody", "-n", namespace).stdout.strip()
     denied = cluster.kubectl(
-        "get", "pods", "-n", namespace, f"--token={token}", "--kubeconfig=/dev/null",
-        f"--server={_server(cluster)}", f"--certificate-authority={_ca(cluster)}",
+        "get",
+        "pods",
+        "-n",
+        namespace,
+        f"--token={token}",
+        "--kubeconfig=/dev/null",
+        f"--server={_server(cluster)}",
+        f"--certificate-authority={_ca(cluster)}",
         check=False,
     )
     assert denied.returncode != 0

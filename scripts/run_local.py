@@ -1,0 +1,99 @@
+"""`make run`: the CRD, the operator (in the background) and the example ModelDeployment on the
+local control plane, ending with `kubectl get md`.
+
+    python scripts/run_local.py [--dir .cluster] [--example examples/iris.yaml]
+    python scripts/run_local.py --stop
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=ROOT / ".cluster")
+    parser.add_argument("--example", type=Path, default=ROOT / "examples" / "iris.yaml")
+    parser.add_argument("--stop", action="store_true", help="stop the operator started earlier")
+    args = parser.parse_args()
+    cluster_dir = args.dir.resolve()
+    pid_file = cluster_dir / "pids" / "operator"
+    kubectl = [
+        str(cluster_dir / "bin" / "kubectl"),
+        "--kubeconfig",
+        str(cluster_dir / "kubeconfig"),
+    ]
+
+    if pid_file.exists():  # one operator at a time
+        try:
+            os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        pid_file.unlink()
+    if args.stop:
+        print("operator stopped")
+        return 0
+
+    for crd in sorted((ROOT / "crds").glob("*.yaml")):
+        subprocess.run(
+            [*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(crd)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    subprocess.run(
+        [*kubectl, "wait", "--for=condition=Established", "crd", "--all"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+    log = (cluster_dir / "logs" / "operator.log").open("ab")
+    env = {**os.environ, "KUBECONFIG": str(cluster_dir / "kubeconfig")}
+    operator = subprocess.Popen(
+        [str(Path(sys.executable).parent / "modeldeploy-operator"), "--all-namespaces"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    pid_file.write_text(str(operator.pid))
+    print(f"operator running (pid {operator.pid}), log: {cluster_dir / 'logs' / 'operator.log'}")
+
+    manifest = args.example.read_text()
+    namespaces = {
+        doc.split("namespace:")[1].split()[0]
+        for doc in manifest.split("---")
+        if "namespace:" in doc
+    }
+    for ns in sorted(namespaces):
+        subprocess.run([*kubectl, "create", "namespace", ns], capture_output=True, check=False)
+    subprocess.run([*kubectl, "apply", "-f", str(args.example)], check=True)
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if operator.poll() is not None:
+            print("error: the operator exited; see its log", file=sys.stderr)
+            return 1
+        out = subprocess.run(
+            [*kubectl, "get", "md", "-A", "-o", "json"], capture_output=True, text=True, check=True
+        ).stdout
+        phases = [i.get("status", {}).get("phase") for i in json.loads(out)["items"]]
+        if phases and all(p == "Stable" for p in phases):
+            break
+        time.sleep(0.5)
+    else:
+        print("warning: not every ModelDeployment is Stable after 90s", file=sys.stderr)
+    subprocess.run([*kubectl, "get", "md", "-A"], check=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

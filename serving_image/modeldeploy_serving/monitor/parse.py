@@ -1,0 +1,70 @@
+"""Turn the model server's Prometheus text exposition into a :class:`Sample`. Pure.
+
+Names come from :mod:`modeldeploy_serving.metric_names`; prometheus-client appends ``_total`` to
+counters and ``_bucket``/``_count``/``_created`` to histograms. Label sets are summed, so the
+server may add labels (protocol, model, ...) without breaking the monitor.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Final
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from modeldeploy_serving import metric_names
+from modeldeploy_serving.monitor.window import Sample
+
+CLIENT_ERROR_CLASS: Final = "4xx"  # status_class of requests rejected as the client's fault
+
+_REQUESTS_TOTAL: Final = f"{metric_names.REQUESTS}_total"
+_MODEL_ERRORS_TOTAL: Final = f"{metric_names.MODEL_ERRORS}_total"
+_LATENCY_BUCKET: Final = f"{metric_names.REQUEST_LATENCY}_bucket"
+_CREATED: Final = frozenset(
+    f"{name}_created"
+    for name in (metric_names.REQUESTS, metric_names.MODEL_ERRORS, metric_names.REQUEST_LATENCY)
+)
+
+
+class ParseError(ValueError):
+    """The endpoint answered, but not with a Prometheus exposition we can read."""
+
+
+def parse_sample(text: str, t: float) -> Sample:
+    """Read one scrape. Series the server has not created yet count as zero."""
+    requests = client_errors = model_errors = 0.0
+    buckets: defaultdict[float, float] = defaultdict(float)
+    created: list[float] = []
+    try:
+        families = list(text_string_to_metric_families(text))
+    except ValueError as exc:
+        raise ParseError(f"not a Prometheus exposition: {exc}") from exc
+    for family in families:
+        for sample in family.samples:
+            name, labels, value = sample.name, sample.labels, float(sample.value)
+            if name == _REQUESTS_TOTAL:
+                if labels.get("status_class") == CLIENT_ERROR_CLASS:
+                    client_errors += value
+                else:
+                    requests += value
+            elif name == _MODEL_ERRORS_TOTAL:
+                model_errors += value
+            elif name == _LATENCY_BUCKET:
+                buckets[_bound(labels.get("le", ""))] += value
+            elif name in _CREATED:
+                created.append(value)
+    return Sample(
+        t=t,
+        requests=requests,
+        model_errors=model_errors,
+        client_errors=client_errors,
+        buckets=tuple(sorted(buckets.items())),
+        started=min(created) if created else None,
+    )
+
+
+def _bound(le: str) -> float:
+    try:
+        return float(le)  # float() reads "+Inf" too
+    except ValueError as exc:
+        raise ParseError(f"histogram bucket with bad le={le!r}") from exc

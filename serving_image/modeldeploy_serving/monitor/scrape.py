@@ -1,0 +1,38 @@
+"""Fetch the model server's /metrics over HTTP. The only place the monitor talks to the server."""
+
+from __future__ import annotations
+
+import aiohttp
+
+
+class ScrapeError(Exception):
+    """The endpoint could not be read; the message is short enough for a condition."""
+
+
+class Scraper:
+    """One keep-alive HTTP session to the metrics endpoint, with a short timeout."""
+
+    def __init__(self, url: str, timeout_seconds: float) -> None:
+        self.url = url
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def fetch(self) -> str:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._session.get(self.url) as response:
+                if response.status != 200:
+                    raise ScrapeError(f"HTTP {response.status}")
+                return await response.text()
+        except TimeoutError:
+            raise ScrapeError(f"timed out after {self._timeout.total:g}s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise ScrapeError(f"cannot connect: {exc.os_error.strerror or exc}") from None
+        except aiohttp.ClientError as exc:
+            raise ScrapeError(f"{type(exc).__name__}: {exc}") from None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
