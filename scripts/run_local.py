@@ -8,6 +8,7 @@ local control plane, ending with `kubectl get md`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -34,10 +35,8 @@ def main() -> int:
     ]
 
     if pid_file.exists():  # one operator at a time
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(int(pid_file.read_text()), signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         pid_file.unlink()
     if args.stop:
         print("operator stopped")
