@@ -43,7 +43,9 @@ def run_aiohttp(model: Any, port: int) -> None:
     from aiohttp import web
 
     async def infer(request: web.Request) -> web.Response:
-        return web.Response(body=_infer(model, await request.read()), content_type="application/json")
+        return web.Response(
+            body=_infer(model, await request.read()), content_type="application/json"
+        )
 
     async def ready(_: web.Request) -> web.Response:
         return web.Response(text="ok")

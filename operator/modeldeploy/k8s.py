@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 import aiohttp
 
 from modeldeploy import names
+from modeldeploy.metrics import API_REQUESTS
 
 APPLY: Final = "application/apply-patch+yaml"
 MERGE: Final = "application/merge-patch+json"
@@ -82,11 +83,11 @@ class Credentials:
 
         cfg = client.Configuration()
         try:
-            config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+            config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
         except config.ConfigException:
             if kubeconfig:
                 raise
-            config.load_incluster_config(client_configuration=cfg)
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         ctx: ssl.SSLContext | bool
         if cfg.verify_ssl:
             ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
@@ -139,6 +140,7 @@ class Kube:
             url += "?" + urlencode(query)
         data = None if body is None else json.dumps(body)
         self.requests += 1
+        API_REQUESTS.labels("read" if method == "GET" else "write").inc()
         async with self._http().request(method, url, data=data, headers=headers) as resp:
             payload = await resp.read()
             if resp.status >= 300:
@@ -163,10 +165,10 @@ class Kube:
     async def list(
         self, kind: str, namespace: str | None, selector: dict[str, str] | None = None
     ) -> list[dict[str, Any]]:
-        query = {"labelSelector": ",".join(f"{k}={v}" for k, v in selector.items())}
-        result = await self._call(
-            "GET", RESOURCES[kind].path(namespace), query=query if selector else None
-        )
+        query = None
+        if selector:
+            query = {"labelSelector": ",".join(f"{k}={v}" for k, v in selector.items())}
+        result = await self._call("GET", RESOURCES[kind].path(namespace), query=query)
         items: list[dict[str, Any]] = result.get("items", [])
         return items
 
@@ -184,6 +186,19 @@ class Kube:
     ) -> dict[str, Any]:
         result: dict[str, Any] = await self._call(
             "PATCH", RESOURCES[kind].path(namespace, name), patch, content_type
+        )
+        return result
+
+    async def scale(self, kind: str, namespace: str, name: str, replicas: int) -> dict[str, Any]:
+        """Set replicas with an update (not an apply) under a manager of its own: the template's
+        apply never owns `spec.replicas`, so an HPA can take the field over without conflicts."""
+        query = {"fieldManager": names.SCALE_FIELD_MANAGER}
+        result: dict[str, Any] = await self._call(
+            "PATCH",
+            RESOURCES[kind].path(namespace, name),
+            {"spec": {"replicas": replicas}},
+            MERGE,
+            query,
         )
         return result
 

@@ -32,6 +32,8 @@ ANNOTATION_SPEC_HASH: Final = f"{GROUP}/spec-hash"
 
 # --- field manager for server-side apply --------------------------------------------------
 FIELD_MANAGER: Final = "modeldeploy-operator"
+# Replica counts are written by update, under their own manager, so an HPA can own the field.
+SCALE_FIELD_MANAGER: Final = "modeldeploy-operator-scale"
 
 # --- conditions -----------------------------------------------------------------------------
 COND_READY: Final = "Ready"
@@ -60,3 +62,103 @@ def service_name(md_name: str) -> str:
 
 def hpa_name(md_name: str) -> str:
     return md_name
+
+
+# --- status vocabulary (the CRD's enums list the same values; a unit test keeps them equal) ---
+PHASE_PENDING: Final = "Pending"  # accepted, nothing is serving yet
+PHASE_PROGRESSING: Final = "Progressing"  # a new revision is rolling out (canary steps or bake)
+PHASE_STABLE: Final = "Stable"  # one revision serves 100% and is healthy
+PHASE_DEGRADED: Final = "Degraded"  # serving, but unhealthy (e.g. stable pods not ready)
+PHASE_ROLLED_BACK: Final = "RolledBack"  # the last rollout breached and was rolled back
+PHASE_FAILED: Final = "Failed"  # nothing healthy to serve or roll back to
+PHASES: Final = (
+    PHASE_PENDING,
+    PHASE_PROGRESSING,
+    PHASE_STABLE,
+    PHASE_DEGRADED,
+    PHASE_ROLLED_BACK,
+    PHASE_FAILED,
+)
+
+OUTCOME_PROMOTED: Final = "Promoted"  # became the stable revision
+OUTCOME_ROLLED_BACK: Final = "RolledBack"  # breached during analysis; traffic went back
+OUTCOME_SUPERSEDED: Final = "Superseded"  # a newer spec replaced it before it finished
+OUTCOME_FAILED: Final = "Failed"  # never became ready (e.g. the model failed to load)
+OUTCOMES: Final = (OUTCOME_PROMOTED, OUTCOME_ROLLED_BACK, OUTCOME_SUPERSEDED, OUTCOME_FAILED)
+
+# --- the pod's ports, paths and process contract (the serving image follows it) -------------
+PORT_NAME_HTTP: Final = "http"
+PORT_NAME_MONITOR: Final = "monitor"
+MONITOR_PORT: Final = 9090  # reserved: spec.serving.port may not use it
+SERVICE_PORT: Final = 80  # the Service's port; it targets the named port `http`
+PATH_READY: Final = "/v2/health/ready"
+PATH_LIVE: Final = "/v2/health/live"
+PATH_METRICS: Final = "/metrics"
+PATH_MONITOR_HEALTH: Final = "/healthz"
+COMMAND_SERVER: Final = "modeldeploy-server"
+COMMAND_MONITOR: Final = "modeldeploy-monitor"
+SERVICE_ACCOUNT_MOUNT: Final = "/var/run/secrets/kubernetes.io/serviceaccount"
+MODEL_MOUNT_ROOT: Final = "/mnt/models"  # pvc://<claim>/<path> is mounted at <root>/<claim>
+RESERVED_ENV_PREFIX: Final = "MODELDEPLOY_"  # users may not set env vars with this prefix
+
+ENV_MODEL_URI: Final = "MODELDEPLOY_MODEL_URI"
+ENV_MODEL_NAME: Final = "MODELDEPLOY_MODEL_NAME"
+ENV_MODEL_VERSION: Final = "MODELDEPLOY_MODEL_VERSION"
+ENV_SHA256: Final = "MODELDEPLOY_SHA256"
+ENV_FORMAT: Final = "MODELDEPLOY_FORMAT"
+ENV_PORT: Final = "MODELDEPLOY_PORT"
+ENV_MONITOR_METRICS_URL: Final = "MODELDEPLOY_MONITOR_METRICS_URL"
+ENV_MONITOR_POD_NAME: Final = "MODELDEPLOY_MONITOR_POD_NAME"
+ENV_MONITOR_POD_NAMESPACE: Final = "MODELDEPLOY_MONITOR_POD_NAMESPACE"
+ENV_MONITOR_DEPLOYMENT_NAME: Final = "MODELDEPLOY_MONITOR_DEPLOYMENT_NAME"
+ENV_MONITOR_WINDOW_SECONDS: Final = "MODELDEPLOY_MONITOR_WINDOW_SECONDS"
+ENV_MONITOR_MIN_REQUESTS: Final = "MODELDEPLOY_MONITOR_MIN_REQUESTS"
+ENV_MONITOR_ON_NO_DATA: Final = "MODELDEPLOY_MONITOR_ON_NO_DATA"
+ENV_MONITOR_MAX_ERROR_RATE: Final = "MODELDEPLOY_MONITOR_MAX_ERROR_RATE"
+ENV_MONITOR_MAX_LATENCY_P99_MS: Final = "MODELDEPLOY_MONITOR_MAX_LATENCY_P99_MS"
+
+# --- the sidecar's per-namespace RBAC -------------------------------------------------------
+SIDECAR_ROLE: Final = "modeldeploy-monitor"
+SIDECAR_ROLE_BINDING: Final = "modeldeploy-monitor"
+# Not in the original contract: the sidecar needs the owner's uid so its Events show up in
+# `kubectl describe md` (describe selects events by involvedObject.uid).
+ENV_MONITOR_DEPLOYMENT_UID: Final = "MODELDEPLOY_MONITOR_DEPLOYMENT_UID"
+
+# --- rollout reasons: conditions and Events of the ModelDeployment (rollout.py, analysis.py) --
+REASON_DEPLOYING: Final = "Deploying"  # the first revision is on its way
+REASON_DEPLOYED: Final = "Deployed"  # the first revision is ready and serves
+REASON_ROLLOUT_STARTED: Final = "RolloutStarted"
+REASON_WAITING_FOR_REPLICAS: Final = "WaitingForReplicas"
+REASON_WARMING_UP: Final = "WarmingUp"  # Ready pods younger than one analysis window
+REASON_NO_READY_REPLICAS: Final = "NoReadyReplicas"
+REASON_STEP_PAUSE: Final = "StepPause"
+REASON_STEP_ADVANCED: Final = "StepAdvanced"
+REASON_PROMOTING: Final = "Promoting"  # pre-scaling the new revision before the cutover
+REASON_PROMOTED: Final = "Promoted"
+REASON_BAKING: Final = "Baking"
+REASON_BAKE_COMPLETED: Final = "BakeCompleted"
+REASON_ROLLOUT_COMPLETE: Final = "RolloutComplete"
+REASON_SUPERSEDED: Final = "Superseded"
+REASON_ROLLED_BACK: Final = "RolledBack"
+REASON_MANUAL_ROLLBACK: Final = "ManualRollback"
+REASON_ROLLBACK_IN_PROGRESS: Final = "RollbackInProgress"
+REASON_ROLLBACK_REFUSED: Final = "RollbackRefused"
+REASON_PROGRESS_DEADLINE_EXCEEDED: Final = "ProgressDeadlineExceeded"
+REASON_RETRY_REQUESTED: Final = "RetryRequested"
+REASON_PROMOTE_REQUESTED: Final = "PromoteRequested"
+REASON_PAUSED: Final = "Paused"
+REASON_RESUMED: Final = "Resumed"
+REASON_AS_EXPECTED: Final = "AsExpected"  # Degraded=False
+
+# --- the operator's own settings -------------------------------------------------------------
+ENV_SERVING_IMAGE: Final = "MODELDEPLOY_SERVING_IMAGE"
+# The image model pods run when a spec names none (built from serving_image/Dockerfile).
+DEFAULT_SERVING_IMAGE: Final = "ghcr.io/modeldeploy/modeldeploy:0.1.0"
+
+# --- the CRD itself ---------------------------------------------------------------------------
+# Equal to the CRD's modeldeploy.io/schema-version annotation (a unit test keeps them equal);
+# an operator seeing an older value knows the installed CRD may prune fields it relies on.
+ANNOTATION_SCHEMA_VERSION: Final = f"{GROUP}/schema-version"
+CRD_SCHEMA_VERSION: Final = "1"
+# A DNS-1035 label short enough that `<name>-r<revision>` stays a valid 63-character label.
+MAX_MD_NAME_LENGTH: Final = 52

@@ -10,7 +10,8 @@ from typing import Final
 
 PREFIX: Final = "modeldeploy"
 
-# Counter, labels: protocol (v1|v2), status_class (2xx|4xx|5xx)
+# prometheus-client exposes counters with a `_total` suffix: modeldeploy_requests_total.
+# Counter, labels: protocol (v1|v2), status_class (2xx|4xx|5xx). Inference requests only.
 REQUESTS: Final = f"{PREFIX}_requests"
 # Counter: predict() failures (the model's fault, never a client's). Drives rollback.
 MODEL_ERRORS: Final = f"{PREFIX}_model_errors"
@@ -26,3 +27,10 @@ BATCH_SIZE: Final = f"{PREFIX}_batch_size"
 MODEL_INFO: Final = f"{PREFIX}_model_info"
 # Gauge: 1 once the model is verified, loaded and warmed up.
 MODEL_READY: Final = f"{PREFIX}_model_ready"
+# Gauge =1, label reason (a LoadError cause such as Sha256Mismatch): why the model never loaded.
+MODEL_LOAD_FAILURE: Final = f"{PREFIX}_model_load_failure"
+
+# Label names, for code that builds or parses the series above.
+LABEL_PROTOCOL: Final = "protocol"
+LABEL_STATUS_CLASS: Final = "status_class"
+LABEL_REASON: Final = "reason"

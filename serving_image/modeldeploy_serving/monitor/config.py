@@ -1,7 +1,8 @@
 """Command line and environment: every ``--flag`` also reads ``MODELDEPLOY_MONITOR_FLAG``.
 
-A flag on the command line wins over the environment; the environment wins over the default.
-Values are checked here, at the edge; the rest of the monitor trusts :class:`Config`.
+A flag on the command line wins over the environment; the environment wins over the default; an
+empty environment variable counts as unset. Values are checked here, at the edge; the rest of
+the monitor trusts :class:`Config`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from modeldeploy.names import MONITOR_PORT, PATH_METRICS, SERVICE_ACCOUNT_MOUNT
 from modeldeploy_serving.monitor.verdict import OnNoData, Thresholds
 
 ENV_PREFIX: Final = "MODELDEPLOY_MONITOR_"
-SERVICE_ACCOUNT_DIR: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+DEFAULT_METRICS_URL: Final = f"http://127.0.0.1:8080{PATH_METRICS}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,7 @@ def env_name(flag: str) -> str:
 
 
 def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Config:
-    parser = _parser(environ)
+    parser = build_parser(environ)
     args = parser.parse_args(argv)
     namespace = args.pod_namespace or _in_cluster_namespace()
     if not namespace:
@@ -69,22 +71,23 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
     )
 
 
-def _parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modeldeploy-monitor",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Scrape the model server, judge a sliding window against thresholds, and "
         f"report the verdict as a condition on this Pod. Every flag also reads {ENV_PREFIX}<FLAG>.",
     )
 
     def add(flag: str, help: str, *, required: bool = False, **kwargs: Any) -> None:
         env = env_name(flag)
-        if env in environ:
+        if environ.get(env):
             kwargs["default"] = environ[env]  # argparse converts string defaults with `type`
         parser.add_argument(
-            flag, required=required and env not in environ, help=f"{help} [env {env}]", **kwargs
+            flag, required=required and not environ.get(env), help=f"{help} [env {env}]", **kwargs
         )
 
-    add("--metrics-url", "model server metrics", default="http://127.0.0.1:8080/metrics")
+    add("--metrics-url", "model server metrics", default=DEFAULT_METRICS_URL)
     add("--pod-name", "this Pod (downward API)", required=True)
     add("--pod-namespace", "this Pod's namespace (default: the service account's)", default="")
     add("--deployment-name", "the ModelDeployment, for Events", required=True)
@@ -97,7 +100,7 @@ def _parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--scrape-interval-seconds", "scrape period", type=_positive, default=2.0)
     add("--refresh-seconds", "rewrite an unchanged verdict this often", type=_positive, default=60)
     add("--host", "address for /healthz and /metrics", default="0.0.0.0")
-    add("--port", "port for /healthz and /metrics (0: any)", type=_port, default=9090)
+    add("--port", "port for /healthz and /metrics (0: any)", type=_port, default=MONITOR_PORT)
     add("--kubeconfig", "kubeconfig file (default: in-cluster service account)", default="")
     add("--log-level", "DEBUG, INFO, WARNING, ERROR", default="INFO")
     return parser
@@ -124,6 +127,6 @@ _port = _number(lambda v: 0 <= v <= 65535, "a port number", int)
 
 def _in_cluster_namespace() -> str:
     try:
-        return (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
+        return (Path(SERVICE_ACCOUNT_MOUNT) / "namespace").read_text().strip()
     except OSError:
         return ""

@@ -15,16 +15,14 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from modeldeploy_serving.monitor.report import ReportError
+
 REQUEST_TIMEOUT: Final = (3.0, 5.0)  # connect, read (seconds)
 STRATEGIC_MERGE: Final = "application/strategic-merge-patch+json"
 
 
 class ConfigError(Exception):
     """No usable credentials: a deployment mistake, not something to retry."""
-
-
-class ReportError(Exception):
-    """A write the API server did not accept (or never received); worth retrying."""
 
 
 class KubeReporter:
@@ -39,10 +37,10 @@ class KubeReporter:
         """From a kubeconfig file, or the Pod's projected service-account token."""
         try:
             if kubeconfig:
-                api = config.new_client_from_config(config_file=kubeconfig)
+                api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
             else:
                 configuration = client.Configuration()
-                config.load_incluster_config(client_configuration=configuration)
+                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
                 api = client.ApiClient(configuration)
         except (ConfigException, OSError) as exc:
             raise ConfigError(f"no Kubernetes credentials: {exc}") from exc

@@ -20,6 +20,9 @@ CLIENT_ERROR_CLASS: Final = "4xx"  # status_class of requests rejected as the cl
 _REQUESTS_TOTAL: Final = f"{metric_names.REQUESTS}_total"
 _MODEL_ERRORS_TOTAL: Final = f"{metric_names.MODEL_ERRORS}_total"
 _LATENCY_BUCKET: Final = f"{metric_names.REQUEST_LATENCY}_bucket"
+# Exported by prometheus-client's ProcessCollector: the surest sign the server restarted.
+_PROCESS_START: Final = "process_start_time_seconds"
+# Per-series creation times (absent when the server disables them): the fallback sign.
 _CREATED: Final = frozenset(
     f"{name}_created"
     for name in (metric_names.REQUESTS, metric_names.MODEL_ERRORS, metric_names.REQUEST_LATENCY)
@@ -35,6 +38,7 @@ def parse_sample(text: str, t: float) -> Sample:
     requests = client_errors = model_errors = 0.0
     buckets: defaultdict[float, float] = defaultdict(float)
     created: list[float] = []
+    process_start: float | None = None
     try:
         families = list(text_string_to_metric_families(text))
     except ValueError as exc:
@@ -43,7 +47,7 @@ def parse_sample(text: str, t: float) -> Sample:
         for sample in family.samples:
             name, labels, value = sample.name, sample.labels, float(sample.value)
             if name == _REQUESTS_TOTAL:
-                if labels.get("status_class") == CLIENT_ERROR_CLASS:
+                if labels.get(metric_names.LABEL_STATUS_CLASS) == CLIENT_ERROR_CLASS:
                     client_errors += value
                 else:
                     requests += value
@@ -53,13 +57,15 @@ def parse_sample(text: str, t: float) -> Sample:
                 buckets[_bound(labels.get("le", ""))] += value
             elif name in _CREATED:
                 created.append(value)
+            elif name == _PROCESS_START:
+                process_start = value
     return Sample(
         t=t,
         requests=requests,
         model_errors=model_errors,
         client_errors=client_errors,
         buckets=tuple(sorted(buckets.items())),
-        started=min(created) if created else None,
+        started=process_start if process_start is not None else min(created, default=None),
     )
 
 

@@ -23,6 +23,10 @@ REPORTING_CONTROLLER: Final = "modeldeploy.io/monitor"  # Event reportingCompone
 _MAX_NAME: Final = 253
 
 
+class ReportError(Exception):
+    """A write the API server did not accept (or never received); worth retrying."""
+
+
 @dataclass(frozen=True, slots=True)
 class Written:
     """The last condition the API server accepted."""

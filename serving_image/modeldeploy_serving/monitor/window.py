@@ -161,6 +161,8 @@ def histogram_quantile(q: float, buckets: Buckets) -> float | None:
         start = bounds[b - 1]
         count -= counts[b - 1]
         rank -= counts[b - 1]
+    if count <= 0:  # only when q == 0 lands on an empty bucket
+        return start
     return start + (bounds[b] - start) * (rank / count)
 
 

@@ -1,0 +1,114 @@
+"""Pure decisions behind the `kubectl modeldeploy` actions.
+
+Every action is a JSON merge patch on `metadata.annotations` of the ModelDeployment, never on
+spec: the operator reads the annotation and acts through status and the objects it owns, so
+GitOps tools see no drift. Each function validates against the object as last read and either
+returns the patch or raises `CliError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from modeldeploy import names
+from modeldeploy.cli_render import is_paused, qualified_name
+
+Obj = Mapping[str, Any]
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exit code 1."""
+
+
+@dataclass(frozen=True)
+class Action:
+    """What to patch, and what to tell the user. `value=None` removes the annotation."""
+
+    annotation: str
+    value: str | None
+    message: str
+
+    def patch(self) -> dict[str, Any]:
+        return {"metadata": {"annotations": {self.annotation: self.value}}}
+
+
+def unique_token(now: datetime, entropy: str) -> str:
+    """A value that differs from every earlier one, so the operator sees a change."""
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{entropy}"
+
+
+def rollback_targets(obj: Obj) -> list[int]:
+    """Revisions a rollback may target: last recorded as Promoted, and not the current stable.
+
+    A revision's newest history entry decides, so one that was promoted and later failed its
+    bake is no longer a target: rollbacks only ever land on a revision that was healthy.
+    """
+    status = obj.get("status") or {}
+    latest: dict[int, str] = {}
+    for entry in status.get("history") or []:
+        latest[int(entry["revision"])] = str(entry.get("outcome", ""))
+    stable = (status.get("stable") or {}).get("revision")
+    return sorted(
+        r for r, outcome in latest.items() if outcome == names.OUTCOME_PROMOTED and r != stable
+    )
+
+
+def rollback(obj: Obj, revision: int) -> Action:
+    status = obj.get("status") or {}
+    who = qualified_name(obj)
+    entries = [e for e in status.get("history") or [] if int(e["revision"]) == revision]
+    if (status.get("stable") or {}).get("revision") == revision:
+        raise CliError(f"revision {revision} is already the stable revision of {who}")
+    if not entries:
+        known = ", ".join(str(e["revision"]) for e in status.get("history") or []) or "none"
+        raise CliError(f"revision {revision} is not in the history of {who} (history: {known})")
+    outcome = entries[-1].get("outcome")
+    if outcome != names.OUTCOME_PROMOTED:
+        targets = ", ".join(map(str, rollback_targets(obj))) or "none"
+        raise CliError(
+            f"revision {revision} of {who} ended {outcome}; only revisions that were promoted "
+            f"can be rollback targets (candidates: {targets})"
+        )
+    version = entries[-1].get("modelVersion", "?")
+    return Action(
+        names.ANNOTATION_ROLLBACK_TO,
+        str(revision),
+        f"rollback of {who} to revision {revision} (version {version}) requested",
+    )
+
+
+def promote(obj: Obj, token: str) -> Action:
+    status = obj.get("status") or {}
+    who = qualified_name(obj)
+    canary = status.get("canary")
+    if not canary:
+        phase = status.get("phase") or "no status yet"
+        raise CliError(f"nothing to promote: {who} has no canary in progress (phase: {phase})")
+    return Action(
+        names.ANNOTATION_PROMOTE,
+        token,
+        f"promotion of {who} revision {canary.get('revision')} to 100% requested",
+    )
+
+
+def pause(obj: Obj) -> Action | None:
+    """None when already paused: nothing to patch."""
+    if is_paused(obj):
+        return None
+    return Action(names.ANNOTATION_PAUSED, "true", f"{qualified_name(obj)} paused")
+
+
+def resume(obj: Obj) -> Action | None:
+    """None when not paused: nothing to patch."""
+    if not is_paused(obj):
+        return None
+    return Action(names.ANNOTATION_PAUSED, None, f"{qualified_name(obj)} resumed")
+
+
+def retry(obj: Obj, token: str) -> Action:
+    quarantined = (obj.get("status") or {}).get("quarantinedSpecHashes") or []
+    note = "" if quarantined else " (nothing is quarantined now, so there is nothing to re-run)"
+    return Action(names.ANNOTATION_RETRY, token, f"retry of {qualified_name(obj)} requested{note}")

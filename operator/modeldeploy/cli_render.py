@@ -1,0 +1,247 @@
+"""Pure rendering for `kubectl modeldeploy`: a ModelDeployment dict in, lines of text out.
+
+No I/O and no clock: `now` and `color` are parameters, so every line is unit-tested.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from modeldeploy import names
+
+Obj = Mapping[str, Any]
+
+_RESET: Final = "\x1b[0m"
+_GREEN: Final = "\x1b[32m"
+_YELLOW: Final = "\x1b[33m"
+_RED: Final = "\x1b[31m"
+_BOLD: Final = "\x1b[1m"
+
+PHASE_COLORS: Final = {
+    names.PHASE_STABLE: _GREEN,
+    names.PHASE_PENDING: _YELLOW,
+    names.PHASE_PROGRESSING: _YELLOW,
+    names.PHASE_DEGRADED: _RED,
+    names.PHASE_ROLLED_BACK: _RED,
+    names.PHASE_FAILED: _RED,
+}
+OUTCOME_COLORS: Final = {
+    names.OUTCOME_PROMOTED: _GREEN,
+    names.OUTCOME_ROLLED_BACK: _RED,
+    names.OUTCOME_FAILED: _RED,
+    names.OUTCOME_SUPERSEDED: "",
+}
+SHA_SHOWN: Final = 12  # enough to tell artifacts apart in a terminal
+
+
+def paint(text: str, code: str, color: bool) -> str:
+    return f"{code}{text}{_RESET}" if color and code else text
+
+
+def age(timestamp: str | None, now: datetime) -> str:
+    """'45s', '12m', '3h', '2d' since an RFC 3339 timestamp; '-' when unknown."""
+    if not timestamp:
+        return "-"
+    try:
+        then = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return "-"
+    seconds = max(0, int((now - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def is_paused(obj: Obj) -> bool:
+    annotations = obj.get("metadata", {}).get("annotations") or {}
+    return bool(annotations.get(names.ANNOTATION_PAUSED) == "true")
+
+
+def qualified_name(obj: Obj) -> str:
+    meta = obj.get("metadata", {})
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+def table(
+    rows: Sequence[Sequence[str]], colors: Sequence[Sequence[str]] | None = None
+) -> list[str]:
+    """Left-aligned columns two spaces apart; colours are applied after padding."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for r, row in enumerate(rows):
+        cells = []
+        for i, cell in enumerate(row):
+            padded = cell if i == len(row) - 1 else cell.ljust(widths[i])
+            code = colors[r][i] if colors else ""
+            cells.append(f"{code}{padded}{_RESET}" if code else padded)
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+# --- status -----------------------------------------------------------------------------------
+def _revision_line(rev: Mapping[str, Any]) -> str:
+    parts = [f"r{rev.get('revision', '?')}", f"version {rev.get('modelVersion', '?')}"]
+    if rev.get("sha256"):
+        parts.append(f"sha256 {str(rev['sha256'])[:SHA_SHOWN]}")
+    if "readyReplicas" in rev:
+        parts.append(f"ready {rev['readyReplicas']}")
+    return "  ".join(parts)
+
+
+def traffic(status: Mapping[str, Any]) -> str:
+    """'stable r3 90%, canary r4 10%', or the stable revision alone."""
+    stable, canary = status.get("stable"), status.get("canary")
+    weight = int(status.get("weight") or (canary or {}).get("weight") or 0)
+    parts = []
+    if stable:
+        parts.append(f"stable r{stable.get('revision')} {100 - weight if canary else 100}%")
+    if canary:
+        parts.append(f"canary r{canary.get('revision')} {weight}%")
+    return ", ".join(parts) or "-"
+
+
+def _step(obj: Obj, canary: Mapping[str, Any]) -> str:
+    steps = obj.get("spec", {}).get("rollout", {}).get("steps")
+    step = canary.get("step")
+    if step is None:
+        return ""
+    total = f" of {len(steps)}" if isinstance(steps, list) else ""
+    return f"  step {int(step) + 1}{total}"
+
+
+def breach_text(breach: Mapping[str, Any], now: datetime) -> str:
+    text = (
+        f"{breach.get('metric', '?')} {breach.get('value', '?')} > {breach.get('threshold', '?')}"
+    )
+    if breach.get("window"):
+        text += f" over {breach['window']}"
+    if "requests" in breach:
+        text += f" ({breach['requests']} requests)"
+    if breach.get("pod"):
+        text += f", pod {breach['pod']}"
+    if breach.get("time"):
+        text += f", {age(breach['time'], now)} ago"
+    return text
+
+
+def condition_lines(
+    conditions: Sequence[Mapping[str, Any]], now: datetime, color: bool
+) -> list[str]:
+    rows = [["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"]]
+    codes = [[""] * 5]
+    for c in conditions:
+        ctype, value = str(c.get("type", "")), str(c.get("status", ""))
+        # Degraded=True is the bad state; for Ready and Progressing True is good or neutral.
+        good = (value == "False") if ctype == names.COND_DEGRADED else (value == "True")
+        code = _YELLOW if value == "Unknown" else (_GREEN if good else _RED)
+        reason, when = str(c.get("reason", "")), age(c.get("lastTransitionTime"), now)
+        rows.append([ctype, value, reason, when, str(c.get("message", ""))])
+        codes.append(["", code if color else "", "", "", ""])
+    return ["  " + line for line in table(rows, codes)]
+
+
+def status_lines(obj: Obj, now: datetime, color: bool = False) -> list[str]:
+    """The `status` view: phase, traffic split, revisions, last breach and conditions."""
+    meta, spec = obj.get("metadata", {}), obj.get("spec", {})
+    status = obj.get("status") or {}
+    model = spec.get("model", {})
+    phase = status.get("phase") or "-"
+    fields: list[tuple[str, str]] = [
+        ("Name", qualified_name(obj)),
+        ("Model", f"{model.get('name', '?')}  version {model.get('version', '?')} (desired)"),
+        ("Phase", paint(phase, PHASE_COLORS.get(phase, "") + _BOLD, color)),
+    ]
+    if not status:
+        fields.append(("Message", "no status yet: the operator has not observed this object"))
+    elif status.get("message"):
+        fields.append(("Message", str(status["message"])))
+    generation, observed = meta.get("generation"), status.get("observedGeneration")
+    if status and generation is not None and (observed is None or observed < generation):
+        fields.append(("Generation", f"{generation}, status is from {observed or 0} (catching up)"))
+    if is_paused(obj):
+        fields.append(("Paused", paint("yes", _YELLOW, color) + f" ({names.ANNOTATION_PAUSED})"))
+    if status:
+        fields.append(("Traffic", traffic(status)))
+    if stable := status.get("stable"):
+        fields.append(("Stable", _revision_line(stable)))
+    if canary := status.get("canary"):
+        weight = int(status.get("weight") or canary.get("weight") or 0)
+        fields.append(("Canary", f"{_revision_line(canary)}  weight {weight}%{_step(obj, canary)}"))
+    if "readyReplicas" in status:
+        fields.append(("Ready pods", str(status["readyReplicas"])))
+    if breach := status.get("lastBreach"):
+        fields.append(("Last breach", paint(breach_text(breach, now), _RED, color)))
+    if quarantined := status.get("quarantinedSpecHashes"):
+        count = len(quarantined)
+        fields.append(("Quarantined", f"{count} spec{'s' if count != 1 else ''} (retry to re-run)"))
+    width = max(len(label) for label, _ in fields) + 2
+    lines = [f"{label + ':':<{width}}{value}" for label, value in fields]
+    if conditions := status.get("conditions"):
+        lines += ["", "Conditions:", *condition_lines(conditions, now, color)]
+    return lines
+
+
+# --- history ----------------------------------------------------------------------------------
+def history_lines(obj: Obj, now: datetime, color: bool = False) -> list[str]:
+    """The `history` view: finished rollouts, oldest first, the current stable marked."""
+    status = obj.get("status") or {}
+    history = status.get("history") or []
+    stable_rev = (status.get("stable") or {}).get("revision")
+    if not history:
+        lines = [f"{qualified_name(obj)} has no finished rollouts yet"]
+    else:
+        rows = [["", "REVISION", "VERSION", "SHA256", "OUTCOME", "STARTED", "FINISHED", "REASON"]]
+        codes = [[""] * 8]
+        for entry in history:
+            outcome = str(entry.get("outcome", ""))
+            mark = "*" if entry.get("revision") == stable_rev else ""
+            rows.append(
+                [
+                    mark,
+                    str(entry.get("revision", "")),
+                    str(entry.get("modelVersion", "")),
+                    str(entry.get("sha256", ""))[:SHA_SHOWN],
+                    outcome,
+                    age(entry.get("startedAt"), now),
+                    age(entry.get("finishedAt"), now),
+                    str(entry.get("reason", "")),
+                ]
+            )
+            codes.append(
+                ["", "", "", "", OUTCOME_COLORS.get(outcome, "") if color else ""] + [""] * 3
+            )
+        lines = table(rows, codes)
+        if stable_rev is not None:
+            lines.append(f"* stable revision r{stable_rev}")
+    if canary := status.get("canary"):
+        lines.append(
+            f"rolling out: r{canary.get('revision')} (version {canary.get('modelVersion', '?')})"
+        )
+    return lines
+
+
+# --- machine-readable documents (--output json|yaml) ------------------------------------------
+def status_document(obj: Obj) -> dict[str, Any]:
+    meta = obj.get("metadata", {})
+    return {
+        "name": meta.get("name"),
+        "namespace": meta.get("namespace"),
+        "generation": meta.get("generation"),
+        "paused": is_paused(obj),
+        "status": dict(obj.get("status") or {}),
+    }
+
+
+def history_document(obj: Obj) -> dict[str, Any]:
+    status = obj.get("status") or {}
+    meta = obj.get("metadata", {})
+    return {
+        "name": meta.get("name"),
+        "namespace": meta.get("namespace"),
+        "stableRevision": (status.get("stable") or {}).get("revision"),
+        "canaryRevision": (status.get("canary") or {}).get("revision"),
+        "history": list(status.get("history") or []),
+    }

@@ -1,0 +1,70 @@
+"""`modeldeploy-operator`: run the kopf operator."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+import kopf
+from prometheus_client import start_http_server
+
+from modeldeploy import __version__, names
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="modeldeploy-operator",
+        description="Reconcile ModelDeployments into model-serving Deployments, Services and HPAs.",
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--all-namespaces", action="store_true", help="watch every namespace (the default)"
+    )
+    scope.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch only this namespace (repeatable); RBAC can then be Roles only",
+    )
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster)")
+    parser.add_argument("--metrics-port", type=int, default=8000, help="Prometheus metrics port")
+    parser.add_argument(
+        "--health-port", type=int, default=8081, help="liveness endpoint port (/healthz)"
+    )
+    parser.add_argument(
+        "--serving-image",
+        default=os.environ.get(names.ENV_SERVING_IMAGE, names.DEFAULT_SERVING_IMAGE),
+        help="image for model pods whose spec names none (env MODELDEPLOY_SERVING_IMAGE)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=__version__)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # kopf logs every handled event at INFO; our controller logs what changed instead.
+    logging.getLogger("kopf.objects").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    if args.kubeconfig:
+        # Both kopf's login and our own client read it from the environment.
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    os.environ[names.ENV_SERVING_IMAGE] = args.serving_image  # read by the startup handler
+    if args.metrics_port:
+        start_http_server(args.metrics_port)
+
+    from modeldeploy import handlers  # noqa: F401  (registers the kopf handlers)
+
+    kopf.run(
+        standalone=True,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz"
+        if args.health_port
+        else None,
+    )

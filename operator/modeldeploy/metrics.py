@@ -1,0 +1,32 @@
+"""The operator's own Prometheus metrics (served on --metrics-port)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PREFIX: Final = "modeldeploy"
+
+RECONCILES = Counter(
+    f"{PREFIX}_reconciles", "Reconciles of ModelDeployments, by result.", ["result"]
+)
+RECONCILE_SECONDS = Histogram(
+    f"{PREFIX}_reconcile_duration_seconds",
+    "Wall time of one reconcile.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+MANAGED = Gauge(
+    f"{PREFIX}_modeldeployments", "ModelDeployments managed by this operator, by phase.", ["phase"]
+)
+ROLLBACKS = Counter(f"{PREFIX}_rollbacks", "Automatic and manual rollbacks, by reason.", ["reason"])
+TIME_TO_ROLLBACK = Histogram(
+    f"{PREFIX}_time_to_rollback_seconds",
+    "From the breaching pod condition's lastTransitionTime to the rollback applied.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+API_REQUESTS = Counter(
+    f"{PREFIX}_api_requests",
+    "Requests this operator made to the Kubernetes API (kopf's watches excluded), by kind.",
+    ["kind"],  # read | write
+)

@@ -1,0 +1,218 @@
+"""One reconcile, planned in pure code: from the ModelDeployment and what is observed in the
+cluster to the objects to apply, the replica counts to set, what to delete, the status to write
+and the events to post. The controller executes the plan; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from modeldeploy import builders, names, rollout
+from modeldeploy.analysis import OnNoData, analyze_revisions, pod_view
+from modeldeploy.hashing import revision_hash
+from modeldeploy.spec import ModelDeploymentSpec, SpecError, parse_spec, validate_name
+from modeldeploy.status import invalid_spec_status, render_status, status_patch
+
+REASON_INVALID_SPEC = "InvalidSpec"
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """What the controller must do, in order: apply, scale, delete, write status, post events."""
+
+    apply: tuple[dict[str, Any], ...] = ()
+    scale: Mapping[str, int] = field(default_factory=dict)  # Deployment name -> replicas
+    delete: tuple[tuple[str, str], ...] = ()  # (kind, name)
+    status: dict[str, Any] | None = None  # a merge patch of .status; None = nothing to write
+    events: tuple[dict[str, str], ...] = ()
+    phase: str | None = None
+    rollbacks: tuple[str, ...] = ()  # reasons, one per rollback that this plan performs
+    breach_started: datetime | None = None  # when the breach that caused a rollback began
+    requeue_after: float | None = None
+    outcome: str = "ok"  # "ok" | "invalid"
+
+
+def plan(
+    body: Mapping[str, Any],
+    observed: Mapping[str, list[dict[str, Any]]],
+    *,
+    default_image: str,
+    now: datetime,
+) -> Reconciliation:
+    meta = body["metadata"]
+    stored_status: Mapping[str, Any] = body.get("status") or {}
+    try:
+        validate_name(meta["name"])
+        spec = parse_spec(body.get("spec") or {})
+    except SpecError as err:
+        return _invalid(body, err, now)
+
+    owner = builders.Owner.from_body(body)
+    spec_hash = revision_hash(spec, default_image=default_image)
+    deployments = _by_revision(observed.get("deployments", []))
+    obs = _observation(spec, spec_hash, meta, deployments, observed.get("pods", []), now)
+    state = rollout.RolloutState.from_dict(stored_status.get("rollout") or {})
+    new_state, decision = rollout.step(state, obs, policy_from(spec), now)
+
+    apply: list[dict[str, Any]] = [*builders.sidecar_rbac(owner.namespace)]
+    apply.append(_service(owner, decision.service_revision))
+    if decision.render_revision is not None:
+        apply.append(
+            builders.revision_deployment(
+                owner,
+                spec,
+                revision=decision.render_revision,
+                spec_hash=spec_hash,
+                default_image=default_image,
+                replicas=None,  # never owned by the template's apply (the HPA may own it)
+            )
+        )
+    delete: list[tuple[str, str]] = []
+    hpa = (
+        builders.hpa(owner, spec, revision=decision.hpa_revision) if decision.hpa_revision else None
+    )
+    if hpa is not None:
+        apply.append(hpa)
+    elif observed.get("hpas"):
+        delete.append(("HorizontalPodAutoscaler", names.hpa_name(owner.name)))
+
+    scale: dict[str, int] = {}
+    for revision, replicas in decision.replicas.items():
+        current = deployments.get(revision)
+        if replicas is None and current is None and spec.autoscaling_enabled:
+            # A new Deployment starts at 1 replica; size it to the HPA's floor once, before the
+            # HPA takes the field over (an update, so the HPA can own it without a conflict).
+            assert spec.autoscaling is not None
+            replicas = spec.autoscaling.min_replicas
+        have = None if current is None else (current.get("spec") or {}).get("replicas")
+        if replicas is not None and have != replicas:
+            scale[names.revision_name(owner.name, revision)] = replicas
+    for revision in deployments:
+        if revision not in decision.replicas:
+            delete.append(("Deployment", names.revision_name(owner.name, revision)))
+
+    desired = render_status(
+        stored_status,
+        new_state,
+        decision,
+        generation=meta.get("generation"),
+        ready=_ready(deployments),
+        now=now,
+    )
+    rolled_back = (
+        new_state.phase == rollout.Phase.ROLLED_BACK and state.phase != rollout.Phase.ROLLED_BACK
+    )
+    breach = new_state.last_breach if rolled_back else None
+    return Reconciliation(
+        apply=tuple(apply),
+        scale=scale,
+        delete=tuple(delete),
+        status=status_patch(stored_status, desired),
+        events=tuple(
+            {"type": e.type, "reason": e.reason, "message": e.message} for e in decision.events
+        ),
+        phase=str(new_state.phase),
+        rollbacks=(breach.reason,) if breach else (),
+        breach_started=_breach_started(breach, observed.get("pods", [])) if breach else None,
+        requeue_after=decision.requeue_after,
+    )
+
+
+def policy_from(spec: ModelDeploymentSpec) -> rollout.Policy:
+    return rollout.Policy(
+        steps=tuple(rollout.Step(weight=s.weight, pause=s.pause) for s in spec.rollout.steps),
+        bake_time=spec.rollout.bake_time,
+        automatic_rollback=spec.rollback.automatic,
+        history_limit=spec.rollback.history_limit,
+        autoscaling=spec.autoscaling_enabled,
+        replicas=spec.fixed_replicas or 1,
+    )
+
+
+def _observation(
+    spec: ModelDeploymentSpec,
+    spec_hash: str,
+    meta: Mapping[str, Any],
+    deployments: Mapping[int, dict[str, Any]],
+    pods: list[dict[str, Any]],
+    now: datetime,
+) -> rollout.Observation:
+    annotations: Mapping[str, str] = meta.get("annotations") or {}
+    verdicts = analyze_revisions(
+        [pod_view(p) for p in pods],
+        sorted(deployments),
+        now=now,
+        window=spec.analysis.window,
+        on_no_data=OnNoData(spec.analysis.on_no_data),
+    )
+    rollback_to = annotations.get(names.ANNOTATION_ROLLBACK_TO)
+    return rollout.Observation(
+        spec_hash=spec_hash,
+        model_version=spec.model.version,
+        model_sha256=spec.model.sha256,
+        replicas={
+            r: int((d.get("spec") or {}).get("replicas") or 0) for r, d in deployments.items()
+        },
+        ready=_ready(deployments),
+        verdicts=verdicts,
+        retry=annotations.get(names.ANNOTATION_RETRY),
+        promote=annotations.get(names.ANNOTATION_PROMOTE),
+        rollback=(
+            rollout.RollbackRequest(revision=int(rollback_to), token=rollback_to)
+            if rollback_to and rollback_to.isdigit()
+            else None
+        ),
+        paused=annotations.get(names.ANNOTATION_PAUSED, "").lower() == "true",
+    )
+
+
+def _by_revision(deployments: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    result: dict[int, dict[str, Any]] = {}
+    for d in deployments:
+        label = (d["metadata"].get("labels") or {}).get(names.LABEL_REVISION, "")
+        if label.isdigit() and not d["metadata"].get("deletionTimestamp"):
+            result[int(label)] = d
+    return result
+
+
+def _ready(deployments: Mapping[int, dict[str, Any]]) -> dict[int, int]:
+    return {
+        r: int((d.get("status") or {}).get("readyReplicas") or 0) for r, d in deployments.items()
+    }
+
+
+def _service(owner: builders.Owner, pinned_revision: int | None) -> dict[str, Any]:
+    svc = builders.service(owner)
+    if pinned_revision is not None:
+        selector = builders.child_labels(owner.name, pinned_revision)
+        svc["spec"]["selector"] = {
+            k: v for k, v in selector.items() if k in (names.LABEL_NAME, names.LABEL_REVISION)
+        } | svc["spec"]["selector"]
+    return svc
+
+
+def _breach_started(breach: rollout.Breach, pods: list[dict[str, Any]]) -> datetime | None:
+    """The breaching pod's condition transition time: the start of time-to-rollback."""
+    for pod in pods:
+        if pod["metadata"]["name"] != breach.pod:
+            continue
+        for cond in (pod.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == names.POD_COND_METRICS_HEALTHY and cond.get("status") == "False":
+                stamp = cond.get("lastTransitionTime")
+                if stamp:
+                    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return breach.at
+
+
+def _invalid(body: Mapping[str, Any], err: SpecError, now: datetime) -> Reconciliation:
+    """A spec only the operator can reject: say so once, touch nothing that serves."""
+    stored: Mapping[str, Any] = body.get("status") or {}
+    desired = invalid_spec_status(stored, err, body["metadata"].get("generation"), now)
+    patch = status_patch(stored, desired)
+    events: tuple[dict[str, str], ...] = ()
+    if patch is not None:
+        events = ({"type": "Warning", "reason": REASON_INVALID_SPEC, "message": str(err)},)
+    return Reconciliation(status=patch, events=events, phase=names.PHASE_FAILED, outcome="invalid")

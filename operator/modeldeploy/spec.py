@@ -1,0 +1,398 @@
+"""The ModelDeployment spec as frozen pydantic models, mirroring crds/modeldeployment.yaml.
+
+The CRD rejects bad input at admission; this module checks it again because the installed CRD
+may be older than the operator (Helm never upgrades CRDs). Defaults here equal the CRD's
+(tests/unit/test_crd_agrees_with_spec.py), so a parsed spec is complete whichever layer filled
+it. `parse_spec` turns every problem into one typed `SpecError` naming the field.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic.alias_generators import to_camel
+
+from modeldeploy import names
+from modeldeploy.units import (
+    DURATION_MAX_LENGTH,
+    DURATION_PATTERN,
+    QUANTITY_MAX_LENGTH,
+    QUANTITY_PATTERN,
+    format_duration,
+    parse_duration,
+    parse_quantity,
+)
+
+
+class SpecError(ValueError):
+    """A spec the operator cannot act on: `field_path` (e.g. spec.model.uri) and why."""
+
+    def __init__(self, field_path: str, message: str) -> None:
+        super().__init__(f"{field_path}: {message}")
+        self.field_path = field_path
+        self.message = message
+
+
+# --- field types --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DurationBounds:
+    """Inclusive bounds of a duration field; the CRD states the same ones in CEL."""
+
+    low: str
+    high: str
+
+    def __call__(self, value: timedelta) -> timedelta:
+        if not parse_duration(self.low) <= value <= parse_duration(self.high):
+            raise ValueError(f"must be between {self.low} and {self.high}")
+        return value
+
+
+def _to_duration(value: object) -> object:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+_DURATION_SCHEMA: Final = {
+    "type": "string",
+    "pattern": DURATION_PATTERN,
+    "maxLength": DURATION_MAX_LENGTH,
+}
+_PAUSE_BOUNDS: Final = DurationBounds("0s", "24h")
+_WINDOW_BOUNDS: Final = DurationBounds("5s", "1h")
+
+# A duration is written "30s" or "1h30m", held as a timedelta, and written back canonically.
+PauseDuration = Annotated[
+    timedelta,
+    BeforeValidator(_to_duration),
+    AfterValidator(_PAUSE_BOUNDS),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(_DURATION_SCHEMA),
+    _PAUSE_BOUNDS,
+]
+WindowDuration = Annotated[
+    timedelta,
+    BeforeValidator(_to_duration),
+    AfterValidator(_WINDOW_BOUNDS),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(_DURATION_SCHEMA),
+    _WINDOW_BOUNDS,
+]
+
+# The API server accepts a quantity as an integer or a string; the spec always holds a string.
+Quantity = Annotated[
+    str,
+    BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v),
+    Field(max_length=QUANTITY_MAX_LENGTH, pattern=QUANTITY_PATTERN),
+]
+
+URI_SCHEMES: Final = ("pvc://", "http://", "https://", "file://")
+# Checked in the CRD's order with the same regexes (CEL there, Python here).
+_URI_RULES: Final[tuple[tuple[Callable[[str], object], str], ...]] = (
+    (
+        lambda uri: uri.startswith(URI_SCHEMES),
+        "must start with one of the allowed schemes 'pvc://', 'http://', 'https://', 'file://'",
+    ),
+    (lambda uri: re.fullmatch(r"[^\s]+", uri), "must not contain whitespace"),
+    (
+        lambda uri: ".." not in uri and "%2e" not in uri.lower(),
+        "must not contain '..' or an encoded '.' (path traversal)",
+    ),
+    (
+        lambda uri: (
+            not uri.startswith("pvc://")
+            or re.fullmatch(r"pvc://[a-z0-9]([-.a-z0-9]*[a-z0-9])?/[^?#]+", uri)
+        ),
+        "must have the form 'pvc://<claim>/<path>'",
+    ),
+    (
+        lambda uri: (
+            not re.match(r"https?://", uri) or re.fullmatch(r"https?://[^/@?#]+/[^#]+", uri)
+        ),
+        "must have the form 'http(s)://<host>/<path>', with no credentials and no fragment",
+    ),
+    (
+        lambda uri: not re.match(r"https?://169\.254\.", uri),
+        "must not point at a link-local (cloud metadata) address",
+    ),
+    (
+        lambda uri: not uri.startswith("file://") or re.fullmatch(r"file:///[^?#]+", uri),
+        "must have the form 'file:///<absolute path>'",
+    ),
+)
+
+
+def _check_uri(uri: str) -> str:
+    for holds, message in _URI_RULES:
+        if not holds(uri):
+            raise ValueError(message)
+    return uri
+
+
+# --- the models -------------------------------------------------------------------------------
+
+
+class _Spec(BaseModel):
+    """Frozen, camelCase on the wire, and no unknown fields: a field the API server kept but
+    this operator does not know means the CRD is newer than the operator."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
+
+class ModelSource(_Spec):
+    name: str = Field(
+        min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+    )
+    version: str = Field(
+        min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.+]*[A-Za-z0-9])?$"
+    )
+    uri: Annotated[str, AfterValidator(_check_uri)] = Field(min_length=1, max_length=2048)
+    sha256: str = Field(max_length=64, pattern=r"^[a-f0-9]{64}$")
+    format: Literal["joblib", "skops"] = "joblib"
+
+
+class ResourceList(_Spec):
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+    ephemeral_storage: Quantity | None = Field(default=None, alias="ephemeral-storage")
+
+    def as_dict(self) -> dict[str, str]:
+        """The Kubernetes ResourceList (only the quantities that are set)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Resources(_Spec):
+    requests: ResourceList | None = None
+    limits: ResourceList | None = None
+
+
+DEFAULT_RESOURCES: Final = Resources(
+    requests=ResourceList(cpu="250m", memory="256Mi"), limits=ResourceList(memory="512Mi")
+)
+
+
+class EnvVar(_Spec):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    value: str = Field(default="", max_length=4096)
+
+
+class Serving(_Spec):
+    image: str | None = Field(default=None, min_length=1, max_length=512, pattern=r"^[^\s]+$")
+    port: int = Field(default=8080, ge=1024, le=65535)
+    resources: Resources = DEFAULT_RESOURCES
+    env: tuple[EnvVar, ...] = Field(default=(), max_length=32)
+
+
+class ScalingPolicy(_Spec):
+    type: Literal["Pods", "Percent"]
+    value: int = Field(ge=1, le=1000)
+    period_seconds: int = Field(ge=1, le=1800)
+
+
+class ScalingRules(_Spec):
+    stabilization_window_seconds: int | None = Field(default=None, ge=0, le=3600)
+    select_policy: Literal["Max", "Min", "Disabled"] | None = None
+    policies: tuple[ScalingPolicy, ...] = Field(default=(), max_length=10)
+
+
+class Behavior(_Spec):
+    scale_up: ScalingRules | None = None
+    scale_down: ScalingRules | None = None
+
+
+class Autoscaling(_Spec):
+    enabled: bool = True
+    min_replicas: int = Field(default=1, ge=1, le=1000)
+    max_replicas: int = Field(ge=1, le=1000)
+    target_cpu_utilization_percentage: int = Field(
+        default=70, ge=1, le=100, alias="targetCPUUtilizationPercentage"
+    )
+    behavior: Behavior | None = None
+
+
+class Step(_Spec):
+    weight: int = Field(ge=1, le=100)
+    pause: PauseDuration = timedelta(seconds=30)
+
+
+DEFAULT_STEPS: Final = (
+    Step(weight=10, pause=timedelta(seconds=30)),
+    Step(weight=50, pause=timedelta(seconds=60)),
+)
+
+
+class Rollout(_Spec):
+    steps: tuple[Step, ...] = Field(default=DEFAULT_STEPS, max_length=20)
+    bake_time: PauseDuration = timedelta(minutes=5)
+
+
+class Thresholds(_Spec):
+    error_rate: float = Field(default=0.01, gt=0, le=1)
+    latency_p99_ms: float = Field(default=250, gt=0, le=600_000)
+
+
+class Analysis(_Spec):
+    window: WindowDuration = timedelta(seconds=30)
+    min_requests: int = Field(default=20, ge=1, le=1_000_000)
+    on_no_data: Literal["hold", "pass", "fail"] = "hold"
+    thresholds: Thresholds = Thresholds()
+
+
+class Rollback(_Spec):
+    automatic: bool = True
+    history_limit: int = Field(default=10, ge=1, le=50)
+
+
+class ModelDeploymentSpec(_Spec):
+    model: ModelSource
+    serving: Serving = Serving()
+    replicas: int | None = Field(default=None, ge=1, le=1000)
+    autoscaling: Autoscaling | None = None
+    rollout: Rollout = Rollout()
+    analysis: Analysis = Analysis()
+    rollback: Rollback = Rollback()
+
+    @property
+    def autoscaling_enabled(self) -> bool:
+        return self.autoscaling is not None and self.autoscaling.enabled
+
+    @property
+    def fixed_replicas(self) -> int | None:
+        """Pods of the stable revision when no HPA owns the count (1 if unset); else None."""
+        return None if self.autoscaling_enabled else (self.replicas or 1)
+
+
+def effective_image(spec: ModelDeploymentSpec, default_image: str) -> str:
+    """The serving image: the spec's own, else the one the operator was installed with."""
+    return spec.serving.image or default_image
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+
+def parse_spec(raw: Mapping[str, Any]) -> ModelDeploymentSpec:
+    """Validate `.spec` of a ModelDeployment; raise SpecError for the first problem found."""
+    try:
+        spec = ModelDeploymentSpec.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise SpecError(_field_path(first["loc"]), _message(first)) from None
+    for field_path, message in cross_field_problems(spec):
+        raise SpecError(field_path, message)
+    return spec
+
+
+def validate_name(name: str) -> None:
+    """The CRD's rule on metadata.name, for objects that reached the operator without it."""
+    if len(name) > names.MAX_MD_NAME_LENGTH or not re.fullmatch(
+        r"[a-z]([-a-z0-9]*[a-z0-9])?", name
+    ):
+        raise SpecError(
+            "metadata.name",
+            "must be a DNS-1035 label (lowercase letters, digits and '-', starting with a "
+            "letter) of at most 52 characters, so that the Service and the "
+            "`<name>-r<revision>` Deployments get valid names",
+        )
+
+
+def cross_field_problems(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
+    """Rules spanning several fields: the CRD's CEL rules, plus what CEL cannot compare."""
+    problems: list[tuple[str, str]] = []
+    scaling = spec.autoscaling
+    if spec.replicas is not None and spec.autoscaling_enabled:
+        problems.append(
+            (
+                "spec.replicas",
+                "must not be set when `autoscaling.enabled` is true: "
+                "the HorizontalPodAutoscaler owns the replica count",
+            )
+        )
+    requests = spec.serving.resources.requests
+    if spec.autoscaling_enabled and (requests is None or requests.cpu is None):
+        problems.append(
+            (
+                "spec.serving.resources.requests",
+                "must set `cpu` when autoscaling is "
+                "enabled: the HorizontalPodAutoscaler measures utilization against "
+                "the CPU request",
+            )
+        )
+    if scaling is not None and scaling.min_replicas > scaling.max_replicas:
+        problems.append(
+            ("spec.autoscaling.minReplicas", "must be less than or equal to `maxReplicas`")
+        )
+    weights = [step.weight for step in spec.rollout.steps]
+    if any(later <= earlier for earlier, later in itertools.pairwise(weights)):
+        problems.append(("spec.rollout.steps", "weights must be strictly increasing"))
+    if spec.serving.port == names.MONITOR_PORT:
+        problems.append(("spec.serving.port", "must not be 9090, the monitoring sidecar's port"))
+    problems.extend(_env_problems(spec.serving.env))
+    problems.extend(_request_limit_problems(spec.serving.resources))
+    return problems
+
+
+def _env_problems(env: tuple[EnvVar, ...]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for index, var in enumerate(env):
+        path = f"spec.serving.env[{index}].name"
+        if var.name.startswith(names.RESERVED_ENV_PREFIX):
+            problems.append(
+                (path, "must not start with 'MODELDEPLOY_' (reserved for the operator)")
+            )
+        if var.name in seen:
+            problems.append((f"spec.serving.env[{index}]", f"Duplicate value: {var.name!r}"))
+        seen.add(var.name)
+    return problems
+
+
+def _request_limit_problems(resources: Resources) -> list[tuple[str, str]]:
+    # The CRD cannot compare quantities; without this check the Deployment would be refused
+    # later with a message that never mentions the ModelDeployment.
+    if resources.requests is None or resources.limits is None:
+        return []
+    requests, limits = resources.requests.as_dict(), resources.limits.as_dict()
+    return [
+        (
+            f"spec.serving.resources.requests.{name}",
+            f"must be less than or equal to `limits.{name}` ({limits[name]}), got {requested}",
+        )
+        for name, requested in requests.items()
+        if name in limits and parse_quantity(requested) > parse_quantity(limits[name])
+    ]
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = "spec"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    if error["type"] == "value_error":  # our own validators: their message as written
+        return str(error["ctx"]["error"])
+    if error["type"] == "extra_forbidden":
+        return "unknown field (is the installed CRD newer than the operator?)"
+    return str(error["msg"])

@@ -1,0 +1,76 @@
+"""Durations ("30s", "1h30m") and Kubernetes quantities ("250m", "1Gi") as the API spells them.
+
+Durations follow the subset of Go's time.ParseDuration that the CRD pattern admits, so the API
+server's CEL `duration()` and this module read every accepted string the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from decimal import Decimal
+from typing import Final
+
+DURATION_PATTERN: Final = r"^([0-9]{1,5}(ms|s|m|h))+$"
+DURATION_MAX_LENGTH: Final = 24
+_DURATION_PART: Final = re.compile(r"([0-9]+)(ms|s|m|h)")
+_UNIT: Final = {
+    "h": timedelta(hours=1),
+    "m": timedelta(minutes=1),
+    "s": timedelta(seconds=1),
+    "ms": timedelta(milliseconds=1),
+}
+
+QUANTITY_PATTERN: Final = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+QUANTITY_MAX_LENGTH: Final = 32
+_QUANTITY: Final = re.compile(QUANTITY_PATTERN)
+_SUFFIX: Final = {
+    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    **{s: Decimal(1000) ** (i + 1) for i, s in enumerate(("k", "M", "G", "T", "P", "E"))},
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'1h30m' -> timedelta(hours=1, minutes=30); ValueError names the expected form."""
+    if len(text) > DURATION_MAX_LENGTH or not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(
+            f"should match '{DURATION_PATTERN}' (a duration such as 500ms, 30s, 5m, 1h30m)"
+        )
+    return sum(
+        (int(number) * _UNIT[unit] for number, unit in _DURATION_PART.findall(text)),
+        timedelta(),
+    )
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest spelling parse_duration reads back: 90s -> '1m30s', 0 -> '0s'."""
+    millis = round(value.total_seconds() * 1000)
+    if millis < 0:
+        raise ValueError(f"durations are never negative, got {value}")
+    if millis == 0:
+        return "0s"
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    seconds, millis = divmod(millis, 1000)
+    parts = zip((hours, minutes, seconds, millis), ("h", "m", "s", "ms"), strict=True)
+    return "".join(f"{n}{unit}" for n, unit in parts if n)
+
+
+def parse_quantity(text: str | int) -> Decimal:
+    """'250m' -> Decimal('0.25'), '1Gi' -> Decimal(1073741824)."""
+    value = str(text)
+    if not _QUANTITY.fullmatch(value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity")
+    number = re.match(r"^[+-]?(\d+\.?\d*|\.\d+)", value)
+    assert number is not None  # the full pattern above guarantees a leading number
+    suffix = value[number.end() :]
+    if suffix[:1] in ("e", "E"):
+        return Decimal(number.group(0)) * Decimal(10) ** Decimal(suffix[1:])
+    return Decimal(number.group(0)) * _SUFFIX[suffix]

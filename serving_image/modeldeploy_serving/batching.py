@@ -1,0 +1,163 @@
+"""One worker thread runs predict(); concurrent requests can share a call (micro-batching).
+
+Why a thread: predict() can take milliseconds to seconds, and the event loop must keep
+answering health probes and accepting requests meanwhile. Why one: scikit-learn estimators
+are not promised to be thread-safe, and on a small CPU quota parallel predicts only contend.
+
+Why batching pays: a tree ensemble walks the same trees for 1 row or 64, so 64 queued single-row
+requests cost about one predict(). The batching is adaptive: a batch is whatever queued up
+while the previous predict() ran, so an idle server adds no waiting; `max_wait` optionally
+holds a batch open a little longer, and only while requests are arriving concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ModelError, Overloaded, Unavailable
+
+PredictFn = Callable[[np.ndarray, Sequence[str]], tuple[np.ndarray, ...]]
+
+
+@dataclass(slots=True)
+class _Pending:
+    rows: np.ndarray
+    outputs: tuple[str, ...]
+    future: asyncio.Future[tuple[np.ndarray, ...]]
+
+
+class PredictQueue:
+    """Admission control, batching and the predict thread. Use from the event loop only."""
+
+    def __init__(
+        self,
+        predict: PredictFn,
+        *,
+        max_batch_rows: int,
+        max_wait_seconds: float,
+        max_queued_rows: int,
+        on_batch: Callable[[int], None],
+    ) -> None:
+        self._predict = predict
+        self._max_batch_rows = max_batch_rows
+        self._max_wait = max_wait_seconds
+        self._max_queued_rows = max_queued_rows
+        self._on_batch = on_batch
+        self._pending: deque[_Pending] = deque()
+        self._queued_rows = 0
+        self._last_batch_requests = 0
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        self._worker: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._worker = asyncio.create_task(self._run(), name="predict-queue")
+
+    async def close(self) -> None:
+        """Fail whatever still waits (the HTTP server has drained by now) and stop the worker."""
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        while self._pending:
+            item = self._pending.popleft()
+            if not item.future.done():
+                item.future.set_exception(Unavailable("server is shutting down"))
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def submit(self, rows: np.ndarray, outputs: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+        """The requested outputs for these rows, in order. Raises ModelError or Overloaded."""
+        # An empty queue admits any request, so one large request is never shed forever.
+        if self._pending and self._queued_rows + len(rows) > self._max_queued_rows:
+            raise Overloaded(
+                f"{self._queued_rows} rows are waiting for the model "
+                f"(limit {self._max_queued_rows}); retry shortly"
+            )
+        future: asyncio.Future[tuple[np.ndarray, ...]] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(rows, outputs, future))
+        self._queued_rows += len(rows)
+        self._wakeup.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            while not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            if self._should_wait_for_more():
+                await asyncio.sleep(self._max_wait)
+            batch = self._take_batch()
+            if batch:
+                await self._execute(batch)
+
+    def _should_wait_for_more(self) -> bool:
+        return (
+            self._max_wait > 0
+            and self._last_batch_requests > 1  # requests are arriving concurrently
+            and self._queued_rows < self._max_batch_rows
+        )
+
+    def _take_batch(self) -> list[_Pending]:
+        """The oldest request plus later ones asking for the same outputs, up to the row limit."""
+        first = self._pending.popleft()
+        self._queued_rows -= len(first.rows)
+        batch, rows = [first], len(first.rows)
+        skipped: list[_Pending] = []
+        while self._pending and rows < self._max_batch_rows:
+            item = self._pending.popleft()
+            if item.outputs == first.outputs and rows + len(item.rows) <= self._max_batch_rows:
+                batch.append(item)
+                rows += len(item.rows)
+                self._queued_rows -= len(item.rows)
+            else:
+                skipped.append(item)
+        self._pending.extendleft(reversed(skipped))
+        live = [item for item in batch if not item.future.done()]  # clients that went away
+        self._last_batch_requests = len(live)
+        return live
+
+    async def _execute(self, batch: list[_Pending]) -> None:
+        rows = batch[0].rows if len(batch) == 1 else np.concatenate([item.rows for item in batch])
+        self._on_batch(len(rows))
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(
+                self._executor, self._predict, rows, batch[0].outputs
+            )
+        except ModelError as exc:
+            if len(batch) == 1:
+                _settle(batch[0], exception=exc)
+                return
+            # Re-run each request alone: one request the model chokes on must not fail the others.
+            for item in batch:
+                await self._execute([item])
+            return
+        except Exception as exc:  # not the model's doing (e.g. MemoryError stacking rows)
+            for item in batch:
+                _settle(item, exception=exc)
+            return
+        start = 0
+        for item in batch:
+            end = start + len(item.rows)
+            _settle(item, result=tuple(result[start:end] for result in results))
+            start = end
+
+
+def _settle(
+    item: _Pending,
+    *,
+    result: tuple[np.ndarray, ...] | None = None,
+    exception: BaseException | None = None,
+) -> None:
+    if item.future.done():
+        return
+    if exception is not None:
+        item.future.set_exception(exception)
+    else:
+        assert result is not None
+        item.future.set_result(result)

@@ -1,0 +1,89 @@
+"""The load pipeline shared by the server and init-container mode: fetch, verify, deserialize."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import artifact
+from .config import ServerConfig
+from .errors import LoadError
+
+if TYPE_CHECKING:
+    from .model import LoadedModel
+
+log = logging.getLogger(__name__)
+
+
+def fetch_verified(config: ServerConfig) -> bytes:
+    data = artifact.fetch(
+        config.model_uri, max_bytes=config.max_artifact_bytes, timeout=config.download_timeout
+    )
+    artifact.verify(data, config.sha256, source=config.model_uri)
+    return data
+
+
+def load_verified(config: ServerConfig) -> LoadedModel:
+    """Only bytes whose sha256 matched ever reach the deserializer."""
+    started = time.monotonic()
+    data = fetch_verified(config)
+    loaded = _deserialize(config, data)
+    log.info(
+        "model %s version %r loaded: %s, %d bytes, sha256 %s, %d features, outputs %s, "
+        "saved with scikit-learn %s, %.0f ms",
+        config.model_name,
+        config.model_version,
+        config.format,
+        len(data),
+        config.sha256[:12],
+        loaded.signature.n_features,
+        ",".join(loaded.signature.output_names),
+        loaded.saved_sklearn_version,
+        (time.monotonic() - started) * 1000,
+    )
+    return loaded
+
+
+def fetch_to(config: ServerConfig, destination: Path) -> None:
+    """Init-container mode: verified bytes land at destination, test-loaded unless skipped."""
+    data = fetch_verified(config)
+    if not config.skip_load_check:
+        _deserialize(config, data)
+    artifact.write_atomically(data, destination)
+    log.info(
+        "verified artifact written to %s (%d bytes, sha256 %s)",
+        destination,
+        len(data),
+        config.sha256[:12],
+    )
+
+
+def _deserialize(config: ServerConfig, data: bytes) -> LoadedModel:
+    # Imported here: scikit-learn takes a second to import, and an init container whose download
+    # or checksum failed should say so at once.
+    from . import model
+
+    return model.load(
+        data,
+        config.format,
+        trusted_types=config.skops_trusted_types,
+        allow_version_mismatch=config.allow_sklearn_version_mismatch,
+    )
+
+
+def failure_line(exc: LoadError) -> str:
+    """The one line a person (and the operator, via the termination log) reads."""
+    return f"{exc.cause}: {exc}"
+
+
+def record_failure(exc: LoadError, termination_log: Path | None) -> str:
+    line = failure_line(exc)
+    log.error("model load failed: %s", line)
+    if termination_log is not None:
+        try:
+            termination_log.write_text(line + "\n", encoding="utf-8")
+        except OSError:
+            log.debug("termination log %s is not writable", termination_log)
+    return line

@@ -1,0 +1,120 @@
+"""The server's Prometheus series (names from metric_names, the one source of truth)."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+
+from . import metric_names as names
+from .errors import ClientError, ModelError, ServingError
+
+# Sub-millisecond resolution: a linear model answers in ~0.2 ms, a forest in a few ms.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.0075,
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+PROTOCOLS = ("v1", "v2")
+STATUS_CLASSES = ("2xx", "4xx", "5xx")
+
+
+class ServerMetrics:
+    """One registry per server, so tests can run several in one process."""
+
+    def __init__(self) -> None:
+        # Process-wide: the *_created series would only double the size of every scrape.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # RSS, CPU seconds, open fds
+        self._requests = Counter(
+            names.REQUESTS,
+            "Inference requests answered, by protocol and HTTP status class.",
+            [names.LABEL_PROTOCOL, names.LABEL_STATUS_CLASS],
+            registry=self.registry,
+        )
+        self._model_errors = Counter(
+            names.MODEL_ERRORS,
+            "Inference requests the model failed (predict() raised or returned an invalid "
+            "output). Client errors never count here.",
+            registry=self.registry,
+        )
+        self._client_errors = Counter(
+            names.CLIENT_ERRORS,
+            "Inference requests rejected as the client's fault (4xx), by reason.",
+            [names.LABEL_REASON],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            names.REQUEST_LATENCY,
+            "Inference request latency in seconds, for answered and model-failed requests.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            names.IN_FLIGHT, "Inference requests being processed.", registry=self.registry
+        )
+        self._batch_size = Histogram(
+            names.BATCH_SIZE,
+            "Rows per predict() call.",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self._model_info = Gauge(
+            names.MODEL_INFO,
+            "The configured model (always 1).",
+            ["name", "version", "sha256", "format"],
+            registry=self.registry,
+        )
+        self._ready = Gauge(
+            names.MODEL_READY,
+            "1 once the model is verified, loaded and warmed up.",
+            registry=self.registry,
+        )
+        self._load_failure = Gauge(
+            names.MODEL_LOAD_FAILURE,
+            "1, labelled with the reason the model could not be loaded.",
+            [names.LABEL_REASON],
+            registry=self.registry,
+        )
+        # Children resolved once: label lookup is the costly part of counting on the hot path.
+        self._request_children = {
+            (protocol, status): self._requests.labels(protocol, status)
+            for protocol in PROTOCOLS
+            for status in STATUS_CLASSES
+        }
+
+    def describe_model(self, *, name: str, version: str, sha256: str, fmt: str) -> None:
+        self._model_info.labels(name, version, sha256[:12], fmt).set(1)
+
+    def set_ready(self, ready: bool) -> None:
+        self._ready.set(1 if ready else 0)
+
+    def set_load_failure(self, cause: str) -> None:
+        self._load_failure.labels(cause).set(1)
+
+    def observe_batch(self, rows: int) -> None:
+        self._batch_size.observe(rows)
+
+    def observe_request(
+        self, protocol: str, seconds: float, error: ServingError | None = None
+    ) -> None:
+        status = 200 if error is None else error.status
+        self._request_children[(protocol, f"{status // 100}xx")].inc()
+        if isinstance(error, ClientError):
+            self._client_errors.labels(error.reason).inc()
+            return
+        if isinstance(error, ModelError):
+            self._model_errors.inc()
+        if error is None or isinstance(error, ModelError):
+            self._latency.observe(seconds)
+
+    def exposition(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

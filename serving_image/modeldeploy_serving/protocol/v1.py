@@ -1,0 +1,39 @@
+"""The v1 protocol (TensorFlow Serving / KServe v1 row format).
+
+Request {"instances": [[f1, f2, ...], ...]}, response {"predictions": [...]}: one prediction
+per row, from the model's default output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidInput, InvalidOutput
+from ..signature import ModelSignature
+from . import body, tensors
+
+
+def parse_predict(raw: bytes, signature: ModelSignature, *, max_rows: int) -> np.ndarray:
+    request = body.decode(raw)
+    if "instances" not in request:
+        example = f'{{"instances": [[{signature.n_features} numbers], ...]}}'
+        raise InvalidInput(f"instances: required; expected {example}")
+    array = tensors.to_array(
+        request["instances"],
+        field="instances",
+        datatype="FP64",
+        allow_missing=signature.allow_nan,
+    )
+    return tensors.check_rows(
+        array, field="instances", n_features=signature.n_features, max_rows=max_rows
+    )
+
+
+def encode_predict(predictions: np.ndarray) -> bytes:
+    # orjson writes numeric numpy arrays natively (C-contiguous only); text labels go via lists.
+    numeric = predictions.dtype.kind in "biuf"
+    data = np.ascontiguousarray(predictions) if numeric else predictions.tolist()
+    try:
+        return body.encode({"predictions": data})
+    except TypeError as exc:
+        raise InvalidOutput(f"model output cannot be encoded as JSON: {exc}") from None

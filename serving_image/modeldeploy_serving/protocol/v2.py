@@ -1,0 +1,172 @@
+"""Open Inference Protocol v2 (KServe v2 / Triton / MLServer REST), JSON tensors.
+
+One input tensor of shape [n, n_features] with row-major `data` (flat or as nested rows).
+Outputs: `predict` by default; `predict_proba` when asked for by name in `outputs` or with
+`parameters: {"probabilities": true}`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidInput, InvalidOutput
+from ..signature import PREDICT, PREDICT_PROBA, ModelSignature
+from . import body, tensors
+
+INPUT_NAME = "input-0"
+
+
+@dataclass(frozen=True, slots=True)
+class InferRequest:
+    id: str | None
+    rows: np.ndarray
+    outputs: tuple[str, ...]
+
+
+def parse_infer(raw: bytes, signature: ModelSignature, *, max_rows: int) -> InferRequest:
+    request = body.decode(raw)
+    request_id = request.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidInput(f"id: expected a string, got {body.json_type(request_id)}")
+    tensor = _single_input(request.get("inputs"))
+    shape = _shape(tensor.get("shape"))
+    datatype = tensor.get("datatype")
+    if not isinstance(datatype, str) or datatype not in tensors.INPUT_DATATYPES:
+        allowed = ", ".join(tensors.INPUT_DATATYPES)
+        raise InvalidInput(f"inputs[0].datatype: expected one of {allowed}, got {datatype!r}")
+    if "data" not in tensor:
+        raise InvalidInput("inputs[0].data: required")
+    array = tensors.to_array(
+        tensor["data"], field="inputs[0].data", datatype=datatype, allow_missing=signature.allow_nan
+    )
+    if array.size != math.prod(shape):
+        raise InvalidInput(
+            f"inputs[0]: shape {list(shape)} needs {math.prod(shape)} values, data has {array.size}"
+        )
+    rows = tensors.check_rows(
+        array.reshape(shape),
+        field="inputs[0].shape",
+        n_features=signature.n_features,
+        max_rows=max_rows,
+    )
+    outputs = _requested_outputs(request, signature)
+    return InferRequest(id=request_id, rows=rows, outputs=outputs)
+
+
+def encode_infer(
+    *,
+    model_name: str,
+    model_version: str,
+    request_id: str | None,
+    outputs: Sequence[tuple[str, np.ndarray]],
+) -> bytes:
+    response: dict[str, Any] = {"model_name": model_name}
+    if model_version:
+        response["model_version"] = model_version
+    if request_id is not None:
+        response["id"] = request_id
+    response["outputs"] = [_output_tensor(name, array) for name, array in outputs]
+    try:
+        return body.encode(response)
+    except TypeError as exc:  # orjson.JSONEncodeError: an output of a type JSON cannot carry
+        raise InvalidOutput(f"model output cannot be encoded as JSON: {exc}") from None
+
+
+def encode_metadata(
+    *, model_name: str, model_version: str, platform: str, signature: ModelSignature
+) -> bytes:
+    return body.encode(
+        {
+            "name": model_name,
+            "versions": [model_version] if model_version else [],
+            "platform": platform,
+            "inputs": [
+                {"name": INPUT_NAME, "datatype": "FP64", "shape": [-1, signature.n_features]}
+            ],
+            "outputs": [
+                {
+                    "name": spec.name,
+                    "datatype": datatype_of(spec.dtype),
+                    "shape": [-1, *spec.row_shape],
+                }
+                for spec in signature.outputs
+            ],
+        }
+    )
+
+
+def datatype_of(dtype: np.dtype[Any]) -> str:
+    """The v2 tensor datatype for a numpy dtype; labels that are text are BYTES."""
+    if dtype.kind == "b":
+        return "BOOL"
+    if dtype.kind in "iuf":
+        prefix = {"i": "INT", "u": "UINT", "f": "FP"}[dtype.kind]
+        return f"{prefix}{dtype.itemsize * 8}"
+    return "BYTES"
+
+
+def _single_input(inputs: Any) -> dict[str, Any]:
+    if not isinstance(inputs, list):
+        raise InvalidInput(f"inputs: expected an array with 1 tensor, got {body.json_type(inputs)}")
+    if len(inputs) != 1:
+        raise InvalidInput(f"inputs: expected exactly 1 tensor, got {len(inputs)}")
+    tensor = inputs[0]
+    if not isinstance(tensor, dict):
+        raise InvalidInput(f"inputs[0]: expected an object, got {body.json_type(tensor)}")
+    return tensor
+
+
+def _shape(shape: Any) -> tuple[int, ...]:
+    if (
+        not isinstance(shape, list)
+        or not shape
+        or not all(type(dim) is int and dim >= 0 for dim in shape)
+    ):
+        raise InvalidInput(
+            f"inputs[0].shape: expected an array of non-negative integers such as [1, n], "
+            f"got {shape!r}"[:200]
+        )
+    return tuple(shape)
+
+
+def _requested_outputs(request: dict[str, Any], signature: ModelSignature) -> tuple[str, ...]:
+    available = signature.output_names
+    parameters = request.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise InvalidInput(f"parameters: expected an object, got {body.json_type(parameters)}")
+    probabilities = (parameters or {}).get("probabilities", False)
+    if not isinstance(probabilities, bool):
+        raise InvalidInput("parameters.probabilities: expected true or false")
+    if probabilities and PREDICT_PROBA not in available:
+        raise InvalidInput("parameters.probabilities: this model has no predict_proba")
+    wanted = request.get("outputs")
+    if wanted is None or wanted == []:
+        return (PREDICT, PREDICT_PROBA) if probabilities else (signature.default_output,)
+    if not isinstance(wanted, list):
+        raise InvalidInput(f"outputs: expected an array, got {body.json_type(wanted)}")
+    names: list[str] = []
+    for index, output in enumerate(wanted):
+        name = output.get("name") if isinstance(output, dict) else None
+        if name not in available:
+            raise InvalidInput(
+                f"outputs[{index}].name: expected one of {', '.join(available)}, got {name!r}"[:200]
+            )
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def _output_tensor(name: str, array: np.ndarray) -> dict[str, Any]:
+    flat = array.ravel()
+    return {
+        "name": name,
+        "shape": list(array.shape),
+        "datatype": datatype_of(array.dtype),
+        # orjson writes numeric numpy arrays natively; text labels go through Python lists.
+        "data": flat if flat.dtype.kind in "biuf" else flat.tolist(),
+    }

@@ -1,0 +1,123 @@
+"""The served model's lifecycle and the one way to run it.
+
+Knows neither HTTP (routes call it) nor scikit-learn (it holds a LoadedModel and a queue).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .batching import PredictQueue
+from .config import ServerConfig
+from .errors import ModelError, ModelNotFound, ModelNotReady
+from .metrics import ServerMetrics
+from .signature import ModelSignature
+
+if TYPE_CHECKING:  # the service runs whatever model it is given; it imports no estimator code
+    from .model import LoadedModel
+
+log = logging.getLogger(__name__)
+
+
+class ModelState(enum.Enum):
+    LOADING = "loading"  # fetching, verifying, deserializing or warming up
+    READY = "ready"  # warmed up and serving; the only state in which readiness is true
+    FAILED = "failed"  # the artifact cannot be served; stays so until restarted with another
+    DRAINING = "draining"  # SIGTERM: still answers, but tells the load balancer to go elsewhere
+
+
+class InferenceService:
+    def __init__(self, config: ServerConfig, metrics: ServerMetrics) -> None:
+        self.name = config.model_name
+        self.version = config.model_version
+        self._config = config
+        self._metrics = metrics
+        self._state = ModelState.LOADING
+        self._reason = "model is loading"
+        self._model: LoadedModel | None = None
+        self._queue: PredictQueue | None = None
+        self._error_log = _RateLimitedLog(interval_seconds=1.0)
+
+    @property
+    def ready(self) -> bool:
+        return self._state is ModelState.READY
+
+    @property
+    def not_ready_reason(self) -> str:
+        return self._reason
+
+    def model_loaded(self, model: LoadedModel) -> None:
+        config = self._config
+        self._model = model
+        self._queue = PredictQueue(
+            model.run,
+            max_batch_rows=config.batch_max_rows if config.micro_batching else 1,
+            max_wait_seconds=config.batch_max_wait_ms / 1000,
+            max_queued_rows=config.max_queued_rows,
+            on_batch=self._metrics.observe_batch,
+        )
+        self._queue.start()
+        if self._state is ModelState.LOADING:  # a SIGTERM during loading wins
+            self._state = ModelState.READY
+            self._metrics.set_ready(True)
+            log.info("ready: serving %s on /v2/models/%s/infer", self.name, self.name)
+
+    def load_failed(self, cause: str, line: str) -> None:
+        self._state = ModelState.FAILED
+        self._reason = f"model failed to load: {line}"
+        self._metrics.set_load_failure(cause)
+
+    def begin_drain(self) -> None:
+        self._state = ModelState.DRAINING
+        self._reason = "server is shutting down"
+        self._metrics.set_ready(False)
+
+    async def close(self) -> None:
+        if self._queue is not None:
+            await self._queue.close()
+
+    def require_model(self, name: str, version: str | None = None) -> ModelSignature:
+        """The signature of the served model; 404 for another name or version, 503 if not loaded."""
+        if name != self.name:
+            raise ModelNotFound(
+                f"model {name!r} is not served here; this server serves {self.name!r}"
+            )
+        if version is not None and version != self.version:
+            raise ModelNotFound(
+                f"model {name!r} version {version!r} is not served; the version is {self.version!r}"
+            )
+        if self._model is None:
+            raise ModelNotReady(f"model {name!r} is not ready: {self._reason}")
+        return self._model.signature
+
+    async def predict(self, rows: np.ndarray, outputs: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+        assert self._queue is not None, "require_model() is called first"
+        try:
+            return await self._queue.submit(rows, outputs)
+        except ModelError as exc:
+            self._error_log.warning("model error (%s): %s", exc.reason, exc.message)
+            raise
+
+
+class _RateLimitedLog:
+    """A failing model under load must not turn the log into the bottleneck."""
+
+    def __init__(self, interval_seconds: float) -> None:
+        self._interval = interval_seconds
+        self._next = 0.0
+        self._suppressed = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._suppressed += 1
+            return
+        if self._suppressed:
+            message += f" (and {self._suppressed} more since the last such line)"
+        log.warning(message, *args)
+        self._next, self._suppressed = now + self._interval, 0

@@ -1,0 +1,174 @@
+"""Train and save small models for tests in any folder: each returns where it is and its sha256.
+
+    from tests.serving.models import train_classifier, train_failing
+    saved = train_failing(tmp_path, failure_rate=0.3)
+    # modeldeploy-server --model-uri saved.path --sha256 saved.sha256 --format saved.format
+
+The failing and slow estimators are classes of this module, so a server process loading them
+must be able to import `tests.serving.models` (run it with the repository root on PYTHONPATH).
+They pass the server's warm-up (one row of zeros) like a model that only breaks on real data,
+so the pod becomes Ready and then fails, which is what a rollback test needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import joblib
+import numpy as np
+import skops.io
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.datasets import make_classification, make_regression
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+Format = Literal["joblib", "skops"]
+N_FEATURES = 6
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    path: Path
+    sha256: str
+    format: Format
+    n_features: int
+    estimator: Any  # the in-memory estimator, to compare the server's answers with
+
+    @property
+    def uri(self) -> str:
+        return self.path.resolve().as_uri()
+
+
+def sample_rows(n_rows: int = 5, n_features: int = N_FEATURES, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n_rows, n_features)).round(6)
+
+
+def save(estimator: Any, directory: Path, name: str, fmt: Format = "joblib") -> SavedModel:
+    path = Path(directory) / f"{name}.{fmt}"
+    if fmt == "skops":
+        path.write_bytes(skops.io.dumps(estimator))
+    else:
+        joblib.dump(estimator, path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return SavedModel(path, digest, fmt, int(estimator.n_features_in_), estimator)
+
+
+def _classification(n_features: int = N_FEATURES) -> tuple[np.ndarray, np.ndarray]:
+    return make_classification(
+        n_samples=200, n_features=n_features, n_informative=3, n_classes=3, random_state=0
+    )
+
+
+def train_classifier(
+    directory: Path, fmt: Format = "joblib", name: str = "classifier"
+) -> SavedModel:
+    """A 3-class LogisticRegression with predict_proba."""
+    features, labels = _classification()
+    return save(LogisticRegression(max_iter=500).fit(features, labels), directory, name, fmt)
+
+
+def train_forest(directory: Path, fmt: Format = "joblib", name: str = "forest") -> SavedModel:
+    features, labels = _classification()
+    forest = RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0)
+    return save(forest.fit(features, labels), directory, name, fmt)
+
+
+def train_regressor(directory: Path, fmt: Format = "joblib", name: str = "regressor") -> SavedModel:
+    features, target = make_regression(n_samples=200, n_features=N_FEATURES, random_state=0)
+    return save(LinearRegression().fit(features, target), directory, name, fmt)
+
+
+def train_pipeline(directory: Path, fmt: Format = "joblib", name: str = "pipeline") -> SavedModel:
+    """StandardScaler + LogisticRegression, the usual shape of a production model."""
+    features, labels = _classification()
+    pipeline = Pipeline([("scale", StandardScaler()), ("classify", LogisticRegression())])
+    return save(pipeline.fit(features, labels), directory, name, fmt)
+
+
+def train_failing(
+    directory: Path,
+    failure_rate: float = 1.0,
+    *,
+    fail_warmup: bool = False,
+    poison_value: float | None = None,
+    delay_seconds: float = 0.0,
+    name: str = "failing",
+) -> SavedModel:
+    """A classifier whose predict() raises for `failure_rate` of the calls on real data, and
+    for any call with a row whose first feature equals `poison_value`."""
+    features, labels = _classification()
+    model = FailingClassifier(
+        failure_rate=failure_rate,
+        fail_warmup=fail_warmup,
+        poison_value=poison_value,
+        delay_seconds=delay_seconds,
+    )
+    return save(model.fit(features, labels), directory, name)
+
+
+def train_slow(directory: Path, delay_seconds: float = 0.5, name: str = "slow") -> SavedModel:
+    """A classifier whose predict() on real data sleeps first (in-flight requests on demand)."""
+    features, labels = _classification()
+    return save(SlowClassifier(delay_seconds=delay_seconds).fit(features, labels), directory, name)
+
+
+def _is_warmup(rows: np.ndarray) -> bool:
+    return len(rows) == 1 and not np.any(rows)
+
+
+class FailingClassifier(ClassifierMixin, BaseEstimator):
+    """LogisticRegression inside; predict() raises RuntimeError for a share of the calls."""
+
+    def __init__(
+        self,
+        failure_rate: float = 1.0,
+        fail_warmup: bool = False,
+        poison_value: float | None = None,
+        delay_seconds: float = 0.0,
+        seed: int = 0,
+    ):
+        self.failure_rate = failure_rate
+        self.fail_warmup = fail_warmup
+        self.poison_value = poison_value
+        self.delay_seconds = delay_seconds
+        self.seed = seed
+
+    def fit(self, features: np.ndarray, labels: np.ndarray) -> FailingClassifier:
+        self.inner_ = LogisticRegression(max_iter=500).fit(features, labels)
+        self.classes_ = self.inner_.classes_
+        self.n_features_in_ = features.shape[1]
+        return self
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        if _is_warmup(features) and not self.fail_warmup:
+            return self.inner_.predict(features)
+        if not hasattr(self, "random_"):
+            self.random_ = np.random.default_rng(self.seed)
+        time.sleep(self.delay_seconds)
+        if self.poison_value is not None and np.any(features[:, 0] == self.poison_value):
+            raise RuntimeError("injected model failure: poisoned row")
+        if self.fail_warmup or self.random_.random() < self.failure_rate:
+            raise RuntimeError("injected model failure")
+        return self.inner_.predict(features)
+
+
+class SlowClassifier(ClassifierMixin, BaseEstimator):
+    def __init__(self, delay_seconds: float = 0.5):
+        self.delay_seconds = delay_seconds
+
+    def fit(self, features: np.ndarray, labels: np.ndarray) -> SlowClassifier:
+        self.inner_ = LogisticRegression(max_iter=500).fit(features, labels)
+        self.classes_ = self.inner_.classes_
+        self.n_features_in_ = features.shape[1]
+        return self
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        if not _is_warmup(features):
+            time.sleep(self.delay_seconds)
+        return self.inner_.predict(features)

@@ -1,0 +1,85 @@
+"""SIGTERM under concurrent load: readiness false at once, nothing dropped, exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+
+import aiohttp
+
+from tests.serving.models import SavedModel
+from tests.serving.process import ServerProcess
+
+ROW = [0.5, -1.0, 2.0, 0.0, 1.5, -0.5]
+BODY = {"instances": [ROW]}
+
+
+def test_in_flight_requests_finish_after_sigterm(
+    trained: dict[str, SavedModel], launch: Callable[..., ServerProcess]
+) -> None:
+    """No drain time: the listener closes at once, yet every accepted request is answered."""
+    server = launch(trained["slow"], "--no-micro-batching").wait_ready()  # 0.4 s per predict
+
+    async def scenario() -> list[int]:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{server.port}") as session:
+
+            async def predict() -> int:
+                async with session.post("/v1/models/model:predict", json=BODY) as response:
+                    await response.read()
+                    return response.status
+
+            requests = [asyncio.create_task(predict()) for _ in range(4)]
+            # Polls another process's state: there is no event to wait on.
+            while server.metrics()["modeldeploy_requests_in_flight"] < 4:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            server.process.send_signal(signal.SIGTERM)  # 1.6 s of predicts still to run
+            return await asyncio.gather(*requests)
+
+    assert asyncio.run(scenario()) == [200] * 4
+    assert server.process.wait(timeout=30) == 0
+    assert "stopped" in server.log[-1]
+
+
+def test_rolling_restart_under_load_drops_nothing(
+    trained: dict[str, SavedModel], launch: Callable[..., ServerProcess]
+) -> None:
+    """What a pod sees in a rollout: SIGTERM while 16 keep-alive clients send requests; readiness
+    turns false; the clients leave once they see it (as the Service would drop the endpoint)
+    within the drain time; every request they sent was answered with 200; the process exits 0."""
+    server = launch(trained["classifier-joblib"], "--drain-seconds", "2").wait_ready()
+    base = f"http://127.0.0.1:{server.port}"
+
+    async def scenario() -> tuple[list[int], int]:
+        endpoint_removed, under_load = asyncio.Event(), asyncio.Event()
+        statuses: list[int] = []
+        async with aiohttp.ClientSession(base) as session:
+
+            async def client() -> None:
+                while not endpoint_removed.is_set():
+                    async with session.post("/v1/models/model:predict", json=BODY) as response:
+                        await response.read()
+                        statuses.append(response.status)
+                        if len(statuses) >= 200:
+                            under_load.set()
+
+            clients = [asyncio.create_task(client()) for _ in range(16)]
+            await under_load.wait()
+            server.process.send_signal(signal.SIGTERM)
+            async with aiohttp.ClientSession(base) as probe:
+                while True:  # the kubelet's readiness probe, only faster
+                    async with probe.get("/v2/health/ready") as ready:
+                        if ready.status == 503:
+                            reason = (await ready.json())["reason"]
+                            break
+                    await asyncio.sleep(0.01)
+            served_before_removal = len(statuses)
+            endpoint_removed.set()
+            await asyncio.gather(*clients)
+        assert reason == "server is shutting down"
+        return statuses, served_before_removal
+
+    statuses, served = asyncio.run(scenario())
+    assert served >= 200
+    assert set(statuses) == {200}
+    assert server.process.wait(timeout=30) == 0

@@ -1,0 +1,244 @@
+"""`helm lint` and `helm template` of charts/modeldeploy with default and non-default values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modeldeploy import names
+from tests.unit.chart import (
+    CHART,
+    CLUSTER_PERMISSIONS,
+    NAMESPACED_PERMISSIONS,
+    RELEASE_NAMESPACE,
+    helm,
+    kinds,
+    one,
+    permissions,
+    rbac_rules,
+    render,
+)
+
+EVERYTHING_ON: dict[str, Any] = {
+    "watchNamespaces": ["team-a", "team-b"],
+    "verbose": True,
+    "metrics": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}},
+    "podDisruptionBudget": {"enabled": True},
+    "dashboards": {"enabled": True, "namespace": "monitoring"},
+    "image": {"digest": "sha256:" + "c" * 64},
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [{"key": "ml", "operator": "Exists", "effect": "NoSchedule"}],
+    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}},
+    "podAnnotations": {"a": "b"},
+    "imagePullSecrets": [{"name": "regcred"}],
+}
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert len(pod["containers"]) == 1
+    result: dict[str, Any] = pod["containers"][0]
+    return result
+
+
+@pytest.mark.parametrize("values", [{}, EVERYTHING_ON], ids=["default", "everything-on"])
+def test_helm_lint_strict_passes(values: dict[str, Any]) -> None:
+    proc = helm("lint", "--strict", str(CHART), values=values)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_default_is_cluster_wide() -> None:
+    docs = render()
+    assert kinds(docs) == [
+        "ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount",
+    ]  # fmt: skip
+    assert "--all-namespaces" in container(docs)["args"]
+    binding = one(docs, "ClusterRoleBinding")
+    sa = one(docs, "ServiceAccount")["metadata"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["name"], "namespace": RELEASE_NAMESPACE}
+    ]
+    assert binding["roleRef"]["name"] == one(docs, "ClusterRole")["metadata"]["name"]
+
+
+def test_single_namespace_mode_renders_roles_only() -> None:
+    docs = render({"watchNamespaces": ["team-a", "team-b"]})
+    assert "ClusterRole" not in kinds(docs)
+    assert "ClusterRoleBinding" not in kinds(docs)
+    roles = [d for d in docs if d["kind"] == "Role"]
+    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    sa = one(docs, "ServiceAccount")["metadata"]["name"]
+    for binding in bindings:
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": sa, "namespace": RELEASE_NAMESPACE}
+        ]
+    args = container(docs)["args"]
+    assert "--all-namespaces" not in args
+    assert [a for a in args if a.startswith("--namespace")] == [
+        "--namespace=team-a",
+        "--namespace=team-b",
+    ]
+
+
+def test_cluster_role_grants_exactly_the_golden_permissions() -> None:
+    rules = one(render(), "ClusterRole")["rules"]
+    assert permissions(rules) == NAMESPACED_PERMISSIONS | CLUSTER_PERMISSIONS
+
+
+def test_each_role_grants_exactly_the_namespaced_permissions() -> None:
+    docs = render({"watchNamespaces": ["team-a", "team-b"]})
+    for role in (d for d in docs if d["kind"] == "Role"):
+        assert permissions(role["rules"]) == NAMESPACED_PERMISSIONS
+
+
+@pytest.mark.parametrize("values", [{}, {"watchNamespaces": ["team-a"]}], ids=["cluster", "ns"])
+def test_rbac_has_no_secrets_no_wildcards_no_escalation(values: dict[str, Any]) -> None:
+    rules = rbac_rules(render(values))
+    assert rules
+    for rule in rules:
+        assert set(rule) == {"apiGroups", "resources", "verbs"}  # no nonResourceURLs, no names
+        words = [*rule["apiGroups"], *rule["resources"], *rule["verbs"]]
+        assert not any("*" in w for w in words), rule
+        assert not any(r == "secrets" or r.startswith("secrets/") for r in rule["resources"])
+        assert not {"escalate", "bind", "impersonate", "update", "deletecollection"} & set(
+            rule["verbs"]
+        ), rule
+        assert "pods/exec" not in rule["resources"]
+        assert "serviceaccounts/token" not in rule["resources"]
+
+
+def test_no_rbac_when_disabled() -> None:
+    docs = render({"rbac": {"create": False}})
+    assert not {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} & set(kinds(docs))
+
+
+def test_bring_your_own_service_account() -> None:
+    docs = render({"serviceAccount": {"create": False, "name": "ops-sa"}})
+    assert "ServiceAccount" not in kinds(docs)
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "ops-sa"
+    assert one(docs, "ClusterRoleBinding")["subjects"][0]["name"] == "ops-sa"
+    proc = helm("template", "md", str(CHART), values={"serviceAccount": {"create": False}})
+    assert proc.returncode != 0
+    assert "serviceAccount.name is required" in proc.stderr
+
+
+def test_operator_pod_meets_the_restricted_profile_with_a_read_only_root() -> None:
+    docs = render(EVERYTHING_ON)
+    deployment = one(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    ctr = container(docs)
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = ctr["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert isinstance(sc["runAsUser"], int)
+    assert sc["runAsUser"] > 0
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert sc["readOnlyRootFilesystem"] is True
+    assert "privileged" not in sc
+    assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+    tmp = next(v for v in pod["volumes"] if v["name"] == "tmp")
+    assert "emptyDir" in tmp
+    assert {"name": "tmp", "mountPath": "/tmp"} in ctr["volumeMounts"]
+    assert all("hostPath" not in v for v in pod["volumes"])
+
+
+def test_probes_hit_kopf_health_endpoint_on_the_health_port() -> None:
+    ctr = container(render({"health": {"port": 9440}, "metrics": {"port": 9441}}))
+    ports = {p["name"]: p["containerPort"] for p in ctr["ports"]}
+    assert ports == {"health": 9440, "metrics": 9441}
+    assert "--health-port=9440" in ctr["args"]
+    assert "--metrics-port=9441" in ctr["args"]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert ctr[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert ctr["resources"]["limits"]["memory"] == "256Mi"
+
+
+def test_image_defaults_to_app_version_and_can_be_pinned() -> None:
+    # The operator's built-in serving image is the same project image at the same version.
+    assert container(render())["image"] == names.DEFAULT_SERVING_IMAGE
+    repository = names.DEFAULT_SERVING_IMAGE.rsplit(":", 1)[0]
+    assert container(render({"image": {"tag": "dev"}}))["image"] == f"{repository}:dev"
+    digest = "sha256:" + "d" * 64
+    pinned = container(render({"image": {"tag": "dev", "digest": digest}}))
+    assert pinned["image"] == f"{repository}@{digest}"
+
+
+def test_model_pods_default_to_the_operators_image() -> None:
+    ctr = container(render({"image": {"tag": "dev"}}))
+    assert f"--serving-image={ctr['image']}" in ctr["args"]
+
+
+def test_optional_objects_render_when_enabled() -> None:
+    docs = render(EVERYTHING_ON)
+    assert {"PodDisruptionBudget", "ServiceMonitor", "PodMonitor", "ConfigMap"} <= set(kinds(docs))
+    assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert one(docs, "ConfigMap")["metadata"]["namespace"] == "monitoring"
+    assert one(docs, "ConfigMap")["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert "--verbose" in container(docs)["args"]
+
+
+def test_pod_monitor_selects_the_operators_model_pods() -> None:
+    monitor = one(render(EVERYTHING_ON), "PodMonitor")["spec"]
+    assert monitor["selector"] == {"matchLabels": {names.LABEL_MANAGED_BY: names.MANAGED_BY}}
+    assert monitor["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+    endpoint = monitor["podMetricsEndpoints"][0]
+    assert (endpoint["port"], endpoint["path"]) == (names.PORT_NAME_HTTP, names.PATH_METRICS)
+
+    def meta(label: str) -> str:  # how Prometheus spells a pod label
+        return "__meta_kubernetes_pod_label_" + "".join(c if c.isalnum() else "_" for c in label)
+
+    relabel = {r["sourceLabels"][0]: r["targetLabel"] for r in endpoint["relabelings"]}
+    assert relabel == {
+        meta(names.LABEL_NAME): "modeldeployment",
+        meta(names.LABEL_REVISION): "revision",
+    }
+    cluster = one(render({"metrics": {"podMonitor": {"enabled": True}}}), "PodMonitor")
+    assert cluster["spec"]["namespaceSelector"] == {"any": True}
+
+
+def test_service_monitor_without_service_fails_with_a_reason() -> None:
+    values = {"metrics": {"service": {"enabled": False}, "serviceMonitor": {"enabled": True}}}
+    proc = helm("template", "md", str(CHART), values=values)
+    assert proc.returncode != 0
+    assert "metrics.serviceMonitor.enabled needs metrics.service.enabled" in proc.stderr
+
+
+def test_objects_carry_standard_labels_but_never_the_operators_managed_by() -> None:
+    for doc in render(EVERYTHING_ON):
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "modeldeploy"
+        assert labels["app.kubernetes.io/instance"] == "md"
+        # The operator watches children labelled managed-by=modeldeploy; its own objects are not.
+        assert labels[names.LABEL_MANAGED_BY] == "Helm"
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"replicas": 2}, "additional properties 'replicas' not allowed"),
+        ({"image": {"tg": "x"}}, "additional properties 'tg' not allowed"),
+        ({"metrics": {"port": "8000"}}, "/metrics/port"),
+        ({"metrics": {"port": 80}}, "/metrics/port"),
+        ({"watchNamespaces": ["Not_A_Namespace"]}, "/watchNamespaces/0"),
+        ({"watchNamespaces": "team-a"}, "/watchNamespaces"),
+        ({"image": {"digest": "latest"}}, "/image/digest"),
+        ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
+        ({"resources": {"requests": {"cpu": "lots"}}}, "/resources/requests/cpu"),
+        ({"resources": {"claims": []}}, "additional properties 'claims' not allowed"),
+        ({"affinity": {"nodeAfinity": {}}}, "invalid propertyName 'nodeAfinity'"),
+        ({"podLabels": {"a": 1}}, "/podLabels/a"),
+    ],
+)
+def test_schema_rejects_bad_values(values: dict[str, Any], complaint: str) -> None:
+    proc = helm("template", "md", str(CHART), values=values)
+    assert proc.returncode != 0, f"helm accepted {values}"
+    assert complaint in proc.stderr, proc.stderr

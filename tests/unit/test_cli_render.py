@@ -1,0 +1,147 @@
+"""The text a user reads from `kubectl modeldeploy status|history`, rendered from fixtures."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from modeldeploy import cli_render, names
+from tests.unit.cli_fixtures import NOW, progressing, stable
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def field(lines: list[str], label: str) -> str:
+    """The value of a `Label:  value` line."""
+    for line in lines:
+        if line.startswith(f"{label}:"):
+            return line[len(label) + 1 :].strip()
+    raise AssertionError(f"no {label!r} line in:\n" + "\n".join(lines))
+
+
+def test_status_shows_phase_split_revisions_and_breach() -> None:
+    lines = cli_render.status_lines(progressing(), NOW)
+
+    assert field(lines, "Name") == "ml/iris"
+    assert field(lines, "Phase") == "Progressing"
+    assert field(lines, "Message") == "canary r4 at 10%, analysing"
+    assert field(lines, "Traffic") == "stable r3 90%, canary r4 10%"
+    assert field(lines, "Stable") == "r3  version 2  sha256 bbbbbbbbbbbb  ready 2"
+    assert field(lines, "Canary").endswith("weight 10%  step 1 of 2")
+    assert field(lines, "Last breach") == (
+        "errorRate 0.2 > 0.01 over 30s (120 requests), pod iris-r2-x, 2m ago"
+    )
+    assert field(lines, "Quarantined") == "1 spec (retry to re-run)"
+
+
+def test_status_lists_conditions_as_a_table() -> None:
+    lines = cli_render.status_lines(progressing(), NOW)
+    table = lines[lines.index("Conditions:") + 1 :]
+    assert table[0].split() == ["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"]
+    assert table[1].split() == ["Ready", "True", "StableServing", "1h", "r3", "serves"]
+    assert table[2].split()[:4] == ["Degraded", "True", "MetricBreach", "30s"]
+
+
+def test_stable_status_has_no_canary_or_breach_lines() -> None:
+    lines = cli_render.status_lines(stable(), NOW)
+    assert field(lines, "Traffic") == "stable r3 100%"
+    text = "\n".join(lines)
+    assert "Canary:" not in text
+    assert "Last breach:" not in text
+    assert "Quarantined:" not in text
+
+
+def test_status_without_status_says_the_operator_has_not_seen_it() -> None:
+    obj = progressing()
+    del obj["status"]
+    lines = cli_render.status_lines(obj, NOW)
+    assert field(lines, "Phase") == "-"
+    assert "not observed" in field(lines, "Message")
+
+
+def test_status_flags_a_stale_generation_and_a_pause() -> None:
+    obj = progressing()
+    obj["metadata"]["generation"] = 5
+    obj["metadata"]["annotations"][names.ANNOTATION_PAUSED] = "true"
+    lines = cli_render.status_lines(obj, NOW)
+    assert field(lines, "Generation") == "5, status is from 4 (catching up)"
+    assert field(lines, "Paused") == f"yes ({names.ANNOTATION_PAUSED})"
+
+
+def test_no_colour_unless_asked() -> None:
+    plain = "\n".join(cli_render.status_lines(progressing(), NOW, color=False))
+    assert not ANSI.search(plain)
+
+
+@pytest.mark.parametrize(
+    ("phase", "code"),
+    [
+        (names.PHASE_STABLE, "32"),
+        (names.PHASE_PROGRESSING, "33"),
+        (names.PHASE_ROLLED_BACK, "31"),
+        (names.PHASE_FAILED, "31"),
+    ],
+)
+def test_colour_marks_the_phase(phase: str, code: str) -> None:
+    obj = progressing()
+    obj["status"]["phase"] = phase
+    line = next(x for x in cli_render.status_lines(obj, NOW, color=True) if x.startswith("Phase"))
+    assert f"\x1b[{code}m" in line
+    assert ANSI.sub("", line).split() == ["Phase:", phase]
+
+
+def test_colour_treats_degraded_true_as_bad_and_ready_true_as_good() -> None:
+    lines = cli_render.status_lines(progressing(), NOW, color=True)
+    ready = next(x for x in lines if x.startswith("  Ready "))
+    degraded = next(x for x in lines if x.startswith("  Degraded "))
+    assert "\x1b[32mTrue" in ready
+    assert "\x1b[31mTrue" in degraded
+
+
+def test_history_lists_rollouts_and_marks_the_stable_revision() -> None:
+    lines = cli_render.history_lines(progressing(), NOW)
+    assert lines[0].split() == [
+        "REVISION", "VERSION", "SHA256", "OUTCOME", "STARTED", "FINISHED", "REASON",
+    ]  # fmt: skip
+    rows = [line.split() for line in lines[1:4]]
+    assert rows[0] == ["1", "1", "bbbbbbbbbbbb", "Promoted", "1d", "23h"]
+    assert rows[1] == ["2", "1.1", "RolledBack", "2h", "1h", "errorRate", "0.2", ">", "0.01"]
+    assert rows[2][:2] == ["*", "3"]
+    assert lines[4] == "* stable revision r3"
+    assert lines[5] == "rolling out: r4 (version 3)"
+
+
+def test_history_when_nothing_finished_yet() -> None:
+    obj = progressing()
+    obj["status"]["history"] = []
+    assert cli_render.history_lines(obj, NOW)[0] == "ml/iris has no finished rollouts yet"
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "expected"),
+    [
+        (None, "-"),
+        ("not a time", "-"),
+        ("2026-01-02T11:59:15Z", "45s"),
+        ("2026-01-02T11:48:00Z", "12m"),
+        ("2026-01-02T09:00:00Z", "3h"),
+        ("2025-12-31T12:00:00Z", "2d"),
+        ("2026-01-02T12:00:10Z", "0s"),  # clock skew: never negative
+    ],
+)
+def test_age(timestamp: str | None, expected: str) -> None:
+    assert cli_render.age(timestamp, NOW) == expected
+
+
+def test_machine_documents_carry_the_raw_status() -> None:
+    obj = progressing()
+    doc = cli_render.status_document(obj)
+    assert doc["name"] == "iris"
+    assert doc["namespace"] == "ml"
+    assert doc["paused"] is False
+    assert doc["status"] == obj["status"]
+    history = cli_render.history_document(obj)
+    assert history["stableRevision"] == 3
+    assert history["canaryRevision"] == 4
+    assert [h["revision"] for h in history["history"]] == [1, 2, 3]
