@@ -1,7 +1,7 @@
 """`make run`: the CRD, the operator (in the background) and the example ModelDeployment on the
 local control plane, ending with `kubectl get md`.
 
-    python scripts/run_local.py [--dir .cluster] [--example examples/iris.yaml]
+    python scripts/run_local.py [--dir .cluster] [--example examples/iris-autoscaling.yaml]
     python scripts/run_local.py --stop
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -17,13 +16,15 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=ROOT / ".cluster")
-    parser.add_argument("--example", type=Path, default=ROOT / "examples" / "iris.yaml")
+    parser.add_argument("--example", type=Path, default=ROOT / "examples" / "iris-autoscaling.yaml")
     parser.add_argument("--stop", action="store_true", help="stop the operator started earlier")
     args = parser.parse_args()
     cluster_dir = args.dir.resolve()
@@ -68,28 +69,36 @@ def main() -> int:
 
     manifest = args.example.read_text()
     namespaces = {
-        doc.split("namespace:")[1].split()[0]
-        for doc in manifest.split("---")
-        if "namespace:" in doc
+        d["metadata"]["namespace"] for d in yaml.safe_load_all(manifest) if d and "metadata" in d
     }
     for ns in sorted(namespaces):
         subprocess.run([*kubectl, "create", "namespace", ns], capture_output=True, check=False)
     subprocess.run([*kubectl, "apply", "-f", str(args.example)], check=True)
 
+    wanted = [
+        (d["metadata"]["namespace"], d["metadata"]["name"])
+        for d in yaml.safe_load_all(manifest)
+        if d and d.get("kind") == "ModelDeployment"
+    ]
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if operator.poll() is not None:
             print("error: the operator exited; see its log", file=sys.stderr)
             return 1
-        out = subprocess.run(
-            [*kubectl, "get", "md", "-A", "-o", "json"], capture_output=True, text=True, check=True
-        ).stdout
-        phases = [i.get("status", {}).get("phase") for i in json.loads(out)["items"]]
-        if phases and all(p == "Stable" for p in phases):
+        phases = []
+        for ns, name in wanted:
+            out = subprocess.run(
+                [*kubectl, "get", "md", name, "-n", ns, "-o", "jsonpath={.status.phase}"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
+            phases.append(out)
+        if all(p == "Stable" for p in phases):
             break
         time.sleep(0.5)
     else:
-        print("warning: not every ModelDeployment is Stable after 90s", file=sys.stderr)
+        print("warning: the example is not Stable after 90s", file=sys.stderr)
     subprocess.run([*kubectl, "get", "md", "-A"], check=True)
     return 0
 
