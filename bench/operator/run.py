@@ -21,13 +21,13 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.helpers.operator_proc import OperatorProcess  # noqa: E402
 from tests.kube import BACKENDS, KubeCluster, wait_until  # noqa: E402
 
 SHA = "0" * 64
@@ -120,14 +120,6 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
-def operator_api_requests(port: int) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    for line in text.splitlines():
-        if line.startswith("modeldeploy_api_requests_total "):
-            return float(line.split()[1])
-    return 0.0
-
-
 def cpu_seconds(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
@@ -142,28 +134,15 @@ def main() -> int:
 
     with BACKENDS["local"]() as cluster:
         cluster.apply_crds()
-        metrics_port = 18000
         ns_seq, ns_burst = "bench-seq", "bench-burst"
         for ns in (ns_seq, ns_burst):
             cluster.kubectl(
                 "delete", "namespace", ns, "--ignore-not-found", "--wait=true", timeout=180
             )
             cluster.kubectl("create", "namespace", ns)
-        log = (ROOT / ".cluster" / "logs" / "bench-operator.log").open("w")
-        operator = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "modeldeploy-operator"),
-                "--all-namespaces",
-                f"--metrics-port={metrics_port}",
-                "--health-port=0",
-            ],
-            env=cluster.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        operator = OperatorProcess(cluster, namespaces=["bench-*"])
+        operator.start()
         try:
-            wait_until(lambda: operator_api_requests(metrics_port) >= 0, 30, "operator metrics")
-            time.sleep(2)
             api = cluster.api()
             from kubernetes import client
 
@@ -196,8 +175,9 @@ def main() -> int:
             # 2. burst
             watcher = Watcher(cluster, ns_burst)
             time.sleep(1)
-            requests_before = operator_api_requests(metrics_port)
-            cpu_before = cpu_seconds(operator.pid)
+            requests_before = operator.metric("modeldeploy_api_requests_total")
+            assert operator.proc is not None
+            cpu_before = cpu_seconds(operator.proc.pid)
             t0 = time.monotonic()
             threads = [
                 threading.Thread(target=create, args=(ns_burst, f"burst-{i}"))
@@ -217,12 +197,11 @@ def main() -> int:
             all_stable = max(v for k, v in watcher.seen.items() if k[1] == "stable") - t0
             watcher.stop()
             time.sleep(3)  # let trailing status writes land before counting
-            requests = operator_api_requests(metrics_port) - requests_before
-            rss, peak = rss_mb(operator.pid)
-            cpu = cpu_seconds(operator.pid) - cpu_before
+            requests = operator.metric("modeldeploy_api_requests_total") - requests_before
+            rss, peak = rss_mb(operator.proc.pid)
+            cpu = cpu_seconds(operator.proc.pid) - cpu_before
         finally:
-            operator.terminate()
-            operator.wait(timeout=30)
+            operator.stop()
 
     result = {
         "sequential": {

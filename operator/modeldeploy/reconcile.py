@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from modeldeploy import builders, names, rollout
-from modeldeploy.analysis import OnNoData, analyze_revisions, pod_view
+from modeldeploy.analysis import OnNoData, PodView, analyze_revisions, pod_view
 from modeldeploy.hashing import revision_hash
 from modeldeploy.spec import ModelDeploymentSpec, SpecError, parse_spec, validate_name
 from modeldeploy.status import invalid_spec_status, render_status, status_patch
@@ -53,7 +53,9 @@ def plan(
     owner = builders.Owner.from_body(body)
     spec_hash = revision_hash(spec, default_image=default_image)
     deployments = _by_revision(observed.get("deployments", []))
-    obs = _observation(spec, spec_hash, meta, deployments, observed.get("pods", []), now)
+    pods = [pod_view(p) for p in observed.get("pods", [])]
+    ready = _ready(deployments, pods)
+    obs = _observation(spec, spec_hash, meta, deployments, pods, ready, now)
     state = rollout.RolloutState.from_dict(stored_status.get("rollout") or {})
     new_state, decision = rollout.step(state, obs, policy_from(spec), now)
 
@@ -99,7 +101,7 @@ def plan(
         new_state,
         decision,
         generation=meta.get("generation"),
-        ready=_ready(deployments),
+        ready=ready,
         now=now,
     )
     rolled_back = (
@@ -137,18 +139,21 @@ def _observation(
     spec_hash: str,
     meta: Mapping[str, Any],
     deployments: Mapping[int, dict[str, Any]],
-    pods: list[dict[str, Any]],
+    pods: list[PodView],
+    ready: Mapping[int, int],
     now: datetime,
 ) -> rollout.Observation:
     annotations: Mapping[str, str] = meta.get("annotations") or {}
     verdicts = analyze_revisions(
-        [pod_view(p) for p in pods],
+        pods,
         sorted(deployments),
         now=now,
         window=spec.analysis.window,
         on_no_data=OnNoData(spec.analysis.on_no_data),
     )
+    # "N" or "N@<nonce>": the nonce makes a repeated request to the same revision a new one.
     rollback_to = annotations.get(names.ANNOTATION_ROLLBACK_TO)
+    target = (rollback_to or "").split("@", 1)[0]
     return rollout.Observation(
         spec_hash=spec_hash,
         model_version=spec.model.version,
@@ -156,13 +161,13 @@ def _observation(
         replicas={
             r: int((d.get("spec") or {}).get("replicas") or 0) for r, d in deployments.items()
         },
-        ready=_ready(deployments),
+        ready=ready,
         verdicts=verdicts,
         retry=annotations.get(names.ANNOTATION_RETRY),
         promote=annotations.get(names.ANNOTATION_PROMOTE),
         rollback=(
-            rollout.RollbackRequest(revision=int(rollback_to), token=rollback_to)
-            if rollback_to and rollback_to.isdigit()
+            rollout.RollbackRequest(revision=int(target), token=rollback_to)
+            if rollback_to and target.isdigit()
             else None
         ),
         paused=annotations.get(names.ANNOTATION_PAUSED, "").lower() == "true",
@@ -178,10 +183,15 @@ def _by_revision(deployments: list[dict[str, Any]]) -> dict[int, dict[str, Any]]
     return result
 
 
-def _ready(deployments: Mapping[int, dict[str, Any]]) -> dict[int, int]:
-    return {
-        r: int((d.get("status") or {}).get("readyReplicas") or 0) for r, d in deployments.items()
-    }
+def _ready(deployments: Mapping[int, dict[str, Any]], pods: list[PodView]) -> dict[int, int]:
+    """Ready pods per revision, counted from the pods themselves: their events are what wake
+    the operator, so the count is never older than the event (a Deployment's readyReplicas
+    lags behind its pods)."""
+    ready = dict.fromkeys(deployments, 0)
+    for pod in pods:
+        if pod.revision in ready and pod.ready and not pod.terminating:
+            ready[pod.revision] += 1
+    return ready
 
 
 def _service(owner: builders.Owner, pinned_revision: int | None) -> dict[str, Any]:

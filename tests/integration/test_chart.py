@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -141,6 +142,20 @@ def operator(kubeconfig: Path, namespace: str, log: Path) -> Iterator[subprocess
                 proc.wait()
 
 
+def apply_model_unserved(cluster: KubeCluster, namespace: str) -> None:
+    """Create the ModelDeployment and check no other operator serves this namespace.
+
+    The session's operator watches only `op-*` namespaces; an operator someone started by hand
+    with --all-namespaces would otherwise do this test's work and make it prove nothing.
+    """
+    cluster.kubectl("apply", "--namespace", namespace, "-f", "-", input=json.dumps(MODEL))
+    time.sleep(3)
+    selector = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
+    deployments = cluster.get_json("deployments", "-n", namespace, "-l", selector)["items"]
+    assert phase(cluster, namespace) == "", "another operator is serving this namespace"
+    assert deployments == [], "another operator is serving this namespace"
+
+
 def phase(cluster: KubeCluster, namespace: str) -> str:
     obj = cluster.get_json(names.PLURAL, "iris", "--namespace", namespace)
     return str((obj.get("status") or {}).get("phase") or "")
@@ -196,8 +211,8 @@ def test_operator_reaches_stable_with_only_the_chart_rbac(
             cluster, namespace, service_account(namespace), tmp_path / "kubeconfig"
         )
         log = tmp_path / "operator.log"
+        apply_model_unserved(cluster, namespace)
         with operator(kubeconfig, namespace, log) as proc:
-            cluster.kubectl("apply", "--namespace", namespace, "-f", "-", input=json.dumps(MODEL))
             wait_until(
                 lambda: proc.poll() is None and phase(cluster, namespace) == names.PHASE_STABLE,
                 timeout=OPERATOR_START_S,
@@ -248,8 +263,8 @@ def test_operator_cannot_report_status_without_the_status_rule(
     sa = next(o for o in objects if o["kind"] == "ServiceAccount")["metadata"]["name"]
     kubeconfig = token_kubeconfig(cluster, namespace, sa, tmp_path / "kubeconfig")
     log = tmp_path / "operator.log"
+    apply_model_unserved(cluster, namespace)
     with operator(kubeconfig, namespace, log):
-        cluster.kubectl("apply", "--namespace", namespace, "-f", "-", input=json.dumps(MODEL))
         # The operator is working (it created the revision's Deployment) ...
         wait_until(
             lambda: (
@@ -270,7 +285,7 @@ def test_operator_cannot_report_status_without_the_status_rule(
         refusal = f'cannot patch resource "{names.PLURAL}/status"'
         wait_until(
             lambda: refusal in log.read_text(),
-            timeout=30,
+            timeout=OPERATOR_START_S,
             what=f"a refused status write in {log}",
         )
         assert phase(cluster, namespace) == ""

@@ -1,0 +1,177 @@
+"""Medians, ratios, the issue's targets, and the markdown table for docs/serving.md."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+OURS, UNBATCHED = "modeldeploy", "modeldeploy-unbatched"
+MLSERVERS = ("mlserver", "mlserver-defaults")
+FLOORS = ("bare-aiohttp", "bare-starlette")
+METRICS = ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")
+DOCS_BEGIN = "<!-- bench-serving:begin (written by bench/serving/run.py) -->"
+DOCS_END = "<!-- bench-serving:end -->"
+
+Summary = dict[str, dict[str, dict[str, Any]]]  # model -> server -> figures
+
+
+def summarize(results: dict[str, Any]) -> Summary:
+    """Median over rounds of every figure, per model, server and connection count."""
+    summary: Summary = {}
+    for run in results["runs"]:
+        per_server = summary.setdefault(run["model"], {}).setdefault(run["server"], {})
+        per_server.setdefault(f"c{run['connections']}", []).append(run)
+    for model, per_model in summary.items():
+        for server, figures in per_model.items():
+            for key, runs in list(figures.items()):
+                figures[key] = {m: round(statistics.median(r[m] for r in runs), 3) for m in METRICS}
+                figures[key]["errors"] = sum(r["non_2xx"] + r["socket_errors"] for r in runs)
+            starts = [s for s in results["starts"] if (s["model"], s["server"]) == (model, server)]
+            if starts:
+                figures["cold_start_s"] = round(
+                    statistics.median(s["cold_start_s"] for s in starts), 3
+                )
+                figures["rss_mb"] = round(statistics.median(s["rss_mb"] for s in starts), 1)
+    return summary
+
+
+def _best(per_model: dict[str, Any], names: tuple[str, ...], key: str) -> tuple[str, float] | None:
+    """The best of a group at `key` connections: highest req/s."""
+    present = [
+        (name, per_model[name][key]["rps"]) for name in names if key in per_model.get(name, {})
+    ]
+    return max(present, key=lambda item: item[1]) if present else None
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    summary = results["summary"]
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, model: str, value: float, required: float, higher_is_better: bool) -> None:
+        met = value >= required if higher_is_better else value <= required
+        relation = ">=" if higher_is_better else "<="
+        checks.append(
+            {
+                "target": name,
+                "model": model,
+                "measured": round(value, 2),
+                "required": f"{relation} {required}",
+                "met": met,
+            }
+        )
+
+    for model, per_model in summary.items():
+        if "c8" not in per_model.get(OURS, {}):
+            continue
+        ours8 = per_model[OURS]["c8"]["rps"]
+        if best := _best(per_model, MLSERVERS, "c8"):
+            check(
+                f"req/s at 8 connections vs MLServer ({best[0]})", model, ours8 / best[1], 1.6, True
+            )
+        if best := _best(per_model, FLOORS, "c8"):
+            check(
+                f"req/s at 8 connections vs bare async ({best[0]})",
+                model,
+                ours8 / best[1],
+                0.8,
+                True,
+            )
+        if "c64" in per_model[OURS]:
+            p99s = [
+                (n, per_model[n]["c64"]["p99_ms"])
+                for n in MLSERVERS
+                if "c64" in per_model.get(n, {})
+            ]
+            if p99s:
+                name, p99 = min(p99s, key=lambda item: item[1])
+                check(
+                    f"p99 at 64 connections vs MLServer ({name})",
+                    model,
+                    per_model[OURS]["c64"]["p99_ms"] / p99,
+                    0.7,
+                    False,
+                )
+            if model == "rf" and "c64" in per_model.get(UNBATCHED, {}):
+                ratio = per_model[OURS]["c64"]["rps"] / per_model[UNBATCHED]["c64"]["rps"]
+                check("req/s at 64 connections, batching on vs off", model, ratio, 5.0, True)
+    return checks
+
+
+def markdown(results: dict[str, Any]) -> str:
+    summary, settings = results["summary"], results["settings"]
+    connections = [f"c{c}" for c in settings["connections"]]
+    lines = [
+        f"Measured {results['date']} on {results['machine']['cpu']} ({results['mode']} run: "
+        f"{settings['seconds']:g} s per run after {settings['warmup_seconds']:g} s warm-up, "
+        f"median of {settings['rounds']} round(s), server on CPU {settings['server_cpu']}, "
+        f"wrk on CPU {settings['load_cpu']}, single-row v2 requests of {settings['request_bytes']} "
+        "bytes).",
+        "",
+    ]
+    for model, per_model in summary.items():
+        floor = results["predict_floor_us"].get(model, {})
+        lines += [
+            f"**{results['models'][model]['label']}**: in-process `predict()` takes "
+            f"{floor.get('1', '?')} µs for 1 row and {floor.get('64', '?')} µs for 64 rows.",
+            "",
+            "| server | "
+            + " | ".join(f"{c[1:]} conn: req/s (p50 / p99 ms)" for c in connections)
+            + " | CPU µs/req at 8 | RSS MB | cold start s |",
+            "|---|" + "---|" * (len(connections) + 3),
+        ]
+        for server, figures in per_model.items():
+            cells = [
+                f"{f['rps']:.0f} ({f['p50_ms']:.2f} / {f['p99_ms']:.2f})"
+                + (" ⚠ errors" if f["errors"] else "")
+                for c in connections
+                if (f := figures.get(c))
+            ]
+            cpu = figures.get("c8", {}).get("cpu_us_per_request", float("nan"))
+            label = results["servers"][server]["label"]
+            lines.append(
+                f"| {label} | "
+                + " | ".join(cells)
+                + f" | {cpu:.0f} | {figures.get('rss_mb', '?')} | "
+                f"{figures.get('cold_start_s', '?')} |"
+            )
+        lines += [*_ratio_rows(per_model, connections), ""]
+    lines += ["| target | model | measured | required | met |", "|---|---|---|---|---|"]
+    for t in results["targets"]:
+        lines.append(
+            f"| {t['target']} | {t['model']} | {t['measured']}x | {t['required']}x "
+            f"| {'yes' if t['met'] else '**no**'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _ratio_rows(per_model: dict[str, Any], connections: list[str]) -> list[str]:
+    rows = []
+    for ours in (OURS, UNBATCHED):
+        for group, names in (("best MLServer", MLSERVERS), ("best bare async", FLOORS)):
+            cells = []
+            for c in connections:
+                best = _best(per_model, names, c)
+                mine = per_model.get(ours, {}).get(c)
+                if best is None or mine is None:
+                    cells.append("-")
+                    continue
+                p99_best = per_model[best[0]][c]["p99_ms"]
+                cells.append(
+                    f"{mine['rps'] / best[1]:.2f}x req/s, {mine['p99_ms'] / p99_best:.2f}x p99"
+                )
+            if any(cell != "-" for cell in cells):
+                rows.append(f"| *{ours} ÷ {group}* | " + " | ".join(cells) + " | | | |")
+    return rows
+
+
+def update_docs(path: Path, table: str) -> None:
+    """Replace the text between the benchmark markers in docs/serving.md, if they are there."""
+    if not path.exists():
+        return
+    text = path.read_text()
+    if DOCS_BEGIN not in text or DOCS_END not in text:
+        return
+    head, rest = text.split(DOCS_BEGIN, 1)
+    _, tail = rest.split(DOCS_END, 1)
+    path.write_text(f"{head}{DOCS_BEGIN}\n{table}{DOCS_END}{tail}")

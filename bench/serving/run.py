@@ -1,0 +1,205 @@
+"""Serving benchmark: modeldeploy-server against MLServer and a bare async server, same model
+file, same request, same machine, same run. Not a test: it measures, it does not assert.
+
+    python bench/serving/run.py            # 10 s per run, 3 rounds (about 25 minutes)
+    python bench/serving/run.py --quick    # 3 s per run, 1 round: a smoke run
+
+Method (bench/../shared BENCHMARKING notes): single-row v2 requests on 127.0.0.1 from wrk with a
+Lua POST script; the server pinned to CPU 0 and wrk to CPU 1; each round starts every server
+fresh and the servers take turns (the order rotates each round); medians over rounds.
+Results: bench/results/serving.json (serving-quick.json for --quick) and a markdown table,
+also written between the benchmark markers in docs/serving.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import peers
+import report
+import servers
+import workload
+import wrk
+
+ROOT = Path(__file__).resolve().parents[2]
+WORK = ROOT / "bench" / ".work" / "serving"
+RESULTS = ROOT / "bench" / "results"
+SERVER_CPU, LOAD_CPU = 0, 1
+
+
+def main() -> None:
+    args = _arguments()
+    if len(os.sched_getaffinity(0)) < 2:
+        raise SystemExit("needs 2 CPUs: one for the server, one for wrk")
+    wrk_path = wrk.ensure_wrk()
+    WORK.mkdir(parents=True, exist_ok=True)
+    models = {k: v for k, v in workload.build_models(WORK / "models").items() if k in args.models}
+    body = workload.request_body()
+    script = workload.write_wrk_script(WORK / "post.lua", body)
+    mlserver_bin = None if args.no_mlserver else peers.mlserver_venv(ROOT / "bench" / ".work")
+    asgi = None if args.no_starlette else peers.asgi_python(ROOT / "bench" / ".work")
+    candidates = servers.specs(WORK, asgi, mlserver_bin)
+    chosen = [spec for spec in candidates if not args.servers or spec.name in args.servers]
+
+    floor = {key: workload.predict_floor_us(m, cpu=SERVER_CPU) for key, m in models.items()}
+    print(f"[bench] in-process predict() µs (1 row, 64 rows): {floor}", flush=True)
+    runs: list[dict[str, Any]] = []
+    starts: list[dict[str, Any]] = []
+    for round_index in range(args.rounds):
+        order = chosen[round_index % len(chosen) :] + chosen[: round_index % len(chosen)]
+        for model in models.values():
+            for spec in order:
+                _measure(spec, model, round_index, args, wrk_path, script, body, runs, starts)
+
+    results = {
+        "benchmark": "serving",
+        "mode": "quick" if args.quick else "full",
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "versions": _versions(mlserver_bin),
+        "settings": {
+            "seconds": args.seconds,
+            "warmup_seconds": args.warmup,
+            "rounds": args.rounds,
+            "connections": args.connections,
+            "server_cpu": SERVER_CPU,
+            "load_cpu": LOAD_CPU,
+            "request_bytes": len(body),
+        },
+        "models": {k: {"label": m.label, "sha256": m.sha256} for k, m in models.items()},
+        "servers": {spec.name: {"label": spec.label, "role": spec.role} for spec in chosen},
+        "predict_floor_us": floor,
+        "runs": runs,
+        "starts": starts,
+    }
+    results["summary"] = report.summarize(results)
+    results["targets"] = report.targets(results)
+    name = "serving-quick" if args.quick else "serving"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = report.markdown(results)
+    (RESULTS / f"{name}.md").write_text(table)
+    if not args.quick:
+        report.update_docs(ROOT / "docs" / "serving.md", table)
+    print(table)
+
+
+def _measure(
+    spec: servers.ServerSpec,
+    model: workload.BenchModel,
+    round_index: int,
+    args: argparse.Namespace,
+    wrk_path: str,
+    script: Path,
+    body: bytes,
+    runs: list[dict[str, Any]],
+    starts: list[dict[str, Any]],
+) -> None:
+    log = WORK / "logs" / f"{spec.name}-{model.key}-{round_index}.log"
+    log.parent.mkdir(exist_ok=True)
+    server = servers.RunningServer(spec, model, cpu=SERVER_CPU, log=log)
+    try:
+        cold_start = server.wait_first_prediction(body)
+        url = f"http://127.0.0.1:{spec.port}{model.infer_path}"
+        for connections in args.connections:
+            load = {"connections": connections, "cpu": LOAD_CPU}
+            wrk.run(wrk_path, url, script, seconds=args.warmup, **load)
+            cpu_before = server.cpu_seconds()
+            result = wrk.run(wrk_path, url, script, seconds=args.seconds, **load)
+            cpu_used = server.cpu_seconds() - cpu_before
+            runs.append(
+                {
+                    "model": model.key,
+                    "server": spec.name,
+                    "round": round_index,
+                    "connections": connections,
+                    "rps": round(result.rps, 1),
+                    "p50_ms": round(result.p50_ms, 3),
+                    "p99_ms": round(result.p99_ms, 3),
+                    "cpu_us_per_request": round(cpu_used * 1e6 / max(result.requests, 1), 1),
+                    "non_2xx": result.non_2xx,
+                    "socket_errors": result.socket_errors,
+                }
+            )
+            print(
+                f"[bench] round {round_index} {model.key} {spec.name} c={connections}: "
+                f"{result.rps:.0f} req/s, p50 {result.p50_ms:.2f} ms, "
+                f"p99 {result.p99_ms:.2f} ms, {runs[-1]['cpu_us_per_request']} µs CPU/req"
+                + (f", {result.non_2xx} non-2xx" if result.non_2xx else ""),
+                flush=True,
+            )
+        starts.append(
+            {
+                "model": model.key,
+                "server": spec.name,
+                "round": round_index,
+                "cold_start_s": round(cold_start, 3),
+                "rss_mb": round(server.rss_bytes() / 2**20, 1),
+            }
+        )
+    finally:
+        server.stop()
+        time.sleep(0.5)  # let the port and the CPU settle before the next server
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 s runs, 1 round")
+    parser.add_argument("--seconds", type=float, help="measured seconds per run (default 10)")
+    parser.add_argument("--warmup", type=float, help="warm-up seconds before each run (3)")
+    parser.add_argument("--rounds", type=int, help="fresh-start rounds, median reported (3)")
+    parser.add_argument(
+        "--connections",
+        type=lambda s: [int(c) for c in s.split(",")],
+        default=[1, 8, 64],
+        help="comma-separated (1,8,64)",
+    )
+    parser.add_argument("--models", nargs="+", default=["rf", "lr"], choices=["rf", "lr"])
+    parser.add_argument("--servers", nargs="+", help="only these server names")
+    parser.add_argument("--no-mlserver", action="store_true", help="skip the MLServer peer")
+    parser.add_argument("--no-starlette", action="store_true", help="skip the Starlette floor")
+    args = parser.parse_args()
+    quick = args.quick
+    args.seconds = args.seconds or (3.0 if quick else 10.0)
+    args.warmup = args.warmup if args.warmup is not None else (1.0 if quick else 3.0)
+    args.rounds = args.rounds or (1 if quick else 3)
+    return args
+
+
+def _machine() -> dict[str, Any]:
+    cpu_model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu_model = line.split(":", 1)[1].strip()
+            break
+    return {
+        "cpu": cpu_model,
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "load_average_at_end": os.getloadavg(),
+    }
+
+
+def _versions(mlserver_bin: Path | None) -> dict[str, Any]:
+    from importlib.metadata import version
+
+    ours = {p: version(p) for p in ("aiohttp", "orjson", "numpy", "scikit-learn", "joblib")}
+    result: dict[str, Any] = {"modeldeploy": ours, "wrk": "debian package"}
+    if mlserver_bin is not None:
+        result["mlserver"] = peers.installed_versions(
+            mlserver_bin, ["mlserver", "mlserver-sklearn", "uvloop", "scikit-learn"]
+        )
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
