@@ -51,6 +51,7 @@ class ServerConfig:
     batch_max_rows: int
     batch_max_wait_ms: float
     max_queued_rows: int
+    inline_predict_below_ms: float
     max_artifact_bytes: int
     download_timeout: float
     shutdown_timeout: float
@@ -207,6 +208,12 @@ FLAGS: tuple[_Flag, ...] = (
         "wait this long for more rows before predicting under load (0: only rows already queued)",
     ),
     _Flag("max-queued-rows", _int_range(1, 10_000_000), 4096, "rows waiting beyond this get 503"),
+    _Flag(
+        "inline-predict-below-ms",
+        _milliseconds,
+        20.0,
+        "run predict() on the event loop while it takes less than this (0: always a thread)",
+    ),
     _Flag("max-artifact-bytes", _size, 1024 * MiB, "largest artifact accepted"),
     _Flag("download-timeout", _seconds, 120.0, "seconds for the whole artifact download"),
     _Flag("shutdown-timeout", _seconds, 20.0, "seconds in-flight requests get after SIGTERM"),

@@ -59,6 +59,7 @@ class InferenceService:
             max_batch_rows=config.batch_max_rows if config.micro_batching else 1,
             max_wait_seconds=config.batch_max_wait_ms / 1000,
             max_queued_rows=config.max_queued_rows,
+            inline_below_seconds=config.inline_predict_below_ms / 1000,
             on_batch=self._metrics.observe_batch,
         )
         self._queue.start()

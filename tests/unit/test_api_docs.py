@@ -28,6 +28,15 @@ def test_committed_docs_are_up_to_date() -> None:
     assert committed == generated, "run: python scripts/gen_api_docs.py"
 
 
+def test_readme_embeds_the_same_reference() -> None:
+    generator = _generator()
+    readme = (ROOT / "README.md").read_text()
+    assert readme == generator.readme_with(readme, generator.render(crd())), (
+        "run: python scripts/gen_api_docs.py"
+    )
+    assert "| `spec.model.sha256` |" in readme
+
+
 def test_docs_list_every_spec_field_with_its_default() -> None:
     docs = (ROOT / "docs" / "api.md").read_text()
     for path, node in walk(spec_schema(), "spec")[1:]:
