@@ -82,7 +82,7 @@ NAMESPACED_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
     | {("autoscaling", "horizontalpodautoscalers", v) for v in CRUD}
     | {("", "pods", v) for v in ("get", "list", "watch")}
     | {("", "pods/status", "patch")}
-    | {("", "events", v) for v in ("create", "patch")}
+    | {(group, "events", v) for group in ("", "events.k8s.io") for v in ("create", "patch")}
     | {
         (group, resource, v)
         for group, resource in (

@@ -102,8 +102,9 @@ server-side apply), no escalate/bind/impersonate.
 - apiGroups: [""]
   resources: ["pods/status"]
   verbs: ["patch"]
-# Events on ModelDeployments (and, granted onwards, the sidecar's MetricBreach Events).
-- apiGroups: [""]
+# Events on ModelDeployments. Both event APIs, because the sidecar's Role grants both (its
+# MetricBreach Events) and escalation prevention needs the operator to hold what it grants.
+- apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
 # The sidecar's identity in each namespace: ServiceAccount, Role and RoleBinding.
