@@ -59,6 +59,7 @@ lint: $(STAMP) ## ruff + mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: bench-serving bench-operator bench-rollback ## all benchmarks (JSON in bench/results/)
 
