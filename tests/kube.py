@@ -162,10 +162,15 @@ def kind_cluster() -> Iterator[KubeCluster]:
 
     if shutil.which("docker") is None:
         raise RuntimeError("K8S_BACKEND=kind needs Docker and a running engine")
-    kind = KindCluster("modeldeploy")
+    bin_dir = build_tools()  # our own kubectl and helm, so pytest-kind downloads only kind
+    kind = KindCluster(
+        "modeldeploy",
+        kubectl_path=bin_dir / "kubectl",
+        kind_path=Path(found) if (found := shutil.which("kind")) else None,
+    )
     kind.create()
     try:
-        yield KubeCluster(kubeconfig=Path(kind.kubeconfig_path), bin_dir=build_tools())
+        yield KubeCluster(kubeconfig=Path(kind.kubeconfig_path), bin_dir=bin_dir)
     finally:
         if not os.environ.get("MODELDEPLOY_KEEP_CLUSTER"):
             kind.delete()

@@ -99,7 +99,7 @@ def _decide(
 ) -> cli_actions.Action | None:
     token = cli_actions.unique_token(now, secrets.token_hex(3))
     if command == "rollback":
-        return cli_actions.rollback(obj, revision)
+        return cli_actions.rollback(obj, revision, token)
     if command == "promote":
         return cli_actions.promote(obj, token)
     if command == "pause":

@@ -56,7 +56,8 @@ def rollback_targets(obj: Obj) -> list[int]:
     )
 
 
-def rollback(obj: Obj, revision: int) -> Action:
+def rollback(obj: Obj, revision: int, token: str) -> Action:
+    """`N@<token>`: the operator reads N; the token makes a repeated request a new one."""
     status = obj.get("status") or {}
     who = qualified_name(obj)
     entries = [e for e in status.get("history") or [] if int(e["revision"]) == revision]
@@ -75,7 +76,7 @@ def rollback(obj: Obj, revision: int) -> Action:
     version = entries[-1].get("modelVersion", "?")
     return Action(
         names.ANNOTATION_ROLLBACK_TO,
-        str(revision),
+        f"{revision}@{token}",
         f"rollback of {who} to revision {revision} (version {version}) requested",
     )
 

@@ -113,18 +113,12 @@ def _step(obj: Obj, canary: Mapping[str, Any]) -> str:
 
 
 def breach_text(breach: Mapping[str, Any], now: datetime) -> str:
-    text = (
-        f"{breach.get('metric', '?')} {breach.get('value', '?')} > {breach.get('threshold', '?')}"
-    )
-    if breach.get("window"):
-        text += f" over {breach['window']}"
-    if "requests" in breach:
-        text += f" ({breach['requests']} requests)"
-    if breach.get("pod"):
-        text += f", pod {breach['pod']}"
-    if breach.get("time"):
-        text += f", {age(breach['time'], now)} ago"
-    return text
+    """'MetricBreach: errorRate 0.2 > 0.01 over 30s (r4, pod iris-r4-x, 2m ago)'."""
+    text = ": ".join(str(breach[k]) for k in ("reason", "message") if breach.get(k)) or "breach"
+    where = [f"r{breach['revision']}"] if "revision" in breach else []
+    where += [f"pod {breach['pod']}"] if breach.get("pod") else []
+    where += [f"{age(breach['time'], now)} ago"] if breach.get("time") else []
+    return f"{text} ({', '.join(where)})" if where else text
 
 
 def condition_lines(
@@ -207,7 +201,7 @@ def history_lines(obj: Obj, now: datetime, color: bool = False) -> list[str]:
                     outcome,
                     age(entry.get("startedAt"), now),
                     age(entry.get("finishedAt"), now),
-                    str(entry.get("reason", "")),
+                    str(entry.get("message") or entry.get("reason") or ""),
                 ]
             )
             codes.append(

@@ -9,9 +9,11 @@ accepting requests meanwhile. One call at a time either way: scikit-learn estima
 promised to be thread-safe, and on a small CPU quota parallel predicts only contend.
 
 Why batching pays: a tree ensemble walks the same trees for 1 row or 64, so 64 queued single-row
-requests cost about one predict(). The batching is adaptive: a batch is whatever queued up
-while the previous predict() ran, so an idle server adds no waiting; `max_wait` optionally
-holds a batch open a little longer, and only while requests are arriving concurrently.
+requests cost about one predict(). The batching is adaptive. An idle server never waits: a
+request arriving alone is predicted at once. Under concurrent load (the last batch held more
+than one request) the next batch is held open for a quarter of the recent predict() time, at
+most `max_wait`, or until it is full: long enough for the clients just answered to send their
+next requests and join, short enough to cost at most a fifth of the throughput it buys.
 """
 
 from __future__ import annotations
@@ -48,18 +50,22 @@ class PredictQueue:
         max_wait_seconds: float,
         max_queued_rows: int,
         inline_below_seconds: float,
+        initial_predict_seconds: float,
         on_batch: Callable[[int], None],
     ) -> None:
         self._predict = predict
         self._inline_below = inline_below_seconds
-        self._recent_seconds = 0.0  # moving average of predict() time, decides inline or thread
+        # Moving average of predict() time: decides inline or thread, and how long to batch.
+        self._recent_seconds = initial_predict_seconds
         self._max_batch_rows = max_batch_rows
+        self._inline_rows = max(max_batch_rows, 64)
         self._max_wait = max_wait_seconds
         self._max_queued_rows = max_queued_rows
         self._on_batch = on_batch
         self._pending: deque[_Pending] = deque()
         self._queued_rows = 0
         self._last_batch_requests = 0
+        self._batch_full: asyncio.Future[None] | None = None
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         self._worker: asyncio.Task[None] | None = None
@@ -90,6 +96,8 @@ class PredictQueue:
         self._pending.append(_Pending(rows, outputs, future))
         self._queued_rows += len(rows)
         self._wakeup.set()
+        if self._batch_full is not None and self._queued_rows >= self._max_batch_rows:
+            _wake(self._batch_full)
         return await future
 
     async def _run(self) -> None:
@@ -97,8 +105,8 @@ class PredictQueue:
             while not self._pending:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            if self._should_wait_for_more():
-                await asyncio.sleep(self._max_wait)
+            if wait := self._batching_wait():
+                await self._hold_open(wait)
             batch = self._take_batch()
             if batch:
                 await self._execute(batch)
@@ -106,12 +114,21 @@ class PredictQueue:
                 # answers and read new requests (which then form the next batch).
                 await asyncio.sleep(0)
 
-    def _should_wait_for_more(self) -> bool:
-        return (
-            self._max_wait > 0
-            and self._last_batch_requests > 1  # requests are arriving concurrently
-            and self._queued_rows < self._max_batch_rows
-        )
+    def _batching_wait(self) -> float:
+        if self._last_batch_requests <= 1 or self._queued_rows >= self._max_batch_rows:
+            return 0.0
+        return min(self._max_wait, 0.25 * self._recent_seconds)
+
+    async def _hold_open(self, seconds: float) -> None:
+        """Sleep up to `seconds`; submit() ends it early once a full batch is queued."""
+        loop = asyncio.get_running_loop()
+        self._batch_full = loop.create_future()
+        timer = loop.call_later(seconds, _wake, self._batch_full)
+        try:
+            await self._batch_full
+        finally:
+            timer.cancel()
+            self._batch_full = None
 
     def _take_batch(self) -> list[_Pending]:
         """The oldest request plus later ones asking for the same outputs, up to the row limit."""
@@ -135,7 +152,9 @@ class PredictQueue:
     async def _call(self, rows: np.ndarray, outputs: tuple[str, ...]) -> tuple[np.ndarray, ...]:
         timed = _Timed(self._predict)
         try:
-            if self._recent_seconds < self._inline_below:
+            # Inline only for a fast model and a batch-sized call: one 10 000-row request from a
+            # client must not stall the loop for everyone else.
+            if self._recent_seconds < self._inline_below and len(rows) <= self._inline_rows:
                 return timed(rows, outputs)
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, timed, rows, outputs)
@@ -164,6 +183,11 @@ class PredictQueue:
             end = start + len(item.rows)
             _settle(item, result=tuple(result[start:end] for result in results))
             start = end
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class _Timed:

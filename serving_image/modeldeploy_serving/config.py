@@ -204,8 +204,9 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag(
         "batch-max-wait-ms",
         _milliseconds,
-        0.0,
-        "wait this long for more rows before predicting under load (0: only rows already queued)",
+        2.0,
+        "under concurrent load, hold a batch open for a quarter of the predict() time, at most "
+        "this long (0: only rows already queued)",
     ),
     _Flag("max-queued-rows", _int_range(1, 10_000_000), 4096, "rows waiting beyond this get 503"),
     _Flag(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class LoadedModel:
 
     signature: ModelSignature
     saved_sklearn_version: str
+    warmup_seconds: float  # one predict() on one row: a first guess of how slow the model is
     _methods: dict[str, Callable[[np.ndarray], Any]]
 
     def run(self, rows: np.ndarray, outputs: Sequence[str]) -> tuple[np.ndarray, ...]:
@@ -150,7 +152,9 @@ def _warm_up(estimator: Any, saved_version: str) -> LoadedModel:
         log.warning("model was fitted with feature names; inputs are taken by position")
     zeros = np.zeros((1, int(n_features)))
     methods: dict[str, Callable[[np.ndarray], Any]] = {PREDICT: estimator.predict}
+    started = time.perf_counter()
     specs = [_warm_up_output(PREDICT, estimator.predict, zeros)]
+    warmup_seconds = time.perf_counter() - started
     if hasattr(estimator, PREDICT_PROBA):
         try:
             specs.append(_warm_up_output(PREDICT_PROBA, estimator.predict_proba, zeros))
@@ -160,7 +164,7 @@ def _warm_up(estimator: Any, saved_version: str) -> LoadedModel:
     signature = ModelSignature(
         n_features=int(n_features), allow_nan=_allows_nan(estimator), outputs=tuple(specs)
     )
-    return LoadedModel(signature, saved_version, methods)
+    return LoadedModel(signature, saved_version, warmup_seconds, methods)
 
 
 def _warm_up_output(

@@ -60,6 +60,7 @@ class InferenceService:
             max_wait_seconds=config.batch_max_wait_ms / 1000,
             max_queued_rows=config.max_queued_rows,
             inline_below_seconds=config.inline_predict_below_ms / 1000,
+            initial_predict_seconds=model.warmup_seconds,
             on_batch=self._metrics.observe_batch,
         )
         self._queue.start()

@@ -10,7 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.kube import ROOT, KubeCluster
+
+pytestmark = pytest.mark.kwok
 
 SCRIPT = [sys.executable, str(ROOT / "scripts" / "cluster.py")]
 

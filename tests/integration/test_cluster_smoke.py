@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.kube import KubeCluster, wait_until
 
 SMOKE_CRD = {
@@ -44,6 +46,7 @@ def test_server_reports_kubernetes_1_36(cluster: KubeCluster) -> None:
     assert version["clientVersion"]["gitVersion"].startswith("v1.36.")
 
 
+@pytest.mark.kwok
 def test_kwok_nodes_are_ready(cluster: KubeCluster) -> None:
     nodes = cluster.get_json("nodes")["items"]
     ready = [
@@ -74,6 +77,7 @@ def test_crd_schema_rejects_invalid_object_at_admission(
     cluster.kubectl("apply", "-f", "-", input=json.dumps(good))
 
 
+@pytest.mark.kwok
 def test_deployment_pods_run_on_kwok_nodes(cluster: KubeCluster, namespace: str) -> None:
     cluster.kubectl(
         "create",

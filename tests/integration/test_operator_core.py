@@ -14,6 +14,8 @@ from modeldeploy import names
 from tests.helpers.operator_proc import OperatorProcess
 from tests.kube import ROOT, KubeCluster, wait_until
 
+pytestmark = pytest.mark.kwok
+
 SHA = "ab" * 32
 
 

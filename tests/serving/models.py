@@ -172,3 +172,35 @@ class SlowClassifier(ClassifierMixin, BaseEstimator):
         if not _is_warmup(features):
             time.sleep(self.delay_seconds)
         return self.inner_.predict(features)
+
+
+def train_degrading(
+    directory: Path, trigger_value: float, delay_seconds: float = 1.0, name: str = "degrading"
+) -> SavedModel:
+    """A classifier that is fast until it sees a row whose first feature equals `trigger_value`,
+    and slow (`delay_seconds` per predict) from then on: a model that passes its canary and
+    degrades later, at the moment a test chooses (a latency breach during the bake)."""
+    features, labels = _classification()
+    model = DegradingClassifier(trigger_value=trigger_value, delay_seconds=delay_seconds)
+    return save(model.fit(features, labels), directory, name)
+
+
+class DegradingClassifier(ClassifierMixin, BaseEstimator):
+    """LogisticRegression inside; predict() sleeps once the trigger row has been seen."""
+
+    def __init__(self, trigger_value: float = 1e6, delay_seconds: float = 1.0):
+        self.trigger_value = trigger_value
+        self.delay_seconds = delay_seconds
+
+    def fit(self, features: np.ndarray, labels: np.ndarray) -> DegradingClassifier:
+        self.inner_ = LogisticRegression(max_iter=500).fit(features, labels)
+        self.classes_ = self.inner_.classes_
+        self.n_features_in_ = features.shape[1]
+        return self
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        if np.any(features[:, 0] == self.trigger_value):
+            self.degraded_ = True
+        if getattr(self, "degraded_", False):
+            time.sleep(self.delay_seconds)
+        return self.inner_.predict(features)

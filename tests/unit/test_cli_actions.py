@@ -13,9 +13,10 @@ def test_rollback_targets_only_promoted_revisions_other_than_the_stable_one() ->
     assert cli_actions.rollback_targets(progressing()) == [1]
 
 
-def test_rollback_sets_the_revision_number() -> None:
-    action = cli_actions.rollback(progressing(), 1)
-    assert action.patch() == {"metadata": {"annotations": {names.ANNOTATION_ROLLBACK_TO: "1"}}}
+def test_rollback_sets_the_revision_number_with_a_token() -> None:
+    action = cli_actions.rollback(progressing(), 1, "tok-0")
+    patch = {"metadata": {"annotations": {names.ANNOTATION_ROLLBACK_TO: "1@tok-0"}}}
+    assert action.patch() == patch
     assert action.message == "rollback of ml/iris to revision 1 (version 1) requested"
 
 
@@ -33,7 +34,7 @@ def test_rollback_sets_the_revision_number() -> None:
 )
 def test_rollback_refuses_revisions_that_cannot_be_targeted(revision: int, message: str) -> None:
     with pytest.raises(CliError) as err:
-        cli_actions.rollback(progressing(), revision)
+        cli_actions.rollback(progressing(), revision, "tok")
     assert str(err.value) == message
 
 
@@ -44,7 +45,7 @@ def test_a_revision_whose_newest_entry_failed_is_no_longer_a_target() -> None:
     )
     assert cli_actions.rollback_targets(obj) == []
     with pytest.raises(CliError, match="ended Failed"):
-        cli_actions.rollback(obj, 1)
+        cli_actions.rollback(obj, 1, "tok")
 
 
 def test_promote_needs_a_canary() -> None:

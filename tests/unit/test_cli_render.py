@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
 from modeldeploy import cli_render, names
+from tests.helpers import crd
 from tests.unit.cli_fixtures import NOW, progressing, stable
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -30,7 +32,7 @@ def test_status_shows_phase_split_revisions_and_breach() -> None:
     assert field(lines, "Stable") == "r3  version 2  sha256 bbbbbbbbbbbb  ready 2"
     assert field(lines, "Canary").endswith("weight 10%  step 1 of 2")
     assert field(lines, "Last breach") == (
-        "errorRate 0.2 > 0.01 over 30s (120 requests), pod iris-r2-x, 2m ago"
+        "MetricBreach: errorRate 0.2 > 0.01 over 30s (120 requests) (r2, pod iris-r2-x, 2m ago)"
     )
     assert field(lines, "Quarantined") == "1 spec (retry to re-run)"
 
@@ -145,3 +147,28 @@ def test_machine_documents_carry_the_raw_status() -> None:
     assert history["stableRevision"] == 3
     assert history["canaryRevision"] == 4
     assert [h["revision"] for h in history["history"]] == [1, 2, 3]
+
+
+def unknown_fields(value: Any, schema: dict[str, Any], path: str = "status") -> list[str]:
+    """Fields the API server would prune: the CLI must only read what the CRD keeps."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        return [
+            found
+            for key, child in value.items()
+            for found in (
+                unknown_fields(child, props[key], f"{path}.{key}")
+                if key in props
+                else [f"{path}.{key}"]
+            )
+        ]
+    if isinstance(value, list):
+        return [f for item in value for f in unknown_fields(item, schema.get("items", {}), path)]
+    return []
+
+
+@pytest.mark.parametrize("fixture", [progressing, stable])
+def test_fixtures_only_use_status_fields_the_crd_keeps(fixture: Any) -> None:
+    assert unknown_fields(fixture()["status"], crd.status_schema()) == []

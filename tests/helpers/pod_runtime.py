@@ -1,0 +1,501 @@
+"""A "process kubelet" for KWOK pods, and a load generator that routes like the Service.
+
+KWOK runs a ModelDeployment's pods on fake nodes: they turn Running and Ready, but no container
+runs. :class:`PodRuntime` watches those pods and, for every Running pod, starts what its two
+containers would run, as real processes on 127.0.0.1:
+
+- ``modeldeploy-server`` with the ``MODELDEPLOY_*`` env of the pod's model-server container;
+- ``modeldeploy-monitor`` with the ``MODELDEPLOY_MONITOR_*`` env of its monitor (a native
+  sidecar in ``spec.initContainers``), the downward-API values (pod name, namespace) filled in
+  from the pod as the kubelet would, and a kubeconfig holding a TokenRequest token of the
+  ``modeldeploy-monitor`` ServiceAccount the operator created, so its RBAC is the real one.
+
+Only what a node provides differently is overridden: the server listens on a free local port,
+the monitor scrapes that port, serves its own endpoints on another, and scrapes fast
+(``monitor_flags``). The processes stop when the pod is terminating or gone.
+
+:meth:`PodRuntime.service_endpoints` is what the Service would route to: pods listed ready in
+its EndpointSlices (so the operator's revision pin counts) whose server passed its readiness
+probe. :class:`LoadGenerator` sends v2 infer requests round-robin over such a list, bounded in
+count and time, to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kubernetes import client, watch
+
+from modeldeploy import names
+from tests.helpers.monitor_proc import free_port, token_kubeconfig
+from tests.kube import KubeCluster, wait_until
+from tests.serving.process import ServerProcess, server_env
+
+# The monitor's contract defaults are for production; tests want verdicts within a second.
+FAST_MONITOR_FLAGS: Mapping[str, str] = {"scrape-interval-seconds": "0.2"}
+STOP_GRACE_S = 0.3  # a retired pod leaves the routing at once; its processes stop after this
+
+Handler = Callable[[str, dict[str, Any], float], None]
+
+
+class ListWatch:
+    """Mirrors one kind of object (name -> dict) in a thread: list, watch for `period`, again.
+
+    `handler(event_type, obj, at)` runs for every change as it arrives (`at` is
+    ``time.monotonic()``); each relist replays every object as ``SYNC`` and the vanished ones as
+    ``DELETED``, so a handler that reconciles from the whole state never misses anything.
+    """
+
+    def __init__(
+        self,
+        cluster: KubeCluster,
+        list_call: Callable[[client.ApiClient], Callable[..., Any]],
+        namespace: str,
+        selector: str,
+        handler: Handler | None = None,
+        period: float = 2.0,
+    ) -> None:
+        self.api = cluster.api()
+        self.list = list_call(self.api)
+        self.namespace, self.selector, self.period = namespace, selector, period
+        self.handler = handler or (lambda *_: None)
+        self.items: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._watch = watch.Watch()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> ListWatch:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._watch.stop()
+        self._thread.join(timeout=self.period + 5)
+        self.api.close()
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.items.values())
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._relist()
+                self._follow()
+            except Exception:  # an API hiccup (or 410 Gone): list again
+                self._stopping.wait(0.5)
+
+    def _relist(self) -> None:
+        response = self.list(self.namespace, label_selector=self.selector, _preload_content=False)
+        body = json.loads(response.data)
+        listed = {i["metadata"]["name"]: i for i in body["items"]}
+        self.resource_version = body["metadata"]["resourceVersion"]
+        with self.lock:
+            gone = [obj for name, obj in self.items.items() if name not in listed]
+            self.items = listed
+        now = time.monotonic()
+        for obj in gone:
+            self.handler("DELETED", obj, now)
+        for obj in listed.values():
+            self.handler("SYNC", obj, now)
+
+    def _follow(self) -> None:
+        for event in self._watch.stream(
+            self.list,
+            self.namespace,
+            label_selector=self.selector,
+            resource_version=self.resource_version,
+            timeout_seconds=int(self.period),
+            _request_timeout=self.period + 5,
+            deserialize=False,
+        ):
+            kind, obj = event["type"], event["object"]
+            if kind not in ("ADDED", "MODIFIED", "DELETED"):
+                continue  # BOOKMARK, ERROR: the next relist catches up
+            with self.lock:
+                if kind == "DELETED":
+                    self.items.pop(obj["metadata"]["name"], None)
+                else:
+                    self.items[obj["metadata"]["name"]] = obj
+            self.handler(kind, obj, time.monotonic())
+            if self._stopping.is_set():
+                return
+
+
+# --- one pod's processes ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A model server the Service could route to."""
+
+    pod: str
+    revision: int
+    port: int
+    model: str  # the served name: /v2/models/<model>/infer
+
+
+def container_env(pod: Mapping[str, Any], container: str) -> dict[str, str]:
+    """The env of one container (init or main) as the kubelet resolves it (downward API too)."""
+    spec = pod["spec"]
+    found = [
+        c for c in (*spec.get("initContainers", []), *spec["containers"]) if c["name"] == container
+    ]
+    if not found:
+        raise AssertionError(f"pod {pod['metadata']['name']} has no container {container!r}")
+    env: dict[str, str] = {}
+    for var in found[0].get("env", []):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        elif path := var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath"):
+            env[var["name"]] = _field(pod, path)
+        else:
+            raise AssertionError(f"{container}: env {var['name']} has a source we cannot fill")
+    return env
+
+
+def _field(pod: Mapping[str, Any], path: str) -> str:
+    """`metadata.name`, `metadata.namespace`, `metadata.uid`: what the downward API gives."""
+    value: Any = pod
+    for part in path.split("."):
+        value = value[part]
+    return str(value)
+
+
+class PodProcesses:
+    """The model server and the monitor of one pod; started in the background."""
+
+    def __init__(
+        self,
+        pod: dict[str, Any],
+        workdir: Path,
+        kubeconfig: Callable[[], Path],
+        monitor_flags: Mapping[str, str],
+    ) -> None:
+        meta = pod["metadata"]
+        self.name = str(meta["name"])
+        self.revision = int(meta["labels"][names.LABEL_REVISION])
+        self.server_env = container_env(pod, names.CONTAINER_SERVER)
+        self.monitor_env = container_env(pod, names.CONTAINER_MONITOR)
+        self.model = self.server_env[names.ENV_MODEL_NAME]
+        self.workdir, self.kubeconfig, self.monitor_flags = workdir, kubeconfig, monitor_flags
+        self.server: ServerProcess | None = None
+        self.monitor: subprocess.Popen[bytes] | None = None
+        self.ready = threading.Event()  # the server answered its readiness probe
+        self.retired = threading.Event()  # the pod is leaving: no new traffic
+        self.error = ""
+        self._stop_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._start, daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            self.server = ServerProcess(None, name=self.model, env=self.server_env)
+            metrics_url = f"http://127.0.0.1:{self.server.port}{names.PATH_METRICS}"
+            self._start_monitor(metrics_url)
+            self.server.wait_ready()
+            self.ready.set()
+        except Exception as err:  # reported by PodRuntime.errors
+            self.error = f"{self.name}: {err}"
+
+    def _start_monitor(self, metrics_url: str) -> None:
+        overrides = {
+            "metrics-url": metrics_url,
+            "host": "127.0.0.1",
+            "port": str(free_port()),
+            "kubeconfig": str(self.kubeconfig()),
+            **self.monitor_flags,
+        }
+        command = [str(Path(sys.executable).parent / names.COMMAND_MONITOR)]
+        command += [f"--{flag}={value}" for flag, value in overrides.items()]
+        with (self.workdir / f"{self.name}.monitor.log").open("ab") as log:
+            self.monitor = subprocess.Popen(
+                command, env=server_env(self.monitor_env), stdout=log, stderr=subprocess.STDOUT
+            )
+
+    @property
+    def endpoint(self) -> Endpoint | None:
+        if not self.ready.is_set() or self.retired.is_set() or self.server is None:
+            return None
+        return Endpoint(self.name, self.revision, self.server.port, self.model)
+
+    def stop(self) -> None:
+        """SIGTERM both (the server drains in-flight requests), then write the server's log."""
+        self.retired.set()
+        with self._stop_lock:
+            self._thread.join(timeout=90)
+            self._stop_processes()
+
+    def _stop_processes(self) -> None:
+        if self.monitor is not None and self.monitor.poll() is None:
+            self.monitor.send_signal(signal.SIGTERM)
+        if self.server is not None:
+            try:
+                self.server.terminate(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+            (self.workdir / f"{self.name}.server.log").write_text(self.server.log_text)
+        if self.monitor is not None:
+            try:
+                self.monitor.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.monitor.kill()
+                self.monitor.wait()
+
+
+# --- the process kubelet ----------------------------------------------------------------------
+
+
+class PodRuntime:
+    """Runs real processes for the Running pods of one ModelDeployment (a context manager)."""
+
+    def __init__(
+        self,
+        cluster: KubeCluster,
+        namespace: str,
+        md_name: str,
+        workdir: Path,
+        monitor_flags: Mapping[str, str] = FAST_MONITOR_FLAGS,
+        on_pod: Handler | None = None,
+    ) -> None:
+        self.cluster, self.namespace, self.workdir = cluster, namespace, workdir
+        self.monitor_flags = monitor_flags
+        self.on_pod = on_pod or (lambda *_: None)
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.procs: dict[str, PodProcesses] = {}
+        self.retired: list[PodProcesses] = []
+        self._lock = threading.Lock()
+        self._token_lock = threading.Lock()
+        self._kubeconfig: Path | None = None
+        self.pods = ListWatch(
+            cluster,
+            lambda api: client.CoreV1Api(api).list_namespaced_pod,
+            namespace,
+            f"{names.LABEL_NAME}={md_name}",
+            self._on_pod,
+        )
+        self.slices = ListWatch(
+            cluster,
+            lambda api: client.DiscoveryV1Api(api).list_namespaced_endpoint_slice,
+            namespace,
+            f"kubernetes.io/service-name={names.service_name(md_name)}",
+        )
+
+    def __enter__(self) -> PodRuntime:
+        self.slices.start()
+        self.pods.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pods.stop()
+        self.slices.stop()
+        with self._lock:
+            leaving, self.procs = list(self.procs.values()), {}
+        for procs in [*leaving, *self.retired]:
+            procs.stop()
+
+    # --- what the kubelet does ---------------------------------------------------------------
+    def _on_pod(self, kind: str, pod: dict[str, Any], at: float) -> None:
+        self.on_pod(kind, pod, at)
+        name = pod["metadata"]["name"]
+        running = (
+            kind != "DELETED"
+            and pod.get("status", {}).get("phase") == "Running"
+            and not pod["metadata"].get("deletionTimestamp")
+        )
+        with self._lock:
+            known = self.procs.get(name)
+            if running and known is None:
+                self.procs[name] = PodProcesses(
+                    pod, self.workdir, self._sidecar_kubeconfig, self.monitor_flags
+                )
+            elif not running and known is not None:
+                del self.procs[name]
+                known.retired.set()
+                self.retired.append(known)
+                threading.Timer(STOP_GRACE_S, known.stop).start()
+
+    def _sidecar_kubeconfig(self) -> Path:
+        """A token of the ServiceAccount the operator made for sidecars (what the pod mounts)."""
+        with self._token_lock:
+            if self._kubeconfig is None:
+                ns = self.namespace
+                get = ("get", "sa", names.SIDECAR_SERVICE_ACCOUNT, "-n", ns)
+                wait_until(
+                    lambda: self.cluster.kubectl(*get, check=False).returncode == 0,
+                    timeout=30,
+                    what="the sidecar ServiceAccount",
+                )
+                path = self.workdir / "sidecar.kubeconfig"
+                self._kubeconfig = token_kubeconfig(self.cluster, ns, path)
+            return self._kubeconfig
+
+    # --- what the Service sees ---------------------------------------------------------------
+    def endpoints(self, revision: int | None = None) -> list[Endpoint]:
+        """Every ready server (Service or not), optionally of one revision only."""
+        with self._lock:
+            found = [p.endpoint for p in self.procs.values()]
+        return sorted(
+            (e for e in found if e and revision in (None, e.revision)), key=lambda e: e.pod
+        )
+
+    def service_endpoints(self) -> list[Endpoint]:
+        """What the Service routes to: ready in its EndpointSlices and past the readiness probe."""
+        ready = {
+            endpoint["targetRef"]["name"]
+            for eps in self.slices.snapshot()
+            for endpoint in eps.get("endpoints") or []
+            if endpoint.get("conditions", {}).get("ready") and endpoint.get("targetRef")
+        }
+        return [e for e in self.endpoints() if e.pod in ready]
+
+    def errors(self) -> list[str]:
+        with self._lock:
+            every = [*self.procs.values(), *self.retired]
+        return [p.error for p in every if p.error]
+
+
+# --- load ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    sent: float  # time.monotonic()
+    done: float
+    pod: str
+    revision: int
+    status: int  # the HTTP status; 0 when there was no HTTP answer (refused, reset, timeout)
+
+
+def v2_body(rows: Iterable[Iterable[float]]) -> bytes:
+    data = [list(map(float, row)) for row in rows]
+    tensor = {"name": "input-0", "shape": [len(data), len(data[0])], "datatype": "FP64"}
+    return json.dumps({"inputs": [{**tensor, "data": [v for row in data for v in row]}]}).encode()
+
+
+def good_body(i: int, n_features: int = 6) -> bytes:
+    """The i-th request of a well-behaved client: two rows of real-looking data."""
+    return v2_body(np.random.default_rng(i).normal(size=(2, n_features)).round(4))
+
+
+BAD_BODIES: tuple[bytes, ...] = (
+    b'{"inputs": [',  # malformed JSON
+    v2_body([[0.5] * 5]),  # wrong feature count
+    v2_body([[0.5] * 7, [0.1] * 7]),  # wrong feature count
+    b'{"inputs": []}',  # no tensor
+    b'{"inputs": [{"name": "x", "shape": [1, 6], "datatype": "FP64", "data": [1, 2]}]}',
+    b"[1, 2, 3]",  # not an object
+)
+
+
+def bad_body(i: int) -> bytes:
+    """The i-th request of a broken client: every one is the client's fault (a 4xx)."""
+    return BAD_BODIES[i % len(BAD_BODIES)]
+
+
+def infer(endpoint: Endpoint, body: bytes, timeout: float = 10) -> int:
+    """POST one v2 infer request on a fresh connection; the HTTP status, or 0 without one."""
+    connection = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=timeout)
+    try:
+        connection.request(
+            "POST",
+            f"/v2/models/{endpoint.model}/infer",
+            body=body,
+            headers={"Content-Type": "application/json"},
+        )
+        response = connection.getresponse()
+        response.read()
+        return int(response.status)
+    except (OSError, http.client.HTTPException):
+        return 0
+    finally:
+        connection.close()
+
+
+class LoadGenerator:
+    """`rate` requests per second, round-robin over `targets()`, until stopped or a bound hits.
+
+    Bounded in time (`max_seconds`) and count (`max_requests`); `workers` threads share the
+    pace, so a slow server delays its own requests, not the whole schedule.
+    """
+
+    def __init__(
+        self,
+        targets: Callable[[], list[Endpoint]],
+        *,
+        rate: float = 20.0,
+        workers: int = 4,
+        max_seconds: float = 120.0,
+        max_requests: int = 5000,
+        body: Callable[[int], bytes] = good_body,
+    ) -> None:
+        self.targets, self.rate, self.body = targets, rate, body
+        self.max_seconds, self.max_requests = max_seconds, max_requests
+        self.results: list[Result] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._sent = 0
+        self._next_at = 0.0
+        self._threads = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
+
+    def __enter__(self) -> LoadGenerator:
+        self._deadline = time.monotonic() + self.max_seconds
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+    def _claim(self) -> tuple[int, float] | None:
+        """The next request's number and send time, or None once a bound is reached."""
+        with self._lock:
+            now = time.monotonic()
+            if self._sent >= self.max_requests or now >= self._deadline:
+                return None
+            at = max(now, self._next_at)
+            self._next_at = at + 1 / self.rate
+            self._sent += 1
+            return self._sent - 1, at
+
+    def _work(self) -> None:
+        while not self._stopping.is_set() and (claim := self._claim()):
+            number, at = claim
+            if self._stopping.wait(max(0.0, at - time.monotonic())):
+                return
+            targets = self.targets()
+            if not targets:
+                continue  # nothing to route to yet: this slot is skipped
+            target = targets[number % len(targets)]
+            sent = time.monotonic()
+            status = infer(target, self.body(number))
+            result = Result(sent, time.monotonic(), target.pod, target.revision, status)
+            with self._lock:
+                self.results.append(result)
+
+    def snapshot(self) -> list[Result]:
+        with self._lock:
+            return list(self.results)
+
+    def statuses(self, revision: int | None = None) -> Counter[int]:
+        """HTTP status -> count (0 = no answer), for one revision or all."""
+        return Counter(r.status for r in self.snapshot() if revision in (None, r.revision))
