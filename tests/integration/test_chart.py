@@ -24,8 +24,6 @@ from modeldeploy import names
 from tests.kube import KubeCluster, wait_until
 from tests.unit.chart import CHART, CLUSTER_PERMISSIONS, NAMESPACED_PERMISSIONS
 
-pytestmark = pytest.mark.cluster
-
 OPERATOR = Path(sys.executable).parent / "modeldeploy-operator"
 MODEL = {
     "apiVersion": names.API_VERSION,

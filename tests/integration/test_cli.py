@@ -20,8 +20,6 @@ import yaml
 from modeldeploy import names
 from tests.kube import KubeCluster
 
-pytestmark = pytest.mark.cluster
-
 PLUGIN = Path(sys.executable).parent / "kubectl-modeldeploy"
 SPEC = {
     "model": {

@@ -1,0 +1,199 @@
+"""The reconcile plan, in pure code: what the controller will apply, scale, delete and write."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from modeldeploy import names
+from modeldeploy.reconcile import Reconciliation, plan
+from modeldeploy.status import status_patch
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+IMAGE = "registry.example.com/modeldeploy:1"
+
+
+def body(**spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "model": {
+            "name": "iris",
+            "version": "1",
+            "uri": "https://models.example.com/iris.joblib",
+            "sha256": "ab" * 32,
+        },
+        "autoscaling": {"minReplicas": 2, "maxReplicas": 5},
+        "rollout": {"steps": [{"weight": 50, "pause": "10s"}], "bakeTime": "1m"},
+        "analysis": {"onNoData": "pass"},
+    }
+    base.update(spec)
+    return {
+        "metadata": {
+            "name": "iris",
+            "namespace": "ml",
+            "uid": "uid-1",
+            "generation": 1,
+            "resourceVersion": "1",
+            "labels": {"app.kubernetes.io/instance": "argocd"},
+        },
+        "spec": base,
+    }
+
+
+def deployment(revision: int, replicas: int) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": f"iris-r{revision}",
+            "labels": {names.LABEL_REVISION: str(revision), names.LABEL_NAME: "iris"},
+        },
+        "spec": {"replicas": replicas},
+        "status": {"readyReplicas": replicas},
+    }
+
+
+def pod(revision: int, index: int, metrics: str | None = None, since: datetime = NOW) -> dict:
+    stamp = (since - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    conditions = [{"type": "Ready", "status": "True", "lastTransitionTime": stamp}]
+    if metrics is not None:
+        conditions.append(
+            {
+                "type": names.POD_COND_METRICS_HEALTHY,
+                "status": metrics,
+                "reason": "MetricBreach" if metrics == "False" else "WithinThresholds",
+                "message": "errorRate 0.5 > 0.01 over 30s (40 requests)",
+                "lastTransitionTime": "2026-11-24T11:59:59Z",
+            }
+        )
+    return {
+        "metadata": {
+            "name": f"iris-r{revision}-{index}",
+            "labels": {names.LABEL_REVISION: str(revision), names.LABEL_NAME: "iris"},
+        },
+        "status": {"conditions": conditions},
+    }
+
+
+def run(md: dict[str, Any], now: datetime = NOW, **observed: Any) -> Reconciliation:
+    seen = {"deployments": [], "pods": [], "hpas": [], **observed}
+    return plan(md, seen, default_image=IMAGE, now=now)
+
+
+def stored_after(md: dict[str, Any], result: Reconciliation) -> dict[str, Any]:
+    """The ModelDeployment as the API server stores it after the status merge patch."""
+    status = dict(md.get("status") or {})
+    for key, value in (result.status or {}).items():
+        if value is None:
+            status.pop(key, None)
+        else:
+            status[key] = value
+    return {**md, "status": status}
+
+
+def kinds(result: Reconciliation) -> list[str]:
+    return [obj["kind"] for obj in result.apply]
+
+
+def test_a_new_modeldeployment_gets_its_children_and_a_floor_sized_first_revision() -> None:
+    result = run(body())
+    assert kinds(result) == [
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+    ]
+    deployment_obj = result.apply[4]
+    assert deployment_obj["metadata"]["name"] == "iris-r1"
+    assert "replicas" not in deployment_obj["spec"]  # the HPA will own it
+    assert result.scale == {"iris-r1": 2}  # sized once to the HPA's floor
+    assert "app.kubernetes.io/instance" not in deployment_obj["metadata"]["labels"]
+    assert result.status is not None and result.status["observedGeneration"] == 1
+    assert [e["reason"] for e in result.events] == ["Deploying"]
+
+
+def test_ready_pods_make_the_first_revision_stable_and_a_second_plan_writes_nothing() -> None:
+    md = stored_after(body(), run(body()))
+    observed = {"deployments": [deployment(1, 2)], "pods": [pod(1, 0), pod(1, 1)], "hpas": [{}]}
+    result = run(md, **observed)
+    assert result.status is not None and result.status["phase"] == names.PHASE_STABLE
+    assert result.status["readyReplicas"] == 2
+    assert not result.scale and not result.delete
+    md = stored_after(md, result)
+    again = run(md, **observed)
+    assert again.status is None and not again.events  # idempotent: nothing to write
+
+
+def test_a_new_model_version_starts_a_canary_sized_from_the_weight() -> None:
+    md = stored_after(body(), run(body()))
+    observed = {"deployments": [deployment(1, 4)], "pods": [pod(1, i) for i in range(4)]}
+    md = stored_after(md, run(md, **observed))
+    new = body()
+    new["spec"]["model"] = {**new["spec"]["model"], "version": "2", "sha256": "cd" * 32}
+    new["metadata"]["generation"] = 2
+    new["status"] = md["status"]
+    result = run(new, **observed)
+    rendered = [o["metadata"]["name"] for o in result.apply if o["kind"] == "Deployment"]
+    assert rendered == ["iris-r2"]
+    assert result.scale == {"iris-r2": 4}  # 50%: as many canary pods as stable ones
+    assert result.status is not None and result.status["phase"] == names.PHASE_PROGRESSING
+
+
+def test_a_breaching_canary_is_rolled_back_with_the_breach_time() -> None:
+    md = stored_after(body(), run(body()))
+    stable = {"deployments": [deployment(1, 2)], "pods": [pod(1, 0, "True"), pod(1, 1, "True")]}
+    md = stored_after(md, run(md, **stable))
+    md = stored_after(md, run(md, now=NOW + timedelta(minutes=2), **stable))  # bake ends
+    new = body()
+    new["spec"]["model"] = {**new["spec"]["model"], "version": "2", "sha256": "cd" * 32}
+    new["status"] = md["status"]
+    later = NOW + timedelta(minutes=3)
+    md = stored_after(new, run(new, now=later, **stable))
+    canary = {
+        "deployments": [deployment(1, 2), deployment(2, 2)],
+        "pods": [*stable["pods"], pod(2, 0, "False", since=later)],
+    }
+    result = run(md, now=later + timedelta(seconds=1), **canary)
+    assert result.status is not None and result.status["phase"] == names.PHASE_ROLLED_BACK
+    assert result.scale == {"iris-r2": 0}  # out of rotation; r1 was never scaled down
+    assert [e["reason"] for e in result.events] == ["RolledBack"]
+    assert result.rollbacks == ("MetricBreach",)
+    assert result.breach_started == datetime(2026, 11, 24, 11, 59, 59, tzinfo=UTC)
+    assert result.status["lastBreach"]["pod"] == "iris-r2-0"
+
+
+def test_an_invalid_spec_is_reported_once_and_touches_nothing() -> None:
+    bad = body(serving={"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}})
+    result = run(bad)
+    assert result.outcome == "invalid" and not result.apply and not result.scale
+    assert result.status is not None
+    ready = next(c for c in result.status["conditions"] if c["type"] == names.COND_READY)
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "spec.serving.resources" in ready["message"]
+    assert [e["reason"] for e in result.events] == ["InvalidSpec"]
+    again = run(stored_after(bad, result))
+    assert again.status is None and not again.events
+
+
+def test_turning_autoscaling_off_deletes_the_hpa_and_fixes_replicas() -> None:
+    fixed = body(replicas=3)
+    del fixed["spec"]["autoscaling"]
+    result = run(fixed, deployments=[deployment(1, 2)], hpas=[{"metadata": {"name": "iris"}}])
+    assert ("HorizontalPodAutoscaler", "iris") in result.delete
+    assert "HorizontalPodAutoscaler" not in kinds(result)
+
+
+def test_a_revision_the_decision_drops_is_deleted() -> None:
+    md = stored_after(body(), run(body()))
+    result = run(md, deployments=[deployment(1, 2), deployment(7, 1)])
+    assert ("Deployment", "iris-r7") in result.delete
+
+
+def test_status_patch_clears_removed_fields_and_keeps_transition_times() -> None:
+    stored = {
+        "phase": "Stable",
+        "canary": {"revision": 2},
+        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "t0"}],
+    }
+    desired = {"phase": "Stable", "conditions": stored["conditions"]}
+    assert status_patch(stored, desired) == {"canary": None}
+    assert status_patch(desired, dict(desired)) is None
