@@ -121,6 +121,16 @@ def breach_text(breach: Mapping[str, Any], now: datetime) -> str:
     return f"{text} ({', '.join(where)})" if where else text
 
 
+def _condition_color(ctype: str, value: str) -> str:
+    """Green when the condition is as it should be, red when not; Progressing is never bad."""
+    if value == "Unknown":
+        return _YELLOW
+    if ctype == names.COND_PROGRESSING:
+        return _YELLOW if value == "True" else ""
+    good = (value == "False") if ctype == names.COND_DEGRADED else (value == "True")
+    return _GREEN if good else _RED
+
+
 def condition_lines(
     conditions: Sequence[Mapping[str, Any]], now: datetime, color: bool
 ) -> list[str]:
@@ -128,9 +138,7 @@ def condition_lines(
     codes = [[""] * 5]
     for c in conditions:
         ctype, value = str(c.get("type", "")), str(c.get("status", ""))
-        # Degraded=True is the bad state; for Ready and Progressing True is good or neutral.
-        good = (value == "False") if ctype == names.COND_DEGRADED else (value == "True")
-        code = _YELLOW if value == "Unknown" else (_GREEN if good else _RED)
+        code = _condition_color(ctype, value)
         reason, when = str(c.get("reason", "")), age(c.get("lastTransitionTime"), now)
         rows.append([ctype, value, reason, when, str(c.get("message", ""))])
         codes.append(["", code if color else "", "", "", ""])

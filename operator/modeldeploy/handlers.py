@@ -20,15 +20,33 @@ from modeldeploy.k8s import Credentials, Kube
 MANAGED = {names.LABEL_MANAGED_BY: names.MANAGED_BY}
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """An explicit kubeconfig (--kubeconfig / $KUBECONFIG) wins, else the pod's ServiceAccount.
+
+    kopf's own readers look at the environment when called, unlike the kubernetes client's
+    defaults, which are fixed when it is imported."""
+    if os.environ.get("KUBECONFIG"):
+        return kopf.login_with_kubeconfig(**kwargs)
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.posting.enabled = False  # we post our own Events, with our own reasons
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
-    image = os.environ.get(names.ENV_SERVING_IMAGE, names.DEFAULT_SERVING_IMAGE)
-    memo.controller = Controller(Kube(Credentials.load()), default_image=image)
-    logging.getLogger("modeldeploy").info("operator started")
+    if memo.namespaced and not any(set(ns) & set("*?[!,") for ns in memo.namespaces):
+        # Exact namespaces need no scan, and with Roles only, listing namespaces and CRDs is
+        # forbidden (kopf would retry for about a minute). Globs do need the namespace scan.
+        settings.scanning.disabled = True
+    credentials = Credentials.load(os.environ.get("KUBECONFIG") or None)
+    memo.controller = Controller(Kube(credentials), default_image=memo.serving_image)
+    logging.getLogger("modeldeploy").info(
+        "operator started (%s)",
+        "namespaces " + ", ".join(memo.namespaces) if memo.namespaced else "all namespaces",
+    )
 
 
 @kopf.on.cleanup()

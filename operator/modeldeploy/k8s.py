@@ -98,7 +98,9 @@ class Credentials:
 
         def token() -> str | None:
             # The hook re-reads rotating in-cluster tokens.
-            value = cfg.get_api_key_with_prefix("authorization")
+            # The client stores kubeconfig and in-cluster tokens under "BearerToken" (v37) or
+            # "authorization" (older releases); client-certificate configs have neither.
+            value = cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
             return str(value) if value else None
 
         return cls(host=cfg.host.rstrip("/"), ssl=ctx, token=token)

@@ -52,15 +52,20 @@ def main(argv: list[str] | None = None) -> None:
     # kopf logs every handled event at INFO; our controller logs what changed instead.
     logging.getLogger("kopf.objects").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     if args.kubeconfig:
-        # Both kopf's login and our own client read it from the environment.
+        # kopf's login and our own client read it from the environment (see handlers.login).
         os.environ["KUBECONFIG"] = args.kubeconfig
-    os.environ[names.ENV_SERVING_IMAGE] = args.serving_image  # read by the startup handler
     if args.metrics_port:
         start_http_server(args.metrics_port)
 
     from modeldeploy import handlers  # noqa: F401  (registers the kopf handlers)
 
+    memo = kopf.Memo(
+        serving_image=args.serving_image,
+        namespaced=bool(args.namespace),
+        namespaces=list(args.namespace),
+    )
     kopf.run(
+        memo=memo,
         standalone=True,
         clusterwide=not args.namespace,
         namespaces=args.namespace,

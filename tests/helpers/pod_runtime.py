@@ -73,6 +73,7 @@ class ListWatch:
         self.handler = handler or (lambda *_: None)
         self.items: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
+        self.last_error = ""  # the last exception that made it list again (for failure output)
         self._stopping = threading.Event()
         self._watch = watch.Watch()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -81,11 +82,13 @@ class ListWatch:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
+        """Stop (within `period`: the open watch request runs to its timeout)."""
         self._stopping.set()
         self._watch.stop()
-        self._thread.join(timeout=self.period + 5)
-        self.api.close()
+        if wait:
+            self._thread.join(timeout=self.period + 5)
+            self.api.close()
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -96,7 +99,8 @@ class ListWatch:
             try:
                 self._relist()
                 self._follow()
-            except Exception:  # an API hiccup (or 410 Gone): list again
+            except Exception as err:  # an API hiccup (or 410 Gone): list again
+                self.last_error = repr(err)
                 self._stopping.wait(0.5)
 
     def _relist(self) -> None:
@@ -124,8 +128,10 @@ class ListWatch:
             deserialize=False,
         ):
             kind, obj = event["type"], event["object"]
+            if kind == "ERROR":
+                return  # list again
             if kind not in ("ADDED", "MODIFIED", "DELETED"):
-                continue  # BOOKMARK, ERROR: the next relist catches up
+                continue  # BOOKMARK
             with self.lock:
                 if kind == "DELETED":
                     self.items.pop(obj["metadata"]["name"], None)
@@ -149,22 +155,25 @@ class Endpoint:
     model: str  # the served name: /v2/models/<model>/infer
 
 
-def container_env(pod: Mapping[str, Any], container: str) -> dict[str, str]:
-    """The env of one container (init or main) as the kubelet resolves it (downward API too)."""
+def container(pod: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """One container of the pod, main or init (the monitor is a native sidecar)."""
     spec = pod["spec"]
-    found = [
-        c for c in (*spec.get("initContainers", []), *spec["containers"]) if c["name"] == container
-    ]
-    if not found:
-        raise AssertionError(f"pod {pod['metadata']['name']} has no container {container!r}")
+    for found in (*spec["containers"], *spec.get("initContainers", [])):
+        if found["name"] == name:
+            return dict(found)
+    raise AssertionError(f"pod {pod['metadata']['name']} has no container {name!r}")
+
+
+def container_env(pod: Mapping[str, Any], name: str) -> dict[str, str]:
+    """The env of one container as the kubelet resolves it, downward API included."""
     env: dict[str, str] = {}
-    for var in found[0].get("env", []):
+    for var in container(pod, name).get("env", []):
         if "value" in var:
             env[var["name"]] = var["value"]
         elif path := var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath"):
             env[var["name"]] = _field(pod, path)
         else:
-            raise AssertionError(f"{container}: env {var['name']} has a source we cannot fill")
+            raise AssertionError(f"{name}: env {var['name']} has a source we cannot fill")
     return env
 
 
@@ -189,8 +198,13 @@ class PodProcesses:
         meta = pod["metadata"]
         self.name = str(meta["name"])
         self.revision = int(meta["labels"][names.LABEL_REVISION])
+        # The server runs as ServerProcess does (modeldeploy-server); the monitor as its
+        # container says. Both take their configuration from their container's env.
+        assert container(pod, names.CONTAINER_SERVER)["command"] == [names.COMMAND_SERVER]
         self.server_env = container_env(pod, names.CONTAINER_SERVER)
         self.monitor_env = container_env(pod, names.CONTAINER_MONITOR)
+        monitor = container(pod, names.CONTAINER_MONITOR)
+        self.monitor_command = [*monitor["command"], *monitor.get("args", [])]
         self.model = self.server_env[names.ENV_MODEL_NAME]
         self.workdir, self.kubeconfig, self.monitor_flags = workdir, kubeconfig, monitor_flags
         self.server: ServerProcess | None = None
@@ -220,12 +234,12 @@ class PodProcesses:
             "kubeconfig": str(self.kubeconfig()),
             **self.monitor_flags,
         }
-        command = [str(Path(sys.executable).parent / names.COMMAND_MONITOR)]
+        program, *args = self.monitor_command
+        command = [str(Path(sys.executable).parent / program), *args]
         command += [f"--{flag}={value}" for flag, value in overrides.items()]
+        env = server_env(self.monitor_env)  # no MODELDEPLOY_* but the pod's own
         with (self.workdir / f"{self.name}.monitor.log").open("ab") as log:
-            self.monitor = subprocess.Popen(
-                command, env=server_env(self.monitor_env), stdout=log, stderr=subprocess.STDOUT
-            )
+            self.monitor = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     @property
     def endpoint(self) -> Endpoint | None:
@@ -301,12 +315,17 @@ class PodRuntime:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.pods.stop()
-        self.slices.stop()
+        for watching in (self.pods, self.slices):
+            watching.stop(wait=False)  # both at once: each waits out its open request
+        for watching in (self.pods, self.slices):
+            watching.stop()
         with self._lock:
             leaving, self.procs = list(self.procs.values()), {}
-        for procs in [*leaving, *self.retired]:
-            procs.stop()
+        stopping = [threading.Thread(target=p.stop) for p in [*leaving, *self.retired]]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
 
     # --- what the kubelet does ---------------------------------------------------------------
     def _on_pod(self, kind: str, pod: dict[str, Any], at: float) -> None:
@@ -327,7 +346,9 @@ class PodRuntime:
                 del self.procs[name]
                 known.retired.set()
                 self.retired.append(known)
-                threading.Timer(STOP_GRACE_S, known.stop).start()
+                timer = threading.Timer(STOP_GRACE_S, known.stop)
+                timer.daemon = True
+                timer.start()
 
     def _sidecar_kubeconfig(self) -> Path:
         """A token of the ServiceAccount the operator made for sidecars (what the pod mounts)."""
@@ -364,9 +385,11 @@ class PodRuntime:
         return [e for e in self.endpoints() if e.pod in ready]
 
     def errors(self) -> list[str]:
+        """Processes that failed to start, and the watches' last trouble (empty when fine)."""
         with self._lock:
             every = [*self.procs.values(), *self.retired]
-        return [p.error for p in every if p.error]
+        watches = [f"watch: {w.last_error}" for w in (self.pods, self.slices) if w.last_error]
+        return [p.error for p in every if p.error] + watches
 
 
 # --- load ---------------------------------------------------------------------------------------

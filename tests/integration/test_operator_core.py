@@ -258,6 +258,17 @@ def test_idle_operator_makes_zero_writes(
     wait_until(  # pods ready, HPA settled: nothing left to react to
         lambda: get_md(cluster, ns, "idle")["status"]["readyReplicas"] >= 2, 30, "ready pods"
     )
+    # Earlier tests' namespaces may still be terminating; their pods' deletions legitimately
+    # make the operator write their (dying) ModelDeployments' status. Wait until they are gone.
+    wait_until(
+        lambda: not [
+            n for n in cluster.get_json("namespaces")["items"]
+            if n["metadata"]["name"].startswith("op-") and n["metadata"]["name"] != ns
+        ],
+        120,
+        "other operator-test namespaces to be deleted",
+        interval=0.5,
+    )  # fmt: skip
     time.sleep(3)  # let the last watch echoes settle
 
     def versions() -> dict[str, Any]:

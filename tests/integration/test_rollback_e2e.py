@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from tests.serving.models import (
     train_forest,
 )
 
-pytestmark = pytest.mark.cluster
+pytestmark = pytest.mark.kwok  # KWOK runs the pods; this file runs their processes
 
 MD = "iris"
 TRIGGER = 12345.0  # the first feature that makes the degrading model slow
@@ -102,29 +102,31 @@ def settled(md: dict[str, Any]) -> bool:
 
 
 def wait_md(
-    cluster: KubeCluster, namespace: str, what: str, check: Any, timeout: float = 60
-) -> Any:
+    cluster: KubeCluster,
+    namespace: str,
+    what: str,
+    check: Callable[[dict[str, Any]], bool],
+    timeout: float = 60,
+) -> dict[str, Any]:
     """Poll the ModelDeployment until `check(md)` holds for its current generation."""
 
     def reached() -> dict[str, Any] | None:
         md = get_md(cluster, namespace)
         return md if settled(md) and check(md) else None
 
-    return wait_until(reached, timeout, f"{namespace}/{MD}: {what}", interval=0.2)
+    return dict(wait_until(reached, timeout, f"{namespace}/{MD}: {what}", interval=0.2))
 
 
-def wait_phase(
-    cluster: KubeCluster, namespace: str, phase: str, timeout: float = 60
-) -> dict[str, Any]:
-    return dict(
-        wait_md(
-            cluster, namespace, f"phase {phase}", lambda md: md["status"]["phase"] == phase, timeout
-        )
-    )
+def wait_phase(cluster: KubeCluster, namespace: str, phase: str) -> dict[str, Any]:
+    return wait_md(cluster, namespace, f"phase {phase}", lambda md: md["status"]["phase"] == phase)
 
 
 def condition(md: dict[str, Any], type_: str) -> dict[str, Any]:
     return next(c for c in md["status"]["conditions"] if c["type"] == type_)
+
+
+def progressing_reason(md: dict[str, Any]) -> str:
+    return str(condition(md, names.COND_PROGRESSING)["reason"])
 
 
 def wait_proven(cluster: KubeCluster, namespace: str, revision: int) -> None:
@@ -145,16 +147,25 @@ def history(md: dict[str, Any], revision: int) -> list[tuple[str, str]]:
     ]
 
 
+def recorded(revision: int) -> Callable[[dict[str, Any]], bool]:
+    """Its rollout is over: the revision has an entry in the history."""
+    return lambda md: bool(history(md, revision))
+
+
+def in_flight(revision: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda md: (md["status"].get("canary") or {}).get("revision") == revision
+
+
 def replicas(cluster: KubeCluster, namespace: str, revision: int) -> int:
     deployment = cluster.get_json("deployment", names.revision_name(MD, revision), "-n", namespace)
     return int(deployment["spec"]["replicas"])
 
 
 def service_pin(cluster: KubeCluster, namespace: str) -> str | None:
-    selector = cluster.get_json("service", names.service_name(MD), "-n", namespace)["spec"][
-        "selector"
-    ]
-    return selector.get(names.LABEL_REVISION)
+    """The revision the Service is pinned to, if any (None: it selects every revision)."""
+    service = cluster.get_json("service", names.service_name(MD), "-n", namespace)
+    pin = service["spec"]["selector"].get(names.LABEL_REVISION)
+    return None if pin is None else str(pin)
 
 
 def event_messages(cluster: KubeCluster, namespace: str, reason: str) -> list[str]:
@@ -252,26 +263,16 @@ def test_failing_canary_rolls_back_quarantines_and_retries_on_request(
 
         # Any other spec starts a new rollout at once.
         apply(cluster, ns, spec_for(other, "3"))
-        wait_md(
-            cluster,
-            ns,
-            "r3 in flight",
-            lambda md: (md["status"].get("canary") or {}).get("revision") == 3,
-        )
+        wait_md(cluster, ns, "r3 in flight", in_flight(3))
 
         # The retry annotation releases the quarantined spec on purpose: a new revision, r4.
         apply(cluster, ns, spec_for(bad, "2"))
-        wait_md(
-            cluster,
-            ns,
-            "r3 superseded",
-            lambda md: history(md, 3) == [(names.OUTCOME_SUPERSEDED, names.REASON_SUPERSEDED)],
-        )
-        cluster.kubectl(
-            "annotate", "md", MD, "-n", ns, f"{names.ANNOTATION_RETRY}=1", "--overwrite"
-        )
-
-        md = wait_md(cluster, ns, "r4 rolled back too", lambda md: bool(history(md, 4)))
+        md = wait_md(cluster, ns, "r3 superseded", recorded(3))
+        assert history(md, 3) == [(names.OUTCOME_SUPERSEDED, names.REASON_SUPERSEDED)]
+        assert md["status"]["phase"] == names.PHASE_ROLLED_BACK and not md["status"].get("canary")
+        retry = f"{names.ANNOTATION_RETRY}=1"
+        cluster.kubectl("annotate", "md", MD, "-n", ns, retry, "--overwrite")
+        md = wait_md(cluster, ns, "r4 rolled back too", recorded(4))
         assert history(md, 4) == [(names.OUTCOME_ROLLED_BACK, names.REASON_METRIC_BREACH)]
         retried = next(h for h in md["status"]["history"] if h["revision"] == 4)
         assert retried["sha256"] == bad.sha256
@@ -329,7 +330,7 @@ def test_no_data_hold_holds_the_step_until_traffic_comes(
     apply(cluster, ns, spec_for(train_forest(tmp_path), "2", on_no_data="hold"))
 
     def holding(md: dict[str, Any]) -> bool:
-        return condition(md, names.COND_PROGRESSING)["reason"] == names.REASON_INSUFFICIENT_DATA
+        return progressing_reason(md) == names.REASON_INSUFFICIENT_DATA
 
     md = wait_md(cluster, ns, "r2 held for lack of data", holding)
     assert "onNoData=hold" in md["status"]["message"]
@@ -343,7 +344,7 @@ def test_no_data_hold_holds_the_step_until_traffic_comes(
     assert not event_messages(cluster, ns, names.REASON_PROMOTING)
     # The same rollout moves on as soon as there is evidence.
     with LoadGenerator(runtime.service_endpoints, rate=20, max_seconds=60) as load:
-        md = wait_md(cluster, ns, "r2 promoted", lambda md: bool(history(md, 2)))
+        md = wait_md(cluster, ns, "r2 promoted", recorded(2))
     assert history(md, 2) == [(names.OUTCOME_PROMOTED, names.REASON_PROMOTED)]
     assert only_2xx(load, revision=2)
 
@@ -372,7 +373,7 @@ def test_no_data_pass_promotes(
     ns = op_namespace
     serving(cluster, ns, train_classifier(tmp_path), on_no_data="pass")
     apply(cluster, ns, spec_for(train_forest(tmp_path), "2", on_no_data="pass"))
-    md = wait_md(cluster, ns, "r2 promoted", lambda md: bool(history(md, 2)))
+    md = wait_md(cluster, ns, "r2 promoted", recorded(2))
     assert history(md, 2) == [(names.OUTCOME_PROMOTED, names.REASON_PROMOTED)]
     assert md["status"]["stable"]["revision"] == 2
     # Promoted without a single request: the sidecar said so, and onNoData=pass let it through.
@@ -395,7 +396,7 @@ def test_breach_during_the_bake_rolls_back_to_the_warm_previous(
         apply(cluster, ns, spec_for(slow_later, "2", bake="30s", latency_ms=500))
 
         def baking(md: dict[str, Any]) -> bool:
-            return condition(md, names.COND_PROGRESSING)["reason"] == names.REASON_BAKING
+            return progressing_reason(md) == names.REASON_BAKING
 
         wait_md(cluster, ns, "r2 at 100%, baking", baking)
         assert service_pin(cluster, ns) == "2" and replicas(cluster, ns, 1) == 1  # warm
@@ -433,7 +434,7 @@ def test_a_flood_of_client_errors_never_causes_a_rollback(
         serving(cluster, ns, train_classifier(tmp_path))
         wait_proven(cluster, ns, 1)
         apply(cluster, ns, spec_for(train_forest(tmp_path), "2"))
-        md = wait_md(cluster, ns, "r2 promoted", lambda md: bool(history(md, 2)))
+        md = wait_md(cluster, ns, "r2 promoted", recorded(2))
         verdict = pod_condition(cluster, ns, 2)
     assert history(md, 2) == [(names.OUTCOME_PROMOTED, names.REASON_PROMOTED)]
     assert md["status"]["phase"] == names.PHASE_STABLE and not md["status"].get("lastBreach")

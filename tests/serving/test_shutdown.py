@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Callable
 
 import aiohttp
+import pytest
 
 from tests.serving.models import SavedModel
 from tests.serving.process import ServerProcess
+
+pytestmark = pytest.mark.timeout(120)
 
 ROW = [0.5, -1.0, 2.0, 0.0, 1.5, -0.5]
 BODY = {"instances": [ROW]}
@@ -18,8 +22,11 @@ BODY = {"instances": [ROW]}
 def test_in_flight_requests_finish_after_sigterm(
     trained: dict[str, SavedModel], launch: Callable[..., ServerProcess]
 ) -> None:
-    """No drain time: the listener closes at once, yet every accepted request is answered."""
-    server = launch(trained["slow"], "--no-micro-batching").wait_ready()  # 0.4 s per predict
+    """No drain time: the listener closes at once, yet every accepted request is answered.
+    (predict() on the worker thread, so the loop keeps counting requests in flight meanwhile.)"""
+    server = launch(
+        trained["slow"], "--no-micro-batching", "--inline-predict-below-ms", "0"
+    ).wait_ready()  # 0.4 s per predict()
 
     async def scenario() -> list[int]:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{server.port}") as session:
@@ -31,7 +38,9 @@ def test_in_flight_requests_finish_after_sigterm(
 
             requests = [asyncio.create_task(predict()) for _ in range(4)]
             # Polls another process's state: there is no event to wait on.
-            while server.metrics()["modeldeploy_requests_in_flight"] < 4:  # noqa: ASYNC110
+            deadline = time.monotonic() + 20
+            while server.metrics()["modeldeploy_requests_in_flight"] < 4:
+                assert time.monotonic() < deadline, "the 4 requests never were in flight at once"
                 await asyncio.sleep(0.02)
             server.process.send_signal(signal.SIGTERM)  # 1.6 s of predicts still to run
             return await asyncio.gather(*requests)

@@ -93,12 +93,26 @@ def test_colour_marks_the_phase(phase: str, code: str) -> None:
     assert ANSI.sub("", line).split() == ["Phase:", phase]
 
 
-def test_colour_treats_degraded_true_as_bad_and_ready_true_as_good() -> None:
-    lines = cli_render.status_lines(progressing(), NOW, color=True)
-    ready = next(x for x in lines if x.startswith("  Ready "))
-    degraded = next(x for x in lines if x.startswith("  Degraded "))
-    assert "\x1b[32mTrue" in ready
-    assert "\x1b[31mTrue" in degraded
+@pytest.mark.parametrize(
+    ("ctype", "value", "code"),
+    [
+        (names.COND_READY, "True", "\x1b[32m"),
+        (names.COND_READY, "False", "\x1b[31m"),
+        (names.COND_DEGRADED, "True", "\x1b[31m"),  # the bad state
+        (names.COND_DEGRADED, "False", "\x1b[32m"),
+        (names.COND_PROGRESSING, "True", "\x1b[33m"),
+        (names.COND_PROGRESSING, "False", ""),  # finished: neither good news nor bad
+        (names.COND_READY, "Unknown", "\x1b[33m"),
+    ],
+)
+def test_condition_colours_mean_good_or_bad(ctype: str, value: str, code: str) -> None:
+    obj = progressing()
+    obj["status"]["conditions"] = [{"type": ctype, "status": value, "reason": "R", "message": "m"}]
+    row = next(
+        x for x in cli_render.status_lines(obj, NOW, color=True) if x.startswith(f"  {ctype}")
+    )
+    status_cell = row.split()[1]
+    assert status_cell.startswith(code) if code else not ANSI.search(status_cell)
 
 
 def test_history_lists_rollouts_and_marks_the_stable_revision() -> None:
