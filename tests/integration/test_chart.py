@@ -159,6 +159,7 @@ def phase(cluster: KubeCluster, namespace: str) -> str:
     return str((obj.get("status") or {}).get("phase") or "")
 
 
+@pytest.mark.kwok
 def test_install_runs_the_operator_under_the_restricted_profile(
     cluster: KubeCluster, namespace: str
 ) -> None:
@@ -201,6 +202,7 @@ def test_service_account_holds_exactly_the_needed_permissions(
         assert not can_i(cluster, sa, "list", "namespaces", "", None)
 
 
+@pytest.mark.kwok
 def test_operator_reaches_stable_with_only_the_chart_rbac(
     cluster: KubeCluster, namespace: str, tmp_path: Path
 ) -> None:
@@ -251,6 +253,7 @@ def chart_objects_without_status_rule(
     return objects
 
 
+@pytest.mark.kwok
 def test_operator_cannot_report_status_without_the_status_rule(
     cluster: KubeCluster, namespace: str, tmp_path: Path
 ) -> None:
