@@ -86,8 +86,10 @@ class KubeCluster:
             self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 
     @contextmanager
-    def fresh_namespace(self, prefix: str = "t") -> Iterator[str]:
+    def fresh_namespace(self, prefix: str = "t", enforce: bool = False) -> Iterator[str]:
+        """A new namespace with Pod Security "restricted" warnings (or enforcement)."""
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        mode = "enforce" if enforce else "audit"
         manifest = {
             "apiVersion": "v1",
             "kind": "Namespace",
@@ -95,7 +97,7 @@ class KubeCluster:
                 "name": name,
                 "labels": {
                     "pod-security.kubernetes.io/warn": "restricted",
-                    "pod-security.kubernetes.io/audit": "restricted",
+                    f"pod-security.kubernetes.io/{mode}": "restricted",
                 },
             },
         }

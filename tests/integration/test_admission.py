@@ -22,8 +22,6 @@ from tests.helpers.crd import apply_defaults, spec_schema
 from tests.helpers.spec_cases import INVALID, Invalid, valid_manifest
 from tests.kube import KubeCluster
 
-pytestmark = pytest.mark.cluster
-
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
 IMAGE = "registry.invalid/modeldeploy-serving:1.0"
 
@@ -31,23 +29,8 @@ IMAGE = "registry.invalid/modeldeploy-serving:1.0"
 @pytest.fixture(scope="module")
 def ns(cluster: KubeCluster) -> Iterator[str]:
     """One namespace for the module (dry runs persist nothing), enforcing "restricted"."""
-    name = f"adm-{uuid.uuid4().hex[:8]}"
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "pod-security.kubernetes.io/enforce": "restricted",
-                "pod-security.kubernetes.io/warn": "restricted",
-            },
-        },
-    }
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
-    try:
+    with cluster.fresh_namespace(prefix="adm", enforce=True) as name:
         yield name
-    finally:
-        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def dry_run(cluster: KubeCluster, obj: dict[str, Any], *extra: str) -> Any:

@@ -40,7 +40,7 @@ from tests.helpers.monitor_proc import (
 )
 from tests.kube import ROOT, KubeCluster, wait_until
 
-pytestmark = pytest.mark.cluster
+pytestmark = pytest.mark.kwok  # its pod must be Running without an image
 
 MD = "iris"
 POD = "iris-r1-monitored"
