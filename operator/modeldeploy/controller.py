@@ -69,6 +69,7 @@ class Controller:
         self._applied: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._failures: dict[Key, int] = {}
         self._phases: dict[Key, str] = {}
+        self._breach_seen: dict[tuple[str, str], datetime] = {}  # (namespace, pod) -> first seen
 
     async def close(self) -> None:
         await self.queue.drain()
@@ -95,6 +96,7 @@ class Controller:
         uid = meta["uid"]
         if event_type == "DELETED":
             self._pod_signatures.pop(uid, None)
+            self._breach_seen.pop((meta["namespace"], meta["name"]), None)
             self.queue.trigger((meta["namespace"], owner))
             return
         conditions = {
@@ -102,6 +104,14 @@ class Controller:
             for c in body.get("status", {}).get("conditions", [])
             if c.get("type") in ("Ready", names.POD_COND_METRICS_HEALTHY)
         }
+        breaching = conditions.get(names.POD_COND_METRICS_HEALTHY, (None,))[0] == "False"
+        pod_key = (meta["namespace"], meta["name"])
+        if breaching:
+            # Second-resolution lastTransitionTime would inflate time-to-rollback; this is the
+            # moment the operator learned of the breach.
+            self._breach_seen.setdefault(pod_key, self.clock())
+        else:
+            self._breach_seen.pop(pod_key, None)
         signature = (meta.get("deletionTimestamp") is not None, sorted(conditions.items()))
         if self._pod_signatures.get(uid) == signature:
             return  # nothing the decision depends on changed
@@ -198,8 +208,10 @@ class Controller:
             self._update_phase_gauge()
         for reason in result.rollbacks:
             metrics.ROLLBACKS.labels(reason).inc()
-        if result.breach_started is not None:
-            elapsed = (self.clock() - result.breach_started).total_seconds()
+        started = self._breach_seen.get((namespace, result.breach_pod or ""))
+        started = started or result.breach_started
+        if started is not None and result.rollbacks:
+            elapsed = (self.clock() - started).total_seconds()
             metrics.TIME_TO_ROLLBACK.observe(max(elapsed, 0.0))
 
     async def _apply(self, obj: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ MANAGED = Gauge(
 ROLLBACKS = Counter(f"{PREFIX}_rollbacks", "Automatic and manual rollbacks, by reason.", ["reason"])
 TIME_TO_ROLLBACK = Histogram(
     f"{PREFIX}_time_to_rollback_seconds",
-    "From the breaching pod condition's lastTransitionTime to the rollback applied.",
+    "From the operator seeing a pod's MetricsHealthy turn False to the rollback applied.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
 API_REQUESTS = Counter(

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from modeldeploy import builders, names, rollout
-from modeldeploy.analysis import OnNoData, PodView, analyze_revisions, pod_view
+from modeldeploy.analysis import OnNoData, PodView, analyze, pod_view
 from modeldeploy.hashing import revision_hash
 from modeldeploy.spec import ModelDeploymentSpec, SpecError, parse_spec, validate_name
 from modeldeploy.status import invalid_spec_status, render_status, status_patch
@@ -31,6 +31,7 @@ class Reconciliation:
     phase: str | None = None
     rollbacks: tuple[str, ...] = ()  # reasons, one per rollback that this plan performs
     breach_started: datetime | None = None  # when the breach that caused a rollback began
+    breach_pod: str | None = None  # the pod whose condition caused it
     requeue_after: float | None = None
     outcome: str = "ok"  # "ok" | "invalid"
 
@@ -55,8 +56,8 @@ def plan(
     deployments = _by_revision(observed.get("deployments", []))
     pods = [pod_view(p) for p in observed.get("pods", [])]
     ready = _ready(deployments, pods)
-    obs = _observation(spec, spec_hash, meta, deployments, pods, ready, now)
     state = rollout.RolloutState.from_dict(stored_status.get("rollout") or {})
+    obs = _observation(spec, spec_hash, meta, deployments, pods, ready, state, now)
     new_state, decision = rollout.step(state, obs, policy_from(spec), now)
 
     apply: list[dict[str, Any]] = [*builders.sidecar_rbac(owner.namespace)]
@@ -119,6 +120,7 @@ def plan(
         phase=str(new_state.phase),
         rollbacks=(breach.reason,) if breach else (),
         breach_started=_breach_started(breach, observed.get("pods", [])) if breach else None,
+        breach_pod=breach.pod if breach else None,
         requeue_after=decision.requeue_after,
     )
 
@@ -141,16 +143,25 @@ def _observation(
     deployments: Mapping[int, dict[str, Any]],
     pods: list[PodView],
     ready: Mapping[int, int],
+    state: rollout.RolloutState,
     now: datetime,
 ) -> rollout.Observation:
     annotations: Mapping[str, str] = meta.get("annotations") or {}
-    verdicts = analyze_revisions(
-        pods,
-        sorted(deployments),
-        now=now,
-        window=spec.analysis.window,
-        on_no_data=OnNoData(spec.analysis.on_no_data),
-    )
+    # `onNoData` judges a revision under analysis. A revision already proven healthy that sees
+    # no traffic is idle, not failing: no data there holds (it can never read as a breach).
+    proven = {
+        rev.number for rev in (state.stable, state.previous) if rev is not None and rev.proven
+    }
+    verdicts = {
+        revision: analyze(
+            pods,
+            revision,
+            now=now,
+            window=spec.analysis.window,
+            on_no_data=OnNoData.HOLD if revision in proven else OnNoData(spec.analysis.on_no_data),
+        )
+        for revision in sorted(deployments)
+    }
     # "N" or "N@<nonce>": the nonce makes a repeated request to the same revision a new one.
     rollback_to = annotations.get(names.ANNOTATION_ROLLBACK_TO)
     target = (rollback_to or "").split("@", 1)[0]

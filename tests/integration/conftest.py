@@ -1,8 +1,10 @@
-"""Integration fixtures: the real operator process, watching only `op-*` namespaces so that
-tests which run their own operator (the chart's RBAC test) never share objects with it."""
+"""Integration fixtures: the real operator process, watching only this test session's own
+`op<id>-*` namespaces, so tests that run their own operator (the chart's RBAC test) and other
+pytest sessions on the same cluster never share objects with it."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -10,12 +12,12 @@ import pytest
 from tests.helpers.operator_proc import OperatorProcess
 from tests.kube import KubeCluster
 
-OPERATOR_NAMESPACES = "op-*"
+SESSION_PREFIX = f"op{uuid.uuid4().hex[:4]}"
 
 
 @pytest.fixture(scope="session")
 def operator(cluster: KubeCluster) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(cluster, namespaces=[OPERATOR_NAMESPACES])
+    proc = OperatorProcess(cluster, namespaces=[f"{SESSION_PREFIX}-*"])
     proc.start()
     try:
         yield proc
@@ -26,5 +28,5 @@ def operator(cluster: KubeCluster) -> Iterator[OperatorProcess]:
 @pytest.fixture
 def op_namespace(cluster: KubeCluster, operator: OperatorProcess) -> Iterator[str]:
     """A fresh namespace that the session's operator watches."""
-    with cluster.fresh_namespace(prefix="op") as name:
+    with cluster.fresh_namespace(prefix=SESSION_PREFIX) as name:
         yield name

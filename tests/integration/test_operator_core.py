@@ -12,6 +12,7 @@ import yaml
 
 from modeldeploy import names
 from tests.helpers.operator_proc import OperatorProcess
+from tests.integration.conftest import SESSION_PREFIX
 from tests.kube import ROOT, KubeCluster, wait_until
 
 pytestmark = pytest.mark.kwok
@@ -263,7 +264,7 @@ def test_idle_operator_makes_zero_writes(
     wait_until(
         lambda: not [
             n for n in cluster.get_json("namespaces")["items"]
-            if n["metadata"]["name"].startswith("op-") and n["metadata"]["name"] != ns
+            if n["metadata"]["name"].startswith(SESSION_PREFIX) and n["metadata"]["name"] != ns
         ],
         120,
         "other operator-test namespaces to be deleted",

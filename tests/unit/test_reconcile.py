@@ -197,3 +197,18 @@ def test_status_patch_clears_removed_fields_and_keeps_transition_times() -> None
     desired = {"phase": "Stable", "conditions": stored["conditions"]}
     assert status_patch(stored, desired) == {"canary": None}
     assert status_patch(desired, dict(desired)) is None
+
+
+def test_on_no_data_fail_judges_the_canary_not_an_idle_proven_stable() -> None:
+    strict = body(analysis={"onNoData": "fail", "window": "30s"})
+    md = stored_after(strict, run(strict))
+    healthy = {"deployments": [deployment(1, 2)], "pods": [pod(1, 0, "True"), pod(1, 1, "True")]}
+    md = stored_after(md, run(md, **healthy))
+    md = stored_after(md, run(md, now=NOW + timedelta(minutes=2), **healthy))  # proven, baked
+    assert md["status"]["phase"] == names.PHASE_STABLE
+    # Traffic stops: the sidecars now report no data. An idle stable is not a failing one.
+    idle = {"deployments": [deployment(1, 2)], "pods": [pod(1, 0), pod(1, 1)]}
+    result = run(md, now=NOW + timedelta(minutes=10), **idle)
+    assert result.status is None or result.status.get("phase", names.PHASE_STABLE) == (
+        names.PHASE_STABLE
+    )
