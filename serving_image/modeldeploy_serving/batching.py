@@ -66,6 +66,7 @@ class PredictQueue:
         self._queued_rows = 0
         self._last_batch_requests = 0
         self._batch_full: asyncio.Future[None] | None = None
+        self._current: list[_Pending] = []  # the batch being predicted
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         self._worker: asyncio.Task[None] | None = None
@@ -78,10 +79,9 @@ class PredictQueue:
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
-        while self._pending:
-            item = self._pending.popleft()
-            if not item.future.done():
-                item.future.set_exception(Unavailable("server is shutting down"))
+        for item in [*self._current, *self._pending]:
+            _settle(item, exception=Unavailable("server is shutting down"))
+        self._pending.clear()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def submit(self, rows: np.ndarray, outputs: tuple[str, ...]) -> tuple[np.ndarray, ...]:
@@ -109,7 +109,9 @@ class PredictQueue:
                 await self._hold_open(wait)
             batch = self._take_batch()
             if batch:
+                self._current = batch
                 await self._execute(batch)
+                self._current = []
                 # After an inline predict nothing above awaited: yield, so the loop can send the
                 # answers and read new requests (which then form the next batch).
                 await asyncio.sleep(0)
