@@ -8,7 +8,7 @@ Method (bench/../shared BENCHMARKING notes): single-row v2 requests on 127.0.0.1
 Lua POST script; the server pinned to CPU 0 and wrk to CPU 1; each round starts every server
 fresh and the servers take turns (the order rotates each round); medians over rounds.
 Results: bench/results/serving.json (serving-quick.json for --quick) and a markdown table,
-also written between the benchmark markers in docs/serving.md.
+printed and (full runs only) written between the benchmark markers in docs/serving.md.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import platform
+import signal
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,8 @@ SERVER_CPU, LOAD_CPU = 0, 1
 
 
 def main() -> None:
+    # SIGTERM unwinds like Ctrl-C, so every server started so far is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args = _arguments()
     if len(os.sched_getaffinity(0)) < 2:
         raise SystemExit("needs 2 CPUs: one for the server, one for wrk")
@@ -86,7 +89,6 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     table = report.markdown(results)
-    (RESULTS / f"{name}.md").write_text(table)
     if not args.quick:
         report.update_docs(ROOT / "docs" / "serving.md", table)
     print(table)

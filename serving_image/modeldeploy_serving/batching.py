@@ -19,6 +19,7 @@ next requests and join, short enough to cost at most a fifth of the throughput i
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ import numpy as np
 
 from .errors import ModelError, Overloaded, Unavailable
 
+_TIMER_TICK = 0.001
 PredictFn = Callable[[np.ndarray, Sequence[str]], tuple[np.ndarray, ...]]
 
 
@@ -119,7 +121,11 @@ class PredictQueue:
     def _batching_wait(self) -> float:
         if self._last_batch_requests <= 1 or self._queued_rows >= self._max_batch_rows:
             return 0.0
-        return min(self._max_wait, 0.25 * self._recent_seconds)
+        wait = min(self._max_wait, 0.25 * self._recent_seconds)
+        # Event-loop timers fire in whole milliseconds (epoll rounds up): a 25 µs hold would
+        # idle a full millisecond, ten times a linear model's predict(). So holds are whole
+        # milliseconds, and a model too fast for one is not held at all.
+        return math.floor(wait / _TIMER_TICK) * _TIMER_TICK
 
     async def _hold_open(self, seconds: float) -> None:
         """Sleep up to `seconds`; submit() ends it early once a full batch is queued."""
