@@ -9,7 +9,7 @@ CLUSTER_DIR := .cluster
 export KUBECONFIG ?= $(CURDIR)/$(CLUSTER_DIR)/kubeconfig
 
 .PHONY: help install tools cluster-up cluster-down cluster-status run stop test test-unit \
-	test-serving test-integration lint bench bench-serving bench-operator bench-rollback clean
+	test-serving test-integration lint bench bench-serving bench-serving-quick bench-operator bench-rollback clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ lint: $(STAMP) ## ruff + mypy
 	$(BIN)/lint-imports
 
 bench: bench-serving bench-operator bench-rollback ## all benchmarks (JSON in bench/results/)
+
+bench-serving-quick: $(STAMP) ## a 4-minute smoke run of the serving benchmark
+	$(BIN)/python bench/serving/run.py --quick
 
 bench-serving: $(STAMP)
 	$(BIN)/python bench/serving/run.py

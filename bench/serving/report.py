@@ -55,7 +55,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "target": name,
                 "model": model,
-                "measured": round(value, 2),
+                "measured": round(value, 4),
                 "required": f"{relation} {required}",
                 "met": met,
             }
@@ -139,7 +139,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["| target | model | measured | required | met |", "|---|---|---|---|---|"]
     for t in results["targets"]:
         lines.append(
-            f"| {t['target']} | {t['model']} | {t['measured']}x | {t['required']}x "
+            f"| {t['target']} | {t['model']} | {_ratio(t['measured'])} | {t['required']}x "
             f"| {'yes' if t['met'] else '**no**'} |"
         )
     return "\n".join(lines) + "\n"
@@ -158,11 +158,16 @@ def _ratio_rows(per_model: dict[str, Any], connections: list[str]) -> list[str]:
                     continue
                 p99_best = per_model[best[0]][c]["p99_ms"]
                 cells.append(
-                    f"{mine['rps'] / best[1]:.2f}x req/s, {mine['p99_ms'] / p99_best:.2f}x p99"
+                    f"{mine['rps'] / best[1]:.2f}x req/s, {_ratio(mine['p99_ms'] / p99_best)} p99"
                 )
             if any(cell != "-" for cell in cells):
                 rows.append(f"| *{ours} ÷ {group}* | " + " | ".join(cells) + " | | | |")
     return rows
+
+
+def _ratio(value: float) -> str:
+    """Two decimals, or two significant digits for small ratios (0.0021x, not 0.00x)."""
+    return f"{value:.2f}x" if value >= 0.1 else f"{value:.2g}x"
 
 
 def update_docs(path: Path, table: str) -> None:

@@ -1,10 +1,10 @@
 """Serving benchmark: modeldeploy-server against MLServer and a bare async server, same model
 file, same request, same machine, same run. Not a test: it measures, it does not assert.
 
-    python bench/serving/run.py            # 10 s per run, 3 rounds (about 25 minutes)
-    python bench/serving/run.py --quick    # 3 s per run, 1 round: a smoke run
+    python bench/serving/run.py            # 10 s per run, 3 rounds (about 30 minutes)
+    python bench/serving/run.py --quick    # 3 s per run, 1 round (about 4 minutes): a smoke run
 
-Method (bench/../shared BENCHMARKING notes): single-row v2 requests on 127.0.0.1 from wrk with a
+Method (the team's benchmarking notes): single-row v2 requests on 127.0.0.1 from wrk with a
 Lua POST script; the server pinned to CPU 0 and wrk to CPU 1; each round starts every server
 fresh and the servers take turns (the order rotates each round); medians over rounds.
 Results: bench/results/serving.json (serving-quick.json for --quick) and a markdown table,
@@ -40,6 +40,9 @@ def main() -> None:
     # SIGTERM unwinds like Ctrl-C, so every server started so far is stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args = _arguments()
+    if args.report:
+        _render(json.loads(args.report.read_text()), args.report)
+        return
     if len(os.sched_getaffinity(0)) < 2:
         raise SystemExit("needs 2 CPUs: one for the server, one for wrk")
     wrk_path = wrk.ensure_wrk()
@@ -83,13 +86,17 @@ def main() -> None:
         "runs": runs,
         "starts": starts,
     }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    _render(results, RESULTS / ("serving-quick.json" if args.quick else "serving.json"))
+
+
+def _render(results: dict[str, Any], path: Path) -> None:
+    """Summary and targets into the JSON; the table printed and, for full runs, into the docs."""
     results["summary"] = report.summarize(results)
     results["targets"] = report.targets(results)
-    name = "serving-quick" if args.quick else "serving"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    path.write_text(json.dumps(results, indent=2) + "\n")
     table = report.markdown(results)
-    if not args.quick:
+    if results["mode"] == "full":
         report.update_docs(ROOT / "docs" / "serving.md", table)
     print(table)
 
@@ -168,6 +175,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--servers", nargs="+", help="only these server names")
     parser.add_argument("--no-mlserver", action="store_true", help="skip the MLServer peer")
     parser.add_argument("--no-starlette", action="store_true", help="skip the Starlette floor")
+    parser.add_argument("--report", type=Path, help="only re-render the table from this JSON")
     args = parser.parse_args()
     quick = args.quick
     args.seconds = args.seconds or (3.0 if quick else 10.0)
