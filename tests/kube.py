@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -111,6 +112,13 @@ class KubeCluster:
             yield name
         finally:
             self.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (for processes the tests start on 127.0.0.1)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_until(check: Any, timeout: float, what: str, interval: float = 0.1) -> Any:

@@ -112,15 +112,21 @@ def revision_deployment(
     }
 
 
-def service(owner: Owner) -> dict[str, Any]:
-    """One Service over every revision: traffic splits by the ratio of ready pods."""
+def service(owner: Owner, pinned_revision: int | None = None) -> dict[str, Any]:
+    """One Service over every revision: traffic splits by the ratio of ready pods.
+
+    `pinned_revision` narrows it to one revision (a warm revision kept out of traffic during a
+    bake, or a restore)."""
+    selector = child_labels(owner.name)
+    if pinned_revision is not None:
+        selector |= revision_selector(owner.name, pinned_revision)
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _metadata(owner, names.service_name(owner.name), child_labels(owner.name)),
         "spec": {
             "type": "ClusterIP",
-            "selector": child_labels(owner.name),
+            "selector": selector,
             "ports": [
                 {
                     "name": names.PORT_NAME_HTTP,

@@ -61,7 +61,7 @@ def plan(
     new_state, decision = rollout.step(state, obs, policy_from(spec), now)
 
     apply: list[dict[str, Any]] = [*builders.sidecar_rbac(owner.namespace)]
-    apply.append(_service(owner, decision.service_revision))
+    apply.append(builders.service(owner, decision.service_revision))
     if decision.render_revision is not None:
         apply.append(
             builders.revision_deployment(
@@ -203,16 +203,6 @@ def _ready(deployments: Mapping[int, dict[str, Any]], pods: list[PodView]) -> di
         if pod.revision in ready and pod.ready and not pod.terminating:
             ready[pod.revision] += 1
     return ready
-
-
-def _service(owner: builders.Owner, pinned_revision: int | None) -> dict[str, Any]:
-    svc = builders.service(owner)
-    if pinned_revision is not None:
-        selector = builders.child_labels(owner.name, pinned_revision)
-        svc["spec"]["selector"] = {
-            k: v for k, v in selector.items() if k in (names.LABEL_NAME, names.LABEL_REVISION)
-        } | svc["spec"]["selector"]
-    return svc
 
 
 def _breach_started(breach: rollout.Breach, pods: list[dict[str, Any]]) -> datetime | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from modeldeploy.builders import sidecar_rbac
 from modeldeploy.names import SIDECAR_SERVICE_ACCOUNT
 from modeldeploy_serving import metric_names
-from tests.kube import KubeCluster, wait_until
+from tests.kube import KubeCluster, free_port, wait_until
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 # Fast settings for tests: the contract's defaults are for production.
@@ -41,12 +40,6 @@ FAST_FLAGS: Mapping[str, object] = {
     "min-requests": 5,
     "refresh-seconds": 60,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class FakeModelMetrics:

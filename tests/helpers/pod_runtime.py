@@ -39,8 +39,8 @@ import numpy as np
 from kubernetes import client, watch
 
 from modeldeploy import names
-from tests.helpers.monitor_proc import free_port, token_kubeconfig
-from tests.kube import KubeCluster, wait_until
+from tests.helpers.monitor_proc import token_kubeconfig
+from tests.kube import KubeCluster, free_port, wait_until
 from tests.serving.process import ServerProcess, server_env
 
 # The monitor's contract defaults are for production; tests want verdicts within a second.

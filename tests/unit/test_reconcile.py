@@ -212,3 +212,12 @@ def test_on_no_data_fail_judges_the_canary_not_an_idle_proven_stable() -> None:
     assert result.status is None or result.status.get("phase", names.PHASE_STABLE) == (
         names.PHASE_STABLE
     )
+
+
+def test_a_pinned_service_selects_only_that_revision() -> None:
+    from modeldeploy.builders import Owner, service
+
+    owner = Owner(name="iris", namespace="ml", uid="uid-1")
+    assert names.LABEL_REVISION not in service(owner)["spec"]["selector"]
+    pinned = service(owner, pinned_revision=3)["spec"]["selector"]
+    assert pinned[names.LABEL_REVISION] == "3" and pinned[names.LABEL_NAME] == "iris"
