@@ -112,6 +112,27 @@ def revision_deployment(
     }
 
 
+def controller_revision(
+    owner: Owner,
+    *,
+    revision: int,
+    spec: Mapping[str, Any],
+    spec_hash: str,
+    default_image: str,
+) -> dict[str, Any]:
+    """The spec a revision was created from, kept so its Deployment can be rendered again
+    without the current spec (a deleted Deployment, a `rollback --to N`), the way StatefulSets
+    and DaemonSets keep their history. Immutable once created, like the revision itself."""
+    name = names.revision_name(owner.name, revision)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ControllerRevision",
+        "metadata": _metadata(owner, name, child_labels(owner.name, revision)),
+        "revision": revision,
+        "data": {"spec": dict(spec), "specHash": spec_hash, "defaultImage": default_image},
+    }
+
+
 def service(owner: Owner, pinned_revision: int | None = None) -> dict[str, Any]:
     """One Service over every revision: traffic splits by the ratio of ready pods.
 

@@ -8,24 +8,36 @@ else changed it, and status is written only when it differs from what is stored.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
+
 from modeldeploy import metrics, names
+from modeldeploy.cache import ObservedCache, resource_version
 from modeldeploy.k8s import ApiError, Kube
 from modeldeploy.reconcile import Reconciliation, plan
 from modeldeploy.workqueue import Key, WorkQueue
 
 log = logging.getLogger("modeldeploy.controller")
 
-# Backoff for API trouble (conflicts, timeouts, 5xx): "not yet", never a hot loop.
+# Backoff for API trouble (conflicts, throttling, timeouts, 5xx): "not yet", never a hot loop.
 RETRY_MIN_S = 0.5
-RETRY_MAX_S = 30.0
+RETRY_MAX_S = 60.0
+# The API refused an object for good (400, 403, 422): try again now and then, quietly.
+REFUSED_RETRY_S = 60.0
+TRANSIENT = (ApiError, aiohttp.ClientError, asyncio.TimeoutError)
+
+
+class StaleStatus(Exception):
+    """The ModelDeployment changed since it was read: plan again from the new copy."""
 
 
 def utcnow() -> datetime:
@@ -34,11 +46,6 @@ def utcnow() -> datetime:
 
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-
-
-def _rv(obj: dict[str, Any]) -> int:
-    value = obj.get("metadata", {}).get("resourceVersion", "0")
-    return int(value) if str(value).isdigit() else 0
 
 
 def _mark(obj: dict[str, Any]) -> str:
@@ -51,6 +58,12 @@ def _mark(obj: dict[str, Any]) -> str:
     if generation := meta.get("generation"):
         return f"g{generation}"
     return _digest([obj.get("spec"), meta.get("labels")])
+
+
+def _refusal(err: ApiError) -> bool:
+    """An answer that will not change by retrying soon: invalid (400, 422), forbidden (403,
+    incl. admission webhooks). 404 (namespace gone), 409 and 429 are transient."""
+    return err.status in (400, 403, 422) and "being terminated" not in err.message
 
 
 class Controller:
@@ -68,8 +81,12 @@ class Controller:
         # (kind, namespace, name) -> (digest of what we applied, _mark of what it produced)
         self._applied: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._failures: dict[Key, int] = {}
+        self._failure_class: dict[Key, str] = {}  # logged once until it changes or recovers
+        self._refused: dict[Key, dict[tuple[str, str], str]] = {}  # (kind, name) -> API's words
         self._phases: dict[Key, str] = {}
         self._breach_seen: dict[tuple[str, str], datetime] = {}  # (namespace, pod) -> first seen
+        self.cache = ObservedCache()
+        self.leading = True  # with leader election on, set by the elector
 
     async def close(self) -> None:
         await self.queue.drain()
@@ -82,6 +99,10 @@ class Controller:
         if event_type == "DELETED":
             self._bodies.pop(key, None)
             self._phases.pop(key, None)
+            self._failures.pop(key, None)
+            self._failure_class.pop(key, None)
+            self._refused.pop(key, None)
+            self.cache.forget(*key)
             self._update_phase_gauge()
             self.queue.forget(key)
             return
@@ -95,6 +116,7 @@ class Controller:
             return
         uid = meta["uid"]
         if event_type == "DELETED":
+            self.cache.remove("Pod", body)
             self._pod_signatures.pop(uid, None)
             self._breach_seen.pop((meta["namespace"], meta["name"]), None)
             self.queue.trigger((meta["namespace"], owner))
@@ -124,6 +146,8 @@ class Controller:
         if not owner:
             return
         ident = (body.get("kind", ""), meta["namespace"], meta["name"])
+        if event_type == "DELETED":
+            self.cache.remove(ident[0], body)
         applied = self._applied.get(ident)
         if event_type != "DELETED" and applied is not None and applied[1] == _mark(body):
             return  # our own write echoing back, or a status-only change
@@ -131,75 +155,124 @@ class Controller:
         self._applied.pop(ident, None)
         self.queue.trigger((meta["namespace"], owner))
 
+    def observe(self, kind: str, body: dict[str, Any]) -> None:
+        """A child as a watch (or our own write) returned it; called by kopf's index handlers."""
+        self.cache.put(kind, body)
+
     def _remember(self, key: Key, body: dict[str, Any]) -> None:
         known = self._bodies.get(key)
-        if known is None or _rv(body) >= _rv(known):
+        if known is None or resource_version(body) >= resource_version(known):
             self._bodies[key] = body
 
     # --- the reconcile -------------------------------------------------------------------------
     async def reconcile(self, key: Key) -> float | None:
+        if not self.leading:
+            return None  # a standby keeps its caches warm and writes nothing
         started = time.perf_counter()
         namespace, name = key
         try:
-            body = self._bodies.get(key) or await self.kube.get("ModelDeployment", *key)
-            if body is None or body["metadata"].get("deletionTimestamp"):
-                return None  # children go with their owner (garbage collection)
-            observed = await self._observe(namespace, name)
-            result = plan(body, observed, default_image=self.default_image, now=self.clock())
-            await self._execute(key, body, result)
-        except ApiError as err:
+            for _ in range(3):  # a stale copy is read again at once, a few times
+                body = self._bodies.get(key) or await self.kube.get("ModelDeployment", *key)
+                if body is None or body["metadata"].get("deletionTimestamp"):
+                    return None  # children go with their owner (garbage collection)
+                try:
+                    result = await self._reconcile(key, body)
+                    break
+                except StaleStatus:
+                    self._bodies.pop(key, None)
+            else:
+                raise StaleStatus()
+        except (*TRANSIENT, StaleStatus) as err:
             metrics.RECONCILES.labels("error").inc()
-            if err.status == 403 and "being terminated" in err.message:
-                return None  # the namespace is going away, and the ModelDeployment with it
-            if err.not_found and await self.kube.get("ModelDeployment", *key) is None:
-                self._bodies.pop(key, None)
-                return None  # deleted while we worked
-            delay = self._backoff(key)
-            log.warning("%s/%s: API error %s; retrying in %.1fs", namespace, name, err, delay)
-            return delay
+            if isinstance(err, ApiError):
+                if err.status == 403 and "being terminated" in err.message:
+                    return None  # the namespace is going away, and the ModelDeployment with it
+                if err.not_found and await self.kube.get("ModelDeployment", *key) is None:
+                    self._bodies.pop(key, None)
+                    return None  # deleted while we worked
+            return self._backoff(key, err)
         finally:
             metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
-        self._failures.pop(key, None)
+        if self._failures.pop(key, None) is not None:
+            log.info("%s/%s: API calls succeed again", namespace, name)
+        self._failure_class.pop(key, None)
         metrics.RECONCILES.labels(result.outcome).inc()
+        if self._refused.get(key):
+            return min(result.requeue_after or REFUSED_RETRY_S, REFUSED_RETRY_S)
         return result.requeue_after
 
-    def _backoff(self, key: Key) -> float:
-        failures = self._failures[key] = self._failures.get(key, 0) + 1
-        return float(min(RETRY_MAX_S, RETRY_MIN_S * 2 ** (failures - 1)))
+    async def _reconcile(self, key: Key, body: dict[str, Any]) -> Reconciliation:
+        observed: dict[str, Any] = self.cache.observed(*key)
+        observed["refused"] = [
+            {"kind": kind, "name": obj_name, "message": message}
+            for (kind, obj_name), message in sorted((self._refused.get(key) or {}).items())
+        ]
+        result = plan(body, observed, default_image=self.default_image, now=self.clock())
+        refused_before = dict(self._refused.get(key) or {})
+        await self._execute(key, body, result)
+        if self._refused.get(key, {}) != refused_before:
+            self.queue.trigger(key)  # plan again, so status tells what the API refused
+        return result
 
-    async def _observe(self, namespace: str, name: str) -> dict[str, list[dict[str, Any]]]:
-        selector = {names.LABEL_NAME: name, names.LABEL_MANAGED_BY: names.MANAGED_BY}
-        return {
-            "deployments": await self.kube.list("Deployment", namespace, selector),
-            "pods": await self.kube.list("Pod", namespace, selector),
-            "hpas": await self.kube.list("HorizontalPodAutoscaler", namespace, selector),
-        }
+    def _backoff(self, key: Key, err: BaseException) -> float:
+        """Exponential with full jitter; one log line per failure class, not per retry."""
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        ceiling = min(RETRY_MAX_S, RETRY_MIN_S * 2 ** (failures - 1))
+        delay = random.uniform(ceiling / 2, ceiling)
+        if isinstance(err, ApiError):
+            what, detail = f"{err.status} {err.reason}", err.message
+        elif isinstance(err, StaleStatus):
+            what, detail = "Conflict", "the ModelDeployment keeps changing under us"
+        else:
+            what, detail = type(err).__name__, str(err) or type(err).__name__
+        if self._failure_class.get(key) != what:
+            self._failure_class[key] = what
+            log.warning("%s/%s: API error %s: %s; retrying with backoff", *key, what, detail)
+        else:
+            log.debug("%s/%s: still %s; retry %d in %.1fs", *key, what, failures, delay)
+        return delay
 
     async def _execute(self, key: Key, body: dict[str, Any], result: Reconciliation) -> None:
+        """Decide, record, then act: the status that records a transition is written before
+        the actions that erase its evidence (scaling a breaching canary to zero removes the
+        pods whose conditions proved the breach). A retried or restarted reconcile finds the
+        decision in status and finishes it, because the plan renders children from the
+        recorded state alone."""
         namespace = key[0]
+        if result.status is not None:
+            log.info("%s/%s: status %s", *key, ", ".join(sorted(result.status)))
+            await self._write_status(key, body, result.status)
+        for revision in result.lost:
+            log.warning("%s/%s: revision %d has neither Deployment nor history", *key, revision)
         for obj in result.apply:
-            await self._apply(obj)
+            await self._apply(key, obj)
         for deployment, replicas in result.scale.items():
             log.info("%s/%s: scaling Deployment %s to %d", *key, deployment, replicas)
+            ident = ("Deployment", namespace, deployment)
             try:
                 stored = await self.kube.scale("Deployment", namespace, deployment, replicas)
             except ApiError as err:
                 if not err.not_found:
                     raise
                 # Deleted under us: its DELETED event triggers the reconcile that restores it.
-                self._applied.pop(("Deployment", namespace, deployment), None)
+                self._applied.pop(ident, None)
                 continue
-            ident = ("Deployment", namespace, deployment)
+            self.cache.put("Deployment", stored)
             if (known := self._applied.get(ident)) is not None:
                 self._applied[ident] = (known[0], _mark(stored))
         for kind, obj_name in result.delete:
             log.info("%s/%s: deleting %s %s", *key, kind, obj_name)
             await self.kube.delete(kind, namespace, obj_name)
             self._applied.pop((kind, namespace, obj_name), None)
-        if result.status is not None:
-            log.info("%s/%s: status %s", *key, ", ".join(sorted(result.status)))
-            stored = await self.kube.patch_status("ModelDeployment", *key, result.status)
-            self._remember(key, stored)
+            gone = {
+                "metadata": {
+                    "name": obj_name,
+                    "namespace": namespace,
+                    "labels": {names.LABEL_NAME: key[1]},
+                    "resourceVersion": str(2**62),
+                }
+            }
+            self.cache.remove(kind, gone)
         for event in result.events:
             log.info("%s/%s: %s %s: %s", *key, event["type"], event["reason"], event["message"])
             await self._post_event(body, event)
@@ -214,7 +287,21 @@ class Controller:
             elapsed = (self.clock() - started).total_seconds()
             metrics.TIME_TO_ROLLBACK.observe(max(elapsed, 0.0))
 
-    async def _apply(self, obj: dict[str, Any]) -> None:
+    async def _write_status(self, key: Key, body: dict[str, Any], status: dict[str, Any]) -> None:
+        """Only onto the copy it was planned from: resourceVersion is a precondition, so a
+        decision made on stale data (a spec edited meanwhile, a former leader) never lands."""
+        version = body["metadata"].get("resourceVersion")
+        try:
+            stored = await self.kube.patch_status(
+                "ModelDeployment", *key, status, resource_version=version
+            )
+        except ApiError as err:
+            if err.conflict:
+                raise StaleStatus() from err
+            raise
+        self._remember(key, stored)
+
+    async def _apply(self, key: Key, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
         ident = (obj["kind"], meta["namespace"], meta["name"])
         digest = _digest(obj)
@@ -222,8 +309,20 @@ class Controller:
         if known is not None and known[0] == digest:
             return  # unchanged desire, and nobody touched it since (or on_child would clear it)
         log.info("%s/%s: applying %s", meta["namespace"], meta["name"], obj["kind"])
-        stored = await self.kube.apply(obj)
+        refused = self._refused.setdefault(key, {})
+        try:
+            stored = await self.kube.apply(obj)
+        except ApiError as err:
+            if not _refusal(err):
+                raise
+            words = f"{err.status} {err.reason}: {err.message}"
+            if refused.get(ident[0::2]) != words:
+                log.warning("%s/%s: the API refused %s %s: %s", *key, ident[0], ident[2], words)
+            refused[ident[0::2]] = words
+            return  # the rest still applies: the stable keeps serving
+        refused.pop(ident[0::2], None)
         self._applied[ident] = (digest, _mark(stored))
+        self.cache.put(obj["kind"], stored)
 
     async def _post_event(self, body: dict[str, Any], event: dict[str, str]) -> None:
         meta = body["metadata"]

@@ -54,6 +54,29 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await memo.controller.close()
 
 
+# Index handlers run for every object of the initial listings before kopf lets any handler
+# run, so the first reconcile already sees every child: the controller plans from this cache
+# and never lists per reconcile. (They index nothing in kopf; the controller keeps the copies.)
+@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+async def observe_deployment(body: kopf.Body, memo: Any, **_: Any) -> None:
+    memo.controller.observe("Deployment", dict(body))
+
+
+@kopf.index("v1", "pods", labels=MANAGED)
+async def observe_pod(body: kopf.Body, memo: Any, **_: Any) -> None:
+    memo.controller.observe("Pod", dict(body))
+
+
+@kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
+async def observe_hpa(body: kopf.Body, memo: Any, **_: Any) -> None:
+    memo.controller.observe("HorizontalPodAutoscaler", dict(body))
+
+
+@kopf.index("apps", "v1", "controllerrevisions", labels=MANAGED)
+async def observe_history(body: kopf.Body, memo: Any, **_: Any) -> None:
+    memo.controller.observe("ControllerRevision", dict(body))
+
+
 @kopf.on.event(names.GROUP, names.VERSION, names.PLURAL)
 async def modeldeployment_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
     memo.controller.on_modeldeployment(_event_type(event), dict(body))
@@ -65,6 +88,7 @@ async def pod_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) 
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+@kopf.on.event("apps", "v1", "controllerrevisions", labels=MANAGED)
 @kopf.on.event("v1", "services", labels=MANAGED)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
 async def child_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:

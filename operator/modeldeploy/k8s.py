@@ -41,6 +41,7 @@ class Resource:
 RESOURCES: Final = {
     "ModelDeployment": Resource(names.API_VERSION, names.PLURAL),
     "Deployment": Resource("apps/v1", "deployments"),
+    "ControllerRevision": Resource("apps/v1", "controllerrevisions"),
     "Service": Resource("v1", "services"),
     "HorizontalPodAutoscaler": Resource("autoscaling/v2", "horizontalpodautoscalers"),
     "Pod": Resource("v1", "pods"),
@@ -140,7 +141,9 @@ class Kube:
         url = f"{self._creds.host}{path}"
         if query:
             url += "?" + urlencode(query)
-        data = None if body is None else json.dumps(body)
+        # UTF-8, not ASCII escapes: the apply content type is YAML, and YAML rejects the
+        # surrogate-pair escapes JSON uses for characters outside the BMP (an emoji in an env).
+        data = None if body is None else json.dumps(body, ensure_ascii=False).encode()
         self.requests += 1
         API_REQUESTS.labels("read" if method == "GET" else "write").inc()
         async with self._http().request(method, url, data=data, headers=headers) as resp:
@@ -205,10 +208,20 @@ class Kube:
         return result
 
     async def patch_status(
-        self, kind: str, namespace: str, name: str, status: dict[str, Any]
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        resource_version: str | None = None,
     ) -> dict[str, Any]:
+        """A merge patch of .status; with `resource_version`, only onto that exact version
+        (the API answers 409 Conflict if the object changed since)."""
         path = RESOURCES[kind].path(namespace, name) + "/status"
-        result: dict[str, Any] = await self._call("PATCH", path, {"status": status}, MERGE)
+        patch: dict[str, Any] = {"status": status}
+        if resource_version:
+            patch["metadata"] = {"resourceVersion": resource_version}
+        result: dict[str, Any] = await self._call("PATCH", path, patch, MERGE)
         return result
 
     async def create(self, obj: dict[str, Any]) -> dict[str, Any]:

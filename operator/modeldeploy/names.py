@@ -149,6 +149,7 @@ REASON_PROMOTE_REQUESTED: Final = "PromoteRequested"
 REASON_PAUSED: Final = "Paused"
 REASON_RESUMED: Final = "Resumed"
 REASON_AS_EXPECTED: Final = "AsExpected"  # Degraded=False
+REASON_APPLY_FAILED: Final = "ApplyFailed"  # the API refused a child (400, 403, 422)
 
 # --- the operator's own settings -------------------------------------------------------------
 ENV_SERVING_IMAGE: Final = "MODELDEPLOY_SERVING_IMAGE"

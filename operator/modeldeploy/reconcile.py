@@ -14,7 +14,7 @@ from modeldeploy import builders, names, rollout
 from modeldeploy.analysis import OnNoData, PodView, analyze, pod_view
 from modeldeploy.hashing import revision_hash
 from modeldeploy.spec import ModelDeploymentSpec, SpecError, parse_spec, validate_name
-from modeldeploy.status import invalid_spec_status, render_status, status_patch
+from modeldeploy.status import invalid_spec_status, render_status, status_patch, with_refusals
 
 REASON_INVALID_SPEC = "InvalidSpec"
 
@@ -34,11 +34,12 @@ class Reconciliation:
     breach_pod: str | None = None  # the pod whose condition caused it
     requeue_after: float | None = None
     outcome: str = "ok"  # "ok" | "invalid"
+    lost: tuple[int, ...] = ()  # revisions to keep that have neither Deployment nor history
 
 
 def plan(
     body: Mapping[str, Any],
-    observed: Mapping[str, list[dict[str, Any]]],
+    observed: Mapping[str, list[dict[str, Any]]],  # children by kind; "refused": API refusals
     *,
     default_image: str,
     now: datetime,
@@ -60,19 +61,30 @@ def plan(
     obs = _observation(spec, spec_hash, meta, deployments, pods, ready, state, now)
     new_state, decision = rollout.step(state, obs, policy_from(spec), now)
 
+    histories = _by_revision(observed.get("controllerrevisions", []))
     apply: list[dict[str, Any]] = [*builders.sidecar_rbac(owner.namespace)]
     apply.append(builders.service(owner, decision.service_revision))
-    if decision.render_revision is not None:
-        apply.append(
-            builders.revision_deployment(
-                owner,
-                spec,
-                revision=decision.render_revision,
-                spec_hash=spec_hash,
-                default_image=default_image,
-                replicas=None,  # never owned by the template's apply (the HPA may own it)
-            )
-        )
+    lost: list[int] = []
+    for revision in sorted(decision.replicas):
+        if revision == decision.render_revision:
+            if revision not in histories:  # recorded before its Deployment exists
+                apply.append(
+                    builders.controller_revision(
+                        owner,
+                        revision=revision,
+                        spec=body.get("spec") or {},
+                        spec_hash=spec_hash,
+                        default_image=default_image,
+                    )
+                )
+            apply.append(_deployment(owner, spec, revision, spec_hash, default_image))
+        elif revision not in deployments:
+            # Deleted by hand (or never created before a crash): render it from its history.
+            restored = _from_history(owner, revision, histories.get(revision))
+            if restored is None:
+                lost.append(revision)
+            else:
+                apply.append(restored)
     delete: list[tuple[str, str]] = []
     hpa = (
         builders.hpa(owner, spec, revision=decision.hpa_revision) if decision.hpa_revision else None
@@ -91,11 +103,14 @@ def plan(
             assert spec.autoscaling is not None
             replicas = spec.autoscaling.min_replicas
         have = None if current is None else (current.get("spec") or {}).get("replicas")
-        if replicas is not None and have != replicas:
+        if replicas is not None and have != replicas and revision not in lost:
             scale[names.revision_name(owner.name, revision)] = replicas
-    for revision in deployments:
+    for revision in sorted(set(deployments) | set(histories)):
         if revision not in decision.replicas:
-            delete.append(("Deployment", names.revision_name(owner.name, revision)))
+            if revision in deployments:
+                delete.append(("Deployment", names.revision_name(owner.name, revision)))
+            if revision in histories:
+                delete.append(("ControllerRevision", names.revision_name(owner.name, revision)))
 
     desired = render_status(
         stored_status,
@@ -105,6 +120,12 @@ def plan(
         ready=ready,
         now=now,
     )
+    desired, refusal = with_refusals(
+        desired, observed.get("refused") or [], stored_status, meta.get("generation"), now
+    )
+    events = [{"type": e.type, "reason": e.reason, "message": e.message} for e in decision.events]
+    if refusal:
+        events.append({"type": "Warning", "reason": names.REASON_APPLY_FAILED, "message": refusal})
     rolled_back = (
         new_state.phase == rollout.Phase.ROLLED_BACK and state.phase != rollout.Phase.ROLLED_BACK
     )
@@ -114,15 +135,43 @@ def plan(
         scale=scale,
         delete=tuple(delete),
         status=status_patch(stored_status, desired),
-        events=tuple(
-            {"type": e.type, "reason": e.reason, "message": e.message} for e in decision.events
-        ),
+        events=tuple(events),
         phase=str(new_state.phase),
         rollbacks=(breach.reason,) if breach else (),
         breach_started=_breach_started(breach, observed.get("pods", [])) if breach else None,
         breach_pod=breach.pod if breach else None,
         requeue_after=decision.requeue_after,
+        lost=tuple(lost),
     )
+
+
+def _deployment(
+    owner: builders.Owner,
+    spec: ModelDeploymentSpec,
+    revision: int,
+    spec_hash: str,
+    default_image: str,
+) -> dict[str, Any]:
+    return builders.revision_deployment(
+        owner,
+        spec,
+        revision=revision,
+        spec_hash=spec_hash,
+        default_image=default_image,
+        replicas=None,  # never owned by the template's apply (the HPA may own it)
+    )
+
+
+def _from_history(
+    owner: builders.Owner, revision: int, history: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """A revision's Deployment rendered from its ControllerRevision, or None without one."""
+    data = (history or {}).get("data") or {}
+    try:
+        spec = parse_spec(data["spec"])
+        return _deployment(owner, spec, revision, str(data["specHash"]), str(data["defaultImage"]))
+    except (KeyError, TypeError, SpecError):
+        return None
 
 
 def policy_from(spec: ModelDeploymentSpec) -> rollout.Policy:

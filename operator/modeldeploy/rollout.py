@@ -195,6 +195,7 @@ class Decision:
     conditions: tuple[Condition, ...]
     events: tuple[Event, ...]
     requeue_after: float | None  # seconds to the next deadline (pause, bake, progress)
+    next_step_at: datetime | None = None  # when the canary's current pause ends
 
 
 def canary_replicas(stable: int, weight: int) -> int:
@@ -275,6 +276,8 @@ def _rollback(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Mo
         return None
     s = replace(s, handled_rollback=req.token)
     target, refusal = _rollback_target(s, req.revision)
+    if target is not None and _breached(obs, target):
+        target, refusal = None, f"r{req.revision} breaches now"
     stable = s.stable
     if target is None or stable is None:
         msg = f"rollback to r{req.revision} refused: {refusal or 'nothing serves yet'}"
@@ -339,16 +342,26 @@ def _breach(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Move
     c, stable, back = s.canary, s.stable, s.previous
     if not p.automatic_rollback or stable is None:
         return None  # without a stable there is nothing to go back to: the phase says Degraded
-    if c and not s.restoring and (v := _breached(obs, c)) and _healthy(stable, obs):
+    if c and not s.restoring and (v := _breached(obs, c)) and _fallback(stable, obs):
         s = _record(s, c, Outcome.ROLLED_BACK, v.reason, v.message, now, p)
         s = _drop_canary(_quarantine(s, c.spec_hash))
-        msg = f"r{c.number} rolled back: {v.message}; r{stable.number} serves 100%"
+        msg = f"r{c.number} rolled back: {v.message}; {_serves(stable)} 100%"
         return s, _event(names.REASON_ROLLED_BACK, msg, warning=True)
-    if c is None and back and (v := _breached(obs, stable)) and _healthy(back, obs):
+    if c is None and back and (v := _breached(obs, stable)) and _fallback(back, obs):
         s = _back_to_previous(s, Outcome.ROLLED_BACK, v.reason, v.message, now, p)
-        msg = f"r{stable.number} rolled back in its bake: {v.message}; r{back.number} serves"
+        msg = f"r{stable.number} rolled back in its bake: {v.message}; {_serves(back)} again"
         return _quarantine(s, stable.spec_hash), _event(names.REASON_ROLLED_BACK, msg, True)
     return None
+
+
+def _fallback(rev: Revision, obs: Observation) -> bool:
+    """An automatic rollback target: the revision that served before, unless it breaches now.
+    Not yet shown healthy (no traffic, no verdict yet) is not broken."""
+    return _health(obs, rev) is not Health.BREACHED
+
+
+def _serves(rev: Revision) -> str:
+    return f"r{rev.number} serves" if rev.proven else f"r{rev.number} (unproven) serves"
 
 
 def _new_spec(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Moved | None:
@@ -403,7 +416,11 @@ def _advance(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Mov
         return None
     if _ready(obs, c) < _needed(s, obs, p) or _health(obs, c) is not Health.HEALTHY:
         return None  # positive evidence only: no data never advances a step
-    if now < (s.step_started_at or now) + steps[s.step].pause:
+    if _ready(obs, s.stable) == 0:
+        return (
+            None  # the stable is being restored: nothing to compare with, nothing to fall back on
+        )
+    if now < (next_step_at(s, p) or now):
         return None
     done = f"r{c.number} healthy at {s.weight}%"
     if s.step + 1 == len(steps):
@@ -420,12 +437,13 @@ def _cutover(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Mov
         return None  # pre-scaled first: the old revision keeps all its pods until here
     if old and (s.paused or (not restoring and s.step < len(p.canary_steps))):
         return None
-    if old and not restoring and _breached(obs, c):
-        return None  # a breach that could not be rolled back holds; it is never promoted
+    if old and not restoring and (_breached(obs, c) or _ready(obs, old) == 0):
+        return None  # a breach is never promoted; a stable without pods is restored first
     s, until, what = _drop_canary(s), now + p.bake_time, f"r{c.number} (model {c.model_version})"
-    if old is None:  # the bake of a first revision only decides when it is recorded healthy
+    if old is None:  # nothing to compare with or go back to: no bake, recorded at once
         msg = f"{what} is ready and serves 100%"
-        return replace(s, stable=c, bake_until=until), _event(names.REASON_DEPLOYED, msg)
+        s = _record(s, c, Outcome.PROMOTED, names.REASON_DEPLOYED, msg, now, p, started=started)
+        return replace(s, stable=c), _event(names.REASON_DEPLOYED, msg)
     if restoring:
         msg = f"{what} restored by request; r{old.number} scaled to zero"
         s = _record(s, c, Outcome.PROMOTED, _MANUAL, msg, now, p, started=started)
@@ -546,22 +564,26 @@ def _quarantine(s: RolloutState, spec_hash: str) -> RolloutState:
 
 
 def _rollback_target(s: RolloutState, number: int) -> tuple[Revision | None, str]:
-    """Only a revision recorded healthy: the serving one, the warm one, or Promoted in history."""
+    """The serving or warm revision, or any revision kept in the history, unless it was rolled
+    back for a breach or never became ready (`_rollback` also refuses one breaching now)."""
     if s.stable and s.stable.number == number:
         return s.stable, ""
     if s.previous and s.previous.number == number:
-        return (s.previous, "") if s.previous.proven else (None, f"r{number} was never healthy")
+        return s.previous, ""
     if s.canary and s.canary.number == number:
-        return None, f"r{number} is the revision in flight, not a healthy one"
+        return None, f"r{number} is the revision in flight"
     entries = [e for e in s.history if e.revision == number]
-    promoted = [e for e in entries if e.outcome is Outcome.PROMOTED]
-    if promoted:
-        e = promoted[-1]
-        return Revision(e.revision, e.spec_hash, e.model_version, e.sha256, e.started, True), ""
-    if entries:
-        last = entries[-1]
-        return None, f"r{number} was never recorded healthy ({last.outcome}: {last.reason})"
-    return None, f"r{number} is not in the history (the last {len(s.history)} entries)"
+    if not entries:
+        return None, f"r{number} is not in the history (the last {len(s.history)} entries)"
+    last = entries[-1]
+    if last.outcome is Outcome.FAILED:
+        return None, f"r{number} never became ready ({last.reason})"
+    if last.outcome is Outcome.ROLLED_BACK and last.reason != _MANUAL:
+        return None, f"r{number} was rolled back ({last.reason})"
+    proven = any(e.outcome is Outcome.PROMOTED for e in entries)
+    return Revision(
+        last.revision, last.spec_hash, last.model_version, last.sha256, last.started, proven
+    ), ""
 
 
 # --- reading the observation ----------------------------------------------------------------
@@ -604,7 +626,7 @@ def _situation(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> _
         if c is None:
             return _Situation(Phase.PENDING, names.REASON_DEPLOYING, "nothing deployed yet")
         if s.waiting_since and now - s.waiting_since >= p.progress_deadline:
-            msg = f"r{c.number} has no ready pod after {_secs(now - s.waiting_since)}"
+            msg = f"r{c.number} has had no ready pod since {_iso(s.waiting_since)}"
             return _Situation(Phase.FAILED, names.REASON_PROGRESS_DEADLINE_EXCEEDED, msg)
         msg = f"deploying r{c.number} (model {c.model_version}): waiting for a ready pod"
         return _Situation(Phase.PENDING, names.REASON_DEPLOYING, msg)
@@ -640,8 +662,10 @@ def _in_flight(
         said = verdict.message if verdict else "no verdict yet"
         reason = verdict.reason if verdict else names.REASON_WARMING_UP
         return _Situation(Phase.PROGRESSING, reason, f"{where} waits for evidence: {said}")
-    left = (s.step_started_at or now) + steps[s.step].pause - now
-    msg = f"{where} is healthy; next step in {_secs(left)}"
+    if _ready(obs, stable) == 0:
+        msg = f"{where} holds: r{stable.number} has no ready pod"
+        return _Situation(Phase.PROGRESSING, names.REASON_WAITING_FOR_REPLICAS, msg)
+    msg = f"{where} is healthy; next step at {_iso(next_step_at(s, p) or now)}"
     return _Situation(Phase.PROGRESSING, names.REASON_STEP_PAUSE, msg)
 
 
@@ -690,7 +714,7 @@ def _resting(s: RolloutState, obs: Observation, stable: Revision) -> _Situation:
 def _no_way_back(p: Policy, target: Revision) -> str:
     if not p.automatic_rollback:
         return "automatic rollback is off: promote, `rollback --to N`, or apply another spec"
-    return f"no rollback onto r{target.number}, which is not known healthy"
+    return f"no rollback onto r{target.number}, which breaches too"
 
 
 def _decide(
@@ -717,12 +741,23 @@ def _decide(
         message=situation.message,
         replicas=replicas,
         hpa_revision=scaled.number if scaled and p.autoscaling else None,
-        service_revision=stable.number if stable and not c else None,
+        service_revision=_pin(s, obs) if stable and not c else None,
         render_revision=render,
         conditions=_conditions(situation),
         events=events,
         requeue_after=_requeue_after(s, obs, p, now),
+        next_step_at=next_step_at(s, p),
     )
+
+
+def _pin(s: RolloutState, obs: Observation) -> int | None:
+    """The revision the Service selects alone: the stable, unless it has no ready pod and the
+    warm previous can serve meanwhile (never pin the Service to a revision without pods)."""
+    stable, back = s.stable, s.previous
+    assert stable is not None
+    if _ready(obs, stable) == 0 and back and _ready(obs, back) > 0 and not _breached(obs, back):
+        return back.number
+    return stable.number
 
 
 def _conditions(situation: _Situation) -> tuple[Condition, ...]:
@@ -742,12 +777,17 @@ def _conditions(situation: _Situation) -> tuple[Condition, ...]:
     )
 
 
-def _requeue_after(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> float | None:
-    """Seconds until something changes by time alone: a pause, the bake, a deadline, a window."""
-    times = [s.bake_until]
+def next_step_at(s: RolloutState, p: Policy) -> datetime | None:
+    """When the canary's current pause ends (the step still needs its pods and evidence)."""
     steps = p.canary_steps
     if s.canary and s.stable and not s.restoring and s.step < len(steps) and s.step_started_at:
-        times.append(s.step_started_at + steps[s.step].pause)
+        return s.step_started_at + steps[s.step].pause
+    return None
+
+
+def _requeue_after(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> float | None:
+    """Seconds until something changes by time alone: a pause, the bake, a deadline, a window."""
+    times = [s.bake_until, next_step_at(s, p)]
     if s.canary and s.waiting_since:
         times.append(s.waiting_since + p.progress_deadline)
     for rev in (s.stable, s.canary, s.previous):

@@ -7,7 +7,7 @@ breach) that kubectl, the CLI and Argo CD read.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ OWNED = (
     "quarantinedSpecHashes",
     "history",
     "lastBreach",
+    "bakeUntil",
     "rollout",
 )
 
@@ -61,7 +62,11 @@ def _conditions(
 
 
 def _revision(
-    rev: rollout.Revision | None, weight: int, ready: Mapping[int, int], step: int | None = None
+    rev: rollout.Revision | None,
+    weight: int,
+    ready: Mapping[int, int],
+    step: int | None = None,
+    next_step_at: datetime | None = None,
 ) -> dict[str, Any] | None:
     if rev is None:
         return None
@@ -75,6 +80,8 @@ def _revision(
     }
     if step is not None:
         out["step"] = step
+    if next_step_at is not None:
+        out["nextStepAt"] = _time(next_step_at)
     return out
 
 
@@ -95,7 +102,8 @@ def render_status(
         "readyReplicas": sum(ready.values()),
         "conditions": _conditions(stored, decision.conditions, generation, now),
         "stable": _revision(state.stable, 100 - canary_weight, ready),
-        "canary": _revision(state.canary, canary_weight, ready, state.step),
+        "canary": _revision(state.canary, canary_weight, ready, state.step, decision.next_step_at),
+        "bakeUntil": _time(state.bake_until),
         "quarantinedSpecHashes": list(state.quarantined),
         "history": [
             {
@@ -127,6 +135,42 @@ def render_status(
     if generation is not None:
         status["observedGeneration"] = generation
     return status
+
+
+def with_refusals(
+    desired: dict[str, Any],
+    refused: Sequence[Mapping[str, Any]],
+    stored: Mapping[str, Any],
+    generation: int | None,
+    now: datetime,
+) -> tuple[dict[str, Any], str | None]:
+    """Fold what the API refused to store (a child's apply answered 400, 403 or 422) into the
+    status: Degraded and not Ready, with the object and the API's own words. Returns the new
+    status and the message when it is news (for one Warning Event), else None."""
+    if not refused:
+        return desired, None
+    words = "; ".join(f"{r['kind']} {r['name']}: {r['message']}" for r in refused)
+    message = f"the API refused {words}"
+    wanted = {
+        c.type: c
+        for c in (
+            rollout.Condition(names.COND_READY, "False", names.REASON_APPLY_FAILED, message),
+            rollout.Condition(names.COND_DEGRADED, "True", names.REASON_APPLY_FAILED, message),
+        )
+    }
+    kept = tuple(
+        wanted.pop(c["type"])
+        if c["type"] in wanted
+        else rollout.Condition(c["type"], c["status"], c["reason"], c["message"])
+        for c in desired.get("conditions") or []
+    )
+    desired = {
+        **desired,
+        "message": f"{message}; {desired.get('message', '')}"[:4096],
+        "conditions": _conditions(stored, (*kept, *wanted.values()), generation, now),
+    }
+    before = {c.get("type"): c.get("message") for c in stored.get("conditions") or []}
+    return desired, (None if before.get(names.COND_DEGRADED) == message else message)
 
 
 def invalid_spec_status(

@@ -77,6 +77,7 @@ NAMESPACED_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
     {("modeldeploy.io", "modeldeployments", v) for v in ("get", "list", "watch")}
     | {("modeldeploy.io", "modeldeployments/status", "patch")}
     | {("apps", "deployments", v) for v in CRUD}
+    | {("apps", "controllerrevisions", v) for v in CRUD}
     | {("", "services", v) for v in CRUD}
     | {("autoscaling", "horizontalpodautoscalers", v) for v in CRUD}
     | {("", "pods", v) for v in ("get", "list", "watch")}

@@ -99,10 +99,14 @@ def test_a_new_modeldeployment_gets_its_children_and_a_floor_sized_first_revisio
         "Role",
         "RoleBinding",
         "Service",
+        "ControllerRevision",
         "Deployment",
         "HorizontalPodAutoscaler",
     ]
-    deployment_obj = result.apply[4]
+    history = result.apply[4]
+    assert (history["metadata"]["name"], history["revision"]) == ("iris-r1", 1)
+    assert history["data"]["spec"] == body()["spec"] and history["data"]["defaultImage"] == IMAGE
+    deployment_obj = result.apply[5]
     assert deployment_obj["metadata"]["name"] == "iris-r1"
     assert "replicas" not in deployment_obj["spec"]  # the HPA will own it
     assert result.scale == {"iris-r1": 2}  # sized once to the HPA's floor
@@ -221,3 +225,53 @@ def test_a_pinned_service_selects_only_that_revision() -> None:
     assert names.LABEL_REVISION not in service(owner)["spec"]["selector"]
     pinned = service(owner, pinned_revision=3)["spec"]["selector"]
     assert pinned[names.LABEL_REVISION] == "3" and pinned[names.LABEL_NAME] == "iris"
+
+
+def history_of(result: Reconciliation, revision: int) -> dict[str, Any]:
+    return next(
+        o for o in result.apply if o["kind"] == "ControllerRevision" and o["revision"] == revision
+    )
+
+
+def test_a_deleted_stable_is_rendered_again_from_its_history_mid_canary() -> None:
+    first = run(body())
+    md = stored_after(body(), first)
+    r1_history = history_of(first, 1)
+    stable = {"deployments": [deployment(1, 4)], "pods": [pod(1, i) for i in range(4)]}
+    md = stored_after(md, run(md, **stable))
+    new = body()
+    new["spec"]["model"] = {**new["spec"]["model"], "version": "2", "sha256": "cd" * 32}
+    new["status"] = md["status"]
+    md = stored_after(new, run(new, **stable))
+    # Someone deletes iris-r1: only its ControllerRevision remembers how it was made.
+    result = run(md, deployments=[deployment(2, 4)], controllerrevisions=[r1_history])
+    rendered = {o["metadata"]["name"]: o for o in result.apply if o["kind"] == "Deployment"}
+    assert set(rendered) == {"iris-r1", "iris-r2"}
+    env = rendered["iris-r1"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": names.ENV_MODEL_VERSION, "value": "1"} in env  # the old model, not the spec
+    assert (
+        rendered["iris-r1"]["metadata"]["annotations"][names.ANNOTATION_SPEC_HASH]
+        == (r1_history["data"]["specHash"])
+    )
+    assert result.scale.get("iris-r1") == 2  # the HPA's floor until the HPA takes it over
+    assert result.lost == ()
+
+
+def test_without_history_a_lost_revision_is_reported_not_invented() -> None:
+    md = stored_after(body(), run(body()))
+    stable = {"deployments": [deployment(1, 4)], "pods": [pod(1, i) for i in range(4)]}
+    md = stored_after(md, run(md, **stable))
+    new = body()
+    new["spec"]["model"] = {**new["spec"]["model"], "version": "2", "sha256": "cd" * 32}
+    new["status"] = md["status"]
+    md = stored_after(new, run(new, **stable))
+    result = run(md, deployments=[deployment(2, 4)])
+    assert result.lost == (1,)
+    assert "iris-r1" not in result.scale
+
+
+def test_history_goes_with_a_dropped_revision() -> None:
+    md = stored_after(body(), run(body()))
+    stale = {"metadata": {"name": "iris-r7", "labels": {names.LABEL_REVISION: "7"}}}
+    result = run(md, deployments=[deployment(1, 2)], controllerrevisions=[stale])
+    assert ("ControllerRevision", "iris-r7") in result.delete

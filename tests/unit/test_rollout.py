@@ -156,7 +156,8 @@ ROWS = [
          "service": None, "events": [names.REASON_DEPLOYING], "render": 1, "requeue": 600.0}),
     Row("first revision ready: Stable", FIRST, see("h1", ready={1: 1}), 5,
         {"phase": Phase.STABLE, "stable": 1, "canary": None, "replicas": {1: None},
-         "service": 1, "events": [names.REASON_DEPLOYED], "bake_until": at(305)}),
+         "service": 1, "events": [names.REASON_DEPLOYED], "bake_until": None,
+         "history": [(1, "Promoted", names.REASON_DEPLOYED)]}),
     Row("first revision past the deadline: Failed, still trying",
         replace(FIRST, waiting_since=T0), see("h1", ready={}), 600,
         {"phase": Phase.FAILED, "canary": 1, "replicas": {1: None}, "history": [],
@@ -253,9 +254,21 @@ ROWS = [
         see(replicas=BOTH, verdicts={2: BREACH}), 0,
         {"phase": Phase.DEGRADED, "canary": 2, "stable": 1, "quarantined": (),
          "events": ["MetricBreach"]}, replace(POLICY, automatic_rollback=False)),
-    Row("breach, stable never shown healthy: Degraded, held",
+    Row("breach, stable never shown healthy: rolled back onto it all the same",
         canary(0, stable=rev(1, proven=False)), see(replicas=AT_10, verdicts={2: BREACH}), 0,
-        {"phase": Phase.DEGRADED, "canary": 2, "quarantined": ()}),
+        {"phase": Phase.ROLLED_BACK, "canary": None, "stable": 1, "quarantined": ("h2",),
+         "replicas": {1: None, 2: 0}, "service": 1, "warning": True,
+         "events": [names.REASON_ROLLED_BACK]}),
+    Row("breach while the stable breaches too: Degraded, held, never promoted",
+        canary(0), see(replicas=AT_10, verdicts={1: BREACH, 2: BREACH}), 30,
+        {"phase": Phase.DEGRADED, "canary": 2, "quarantined": (), "step": (0, 10)}),
+    Row("the stable lost its pods: the canary holds its step", canary(0),
+        see(replicas=AT_10, ready={1: 0, 2: 1}, verdicts={2: HEALTHY}), 30,
+        {"phase": Phase.PROGRESSING, "step": (0, 10), "events": [],
+         "reason": names.REASON_WAITING_FOR_REPLICAS}),
+    Row("the stable lost its pods: no cutover", canary(2),
+        see(replicas=BOTH, ready={1: 0, 2: STABLE_PODS}, verdicts={2: HEALTHY}), 90,
+        {"phase": Phase.PROGRESSING, "canary": 2, "stable": 1}),
     Row("a healthy canary is not blocked by a breaching stable", canary(0),
         see(replicas=AT_10, verdicts={1: BREACH, 2: HEALTHY}), 30,
         {"phase": Phase.PROGRESSING, "step": (1, 50)}),
@@ -264,8 +277,11 @@ ROWS = [
         {"phase": Phase.ROLLED_BACK, "stable": 1, "previous": None, "hpa": 1, "service": 1,
          "replicas": {1: None, 2: 0}, "quarantined": ("h2",), "bake_until": None,
          "history": [PROMOTED_1, (2, "RolledBack", "MetricBreach")], "warning": True}),
-    Row("breach in the bake, previous never healthy: Degraded",
+    Row("breach in the bake, previous never shown healthy: it serves again",
         replace(BAKING, previous=rev(1, proven=False)), see(verdicts={2: BREACH}), 60,
+        {"phase": Phase.ROLLED_BACK, "stable": 1, "previous": None, "quarantined": ("h2",)}),
+    Row("breach in the bake, previous breaching too: Degraded",
+        BAKING, see(verdicts={1: BREACH, 2: BREACH}), 60,
         {"phase": Phase.DEGRADED, "stable": 2, "previous": 1}),
     # --- the bake --------------------------------------------------------------------------
     Row("baking: previous warm at the HPA's last count", BAKING,
@@ -365,9 +381,30 @@ ROWS = [
     Row("rollback to a revision that breached: refused", ROLLED_BACK,
         see("h2", rollback=RollbackRequest(2, "t")), 0,
         {"phase": Phase.ROLLED_BACK, "events": [names.REASON_ROLLBACK_REFUSED], "warning": True,
-         "says": "rollback to r2 refused: r2 was never recorded healthy (RolledBack: MetricBreach)"
+         "says": "rollback to r2 refused: r2 was rolled back (MetricBreach)"
                  " | spec h2 is quarantined; r2 RolledBack: ; r1 serves. Apply another spec, or "
                  "set annotation modeldeploy.io/retry to a new value to retry it"}),
+    Row("rollback to the first revision, recorded when it was deployed",
+        replace(TWO_DONE, history=(entry(1, Outcome.PROMOTED, names.REASON_DEPLOYED),
+                                   entry(2, Outcome.PROMOTED))),
+        see(replicas={2: 5}, rollback=RollbackRequest(1, "t")), 0,
+        {"phase": Phase.PROGRESSING, "canary": 1, "replicas": {1: 5, 2: None},
+         "reason": names.REASON_ROLLBACK_IN_PROGRESS}),
+    Row("rollback to a superseded revision: allowed",
+        replace(TWO_DONE, history=(entry(1, Outcome.SUPERSEDED, names.REASON_SUPERSEDED),
+                                   entry(2, Outcome.PROMOTED))),
+        see(replicas={2: 5}, rollback=RollbackRequest(1, "t")), 0,
+        {"phase": Phase.PROGRESSING, "canary": 1}),
+    Row("rollback to a revision that never became ready: refused",
+        replace(TWO_DONE, history=(entry(1, Outcome.FAILED, "ProgressDeadlineExceeded"),
+                                   entry(2, Outcome.PROMOTED))),
+        see("h2", replicas={2: 5}, rollback=RollbackRequest(1, "t")), 0,
+        {"canary": None, "events": [names.REASON_ROLLBACK_REFUSED],
+         "says": "rollback to r1 refused: r1 never became ready (ProgressDeadlineExceeded)"
+                 " | r2 (model v2) serves 100%"}),
+    Row("rollback to the warm previous while it breaches: refused", BAKING,
+        see(verdicts={1: BREACH}, rollback=RollbackRequest(1, "t")), 10,
+        {"stable": 2, "previous": 1, "events": [names.REASON_ROLLBACK_REFUSED]}),
     Row("rollback to an unknown revision: refused", STABLE,
         see("h1", rollback=RollbackRequest(9, "t")), 0,
         {"phase": Phase.STABLE, "events": [names.REASON_ROLLBACK_REFUSED]}),
@@ -397,6 +434,22 @@ def test_transition_is_idempotent_and_survives_a_restart(row: Row) -> None:
     assert again == state
     assert repeat.events == ()
     assert replace(repeat, events=()) == replace(decision, events=())
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
+def test_waiting_changes_nothing_but_time(row: Row) -> None:
+    """Quiet while waiting: a second later, with nothing new observed and no deadline crossed,
+    the state, the message and the conditions are the same, so status is not written again."""
+    state, decision = step(row.state, row.obs, row.policy, at(row.now))
+    later = at(row.now) + timedelta(seconds=1)
+    if decision.requeue_after is not None and decision.requeue_after <= 1:
+        return  # a deadline falls within that second: something may rightly change
+    again, repeat = step(state, row.obs, row.policy, later)
+    assert (again, repeat.message, repeat.conditions) == (
+        state,
+        decision.message,
+        decision.conditions,
+    )
 
 
 def test_rows_cover_every_phase_and_outcome() -> None:

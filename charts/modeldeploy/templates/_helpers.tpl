@@ -90,6 +90,10 @@ server-side apply), no escalate/bind/impersonate.
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Each revision's spec, kept so a deleted revision Deployment can be rendered again.
+- apiGroups: ["apps"]
+  resources: ["controllerrevisions"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Pods: read the sidecar's MetricsHealthy condition.
 - apiGroups: [""]
   resources: ["pods"]
