@@ -55,6 +55,20 @@ def age(timestamp: str | None, now: datetime) -> str:
     return f"{seconds}s"
 
 
+def until(timestamp: str | None, now: datetime) -> str:
+    """'in 52s', 'in 4m' until an RFC 3339 instant; 'now' once it has passed; '' when unknown.
+    Status holds instants, never countdowns, so an operator that waits writes nothing."""
+    if not timestamp:
+        return ""
+    try:
+        then = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return ""
+    if then <= now:
+        return "now"
+    return "in " + age(now.isoformat(), then)
+
+
 def is_paused(obj: Obj) -> bool:
     annotations = obj.get("metadata", {}).get("annotations") or {}
     return bool(annotations.get(names.ANNOTATION_PAUSED) == "true")
@@ -172,6 +186,10 @@ def status_lines(obj: Obj, now: datetime, color: bool = False) -> list[str]:
     if canary := status.get("canary"):
         weight = int(status.get("weight") or canary.get("weight") or 0)
         fields.append(("Canary", f"{_revision_line(canary)}  weight {weight}%{_step(obj, canary)}"))
+        if next_step := until(canary.get("nextStepAt"), now):
+            fields.append(("Next step", f"{next_step} (once its pods are ready and healthy)"))
+    if bake := until(status.get("bakeUntil"), now):
+        fields.append(("Bake ends", bake))
     if "readyReplicas" in status:
         fields.append(("Ready pods", str(status["readyReplicas"])))
     if breach := status.get("lastBreach"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import TypeAlias
 
@@ -18,6 +19,7 @@ Key: TypeAlias = tuple[str, str]  # (namespace, name)
 Worker: TypeAlias = Callable[[Key], Awaitable[float | None]]
 
 log = logging.getLogger(__name__)
+CRASH_RETRY_MAX_S = 300.0
 
 
 class WorkQueue:
@@ -28,6 +30,7 @@ class WorkQueue:
         self._running: dict[Key, asyncio.Task[None]] = {}
         self._dirty: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._crashes: dict[Key, tuple[int, str]] = {}  # consecutive crashes, last kind
 
     def trigger(self, key: Key) -> None:
         if key in self._running:
@@ -51,6 +54,7 @@ class WorkQueue:
         if (timer := self._timers.pop(key, None)) is not None:
             timer.cancel()
         self._dirty.discard(key)
+        self._crashes.pop(key, None)
 
     def _fire(self, key: Key) -> None:
         self._timers.pop(key, None)
@@ -70,14 +74,26 @@ class WorkQueue:
 
     async def _safe(self, key: Key) -> float | None:
         try:
-            return await self._worker(key)
+            delay = await self._worker(key)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as err:
             # The worker reports expected failures itself; this is the last line of defence so
-            # one object's bug never stops the queue. Retry with a pause rather than spin.
-            log.exception("reconcile of %s/%s failed unexpectedly; retrying in 5s", *key)
-            return 5.0
+            # one object's bug never stops the queue. Back off rather than spin, and print the
+            # traceback once per kind of failure, not once per retry.
+            crashes = self._crashes.get(key, (0, ""))[0] + 1
+            kind = f"{type(err).__name__}: {err}"
+            delay = random.uniform(0.5, 1.0) * min(CRASH_RETRY_MAX_S, 2.0**crashes)
+            if self._crashes.get(key, (0, ""))[1] != kind:
+                log.exception("reconcile of %s/%s failed unexpectedly; retrying", *key)
+            else:
+                log.warning(
+                    "reconcile of %s/%s failed again (%s); retry in %.0fs", *key, kind, delay
+                )
+            self._crashes[key] = (crashes, kind)
+            return delay
+        self._crashes.pop(key, None)
+        return delay
 
     async def drain(self) -> None:
         """Wait for running reconciles (used on shutdown and in tests)."""

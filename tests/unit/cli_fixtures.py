@@ -33,7 +33,8 @@ def progressing() -> dict[str, Any]:
                 "stable": {"revision": 3, "modelVersion": "2", "sha256": SHA_B, "specHash": "h3",
                            "readyReplicas": 2},
                 "canary": {"revision": 4, "modelVersion": "3", "sha256": SHA_A, "specHash": "h4",
-                           "weight": 10, "step": 0, "readyReplicas": 1},
+                           "weight": 10, "step": 0, "readyReplicas": 1,
+                           "nextStepAt": "2026-01-02T12:00:52Z"},
                 "conditions": [
                     {"type": names.COND_READY, "status": "True", "reason": "StableServing",
                      "message": "r3 serves", "lastTransitionTime": "2026-01-02T11:00:00Z"},

@@ -31,6 +31,7 @@ def test_status_shows_phase_split_revisions_and_breach() -> None:
     assert field(lines, "Traffic") == "stable r3 90%, canary r4 10%"
     assert field(lines, "Stable") == "r3  version 2  sha256 bbbbbbbbbbbb  ready 2"
     assert field(lines, "Canary").endswith("weight 10%  step 1 of 2")
+    assert field(lines, "Next step") == "in 52s (once its pods are ready and healthy)"
     assert field(lines, "Last breach") == (
         "MetricBreach: errorRate 0.2 > 0.01 over 30s (120 requests) (r2, pod iris-r2-x, 2m ago)"
     )
@@ -186,3 +187,13 @@ def unknown_fields(value: Any, schema: dict[str, Any], path: str = "status") -> 
 @pytest.mark.parametrize("fixture", [progressing, stable])
 def test_fixtures_only_use_status_fields_the_crd_keeps(fixture: Any) -> None:
     assert unknown_fields(fixture()["status"], crd.status_schema()) == []
+
+
+def test_instants_render_as_time_left() -> None:
+    assert cli_render.until("2026-01-02T12:04:00Z", NOW) == "in 4m"
+    assert cli_render.until("2026-01-02T11:59:00Z", NOW) == "now"
+    assert cli_render.until(None, NOW) == ""
+    baking = progressing()
+    del baking["status"]["canary"]
+    baking["status"]["bakeUntil"] = "2026-01-02T12:00:30Z"
+    assert field(cli_render.status_lines(baking, NOW), "Bake ends") == "in 30s"
