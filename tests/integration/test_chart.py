@@ -266,27 +266,16 @@ def test_operator_cannot_report_status_without_the_status_rule(
     log = tmp_path / "operator.log"
     apply_model_unserved(cluster, namespace)
     with operator(kubeconfig, namespace, log):
-        # The operator is working (it created the revision's Deployment) ...
-        wait_until(
-            lambda: (
-                cluster.kubectl(
-                    "get",
-                    "deployment",
-                    names.revision_name("iris", 1),
-                    "-n",
-                    namespace,
-                    check=False,
-                ).returncode
-                == 0
-            ),
-            timeout=OPERATOR_START_S,
-            what="the r1 Deployment",
-        )
-        # ... but every status write is refused, so the ModelDeployment never shows a phase.
+        # Every status write is refused, so the operator never records a decision, and a
+        # decision it cannot record it does not act on: no phase, and no Deployment either.
         refusal = f'cannot patch resource "{names.PLURAL}/status"'
         wait_until(
             lambda: refusal in log.read_text(),
             timeout=OPERATOR_START_S,
             what=f"a refused status write in {log}",
         )
+        revision = names.revision_name("iris", 1)
+        assert cluster.kubectl(
+            "get", "deployment", revision, "-n", namespace, check=False
+        ).returncode
         assert phase(cluster, namespace) == ""
