@@ -40,20 +40,24 @@ def unique_token(now: datetime, entropy: str) -> str:
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{entropy}"
 
 
-def rollback_targets(obj: Obj) -> list[int]:
-    """Revisions a rollback may target: last recorded as Promoted, and not the current stable.
+def _refusal(entry: Mapping[str, Any]) -> str | None:
+    """Why the operator would refuse a revision whose newest history entry is `entry`."""
+    outcome, reason = entry.get("outcome"), entry.get("reason", "")
+    if outcome == names.OUTCOME_FAILED:
+        return f"never became ready ({reason})"
+    if outcome == names.OUTCOME_ROLLED_BACK and reason != names.REASON_MANUAL_ROLLBACK:
+        return f"was rolled back ({reason})"
+    return None
 
-    A revision's newest history entry decides, so one that was promoted and later failed its
-    bake is no longer a target: rollbacks only ever land on a revision that was healthy.
-    """
+
+def rollback_targets(obj: Obj) -> list[int]:
+    """Revisions a rollback may target: any kept in the history, unless its newest entry says
+    it was rolled back for a breach or never became ready, and not the current stable (the
+    operator's rule, docs/rollout.md; it also refuses a revision that breaches now)."""
     status = obj.get("status") or {}
-    latest: dict[int, str] = {}
-    for entry in status.get("history") or []:
-        latest[int(entry["revision"])] = str(entry.get("outcome", ""))
+    latest = {int(e["revision"]): e for e in status.get("history") or []}
     stable = (status.get("stable") or {}).get("revision")
-    return sorted(
-        r for r, outcome in latest.items() if outcome == names.OUTCOME_PROMOTED and r != stable
-    )
+    return sorted(r for r, e in latest.items() if _refusal(e) is None and r != stable)
 
 
 def rollback(obj: Obj, revision: int, token: str) -> Action:
@@ -66,12 +70,11 @@ def rollback(obj: Obj, revision: int, token: str) -> Action:
     if not entries:
         known = ", ".join(str(e["revision"]) for e in status.get("history") or []) or "none"
         raise CliError(f"revision {revision} is not in the history of {who} (history: {known})")
-    outcome = entries[-1].get("outcome")
-    if outcome != names.OUTCOME_PROMOTED:
+    if why := _refusal(entries[-1]):
         targets = ", ".join(map(str, rollback_targets(obj))) or "none"
         raise CliError(
-            f"revision {revision} of {who} ended {outcome}; only revisions that were promoted "
-            f"can be rollback targets (candidates: {targets})"
+            f"revision {revision} of {who} {why}; it cannot be a rollback target "
+            f"(candidates: {targets})"
         )
     version = entries[-1].get("modelVersion", "?")
     return Action(

@@ -168,7 +168,7 @@ def test_unique_tokens_differ_and_resume_removes_the_pause(
     ("args", "message"),
     [
         (["status", "nope"], 'error: modeldeployment "nope" not found in namespace "{ns}"'),
-        (["rollback", "iris", "--to", "2"], "error: revision 2 of {ns}/iris ended RolledBack"),
+        (["rollback", "iris", "--to", "2"], "error: revision 2 of {ns}/iris was rolled back"),
         (["rollback", "iris", "--to", "3"], "error: revision 3 is already the stable revision"),
         (["rollback", "iris", "--to", "7"], "error: revision 7 is not in the history of {ns}/iris"),
     ],

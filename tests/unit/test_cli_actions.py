@@ -27,8 +27,8 @@ def test_rollback_sets_the_revision_number_with_a_token() -> None:
         (9, "revision 9 is not in the history of ml/iris (history: 1, 2, 3)"),
         (
             2,
-            "revision 2 of ml/iris ended RolledBack; only revisions that were promoted can be "
-            "rollback targets (candidates: 1)",
+            "revision 2 of ml/iris was rolled back (MetricBreach); it cannot be a rollback "
+            "target (candidates: 1)",
         ),
     ],
 )
@@ -41,10 +41,11 @@ def test_rollback_refuses_revisions_that_cannot_be_targeted(revision: int, messa
 def test_a_revision_whose_newest_entry_failed_is_no_longer_a_target() -> None:
     obj = progressing()
     obj["status"]["history"].append(
-        {"revision": 1, "specHash": "h1", "outcome": names.OUTCOME_FAILED}
-    )
+        {"revision": 1, "specHash": "h1", "outcome": names.OUTCOME_FAILED,
+         "reason": names.REASON_PROGRESS_DEADLINE_EXCEEDED}
+    )  # fmt: skip
     assert cli_actions.rollback_targets(obj) == []
-    with pytest.raises(CliError, match="ended Failed"):
+    with pytest.raises(CliError, match=r"never became ready \(ProgressDeadlineExceeded\)"):
         cli_actions.rollback(obj, 1, "tok")
 
 
@@ -81,3 +82,13 @@ def test_tokens_differ_between_calls_and_start_with_the_time() -> None:
     first = cli_actions.unique_token(NOW, "abc123")
     assert first == "20260102T120000Z-abc123"
     assert first != cli_actions.unique_token(NOW, "def456")
+
+
+def test_a_superseded_or_manually_rolled_back_revision_is_a_target() -> None:
+    obj = progressing()
+    obj["status"]["history"] += [
+        {"revision": 5, "specHash": "h5", "outcome": names.OUTCOME_SUPERSEDED},
+        {"revision": 6, "specHash": "h6", "outcome": names.OUTCOME_ROLLED_BACK,
+         "reason": names.REASON_MANUAL_ROLLBACK},
+    ]  # fmt: skip
+    assert cli_actions.rollback_targets(obj) == [1, 5, 6]
