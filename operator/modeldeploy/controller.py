@@ -70,6 +70,15 @@ class Controller:
         self._failures: dict[Key, int] = {}
         self._phases: dict[Key, str] = {}
         self._breach_seen: dict[tuple[str, str], datetime] = {}  # (namespace, pod) -> first seen
+        # Only the Lease holder reconciles; a standby keeps its caches warm from the watches.
+        self.leading = True
+
+    def set_leading(self, leading: bool) -> None:
+        """Leadership changed: on gaining it, reconcile every ModelDeployment we know of."""
+        self.leading = leading
+        if leading:
+            for key in list(self._bodies):
+                self.queue.trigger(key)
 
     async def close(self) -> None:
         await self.queue.drain()
@@ -138,6 +147,8 @@ class Controller:
 
     # --- the reconcile -------------------------------------------------------------------------
     async def reconcile(self, key: Key) -> float | None:
+        if not self.leading:
+            return None  # set_leading(True) triggers every known key again
         started = time.perf_counter()
         namespace, name = key
         try:
