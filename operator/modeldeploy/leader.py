@@ -192,8 +192,17 @@ class LeaderElector:
         self.clock = clock
         self.leading = False
         self._last_renewed = 0.0  # monotonic time of the last successful write while leading
+        self._holder = ""  # the other holder we last logged, so a standby logs each one once
 
     async def run(self) -> None:
+        try:
+            await self._loop()
+        except Exception as err:
+            # A dead elector would leave a leader acting without renewing: stop instead.
+            log.exception("leader election failed")
+            self._lose(f"unexpected error: {err!r}")
+
+    async def _loop(self) -> None:
         while True:
             decision = await self._attempt()
             if decision is not None and decision.action is Action.LOST:
@@ -234,6 +243,12 @@ class LeaderElector:
             was_leading=self.leading,
         )
         if decision.body is None:
+            holder = ((observed or {}).get("spec") or {}).get("holderIdentity") or ""
+            if decision.action is Action.STANDBY and holder != self._holder:
+                log.info(
+                    "standing by: Lease %s/%s is held by %s", self.namespace, self.name, holder
+                )
+                self._holder = holder
             return decision
         if observed is None:
             await self.kube.create(decision.body)
