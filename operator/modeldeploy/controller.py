@@ -60,6 +60,10 @@ def _mark(obj: dict[str, Any]) -> str:
     return _digest([obj.get("spec"), meta.get("labels")])
 
 
+def _stub(key: Key) -> dict[str, Any]:
+    return {"metadata": {"namespace": key[0], "name": key[1]}}
+
+
 def _refusal(err: ApiError) -> bool:
     """An answer that will not change by retrying soon: invalid (400, 422), forbidden (403,
     incl. admission webhooks). 404 (namespace gone), 409 and 429 are transient."""
@@ -86,7 +90,15 @@ class Controller:
         self._phases: dict[Key, str] = {}
         self._breach_seen: dict[tuple[str, str], datetime] = {}  # (namespace, pod) -> first seen
         self.cache = ObservedCache()
-        self.leading = True  # with leader election on, set by the elector
+        # Only the Lease holder reconciles; a standby keeps its caches warm from the watches.
+        self.leading = True
+
+    def set_leading(self, leading: bool) -> None:
+        """Leadership changed: on gaining it, reconcile every ModelDeployment we know of."""
+        self.leading = leading
+        if leading:
+            for key in list(self._bodies):
+                self.queue.trigger(key)
 
     async def close(self) -> None:
         await self.queue.drain()
@@ -167,13 +179,16 @@ class Controller:
     # --- the reconcile -------------------------------------------------------------------------
     async def reconcile(self, key: Key) -> float | None:
         if not self.leading:
-            return None  # a standby keeps its caches warm and writes nothing
+            return None  # a standby writes nothing; set_leading(True) triggers every key again
         started = time.perf_counter()
         namespace, name = key
+        if self.queue.woken_by_timer(key):
+            self._bodies.pop(key, None)  # one read: the watch may have missed its deletion
         try:
             for _ in range(3):  # a stale copy is read again at once, a few times
                 body = self._bodies.get(key) or await self.kube.get("ModelDeployment", *key)
                 if body is None or body["metadata"].get("deletionTimestamp"):
+                    self.on_modeldeployment("DELETED", body or _stub(key))
                     return None  # children go with their owner (garbage collection)
                 try:
                     result = await self._reconcile(key, body)

@@ -7,8 +7,11 @@ is down, and an idle system causes zero writes. Children and pods only wake up t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import sys
 from typing import Any
 
 import kopf
@@ -16,6 +19,7 @@ import kopf
 from modeldeploy import names
 from modeldeploy.controller import Controller
 from modeldeploy.k8s import Credentials, Kube
+from modeldeploy.leader import LeaderElector, default_identity
 
 MANAGED = {names.LABEL_MANAGED_BY: names.MANAGED_BY}
 
@@ -47,10 +51,39 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         "operator started (%s)",
         "namespaces " + ", ".join(memo.namespaces) if memo.namespaced else "all namespaces",
     )
+    memo.elector = None
+    if memo.leader_election:
+        memo.controller.set_leading(False)  # watch and cache, but reconcile only once elected
+        memo.elector = LeaderElector(
+            Kube(credentials, metric_kind="lease"),  # its own session: renewals never queue
+            namespace=memo.lease_namespace,
+            name=memo.lease_name,
+            identity=default_identity(),
+            on_change=memo.controller.set_leading,
+            on_lost=_exit_lost,
+        )
+        memo.elector_task = asyncio.create_task(memo.elector.run())
+
+
+def _exit_lost() -> None:
+    """Stop at once, as client-go programs do: a process that may no longer be leader must not
+    finish a reconcile. The kubelet restarts it as a fresh standby."""
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(names.EXIT_LEADERSHIP_LOST)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    elector: LeaderElector | None = memo.get("elector")
+    if elector is not None:
+        memo.elector_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await memo.elector_task
+        memo.controller.set_leading(False)
+        await memo.controller.queue.drain()  # finish in-flight reconciles, then hand over
+        await elector.release()
+        await elector.kube.close()
     await memo.controller.close()
 
 

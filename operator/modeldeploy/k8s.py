@@ -50,6 +50,7 @@ RESOURCES: Final = {
     "Role": Resource("rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": Resource("rbac.authorization.k8s.io/v1", "rolebindings"),
     "EndpointSlice": Resource("discovery.k8s.io/v1", "endpointslices"),
+    "Lease": Resource("coordination.k8s.io/v1", "leases"),
 }
 
 
@@ -110,11 +111,16 @@ class Credentials:
 class Kube:
     """Async access to the handful of resources the operator reads and writes."""
 
-    def __init__(self, credentials: Credentials, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, credentials: Credentials, timeout_s: float = 30.0, metric_kind: str | None = None
+    ) -> None:
         self._creds = credentials
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
         self.requests = 0  # counted for benchmarks: API requests this client made
+        # None: count requests as read/write. A name (e.g. "lease") counts them apart, so the
+        # leader's renewals never look like reconcile writes.
+        self._metric_kind = metric_kind
 
     async def close(self) -> None:
         if self._session is not None:
@@ -145,7 +151,7 @@ class Kube:
         # surrogate-pair escapes JSON uses for characters outside the BMP (an emoji in an env).
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode()
         self.requests += 1
-        API_REQUESTS.labels("read" if method == "GET" else "write").inc()
+        API_REQUESTS.labels(self._metric_kind or ("read" if method == "GET" else "write")).inc()
         async with self._http().request(method, url, data=data, headers=headers) as resp:
             payload = await resp.read()
             if resp.status >= 300:
@@ -229,6 +235,14 @@ class Kube:
         result: dict[str, Any] = await self._call(
             "POST", RESOURCES[obj["kind"]].path(meta.get("namespace")), obj
         )
+        return result
+
+    async def replace(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """PUT the whole object. With `metadata.resourceVersion` set, the server refuses (409) if
+        anyone wrote it since it was read: optimistic concurrency, as the Lease needs."""
+        meta = obj["metadata"]
+        path = RESOURCES[obj["kind"]].path(meta.get("namespace"), meta["name"])
+        result: dict[str, Any] = await self._call("PUT", path, obj)
         return result
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:

@@ -10,6 +10,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from modeldeploy import __version__, names
+from modeldeploy.leader import lease_namespace
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,6 +39,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get(names.ENV_SERVING_IMAGE, names.DEFAULT_SERVING_IMAGE),
         help="image for model pods whose spec names none (env MODELDEPLOY_SERVING_IMAGE)",
     )
+    parser.add_argument(
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hold a coordination.k8s.io Lease and reconcile only while holding it, so several "
+        "replicas can run with one acting (default: on)",
+    )
+    parser.add_argument(
+        "--leader-election-namespace",
+        metavar="NS",
+        help="namespace of the Lease (default: $POD_NAMESPACE, else the first --namespace that "
+        f"is not a glob, else {names.LEADER_ELECTION_DEFAULT_NAMESPACE})",
+    )
+    parser.add_argument(
+        "--leader-election-id",
+        default=names.LEADER_ELECTION_ID,
+        metavar="NAME",
+        help="name of the Lease; replicas of one operator share it "
+        f"(default: {names.LEADER_ELECTION_ID})",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=__version__)
     return parser.parse_args(argv)
@@ -63,6 +84,11 @@ def main(argv: list[str] | None = None) -> None:
         serving_image=args.serving_image,
         namespaced=bool(args.namespace),
         namespaces=list(args.namespace),
+        leader_election=args.leader_election,
+        lease_namespace=lease_namespace(
+            args.leader_election_namespace, dict(os.environ), list(args.namespace)
+        ),
+        lease_name=args.leader_election_id,
     )
     kopf.run(
         memo=memo,

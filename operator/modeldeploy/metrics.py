@@ -28,5 +28,6 @@ TIME_TO_ROLLBACK = Histogram(
 API_REQUESTS = Counter(
     f"{PREFIX}_api_requests",
     "Requests this operator made to the Kubernetes API (kopf's watches excluded), by kind.",
-    ["kind"],  # read | write
+    ["kind"],  # read | write | lease (leader election's own reads and renewals)
 )
+LEADER = Gauge(f"{PREFIX}_leader", "1 while this operator process holds the leader Lease.")

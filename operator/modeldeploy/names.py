@@ -163,3 +163,13 @@ ANNOTATION_SCHEMA_VERSION: Final = f"{GROUP}/schema-version"
 CRD_SCHEMA_VERSION: Final = "1"
 # A DNS-1035 label short enough that `<name>-r<revision>` stays a valid 63-character label.
 MAX_MD_NAME_LENGTH: Final = 52
+
+# --- leader election (a coordination.k8s.io/v1 Lease; timings as client-go's defaults) --------
+ENV_POD_NAMESPACE: Final = "POD_NAMESPACE"  # set by the chart from the downward API
+ENV_POD_NAME: Final = "POD_NAME"  # the identity's prefix; the hostname when unset
+LEADER_ELECTION_ID: Final = "modeldeploy-operator"  # the Lease's name
+LEADER_ELECTION_DEFAULT_NAMESPACE: Final = "default"
+LEASE_DURATION_S: Final = 15.0  # a standby may take over this long after the last renewal
+RENEW_DEADLINE_S: Final = 10.0  # a leader that cannot renew for this long stops (exits)
+RETRY_PERIOD_S: Final = 2.0  # how often the leader renews and a standby looks
+EXIT_LEADERSHIP_LOST: Final = 3  # exit status after losing the Lease; the kubelet restarts us

@@ -31,6 +31,7 @@ class WorkQueue:
         self._dirty: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._crashes: dict[Key, tuple[int, str]] = {}  # consecutive crashes, last kind
+        self._timer_fired: set[Key] = set()
 
     def trigger(self, key: Key) -> None:
         if key in self._running:
@@ -55,10 +56,21 @@ class WorkQueue:
             timer.cancel()
         self._dirty.discard(key)
         self._crashes.pop(key, None)
+        self._timer_fired.discard(key)
 
     def _fire(self, key: Key) -> None:
         self._timers.pop(key, None)
+        self._timer_fired.add(key)
         self.trigger(key)
+
+    def woken_by_timer(self, key: Key) -> bool:
+        """Whether this run was asked for by a timer rather than an event (asks once).
+
+        A timer may outlive the object's watch (kopf stops watching a namespace that is being
+        deleted before its objects' DELETED events arrive), so its run should read afresh."""
+        fired = key in self._timer_fired
+        self._timer_fired.discard(key)
+        return fired
 
     async def _run(self, key: Key) -> None:
         try:

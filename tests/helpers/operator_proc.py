@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,7 +17,11 @@ from tests.kube import ROOT, KubeCluster, free_port, wait_until
 
 
 class OperatorProcess:
-    """One operator process; `restart()` kills it hard (SIGKILL) and starts a new one."""
+    """One operator process; `restart()` kills it hard (SIGKILL) and starts a new one.
+
+    Leader election is on, as in production. Without `lease_id` every start gets a Lease of its
+    own (so a restart never waits for the killed process's Lease to expire); with one, the
+    processes given the same id compete for it."""
 
     def __init__(
         self,
@@ -24,18 +29,26 @@ class OperatorProcess:
         namespaces: list[str],
         kubeconfig: Path | None = None,
         extra_env: dict[str, str] | None = None,
+        lease_id: str | None = None,
+        lease_namespace: str = "default",
+        name: str = "",
     ) -> None:
         self.cluster = cluster
         self.namespaces = namespaces
         self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.env = {**cluster.env, "KUBECONFIG": str(self.kubeconfig), **(extra_env or {})}
-        self.log_path = ROOT / ".cluster" / "logs" / f"operator-test-{os.getpid()}.log"
+        self.fixed_lease_id = lease_id
+        self.lease_id = ""
+        self.lease_namespace = lease_namespace
+        suffix = f"-{name}" if name else ""
+        self.log_path = ROOT / ".cluster" / "logs" / f"operator-test-{os.getpid()}{suffix}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_port = 0
         self.health_port = 0
 
     def start(self) -> None:
         self.metrics_port, self.health_port = free_port(), free_port()
+        self.lease_id = self.fixed_lease_id or f"modeldeploy-test-{uuid.uuid4().hex[:8]}"
         scope = [f"--namespace={ns}" for ns in self.namespaces] or ["--all-namespaces"]
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -45,6 +58,8 @@ class OperatorProcess:
                 f"--kubeconfig={self.kubeconfig}",
                 f"--metrics-port={self.metrics_port}",
                 f"--health-port={self.health_port}",
+                f"--leader-election-id={self.lease_id}",
+                f"--leader-election-namespace={self.lease_namespace}",
             ],
             env=self.env,
             stdout=log,
@@ -73,6 +88,10 @@ class OperatorProcess:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
 
     def restart(self) -> None:
         self.stop(signal.SIGKILL)

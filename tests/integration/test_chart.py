@@ -126,7 +126,9 @@ def operator(kubeconfig: Path, namespace: str, log: Path) -> Iterator[subprocess
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [str(OPERATOR), "--namespace", namespace, "--kubeconfig", str(kubeconfig),
-             "--metrics-port", "0", "--health-port", "0"],
+             "--metrics-port", "0", "--health-port", "0",
+             # The chart's Role allows get/update on the release's own Lease only.
+             f"--leader-election-id={service_account(namespace)}"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env,
         )  # fmt: skip
         try:
@@ -174,7 +176,11 @@ def test_install_runs_the_operator_under_the_restricted_profile(
         pod_spec = deployment[0]["spec"]["template"]["spec"]
         assert pod_spec["serviceAccountName"] == service_account(namespace)
         cluster.get_json("serviceaccount", service_account(namespace), "--namespace", namespace)
-        assert deployment[0]["status"]["readyReplicas"] == 1
+        assert deployment[0]["spec"]["replicas"] == 2
+        assert deployment[0]["status"]["readyReplicas"] == 2
+        pdb = cluster.get_json("pdb", "--namespace", namespace, "-l",
+                               f"app.kubernetes.io/instance={release}")["items"]  # fmt: skip
+        assert [p["spec"]["minAvailable"] for p in pdb] == [1]
         cluster_roles = cluster.get_json(
             "clusterroles", "-l", f"app.kubernetes.io/instance={release}"
         )["items"]
@@ -200,6 +206,17 @@ def test_service_account_holds_exactly_the_needed_permissions(
         for verb, resource, sub in FORBIDDEN:
             assert not can_i(cluster, sa, verb, resource, sub, namespace), (verb, resource, sub)
         assert not can_i(cluster, sa, "list", "namespaces", "", None)
+        # Leader election: the release's own Lease, in the release namespace, and nothing else.
+        leases = "leases.coordination.k8s.io"
+        own = f"{leases}/{service_account(namespace)}"
+        assert can_i(cluster, sa, "create", leases, "", namespace)
+        for verb in ("get", "update"):
+            assert can_i(cluster, sa, verb, own, "", namespace), verb
+            assert not can_i(cluster, sa, verb, f"{leases}/someone-else", "", namespace), verb
+            assert not can_i(cluster, sa, verb, own, "", "default"), verb
+        for verb in ("list", "watch", "patch", "delete"):
+            assert not can_i(cluster, sa, verb, leases, "", namespace), verb
+        assert not can_i(cluster, sa, "create", leases, "", "default")
 
 
 @pytest.mark.kwok
@@ -218,6 +235,9 @@ def test_operator_reaches_stable_with_only_the_chart_rbac(
                 timeout=OPERATOR_START_S,
                 what=f"phase Stable (operator log: {log})",
             )
+            # It led through the chart's Lease Role (and releases the Lease when it stops).
+            lease = cluster.get_json("lease", service_account(namespace), "-n", namespace)
+            assert lease["spec"]["holderIdentity"]
         # What the chart's escalation-prevention rules are for: the sidecar's identity.
         cluster.get_json("serviceaccount", names.SIDECAR_SERVICE_ACCOUNT, "-n", namespace)
         cluster.get_json("role", names.SIDECAR_ROLE, "-n", namespace)
@@ -244,7 +264,7 @@ def chart_objects_without_status_rule(
     )  # fmt: skip
     objects = [d for d in yaml.safe_load_all(proc.stdout) if d and d["kind"] != "Deployment"]
     for obj in objects:
-        if obj["kind"] == "Role":
+        if obj["kind"] == "Role" and not obj["metadata"]["name"].endswith("-leader-election"):
             before = len(obj["rules"])
             obj["rules"] = [
                 r for r in obj["rules"] if f"{names.PLURAL}/status" not in r["resources"]

@@ -55,8 +55,18 @@ def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found[0]
 
 
+def is_leader_election(doc: dict[str, Any]) -> bool:
+    return str(doc["metadata"]["name"]).endswith("-leader-election")
+
+
 def rbac_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [rule for d in docs if d["kind"] in ("Role", "ClusterRole") for rule in d["rules"]]
+    """The rules of the serving (Cluster)Roles; the Lease Role is checked on its own."""
+    return [
+        rule
+        for d in docs
+        if d["kind"] in ("Role", "ClusterRole") and not is_leader_election(d)
+        for rule in d["rules"]
+    ]
 
 
 def permissions(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
@@ -97,3 +107,21 @@ NAMESPACED_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
 CLUSTER_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
     {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")}
 )
+# Leader election, in the release namespace only: create any Lease (RBAC cannot limit create by
+# name), get and update only the release's own. (group, resource, verb, resourceName or "").
+LEASE_PERMISSIONS: frozenset[tuple[str, str, str, str]] = frozenset(
+    {("coordination.k8s.io", "leases", "create", "")}
+    | {("coordination.k8s.io", "leases", v, "LEASE") for v in ("get", "update")}
+)
+
+
+def lease_permissions(rules: list[dict[str, Any]], lease: str) -> set[tuple[str, str, str, str]]:
+    """Rules as (apiGroup, resource, verb, resourceName), the Lease's name spelled LEASE."""
+    return {
+        (group, resource, verb, "LEASE" if name == lease else name)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+        for name in rule.get("resourceNames", [""])
+    }

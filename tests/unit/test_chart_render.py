@@ -10,10 +10,14 @@ from modeldeploy import names
 from tests.unit.chart import (
     CHART,
     CLUSTER_PERMISSIONS,
+    LEASE_PERMISSIONS,
     NAMESPACED_PERMISSIONS,
+    RELEASE,
     RELEASE_NAMESPACE,
     helm,
+    is_leader_election,
     kinds,
+    lease_permissions,
     one,
     permissions,
     rbac_rules,
@@ -51,7 +55,8 @@ def test_helm_lint_strict_passes(values: dict[str, Any]) -> None:
 def test_default_is_cluster_wide() -> None:
     docs = render()
     assert kinds(docs) == [
-        "ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount",
+        "ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Role",
+        "RoleBinding", "Service", "ServiceAccount",
     ]  # fmt: skip
     assert "--all-namespaces" in container(docs)["args"]
     binding = one(docs, "ClusterRoleBinding")
@@ -66,8 +71,8 @@ def test_single_namespace_mode_renders_roles_only() -> None:
     docs = render({"watchNamespaces": ["team-a", "team-b"]})
     assert "ClusterRole" not in kinds(docs)
     assert "ClusterRoleBinding" not in kinds(docs)
-    roles = [d for d in docs if d["kind"] == "Role"]
-    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    roles = [d for d in docs if d["kind"] == "Role" and not is_leader_election(d)]
+    bindings = [d for d in docs if d["kind"] == "RoleBinding" and not is_leader_election(d)]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     sa = one(docs, "ServiceAccount")["metadata"]["name"]
@@ -90,7 +95,7 @@ def test_cluster_role_grants_exactly_the_golden_permissions() -> None:
 
 def test_each_role_grants_exactly_the_namespaced_permissions() -> None:
     docs = render({"watchNamespaces": ["team-a", "team-b"]})
-    for role in (d for d in docs if d["kind"] == "Role"):
+    for role in (d for d in docs if d["kind"] == "Role" and not is_leader_election(d)):
         assert permissions(role["rules"]) == NAMESPACED_PERMISSIONS
 
 
@@ -131,8 +136,6 @@ def test_operator_pod_meets_the_restricted_profile_with_a_read_only_root() -> No
     deployment = one(docs, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     ctr = container(docs)
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     sc = ctr["securityContext"]
@@ -149,6 +152,86 @@ def test_operator_pod_meets_the_restricted_profile_with_a_read_only_root() -> No
     assert "emptyDir" in tmp
     assert {"name": "tmp", "mountPath": "/tmp"} in ctr["volumeMounts"]
     assert all("hostPath" not in v for v in pod["volumes"])
+
+
+def test_two_replicas_by_default_with_a_lease_a_pdb_and_spread_over_nodes() -> None:
+    docs = render()
+    deployment = one(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert one(docs, "PodDisruptionBudget")["spec"] == {
+        "minAvailable": 1,
+        "selector": {"matchLabels": selector},
+    }
+    assert pod["affinity"] == {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": selector},
+                    },
+                }
+            ]
+        }
+    }
+    ctr = container(docs)
+    lease = deployment["metadata"]["name"]
+    assert f"--leader-election-id={lease}" in ctr["args"]
+    env = {e["name"]: e.get("valueFrom") for e in ctr["env"]}
+    assert env[names.ENV_POD_NAMESPACE] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env[names.ENV_POD_NAME] == {"fieldRef": {"fieldPath": "metadata.name"}}
+
+
+@pytest.mark.parametrize("values", [{}, {"watchNamespaces": ["team-a"]}], ids=["cluster", "ns"])
+def test_lease_role_only_in_the_release_namespace_and_only_for_its_lease(
+    values: dict[str, Any],
+) -> None:
+    docs = render(values)
+    lease = one(docs, "Deployment")["metadata"]["name"]
+    role = next(d for d in docs if d["kind"] == "Role" and is_leader_election(d))
+    binding = next(d for d in docs if d["kind"] == "RoleBinding" and is_leader_election(d))
+    assert role["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert binding["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    sa = one(docs, "ServiceAccount")["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa, "namespace": RELEASE_NAMESPACE}
+    ]
+    assert lease_permissions(role["rules"], lease) == LEASE_PERMISSIONS
+    assert not any("leases" in r["resources"] for r in rbac_rules(docs))
+
+
+def test_one_replica_has_no_pdb_and_no_anti_affinity() -> None:
+    docs = render({"replicas": 1, "affinity": {"nodeAffinity": {"x": {}}}})
+    assert "PodDisruptionBudget" not in kinds(docs)
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["affinity"] == {"nodeAffinity": {"x": {}}}
+
+
+def test_affinity_given_by_the_user_is_kept_and_completed() -> None:
+    mine = {"preferredDuringSchedulingIgnoredDuringExecution": []}
+    pod = one(render({"affinity": {"podAntiAffinity": mine}}), "Deployment")["spec"]["template"]
+    assert pod["spec"]["affinity"] == {"podAntiAffinity": mine}
+    pod = one(render({"affinity": {"nodeAffinity": {"x": {}}}}), "Deployment")["spec"]["template"]
+    assert set(pod["spec"]["affinity"]) == {"nodeAffinity", "podAntiAffinity"}
+
+
+def test_without_leader_election_one_replica_recreated() -> None:
+    off = {"replicas": 1, "leaderElection": {"enabled": False}}
+    docs = render(off)
+    assert one(docs, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    assert "--no-leader-election" in container(docs)["args"]
+    assert not [d for d in docs if is_leader_election(d)]
+    proc = helm("template", RELEASE, str(CHART), values={"leaderElection": {"enabled": False}})
+    assert proc.returncode != 0
+    assert "replicas > 1 needs leaderElection.enabled" in proc.stderr
 
 
 def test_probes_hit_kopf_health_endpoint_on_the_health_port() -> None:
@@ -224,7 +307,9 @@ def test_objects_carry_standard_labels_but_never_the_operators_managed_by() -> N
 @pytest.mark.parametrize(
     ("values", "complaint"),
     [
-        ({"replicas": 2}, "additional properties 'replicas' not allowed"),
+        ({"replica": 2}, "additional properties 'replica' not allowed"),
+        ({"replicas": 0}, "/replicas"),
+        ({"leaderElection": {"enable": True}}, "additional properties 'enable' not allowed"),
         ({"image": {"tg": "x"}}, "additional properties 'tg' not allowed"),
         ({"metrics": {"port": "8000"}}, "/metrics/port"),
         ({"metrics": {"port": 80}}, "/metrics/port"),
