@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modeldeploy import metrics, names
+from modeldeploy.diagnosis import Problem, deployment_problem, pod_problem
 from modeldeploy.k8s import ApiError, Kube
 from modeldeploy.reconcile import Reconciliation, plan
 from modeldeploy.workqueue import Key, WorkQueue
@@ -70,6 +71,7 @@ class Controller:
         self._failures: dict[Key, int] = {}
         self._phases: dict[Key, str] = {}
         self._breach_seen: dict[tuple[str, str], datetime] = {}  # (namespace, pod) -> first seen
+        self._child_problems: dict[tuple[str, str, str], Problem | None] = {}  # Deployments
 
     async def close(self) -> None:
         await self.queue.drain()
@@ -112,7 +114,11 @@ class Controller:
             self._breach_seen.setdefault(pod_key, self.clock())
         else:
             self._breach_seen.pop(pod_key, None)
-        signature = (meta.get("deletionTimestamp") is not None, sorted(conditions.items()))
+        signature = (
+            meta.get("deletionTimestamp") is not None,
+            sorted(conditions.items()),
+            pod_problem(body),  # why it is not ready (image pull, scheduling, model load)
+        )
         if self._pod_signatures.get(uid) == signature:
             return  # nothing the decision depends on changed
         self._pod_signatures[uid] = signature
@@ -125,6 +131,14 @@ class Controller:
             return
         ident = (body.get("kind", ""), meta["namespace"], meta["name"])
         applied = self._applied.get(ident)
+        if ident[0] == "Deployment" and event_type != "DELETED":
+            # A status-only change that still matters: pods refused (FailedCreate), or no longer.
+            problem = deployment_problem(body)
+            if self._child_problems.get(ident) != problem:
+                self._child_problems[ident] = problem
+                self.queue.trigger((meta["namespace"], owner))
+        elif event_type == "DELETED":
+            self._child_problems.pop(ident, None)
         if event_type != "DELETED" and applied is not None and applied[1] == _mark(body):
             return  # our own write echoing back, or a status-only change
         # Deleted or changed by someone else (the HPA, a user): apply again on the next pass.

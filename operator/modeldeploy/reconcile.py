@@ -6,12 +6,13 @@ and the events to post. The controller executes the plan; nothing here does I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from modeldeploy import builders, names, rollout
 from modeldeploy.analysis import OnNoData, PodView, analyze, pod_view
+from modeldeploy.diagnosis import problems_by_revision
 from modeldeploy.hashing import revision_hash
 from modeldeploy.spec import ModelDeploymentSpec, SpecError, parse_spec, validate_name
 from modeldeploy.status import invalid_spec_status, render_status, status_patch
@@ -58,6 +59,7 @@ def plan(
     ready = _ready(deployments, pods)
     state = rollout.RolloutState.from_dict(stored_status.get("rollout") or {})
     obs = _observation(spec, spec_hash, meta, deployments, pods, ready, state, now)
+    obs = replace(obs, problems=problems_by_revision(observed.get("pods", []), deployments))
     new_state, decision = rollout.step(state, obs, policy_from(spec), now)
 
     apply: list[dict[str, Any]] = [*builders.sidecar_rbac(owner.namespace)]
@@ -131,6 +133,7 @@ def policy_from(spec: ModelDeploymentSpec) -> rollout.Policy:
         bake_time=spec.rollout.bake_time,
         automatic_rollback=spec.rollback.automatic,
         history_limit=spec.rollback.history_limit,
+        progress_deadline=spec.rollout.progress_deadline,
         autoscaling=spec.autoscaling_enabled,
         replicas=spec.fixed_replicas or 1,
     )

@@ -75,6 +75,7 @@ _DURATION_SCHEMA: Final = {
 }
 _PAUSE_BOUNDS: Final = DurationBounds("0s", "24h")
 _WINDOW_BOUNDS: Final = DurationBounds("5s", "1h")
+_DEADLINE_BOUNDS: Final = DurationBounds("30s", "24h")
 
 # A duration is written "30s" or "1h30m", held as a timedelta, and written back canonically.
 PauseDuration = Annotated[
@@ -92,6 +93,14 @@ WindowDuration = Annotated[
     PlainSerializer(format_duration, return_type=str),
     WithJsonSchema(_DURATION_SCHEMA),
     _WINDOW_BOUNDS,
+]
+DeadlineDuration = Annotated[
+    timedelta,
+    BeforeValidator(_to_duration),
+    AfterValidator(_DEADLINE_BOUNDS),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(_DURATION_SCHEMA),
+    _DEADLINE_BOUNDS,
 ]
 
 # The API server accepts a quantity as an integer or a string; the spec always holds a string.
@@ -245,6 +254,7 @@ DEFAULT_STEPS: Final = (
 class Rollout(_Spec):
     steps: tuple[Step, ...] = Field(default=DEFAULT_STEPS, max_length=20)
     bake_time: PauseDuration = timedelta(minutes=5)
+    progress_deadline: DeadlineDuration = timedelta(minutes=10)
 
 
 class Thresholds(_Spec):
