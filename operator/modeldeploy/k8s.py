@@ -140,7 +140,9 @@ class Kube:
         url = f"{self._creds.host}{path}"
         if query:
             url += "?" + urlencode(query)
-        data = None if body is None else json.dumps(body)
+        # UTF-8 JSON, not ASCII escapes: server-side apply reads the body as YAML, and YAML
+        # refuses the surrogate pair "\ud83d\ude00" that json.dumps would write for an emoji.
+        data = None if body is None else json.dumps(body, ensure_ascii=False).encode()
         self.requests += 1
         API_REQUESTS.labels("read" if method == "GET" else "write").inc()
         async with self._http().request(method, url, data=data, headers=headers) as resp:

@@ -383,14 +383,25 @@ def _request_limit_problems(resources: Resources) -> list[tuple[str, str]]:
     if resources.requests is None or resources.limits is None:
         return []
     requests, limits = resources.requests.as_dict(), resources.limits.as_dict()
-    return [
-        (
-            f"spec.serving.resources.requests.{name}",
-            f"must be less than or equal to `limits.{name}` ({limits[name]}), got {requested}",
-        )
-        for name, requested in requests.items()
-        if name in limits and parse_quantity(requested) > parse_quantity(limits[name])
-    ]
+    problems: list[tuple[str, str]] = []
+    for name, requested in requests.items():
+        if name not in limits:
+            continue
+        path = f"spec.serving.resources.requests.{name}"
+        try:
+            larger = parse_quantity(requested) > parse_quantity(limits[name])
+        except (ArithmeticError, ValueError) as err:  # the pattern should have refused it
+            problems.append((path, str(err)))
+            continue
+        if larger:
+            problems.append(
+                (
+                    path,
+                    f"must be less than or equal to `limits.{name}` ({limits[name]}), "
+                    f"got {requested}",
+                )
+            )
+    return problems
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
