@@ -78,6 +78,6 @@ def parse_quantity(text: str | int) -> Decimal:
     number = re.match(r"^[+-]?(\d+\.?\d*|\.\d+)", value)
     assert number is not None  # the full pattern above guarantees a leading number
     suffix = value[number.end() :]
-    if suffix[:1] in ("e", "E"):
+    if suffix not in _SUFFIX:  # an exponent; a bare "E" is exa (10^18), not one
         return Decimal(number.group(0)) * Decimal(10) ** Decimal(suffix[1:])
     return Decimal(number.group(0)) * _SUFFIX[suffix]
