@@ -135,11 +135,13 @@ def _container_problem(container: Mapping[str, Any]) -> Problem | None:
     if reason not in WAITING_REASONS:
         return None
     message = str(waiting.get("message") or "")
-    if reason == "CrashLoopBackOff" and last:
-        exited = f"exit code {last.get('exitCode')}"
-        said = str(last.get("message") or "").strip().splitlines()
-        message += f"; last exit: {last.get('reason') or 'Error'} ({exited})"
-        message += f": {said[-1]}" if said else ""
+    if reason == "CrashLoopBackOff":  # not the kubelet's "back-off 40s": it grows each restart
+        message = "keeps crashing"
+        if last:
+            exited = f"exit code {last.get('exitCode')}"
+            said = str(last.get("message") or "").strip().splitlines()
+            message += f"; last exit: {last.get('reason') or 'Error'} ({exited})"
+            message += f": {said[-1]}" if said else ""
     return _problem(reason, f"container {name}: {message}", reason in TERMINAL_WAITING)
 
 
