@@ -259,6 +259,20 @@ INVALID: list[Invalid] = [
         "must be between 0s and 24h",
         True,
     ),
+    Invalid(
+        "progress-deadline-too-short",
+        _spec(rollout={"progressDeadline": "10s"}),
+        "spec.rollout.progressDeadline",
+        "must be between 30s and 24h",
+        True,
+    ),
+    Invalid(
+        "progress-deadline-not-a-duration",
+        _spec(rollout={"progressDeadline": "ten minutes"}),
+        "spec.rollout.progressDeadline",
+        "should match",
+        True,
+    ),
     # --- analysis ---
     Invalid(
         "window-too-short",

@@ -90,6 +90,12 @@ CASES = [
         model(uri="https://models.example.com/modèle/模型.joblib"),
         says="modèle/模型.joblib",
     ),
+    Case("control-characters-in-env", env("nul\x00bell\x07esc\x1b"), says="bell"),
+    Case(
+        "uppercase-image",  # the API accepts it; the kubelet says InvalidImageName (terminal)
+        lambda body: body["spec"]["serving"].update(image="Registry.Example.com/IRIS:1"),
+        says="Registry.Example.com/IRIS:1",
+    ),
     Case("odd-model-name-and-version", model(name="My_Model.v2", version="1.0.0+build.5")),
     Case("longest-name", lambda body: None, name=LONG_NAME),
     Case("largest-cpu", resources("requests", cpu="999999999999999"), says="999999999999999"),
