@@ -22,6 +22,7 @@ import aiohttp
 
 from modeldeploy import metrics, names
 from modeldeploy.cache import ObservedCache, resource_version
+from modeldeploy.diagnosis import Problem, deployment_problem, pod_problem
 from modeldeploy.k8s import ApiError, Kube
 from modeldeploy.reconcile import Reconciliation, plan
 from modeldeploy.workqueue import Key, WorkQueue
@@ -90,6 +91,7 @@ class Controller:
         self._phases: dict[Key, str] = {}
         self._breach_seen: dict[tuple[str, str], datetime] = {}  # (namespace, pod) -> first seen
         self.cache = ObservedCache()
+        self._child_problems: dict[tuple[str, str, str], Problem | None] = {}  # Deployments
         # Only the Lease holder reconciles; a standby keeps its caches warm from the watches.
         self.leading = True
 
@@ -146,7 +148,11 @@ class Controller:
             self._breach_seen.setdefault(pod_key, self.clock())
         else:
             self._breach_seen.pop(pod_key, None)
-        signature = (meta.get("deletionTimestamp") is not None, sorted(conditions.items()))
+        signature = (
+            meta.get("deletionTimestamp") is not None,
+            sorted(conditions.items()),
+            pod_problem(body),  # why it is not ready (image pull, scheduling, model load)
+        )
         if self._pod_signatures.get(uid) == signature:
             return  # nothing the decision depends on changed
         self._pod_signatures[uid] = signature
@@ -161,6 +167,14 @@ class Controller:
         if event_type == "DELETED":
             self.cache.remove(ident[0], body)
         applied = self._applied.get(ident)
+        if ident[0] == "Deployment" and event_type != "DELETED":
+            # A status-only change that still matters: pods refused (FailedCreate), or no longer.
+            problem = deployment_problem(body)
+            if self._child_problems.get(ident) != problem:
+                self._child_problems[ident] = problem
+                self.queue.trigger((meta["namespace"], owner))
+        elif event_type == "DELETED":
+            self._child_problems.pop(ident, None)
         if event_type != "DELETED" and applied is not None and applied[1] == _mark(body):
             return  # our own write echoing back, or a status-only change
         # Deleted or changed by someone else (the HPA, a user): apply again on the next pass.
@@ -225,6 +239,9 @@ class Controller:
         result = plan(body, observed, default_image=self.default_image, now=self.clock())
         refused_before = dict(self._refused.get(key) or {})
         await self._execute(key, body, result)
+        if refused := self._refused.get(key):
+            wanted = {(o["kind"], o["metadata"]["name"]) for o in result.apply}
+            self._refused[key] = {k: v for k, v in refused.items() if k in wanted}
         if self._refused.get(key, {}) != refused_before:
             self.queue.trigger(key)  # plan again, so status tells what the API refused
         return result

@@ -44,6 +44,21 @@ POD_COND_METRICS_HEALTHY: Final = f"{GROUP}/MetricsHealthy"
 REASON_METRIC_BREACH: Final = "MetricBreach"
 REASON_INSUFFICIENT_DATA: Final = "InsufficientData"
 REASON_WITHIN_THRESHOLDS: Final = "WithinThresholds"
+# Also written by the sidecar: whether the model server loaded its model, and if not why (the
+# reason is the server's LoadError cause, e.g. Sha256Mismatch), so the operator can say why a
+# pod is not ready without talking to it.
+POD_COND_MODEL_READY: Final = f"{GROUP}/ModelReady"
+REASON_MODEL_LOADED: Final = "ModelLoaded"  # ModelReady=True
+REASON_MODEL_LOADING: Final = "Loading"  # ModelReady=False while fetching, verifying, warming up
+# Load failures a restart cannot fix: the same bytes fail the same way (serving errors.py causes).
+TERMINAL_LOAD_CAUSES: Final = (
+    "Sha256Mismatch",
+    "InvalidArtifact",
+    "UntrustedTypes",
+    "IncompatibleSklearnVersion",
+    "WarmupFailed",
+    "ArtifactTooLarge",
+)
 
 # --- containers and children ------------------------------------------------------------------
 CONTAINER_SERVER: Final = "model-server"
@@ -160,7 +175,7 @@ DEFAULT_SERVING_IMAGE: Final = "ghcr.io/modeldeploy/modeldeploy:0.1.0"
 # Equal to the CRD's modeldeploy.io/schema-version annotation (a unit test keeps them equal);
 # an operator seeing an older value knows the installed CRD may prune fields it relies on.
 ANNOTATION_SCHEMA_VERSION: Final = f"{GROUP}/schema-version"
-CRD_SCHEMA_VERSION: Final = "1"
+CRD_SCHEMA_VERSION: Final = "2"
 # A DNS-1035 label short enough that `<name>-r<revision>` stays a valid 63-character label.
 MAX_MD_NAME_LENGTH: Final = 52
 

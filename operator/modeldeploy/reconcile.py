@@ -6,12 +6,13 @@ and the events to post. The controller executes the plan; nothing here does I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from modeldeploy import builders, names, rollout
 from modeldeploy.analysis import OnNoData, PodView, analyze, pod_view
+from modeldeploy.diagnosis import Problem, problems_by_revision
 from modeldeploy.hashing import revision_hash
 from modeldeploy.spec import ModelDeploymentSpec, SpecError, parse_spec, validate_name
 from modeldeploy.status import invalid_spec_status, render_status, status_patch, with_refusals
@@ -59,6 +60,12 @@ def plan(
     ready = _ready(deployments, pods)
     state = rollout.RolloutState.from_dict(stored_status.get("rollout") or {})
     obs = _observation(spec, spec_hash, meta, deployments, pods, ready, state, now)
+    refused = list(observed.get("refused") or [])
+    problems = problems_by_revision(observed.get("pods", []), deployments)
+    for revision, words in _refused_revisions(owner.name, refused).items():
+        # The API will not store this revision's Deployment: its pods can never exist.
+        problems[revision] = Problem(names.REASON_APPLY_FAILED, words, terminal=True)
+    obs = replace(obs, problems=problems)
     new_state, decision = rollout.step(state, obs, policy_from(spec), now)
 
     histories = _by_revision(observed.get("controllerrevisions", []))
@@ -120,9 +127,8 @@ def plan(
         ready=ready,
         now=now,
     )
-    desired, refusal = with_refusals(
-        desired, observed.get("refused") or [], stored_status, meta.get("generation"), now
-    )
+    others = [r for r in refused if r["kind"] != "Deployment"]  # revisions fail as problems
+    desired, refusal = with_refusals(desired, others, stored_status, meta.get("generation"), now)
     events = [{"type": e.type, "reason": e.reason, "message": e.message} for e in decision.events]
     if refusal:
         events.append({"type": "Warning", "reason": names.REASON_APPLY_FAILED, "message": refusal})
@@ -143,6 +149,17 @@ def plan(
         requeue_after=decision.requeue_after,
         lost=tuple(lost),
     )
+
+
+def _refused_revisions(md_name: str, refused: list[dict[str, Any]]) -> dict[int, str]:
+    """Revision -> "Deployment <name>-r<n>: <the API's words>" for refused revision applies."""
+    found = {}
+    for r in refused:
+        prefix = f"{md_name}-r"
+        number = str(r["name"])[len(prefix) :]
+        if r["kind"] == "Deployment" and str(r["name"]).startswith(prefix) and number.isdigit():
+            found[int(number)] = f"Deployment {r['name']}: {r['message']}"
+    return found
 
 
 def _deployment(
@@ -180,6 +197,7 @@ def policy_from(spec: ModelDeploymentSpec) -> rollout.Policy:
         bake_time=spec.rollout.bake_time,
         automatic_rollback=spec.rollback.automatic,
         history_limit=spec.rollback.history_limit,
+        progress_deadline=spec.rollout.progress_deadline,
         autoscaling=spec.autoscaling_enabled,
         replicas=spec.fixed_replicas or 1,
     )

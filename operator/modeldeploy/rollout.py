@@ -24,6 +24,7 @@ from typing import Any, Final, TypeAlias, get_args, get_origin, get_type_hints
 
 from modeldeploy import names
 from modeldeploy.analysis import Health, Verdict
+from modeldeploy.diagnosis import Problem
 
 QUARANTINE_LIMIT: Final = 20  # oldest quarantined spec hashes are forgotten beyond this
 
@@ -98,6 +99,7 @@ class Observation:
     promote: str | None = None  # annotation modeldeploy.io/promote (a new value promotes once)
     rollback: RollbackRequest | None = None  # annotation modeldeploy.io/rollback-to
     paused: bool = False  # annotation modeldeploy.io/paused present
+    problems: Mapping[int, Problem] = field(default_factory=dict)  # diagnosis, per revision
 
 
 # --- state --------------------------------------------------------------------------------
@@ -410,6 +412,20 @@ def _deadline(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Mo
     return _drop_canary(s), _event(names.REASON_PROGRESS_DEADLINE_EXCEEDED, msg, warning=True)
 
 
+def _doomed(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Moved | None:
+    """A canary whose pods can never become ready fails now, not at the progress deadline."""
+    c, stable = s.canary, s.stable
+    problem = obs.problems.get(c.number) if c else None
+    if c is None or stable is None or s.waiting_since is None or not problem:
+        return None  # a first revision has nothing to fall back to; the phase says Failed
+    if not problem.terminal:
+        return None
+    msg = f"r{c.number} cannot become ready: {problem}; r{stable.number} serves 100%"
+    s = _record(s, c, Outcome.FAILED, problem.reason, msg, now, p)
+    s = s if s.restoring else _quarantine(s, c.spec_hash)
+    return _drop_canary(s), _event(problem.reason, msg, warning=True)
+
+
 def _advance(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Moved | None:
     c, steps = s.canary, p.canary_steps
     if c is None or s.stable is None or s.restoring or s.paused or s.step >= len(steps):
@@ -417,9 +433,7 @@ def _advance(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Mov
     if _ready(obs, c) < _needed(s, obs, p) or _health(obs, c) is not Health.HEALTHY:
         return None  # positive evidence only: no data never advances a step
     if _ready(obs, s.stable) == 0:
-        return (
-            None  # the stable is being restored: nothing to compare with, nothing to fall back on
-        )
+        return None  # the stable is coming back: nothing to compare with or fall back on
     if now < (next_step_at(s, p) or now):
         return None
     done = f"r{c.number} healthy at {s.weight}%"
@@ -474,6 +488,7 @@ _RULES: Final[tuple[Rule, ...]] = (
     _breach,
     _new_spec,
     _track_ready,
+    _doomed,
     _deadline,
     _advance,
     _cutover,
@@ -625,10 +640,17 @@ def _situation(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> _
     if stable is None:
         if c is None:
             return _Situation(Phase.PENDING, names.REASON_DEPLOYING, "nothing deployed yet")
+        problem = obs.problems.get(c.number) if s.waiting_since else None
+        if problem and problem.terminal:  # nothing is deleted: a new spec or retry moves on
+            msg = f"r{c.number} (model {c.model_version}) cannot become ready: {problem}"
+            return _Situation(Phase.FAILED, problem.reason, msg)
         if s.waiting_since and now - s.waiting_since >= p.progress_deadline:
             msg = f"r{c.number} has had no ready pod since {_iso(s.waiting_since)}"
+            msg += f": {problem}" if problem else ""
             return _Situation(Phase.FAILED, names.REASON_PROGRESS_DEADLINE_EXCEEDED, msg)
         msg = f"deploying r{c.number} (model {c.model_version}): waiting for a ready pod"
+        if problem:
+            return _Situation(Phase.PENDING, problem.reason, f"{msg}: {problem}")
         return _Situation(Phase.PENDING, names.REASON_DEPLOYING, msg)
     if c is not None:
         return _in_flight(s, obs, p, now, c, stable)
@@ -646,9 +668,12 @@ def _in_flight(
         msg = f"canary r{c.number} breaches: {verdict.message}; {why}"
         return _Situation(Phase.DEGRADED, verdict.reason, msg)
     ready, need = _ready(obs, c), _needed(s, obs, p)
+    problem = obs.problems.get(c.number) if ready < need else None
+    why = f": {problem}" if problem else ""
     if s.restoring:
         msg = f"restoring r{c.number}: {ready}/{need} pods ready before r{stable.number} leaves"
-        return _Situation(Phase.PROGRESSING, names.REASON_ROLLBACK_IN_PROGRESS, msg)
+        reason = problem.reason if problem else names.REASON_ROLLBACK_IN_PROGRESS
+        return _Situation(Phase.PROGRESSING, reason, msg + why)
     if s.step < len(steps):
         where = f"r{c.number} at {s.weight}% (step {s.step + 1}/{len(steps)})"
     else:
@@ -656,8 +681,9 @@ def _in_flight(
     if s.paused:
         return _Situation(Phase.PROGRESSING, names.REASON_PAUSED, f"paused: {where}")
     if ready < need or s.step >= len(steps):
-        msg = f"{where}: {ready}/{need} pods ready"
-        return _Situation(Phase.PROGRESSING, names.REASON_WAITING_FOR_REPLICAS, msg)
+        msg = f"{where}: {ready}/{need} pods ready{why}"
+        reason = problem.reason if problem else names.REASON_WAITING_FOR_REPLICAS
+        return _Situation(Phase.PROGRESSING, reason, msg)
     if verdict is None or verdict.health is not Health.HEALTHY:
         said = verdict.message if verdict else "no verdict yet"
         reason = verdict.reason if verdict else names.REASON_WARMING_UP
@@ -694,8 +720,10 @@ def _resting(s: RolloutState, obs: Observation, stable: Revision) -> _Situation:
         msg = f"r{stable.number} breaches: {breach.message}; no automatic rollback target"
         return _Situation(Phase.DEGRADED, breach.reason, msg)
     if _ready(obs, stable) == 0:
-        msg = f"r{stable.number} has no ready pod"
-        return _Situation(Phase.DEGRADED, names.REASON_NO_READY_REPLICAS, msg)
+        problem = obs.problems.get(stable.number)
+        msg = f"r{stable.number} has no ready pod" + (f": {problem}" if problem else "")
+        reason = problem.reason if problem else names.REASON_NO_READY_REPLICAS
+        return _Situation(Phase.DEGRADED, reason, msg)
     if obs.spec_hash != stable.spec_hash and obs.spec_hash in s.quarantined:
         last = s.history[-1] if s.history else None
         why = f"; r{last.revision} {last.outcome}: {last.message}" if last else ""

@@ -75,6 +75,7 @@ _DURATION_SCHEMA: Final = {
 }
 _PAUSE_BOUNDS: Final = DurationBounds("0s", "24h")
 _WINDOW_BOUNDS: Final = DurationBounds("5s", "1h")
+_DEADLINE_BOUNDS: Final = DurationBounds("30s", "24h")
 
 # A duration is written "30s" or "1h30m", held as a timedelta, and written back canonically.
 PauseDuration = Annotated[
@@ -92,6 +93,14 @@ WindowDuration = Annotated[
     PlainSerializer(format_duration, return_type=str),
     WithJsonSchema(_DURATION_SCHEMA),
     _WINDOW_BOUNDS,
+]
+DeadlineDuration = Annotated[
+    timedelta,
+    BeforeValidator(_to_duration),
+    AfterValidator(_DEADLINE_BOUNDS),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(_DURATION_SCHEMA),
+    _DEADLINE_BOUNDS,
 ]
 
 # The API server accepts a quantity as an integer or a string; the spec always holds a string.
@@ -245,6 +254,7 @@ DEFAULT_STEPS: Final = (
 class Rollout(_Spec):
     steps: tuple[Step, ...] = Field(default=DEFAULT_STEPS, max_length=20)
     bake_time: PauseDuration = timedelta(minutes=5)
+    progress_deadline: DeadlineDuration = timedelta(minutes=10)
 
 
 class Thresholds(_Spec):
@@ -373,14 +383,25 @@ def _request_limit_problems(resources: Resources) -> list[tuple[str, str]]:
     if resources.requests is None or resources.limits is None:
         return []
     requests, limits = resources.requests.as_dict(), resources.limits.as_dict()
-    return [
-        (
-            f"spec.serving.resources.requests.{name}",
-            f"must be less than or equal to `limits.{name}` ({limits[name]}), got {requested}",
-        )
-        for name, requested in requests.items()
-        if name in limits and parse_quantity(requested) > parse_quantity(limits[name])
-    ]
+    problems: list[tuple[str, str]] = []
+    for name, requested in requests.items():
+        if name not in limits:
+            continue
+        path = f"spec.serving.resources.requests.{name}"
+        try:
+            larger = parse_quantity(requested) > parse_quantity(limits[name])
+        except (ArithmeticError, ValueError) as err:  # the pattern should have refused it
+            problems.append((path, str(err)))
+            continue
+        if larger:
+            problems.append(
+                (
+                    path,
+                    f"must be less than or equal to `limits.{name}` ({limits[name]}), "
+                    f"got {requested}",
+                )
+            )
+    return problems
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:

@@ -21,10 +21,16 @@ _UNIT: Final = {
     "ms": timedelta(milliseconds=1),
 }
 
+# Kubernetes' quantity grammar, narrowed to values a pod can use: never negative, at most 15
+# integer and 9 fractional digits (nano precision), and a two-digit exponent, so "-1" and
+# "1e9999999" are refused at admission instead of breaking the apply (or Decimal) later.
 QUANTITY_PATTERN: Final = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
-    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+    r"^\+?(([0-9]{1,15}(\.[0-9]{0,9})?)|(\.[0-9]{1,9}))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?[0-9]{1,2}))?$"
 )
+# The CRD's int-or-string fields skip `pattern` for integers; its CEL rule applies the same
+# bound (15 digits, not negative) to them.
+QUANTITY_MAX_INTEGER: Final = 999_999_999_999_999
 QUANTITY_MAX_LENGTH: Final = 32
 _QUANTITY: Final = re.compile(QUANTITY_PATTERN)
 _SUFFIX: Final = {
@@ -64,13 +70,14 @@ def format_duration(value: timedelta) -> str:
 
 
 def parse_quantity(text: str | int) -> Decimal:
-    """'250m' -> Decimal('0.25'), '1Gi' -> Decimal(1073741824)."""
+    """'250m' -> Decimal('0.25'), '1Gi' -> Decimal(1073741824). ValueError otherwise (never a
+    decimal.Overflow: the pattern bounds the exponent)."""
     value = str(text)
-    if not _QUANTITY.fullmatch(value):
-        raise ValueError(f"{value!r} is not a Kubernetes quantity")
+    if len(value) > QUANTITY_MAX_LENGTH or not _QUANTITY.fullmatch(value):
+        raise ValueError(f"{value!r} is not a non-negative Kubernetes quantity of sane magnitude")
     number = re.match(r"^[+-]?(\d+\.?\d*|\.\d+)", value)
     assert number is not None  # the full pattern above guarantees a leading number
     suffix = value[number.end() :]
-    if suffix[:1] in ("e", "E"):
+    if suffix not in _SUFFIX:  # an exponent; a bare "E" is exa (10^18), not one
         return Decimal(number.group(0)) * Decimal(10) ** Decimal(suffix[1:])
     return Decimal(number.group(0)) * _SUFFIX[suffix]

@@ -68,7 +68,13 @@ class _Routes:
     async def ready(self, _: web.Request) -> web.Response:
         if self._service.ready:
             return _json({"ready": True})
-        return _json({"ready": False, "reason": self._service.not_ready_reason}, status=503)
+        service = self._service  # `cause` is CamelCase (e.g. Sha256Mismatch), `reason` prose
+        body = {
+            "ready": False,
+            "reason": service.not_ready_reason,
+            "cause": service.not_ready_cause,
+        }
+        return _json(body, status=503)
 
     async def model_ready(self, request: web.Request) -> web.Response:
         name, model_version = request.match_info["name"], request.match_info.get("version")

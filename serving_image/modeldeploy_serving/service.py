@@ -23,6 +23,9 @@ if TYPE_CHECKING:  # the service runs whatever model it is given; it imports no 
 
 log = logging.getLogger(__name__)
 
+CAUSE_LOADING = "Loading"  # equal to modeldeploy.names.REASON_MODEL_LOADING (a test checks)
+CAUSE_DRAINING = "Draining"
+
 
 class ModelState(enum.Enum):
     LOADING = "loading"  # fetching, verifying, deserializing or warming up
@@ -39,6 +42,7 @@ class InferenceService:
         self._metrics = metrics
         self._state = ModelState.LOADING
         self._reason = "model is loading"
+        self._cause = CAUSE_LOADING  # CamelCase, like a condition reason (a LoadError's cause)
         self._model: LoadedModel | None = None
         self._queue: PredictQueue | None = None
         self._error_log = _RateLimitedLog(interval_seconds=1.0)
@@ -50,6 +54,10 @@ class InferenceService:
     @property
     def not_ready_reason(self) -> str:
         return self._reason
+
+    @property
+    def not_ready_cause(self) -> str:
+        return self._cause
 
     def model_loaded(self, model: LoadedModel) -> None:
         config = self._config
@@ -72,11 +80,13 @@ class InferenceService:
     def load_failed(self, cause: str, line: str) -> None:
         self._state = ModelState.FAILED
         self._reason = f"model failed to load: {line}"
+        self._cause = cause
         self._metrics.set_load_failure(cause)
 
     def begin_drain(self) -> None:
         self._state = ModelState.DRAINING
         self._reason = "server is shutting down"
+        self._cause = CAUSE_DRAINING
         self._metrics.set_ready(False)
 
     async def close(self) -> None:

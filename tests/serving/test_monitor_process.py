@@ -7,6 +7,7 @@ write, answering 503 on demand). The real control plane is in tests/integration.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -22,8 +23,10 @@ from modeldeploy.names import (
     API_VERSION,
     KIND,
     POD_COND_METRICS_HEALTHY,
+    POD_COND_MODEL_READY,
     REASON_INSUFFICIENT_DATA,
     REASON_METRIC_BREACH,
+    REASON_MODEL_LOADED,
     REASON_WITHIN_THRESHOLDS,
 )
 from modeldeploy_serving.monitor.health import SCRAPES
@@ -53,13 +56,14 @@ class FakeApi:
     writes: list[Write] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def conditions(self) -> list[dict[str, Any]]:
+    def conditions(self, type_: str = POD_COND_METRICS_HEALTHY) -> list[dict[str, Any]]:
         with self.lock:
             return [
                 c
                 for w in self.writes
                 if w.path.endswith(f"/pods/{POD}/status")
                 for c in w.body["status"]["conditions"]
+                if c["type"] == type_
             ]
 
     def events(self) -> list[dict[str, Any]]:
@@ -325,3 +329,58 @@ def test_the_real_model_server_drives_the_verdict(
             assert server.infer(poisoned).status >= 500
         breach = _condition(fake_api, "False", REASON_METRIC_BREACH)
         assert breach["message"] == "errorRate 0.5 > 0.1 over 30s (20 requests)"
+
+
+# --- ModelReady: why the model server is not ready, on the pod -------------------------------
+
+
+def _model_ready(api: FakeApi, server: ServerProcess, tmp_path: Path, kubeconfig: Path) -> Any:
+    """Run the sidecar beside `server` until it writes a ModelReady condition; return them all."""
+    with monitor_process(
+        metrics_url=f"http://127.0.0.1:{server.port}/metrics",
+        pod=POD,
+        namespace=NS,
+        deployment=MD,
+        kubeconfig=kubeconfig,
+        log_path=tmp_path / "monitor.log",
+    ) as monitor:
+        written = wait_until(
+            lambda: api.conditions(POD_COND_MODEL_READY), timeout=30, what="ModelReady"
+        )
+        seen = _scrapes(monitor, "ok")
+        wait_until(lambda: _scrapes(monitor, "ok") >= seen + 5, timeout=30, what="5 more scrapes")
+        assert api.conditions(POD_COND_MODEL_READY) == written, "written once, not per scrape"
+        return written
+
+
+def test_a_wrong_sha256_is_written_as_model_ready_false(
+    tmp_path: Path, launch: Callable[..., ServerProcess], fake_api: FakeApi, kubeconfig: Path
+) -> None:
+    saved = models.train_classifier(tmp_path)
+    server = launch(saved, sha256="0" * 64)
+    server.wait_for_log("model load failed")
+    (condition,) = _model_ready(fake_api, server, tmp_path, kubeconfig)
+    assert (condition["status"], condition["reason"]) == ("False", "Sha256Mismatch")
+    assert "0" * 64 in condition["message"] and saved.sha256 in condition["message"]
+
+
+def test_an_unloadable_artifact_is_written_as_model_ready_false(
+    tmp_path: Path, launch: Callable[..., ServerProcess], fake_api: FakeApi, kubeconfig: Path
+) -> None:
+    garbage = tmp_path / "garbage.joblib"
+    garbage.write_bytes(b"this is not a pickle")
+    digest = hashlib.sha256(garbage.read_bytes()).hexdigest()
+    saved = models.SavedModel(garbage, digest, "joblib", models.N_FEATURES, None)
+    server = launch(saved)
+    server.wait_for_log("model load failed")
+    (condition,) = _model_ready(fake_api, server, tmp_path, kubeconfig)
+    assert (condition["status"], condition["reason"]) == ("False", "InvalidArtifact")
+    assert condition["message"].startswith("model failed to load: InvalidArtifact: ")
+
+
+def test_a_loaded_model_is_written_as_model_ready_true(
+    tmp_path: Path, launch: Callable[..., ServerProcess], fake_api: FakeApi, kubeconfig: Path
+) -> None:
+    server = launch(models.train_classifier(tmp_path)).wait_ready()
+    (condition,) = _model_ready(fake_api, server, tmp_path, kubeconfig)
+    assert (condition["status"], condition["reason"]) == ("True", REASON_MODEL_LOADED)

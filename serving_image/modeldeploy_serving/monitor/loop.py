@@ -27,6 +27,7 @@ from modeldeploy_serving.monitor.backoff import Backoff
 from modeldeploy_serving.monitor.config import Config
 from modeldeploy_serving.monitor.health import MonitorMetrics
 from modeldeploy_serving.monitor.parse import ParseError, parse_sample
+from modeldeploy_serving.monitor.ready_loop import ReadinessReporter
 from modeldeploy_serving.monitor.scrape import ScrapeError
 from modeldeploy_serving.monitor.verdict import Status, Verdict, evaluate, scrape_failed
 from modeldeploy_serving.monitor.window import Window
@@ -61,8 +62,10 @@ class Monitor:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
         token: Callable[[], str] = lambda: secrets.token_hex(8),
+        readiness: ReadinessReporter | None = None,
     ) -> None:
         self.config, self.source, self.sink, self.metrics = config, source, sink, metrics
+        self.readiness = readiness  # writes ModelReady (why the server is not ready), if given
         self.clock, self.wall, self.token = clock, wall, token
         self.window = Window(config.window_seconds)
         self.verdict: Verdict | None = None
@@ -81,6 +84,8 @@ class Monitor:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.scrape_loop())
             group.create_task(self.report_loop())
+            if self.readiness is not None:
+                group.create_task(self.readiness.run())
 
     # --- scraping -------------------------------------------------------------------------
     async def scrape_loop(self) -> None:

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -15,6 +16,7 @@ from modeldeploy_serving.monitor.config import Config, parse_config
 from modeldeploy_serving.monitor.health import MonitorMetrics, make_app
 from modeldeploy_serving.monitor.kube import ConfigError, KubeReporter
 from modeldeploy_serving.monitor.loop import Monitor, log
+from modeldeploy_serving.monitor.ready_loop import ReadinessReporter
 from modeldeploy_serving.monitor.scrape import Scraper
 from modeldeploy_serving.monitor.verdict import ERROR_RATE, LATENCY_P99_MS, Thresholds
 
@@ -44,7 +46,10 @@ async def serve(config: Config, reporter: KubeReporter) -> None:
     """Run until SIGTERM or SIGINT."""
     metrics = MonitorMetrics()
     scraper = Scraper(config.metrics_url, timeout_seconds=scrape_timeout(config))
-    monitor = Monitor(config, scraper, reporter, metrics)
+    readiness = ReadinessReporter(
+        scraper, reporter, config.scrape_interval_seconds, wall=lambda: datetime.now(UTC)
+    )
+    monitor = Monitor(config, scraper, reporter, metrics, readiness=readiness)
     runner = web.AppRunner(make_app(metrics, monitor.health), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)

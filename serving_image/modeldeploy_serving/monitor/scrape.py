@@ -1,8 +1,13 @@
-"""Fetch the model server's /metrics over HTTP. The only place the monitor talks to the server."""
+"""Fetch the model server's /metrics (and its readiness body) over HTTP. The only place the
+monitor talks to the server."""
 
 from __future__ import annotations
 
+from urllib.parse import urljoin
+
 import aiohttp
+
+from modeldeploy.names import PATH_READY
 
 
 class ScrapeError(Exception):
@@ -14,6 +19,7 @@ class Scraper:
 
     def __init__(self, url: str, timeout_seconds: float) -> None:
         self.url = url
+        self.ready_url = urljoin(url, PATH_READY)  # same server, same port
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
 
@@ -29,6 +35,20 @@ class Scraper:
             raise ScrapeError(f"timed out after {self._timeout.total:g}s") from None
         except aiohttp.ClientConnectorError as exc:
             raise ScrapeError(f"cannot connect: {exc.os_error.strerror or exc}") from None
+        except aiohttp.ClientError as exc:
+            raise ScrapeError(f"{type(exc).__name__}: {exc}") from None
+
+    async def fetch_ready(self) -> bytes:
+        """The readiness body, ready (200) or not (503): the server says why in it."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._session.get(self.ready_url) as response:
+                if response.status not in (200, 503):
+                    raise ScrapeError(f"HTTP {response.status}")
+                return await response.read()
+        except TimeoutError:
+            raise ScrapeError(f"timed out after {self._timeout.total:g}s") from None
         except aiohttp.ClientError as exc:
             raise ScrapeError(f"{type(exc).__name__}: {exc}") from None
 
