@@ -275,3 +275,42 @@ def test_history_goes_with_a_dropped_revision() -> None:
     stale = {"metadata": {"name": "iris-r7", "labels": {names.LABEL_REVISION: "7"}}}
     result = run(md, deployments=[deployment(1, 2)], controllerrevisions=[stale])
     assert ("ControllerRevision", "iris-r7") in result.delete
+
+
+def test_a_refused_service_reaches_status_and_one_event() -> None:
+    md = stored_after(body(), run(body()))
+    stable = {"deployments": [deployment(1, 2)], "pods": [pod(1, 0), pod(1, 1)]}
+    md = stored_after(md, run(md, **stable))
+    refusal = {"kind": "Service", "name": "iris", "message": "422 Invalid: spec.ports: bad"}
+    result = run(md, **stable, refused=[refusal])
+    assert result.status is not None
+    degraded = next(c for c in result.status["conditions"] if c["type"] == names.COND_DEGRADED)
+    assert (degraded["status"], degraded["reason"]) == ("True", names.REASON_APPLY_FAILED)
+    assert "Service iris: 422 Invalid: spec.ports: bad" in result.status["message"]
+    assert [e["reason"] for e in result.events] == [names.REASON_APPLY_FAILED]
+    again = run(stored_after(md, result), **stable, refused=[refusal])
+    assert again.status is None and not again.events  # said once
+    healed = run(stored_after(md, result), **stable)
+    assert healed.status is not None
+    degraded = next(c for c in healed.status["conditions"] if c["type"] == names.COND_DEGRADED)
+    assert degraded["status"] == "False"
+
+
+def test_a_refused_canary_deployment_fails_the_canary_at_once() -> None:
+    md = stored_after(body(), run(body()))
+    stable = {"deployments": [deployment(1, 2)], "pods": [pod(1, 0), pod(1, 1)]}
+    md = stored_after(md, run(md, **stable))
+    new = body()
+    new["spec"]["model"] = {**new["spec"]["model"], "version": "2", "sha256": "cd" * 32}
+    new["status"] = md["status"]
+    md = stored_after(new, run(new, **stable))
+    refusal = {"kind": "Deployment", "name": "iris-r2", "message": "403 Forbidden: denied"}
+    result = run(md, **stable, refused=[refusal])
+    assert result.status is not None and result.status["phase"] == names.PHASE_ROLLED_BACK
+    entry = result.status["history"][-1]
+    assert (entry["revision"], entry["outcome"], entry["reason"]) == (
+        2,
+        names.OUTCOME_FAILED,
+        names.REASON_APPLY_FAILED,
+    )
+    assert "Deployment iris-r2: 403 Forbidden: denied" in entry["message"]
