@@ -1,0 +1,241 @@
+"""Drive one ModelDeployment on KWOK from a test, and play its pods' monitoring sidecars.
+
+KWOK pods run no containers, so no sidecar judges them. `ModelDeploymentDriver.report` writes
+the verdict the real sidecar would write, through the API and in its exact shape: a
+strategic-merge patch of the pod's `status` with condition `modeldeploy.io/MetricsHealthy`
+(built by the sidecar's own `report.condition_patch` from a verdict the sidecar's own `evaluate`
+computes from window numbers), plus the sidecar's Warning Event on a breach.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from modeldeploy import names
+from modeldeploy_serving.monitor.report import condition_patch, verdict_event
+from modeldeploy_serving.monitor.verdict import OnNoData, Thresholds, Verdict, evaluate
+from modeldeploy_serving.monitor.window import WindowStats
+from tests.kube import KubeCluster, wait_until
+
+WINDOW_S = 5  # the CRD's minimum analysis window
+MIN_REQUESTS = 5
+MAX_ERROR_RATE = 0.1
+_versions = itertools.count(1)
+
+
+def sidecar_verdict(healthy: bool, requests: int = 20) -> Verdict:
+    """What the sidecar concludes from one full window of `requests` requests."""
+    stats = WindowStats(
+        window_seconds=WINDOW_S,
+        span_seconds=WINDOW_S,
+        requests=requests,
+        model_errors=0 if healthy else requests // 2,
+        client_errors=0,
+        buckets=(),
+        resets=0,
+    )
+    thresholds = Thresholds(max_error_rate=MAX_ERROR_RATE)
+    return evaluate(stats, thresholds, MIN_REQUESTS, OnNoData.HOLD, WINDOW_S)
+
+
+def new_version() -> str:
+    """A model version never used before in this session (so a new spec hash)."""
+    return f"{next(_versions)}-{uuid.uuid4().hex[:4]}"
+
+
+class ModelDeploymentDriver:
+    """One ModelDeployment named `name` in `namespace`, and what a user would check on it."""
+
+    def __init__(self, cluster: KubeCluster, namespace: str, name: str) -> None:
+        self.cluster, self.namespace, self.name = cluster, namespace, name
+
+    # --- the ModelDeployment
+    def manifest(
+        self,
+        version: str,
+        steps: list[dict[str, Any]] | None = None,
+        bake: str = "0s",
+        min_replicas: int = 2,
+    ) -> dict[str, Any]:
+        return {
+            "apiVersion": names.API_VERSION,
+            "kind": names.KIND,
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": {
+                "model": {
+                    "name": self.name,
+                    "version": version,
+                    "uri": f"https://models.example.com/{self.name}/{version}.joblib",
+                    "sha256": "ab" * 32,
+                },
+                "autoscaling": {"minReplicas": min_replicas, "maxReplicas": min_replicas + 2},
+                "rollout": {
+                    "steps": [{"weight": 50, "pause": "1h"}] if steps is None else steps,
+                    "bakeTime": bake,
+                },
+                "analysis": {
+                    "window": f"{WINDOW_S}s",
+                    "minRequests": MIN_REQUESTS,
+                    "onNoData": "hold",
+                    "thresholds": {"errorRate": MAX_ERROR_RATE},
+                },
+            },
+        }
+
+    def apply(self, version: str, **kwargs: Any) -> None:
+        body = self.manifest(version, **kwargs)
+        self.cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
+
+    def get(self) -> dict[str, Any]:
+        return dict(self.cluster.get_json("md", self.name, "-n", self.namespace))
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.get().get("status") or {})
+
+    def wait(
+        self,
+        what: str,
+        check: Callable[[dict[str, Any]], bool],
+        timeout: float = 30,
+        tick: Callable[[], object] | None = None,
+    ) -> dict[str, Any]:
+        """Poll until `check(status)` holds for the current generation; `tick` runs before each
+        poll (to play sidecars, or to assert an invariant by raising)."""
+
+        def reached() -> dict[str, Any] | None:
+            if tick is not None:
+                tick()
+            md = self.get()
+            status = md.get("status") or {}
+            current = status.get("observedGeneration") == md["metadata"]["generation"]
+            return status if current and check(status) else None
+
+        return dict(wait_until(reached, timeout, f"{self.namespace}/{self.name}: {what}", 0.2))
+
+    def deploy_proven(self, version: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        """A Stable first revision that has shown health (a valid rollback target)."""
+        self.apply(version or new_version(), **kwargs)
+        return self.wait(
+            "first revision Stable and proven",
+            lambda s: s.get("phase") == names.PHASE_STABLE and stable_proven(s),
+            tick=lambda: self.report_all(None, healthy=True),
+        )
+
+    def start_canary(self, version: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Apply a new version and wait until its canary has all the pods its step needs."""
+        before = self.status().get("rollout", {}).get("nextRevision", 1)
+        self.apply(version or new_version(), **kwargs)
+
+        def ready(s: dict[str, Any]) -> bool:
+            canary = s.get("canary") or {}
+            if canary.get("revision") != before:
+                return False
+            return len(self.pods(before)) >= self.deployment_replicas(before) > 0
+
+        return self.wait(f"canary r{before} with its pods ready", ready)
+
+    # --- children
+    def deployment_names(self) -> list[str]:
+        items = self.cluster.get_json("deployments", "-n", self.namespace, "-l", self.selector())
+        return sorted(d["metadata"]["name"] for d in items["items"])
+
+    def deployment_replicas(self, revision: int) -> int:
+        proc = self.cluster.kubectl(
+            "get", "deployment", self.revision_name(revision), "-n", self.namespace,
+            "-o", "jsonpath={.spec.replicas}", check=False,
+        )  # fmt: skip
+        return int(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else -1
+
+    def exists(self, kind: str, name: str) -> bool:
+        proc = self.cluster.kubectl("get", kind, name, "-n", self.namespace, check=False)
+        return proc.returncode == 0
+
+    def service_pin(self) -> str | None:
+        name = names.service_name(self.name)
+        service = self.cluster.get_json("service", name, "-n", self.namespace)
+        pin = service["spec"]["selector"].get(names.LABEL_REVISION)
+        return None if pin is None else str(pin)
+
+    def hpa_target(self) -> str:
+        hpa = self.cluster.get_json("hpa", names.hpa_name(self.name), "-n", self.namespace)
+        return str(hpa["spec"]["scaleTargetRef"]["name"])
+
+    def revision_name(self, revision: int) -> str:
+        return names.revision_name(self.name, revision)
+
+    def selector(self, revision: int | None = None) -> str:
+        selector = f"{names.LABEL_NAME}={self.name}"
+        return selector if revision is None else f"{selector},{names.LABEL_REVISION}={revision}"
+
+    def pods(self, revision: int | None, ready_only: bool = True) -> list[dict[str, Any]]:
+        items = self.cluster.get_json("pods", "-n", self.namespace, "-l", self.selector(revision))
+        pods = [p for p in items["items"] if not p["metadata"].get("deletionTimestamp")]
+        return [p for p in pods if is_ready(p)] if ready_only else pods
+
+    def events(self, reason: str) -> list[str]:
+        selector = f"involvedObject.name={self.name},reason={reason}"
+        items = self.cluster.get_json("events", "-n", self.namespace, "--field-selector", selector)
+        return [e["message"] for e in items["items"]]
+
+    # --- playing the sidecar
+    def report(self, pod: dict[str, Any], healthy: bool) -> None:
+        """Write `pod`'s MetricsHealthy verdict exactly as its sidecar would."""
+        verdict = sidecar_verdict(healthy)
+        now = datetime.now(UTC)
+        body = condition_patch(verdict, now, now)
+        pod_name = pod["metadata"]["name"]
+        self.cluster.kubectl(
+            "patch", "pod", pod_name, "-n", self.namespace, "--subresource=status",
+            "--type=strategic", "-p", json.dumps(body),
+        )  # fmt: skip
+        if not healthy:
+            md = self.get()
+            event = verdict_event(
+                deployment=self.name,
+                deployment_uid=md["metadata"]["uid"],
+                namespace=self.namespace,
+                pod=pod_name,
+                verdict=verdict,
+                now=now,
+                suffix=uuid.uuid4().hex[:10],
+            )
+            self.cluster.kubectl("create", "-f", "-", input=json.dumps(event))
+
+    def report_all(self, revision: int | None, healthy: bool) -> int:
+        """Report on every Ready pod of `revision` (None: all) that has no verdict yet."""
+        count = 0
+        for pod in self.pods(revision):
+            if metrics_condition(pod) is None:
+                self.report(pod, healthy)
+                count += 1
+        return count
+
+
+def is_ready(pod: dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def metrics_condition(pod: dict[str, Any]) -> dict[str, Any] | None:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == names.POD_COND_METRICS_HEALTHY), None)
+
+
+def stable_proven(status: dict[str, Any]) -> bool:
+    return bool(((status.get("rollout") or {}).get("stable") or {}).get("proven"))
+
+
+def history(status: dict[str, Any], revision: int) -> list[tuple[str, str]]:
+    entries = status.get("history", [])
+    return [(h["outcome"], h["reason"]) for h in entries if h["revision"] == revision]
+
+
+def settle(seconds: float) -> None:
+    """Let late writes land before checking that nothing else happens (not a timed assertion)."""
+    time.sleep(seconds)

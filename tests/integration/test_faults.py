@@ -1,0 +1,460 @@
+"""Fault and crash safety: the real operator, talking to the real API server through a
+fault-injecting proxy, keeps every promise of DESIGN.md §3 when calls fail, time out, watches
+drop, children vanish, or the operator is SIGKILLed between any two API calls.
+
+The operator runs as a process (`--kubeconfig` pointing at the proxy); the tests talk to the API
+server directly, so the proxy records and disturbs only the operator's traffic. KWOK runs the
+pods and the tests play their sidecars (`rollout_driver`). Verdicts are what a user would check
+with kubectl: phase, stable revision, quarantined hashes, lastBreach, history, the revision
+Deployments and their replicas, the Service pin, the HPA target and Events.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from modeldeploy import names
+from tests.helpers.fault_proxy import Delay, DropWatches, FaultProxy, Record, Reply, Rule
+from tests.helpers.operator_proc import OperatorProcess
+from tests.helpers.rollout_driver import ModelDeploymentDriver, history, settle
+from tests.kube import ROOT, KubeCluster, wait_until
+
+pytestmark = pytest.mark.kwok
+
+PREFIX = f"flt{uuid.uuid4().hex[:4]}"
+MUTATING = "POST|PUT|PATCH|DELETE"
+MAX_KILLS = 10  # kill points per scenario (keeps the file's runtime bounded)
+PROMOTION_STEPS = [{"weight": 25, "pause": "0s"}, {"weight": 50, "pause": "0s"}]
+
+
+# --- fixtures -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def proxy(cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultProxy]:
+    with FaultProxy(cluster.kubeconfig, tmp_path_factory.mktemp("fault-proxy")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def op(cluster: KubeCluster, proxy: FaultProxy) -> Iterator[OperatorProcess]:
+    """The operator, through the proxy, for this module's own namespaces only."""
+    proc = OperatorProcess(cluster, namespaces=[f"{PREFIX}-*"], kubeconfig=proxy.kubeconfig)
+    proc.log_path = ROOT / ".cluster" / "logs" / f"operator-faults-{os.getpid()}.log"
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(autouse=True)
+def _clean_slate(proxy: FaultProxy, op: OperatorProcess) -> Iterator[None]:
+    proxy.clear()
+    yield
+    proxy.clear()
+    if op.proc is None or op.proc.poll() is not None:
+        op.stop()
+        op.start()
+
+
+@pytest.fixture
+def ns(cluster: KubeCluster, op: OperatorProcess) -> Iterator[str]:
+    with cluster.fresh_namespace(prefix=PREFIX) as name:
+        yield name
+
+
+@pytest.fixture
+def log_since(op: OperatorProcess) -> Callable[[], str]:
+    """The operator's log written during this test."""
+    start = op.log_path.stat().st_size if op.log_path.exists() else 0
+
+    def read() -> str:
+        with op.log_path.open("rb") as log:
+            log.seek(start)
+            return log.read().decode(errors="replace")
+
+    return read
+
+
+def status_path(namespace: str, name: str) -> str:
+    return f"/namespaces/{namespace}/{names.PLURAL}/{name}/status$"
+
+
+def no_traceback(log: str) -> None:
+    if "Traceback" in log:
+        first = log.index("Traceback")
+        excerpt = log[max(0, first - 300) : first + 1500]
+        raise AssertionError(f"the operator logged a traceback:\n{excerpt}")
+
+
+def stays_on(md: ModelDeploymentDriver, revision: int) -> Callable[[], None]:
+    """A wait tick asserting the stable revision never changes (the canary is never promoted)."""
+
+    def check() -> None:
+        stable = (md.status().get("stable") or {}).get("revision")
+        assert stable == revision, f"stable moved to r{stable}: the canary was promoted"
+
+    return check
+
+
+def rolled_back(revision: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda s: (
+        s.get("phase") == names.PHASE_ROLLED_BACK
+        and (s.get("lastBreach") or {}).get("revision") == revision
+    )
+
+
+def promoted(revision: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda s: (
+        s.get("phase") == names.PHASE_STABLE
+        and (s.get("stable") or {}).get("revision") == revision
+        and bool(history(s, revision))
+    )
+
+
+def expected_deployments(md: ModelDeploymentDriver, last: int) -> list[str]:
+    return sorted(md.revision_name(n) for n in range(1, last + 1))
+
+
+def restart_after_kill(op: OperatorProcess, rule: Rule, timeout: float = 20) -> bool:
+    """Wait for the kill rule to fire, then start the operator again. False if it never fired
+    (this run made fewer calls than the recorded one)."""
+    try:
+        wait_until(lambda: rule.fired, timeout, "the kill point")
+    except AssertionError:
+        return False
+    op.wait_stopped()
+    op.stop()
+    op.start()
+    return True
+
+
+def killer(op: OperatorProcess) -> Callable[[Record], None]:
+    assert op.proc is not None
+    pid = op.proc.pid
+    return lambda _record: os.kill(pid, signal.SIGKILL)
+
+
+def kill_rule(ns: str, k: int, op: OperatorProcess) -> Rule:
+    """SIGKILL the operator right after its k-th mutating call in `ns` from now on."""
+    return Rule(path=f"/namespaces/{ns}/", method=MUTATING, skip=k - 1, after=killer(op))
+
+
+def describe(calls: list[Record]) -> str:
+    return "\n".join(f"  {i}. {c}" for i, c in enumerate(calls, 1))
+
+
+# --- (a) a failed status write during a rollback ----------------------------------------------
+
+
+def test_rollback_survives_a_failed_status_write(
+    cluster: KubeCluster, proxy: FaultProxy, ns: str
+) -> None:
+    md = ModelDeploymentDriver(cluster, ns, "wobbly")
+    md.deploy_proven()
+    canary = md.start_canary()["canary"]
+    rule = proxy.add(
+        Rule(
+            path=status_path(ns, md.name),
+            method="PATCH",
+            body=lambda b: b["status"]["phase"] == names.PHASE_ROLLED_BACK,
+            action=Reply(503),
+        )
+    )
+    for pod in md.pods(canary["revision"]):
+        md.report(pod, healthy=False)
+    status = md.wait(
+        "rolled back despite the failed status write",
+        rolled_back(canary["revision"]),
+        tick=stays_on(md, 1),
+    )
+    assert rule.fired == 1, "the rollback's status write was never attempted"
+    assert status["stable"]["revision"] == 1 and not status.get("canary")
+    assert canary["specHash"] in status["quarantinedSpecHashes"]
+    assert status["lastBreach"]["reason"] == names.REASON_METRIC_BREACH
+    assert "errorRate" in status["lastBreach"]["message"]
+    assert history(status, 2) == [(names.OUTCOME_ROLLED_BACK, names.REASON_METRIC_BREACH)]
+    assert md.deployment_replicas(2) == 0 and md.service_pin() == "1"
+    assert md.events(names.REASON_ROLLED_BACK)
+    settle(3)  # and it stays rolled back: no second attempt at r2, no promotion
+    status = md.status()
+    assert status["phase"] == names.PHASE_ROLLED_BACK and status["stable"]["revision"] == 1
+    assert md.deployment_names() == expected_deployments(md, 2)
+
+
+# --- (b) SIGKILL between any two calls of a rollback ------------------------------------------
+
+
+def test_rollback_survives_a_kill_after_every_api_call(
+    cluster: KubeCluster, proxy: FaultProxy, op: OperatorProcess, ns: str
+) -> None:
+    md = ModelDeploymentDriver(cluster, ns, "crashy")
+    md.deploy_proven(steps=[{"weight": 50, "pause": "1h"}])
+
+    def breach(revision: int) -> None:
+        for pod in md.pods(revision):
+            md.report(pod, healthy=False)
+
+    # One clean rollback, to learn its mutating calls.
+    clean = md.start_canary()["canary"]["revision"]
+    mark = proxy.mark()
+    breach(clean)
+    md.wait("the clean rollback", rolled_back(clean), tick=stays_on(md, 1))
+    settle(1)
+    calls = proxy.writes(mark, path=f"/namespaces/{ns}/")
+    assert calls, "the rollback made no API call through the proxy"
+
+    failures: list[str] = []
+    for k in range(1, min(len(calls), MAX_KILLS) + 1):
+        canary = md.start_canary()["canary"]
+        revision = canary["revision"]
+        rule = proxy.add(kill_rule(ns, k, op))
+        breach(revision)
+        killed = restart_after_kill(op, rule)
+        proxy.remove(rule)
+        where = f"kill after call {k} ({calls[k - 1]}; killed={killed})"
+        try:
+            status = md.wait(
+                f"r{revision} rolled back", rolled_back(revision), tick=stays_on(md, 1)
+            )
+            assert canary["specHash"] in status["quarantinedSpecHashes"], "not quarantined"
+            assert history(status, revision) == [
+                (names.OUTCOME_ROLLED_BACK, names.REASON_METRIC_BREACH)
+            ], status.get("history")
+            assert md.deployment_replicas(revision) == 0, "canary still scaled up"
+            assert md.deployment_names() == expected_deployments(md, revision), "revisions"
+        except AssertionError as err:
+            failures.append(f"{where}: {str(err).splitlines()[0]}")
+    assert not failures, f"clean rollback calls:\n{describe(calls)}\n" + "\n".join(failures)
+
+
+# --- (c) SIGKILL between any two calls of a promotion (step advance and cutover) --------------
+
+
+def test_promotion_survives_a_kill_after_every_api_call(
+    cluster: KubeCluster, proxy: FaultProxy, op: OperatorProcess, ns: str
+) -> None:
+    md = ModelDeploymentDriver(cluster, ns, "phoenix")
+    md.deploy_proven(steps=PROMOTION_STEPS)
+
+    def promote(revision: int) -> dict[str, Any]:
+        return md.wait(
+            f"r{revision} promoted",
+            promoted(revision),
+            tick=lambda: md.report_all(revision, healthy=True),
+        )
+
+    def check(revision: int, status: dict[str, Any]) -> None:
+        assert history(status, revision) == [(names.OUTCOME_PROMOTED, names.REASON_PROMOTED)], (
+            status.get("history")
+        )
+        assert md.deployment_names() == expected_deployments(md, revision), "revisions"
+        assert md.service_pin() == str(revision), "Service pin"
+        assert md.hpa_target() == md.revision_name(revision), "HPA target"
+        wait_until(
+            lambda: md.deployment_replicas(revision - 1) == 0, 15, "the old revision at zero"
+        )
+
+    clean = md.start_canary(steps=PROMOTION_STEPS)["canary"]["revision"]
+    mark = proxy.mark()
+    check(clean, promote(clean))
+    settle(1)
+    calls = proxy.writes(mark, path=f"/namespaces/{ns}/")
+    assert calls, "the promotion made no API call through the proxy"
+
+    failures: list[str] = []
+    for k in range(1, min(len(calls), MAX_KILLS) + 1):
+        revision = md.start_canary(steps=PROMOTION_STEPS)["canary"]["revision"]
+        rule = proxy.add(kill_rule(ns, k, op))
+        md.report_all(revision, healthy=True)
+        killed = restart_after_kill(op, rule)
+        proxy.remove(rule)
+        try:
+            check(revision, promote(revision))
+        except AssertionError as err:
+            where = f"kill after call {k} ({calls[k - 1]}; killed={killed})"
+            failures.append(f"{where}: {str(err).splitlines()[0]}")
+    assert not failures, f"clean promotion calls:\n{describe(calls)}\n" + "\n".join(failures)
+
+
+# --- (d) API errors, timeouts and watch disconnects -------------------------------------------
+
+
+def error_rules(ns: str, name: str) -> list[Rule]:
+    """409, 429, 500 and 503 on child applies and on status writes, once each."""
+    child = f"/namespaces/{ns}/(deployments|services|horizontalpodautoscalers)/"
+    status = status_path(ns, name)
+    return [
+        Rule(path=child, method="PATCH", query="force=true", action=Reply(409)),
+        Rule(path=child, method="PATCH", query="force=true", action=Reply(429, retry_after=1)),
+        Rule(path=child, method="PATCH", query="force=true", action=Reply(500)),
+        Rule(path=status, method="PATCH", action=Reply(409)),
+        Rule(path=status, method="PATCH", action=Reply(429, retry_after=1)),
+        Rule(path=status, method="PATCH", action=Reply(500)),
+        Rule(path=status, method="PATCH", action=Reply(503)),
+    ]
+
+
+def test_api_errors_on_applies_and_status_writes_converge(
+    cluster: KubeCluster, proxy: FaultProxy, ns: str, log_since: Callable[[], str]
+) -> None:
+    md = ModelDeploymentDriver(cluster, ns, "flaky")
+    first = [proxy.add(r) for r in error_rules(ns, md.name)]
+    md.deploy_proven(steps=[{"weight": 50, "pause": "0s"}])
+    second = [proxy.add(r) for r in error_rules(ns, md.name)]
+    revision = md.start_canary(steps=[{"weight": 50, "pause": "0s"}])["canary"]["revision"]
+    md.wait(f"r{revision} promoted", promoted(revision), tick=lambda: md.report_all(revision, True))
+    unfired = [str(r.action) for r in (*first, *second) if not r.fired]
+    assert not unfired, f"faults never injected: {unfired}"
+    no_traceback(log_since())
+
+
+def test_timeouts_converge(
+    cluster: KubeCluster, proxy: FaultProxy, ns: str, log_since: Callable[[], str]
+) -> None:
+    """A request that hangs and then loses its connection: what a client timeout looks like,
+    without waiting 30 s for the operator's own timeout."""
+    md = ModelDeploymentDriver(cluster, ns, "sluggish")
+    hang = Delay(1.0, reset=True)
+    rules = [
+        proxy.add(Rule(path=f"/namespaces/{ns}/deployments/", method="PATCH", action=hang)),
+        proxy.add(Rule(path=status_path(ns, md.name), method="PATCH", action=hang)),
+        proxy.add(Rule(path=f"/namespaces/{ns}/pods$", method="GET", action=hang)),
+    ]
+    md.deploy_proven(steps=[{"weight": 50, "pause": "0s"}])
+    assert all(r.fired for r in rules), [r.path for r in rules if not r.fired]
+    no_traceback(log_since())
+
+
+def test_watch_disconnects_mid_step_converge(
+    cluster: KubeCluster, proxy: FaultProxy, ns: str, log_since: Callable[[], str]
+) -> None:
+    md = ModelDeploymentDriver(cluster, ns, "deaf")
+    steps = [{"weight": 50, "pause": "2s"}]
+    md.deploy_proven(steps=steps)
+    revision = md.start_canary(steps=steps)["canary"]["revision"]
+    # Watches reconnect only after a pause, and the verdict lands while they are down.
+    slow_rewatch = proxy.add(
+        Rule(path="", method="GET", query="watch=(1|true)", action=Delay(1.5), times=None)
+    )
+    assert proxy.drop_watches() > 0
+    md.report_all(revision, healthy=True)
+    settle(2)
+    proxy.remove(slow_rewatch)
+    # And once more when the operator records the step's progress.
+    drop = proxy.add(Rule(path=status_path(ns, md.name), method="PATCH", action=DropWatches()))
+    md.wait(f"r{revision} promoted", promoted(revision), tick=lambda: md.report_all(revision, True))
+    assert md.deployment_names() == expected_deployments(md, revision)
+    assert drop.fired, "no status write after the verdict"
+    no_traceback(log_since())
+
+
+# --- (e) deletions ------------------------------------------------------------------------------
+
+
+def test_deleted_mid_canary_leaves_nothing_behind(cluster: KubeCluster, ns: str) -> None:
+    md = ModelDeploymentDriver(cluster, ns, "doomed")
+    md.deploy_proven()
+    md.start_canary()
+    cluster.kubectl("delete", "md", md.name, "-n", ns, "--wait=false")
+    kinds = "deployments,services,hpa,pods,controllerrevisions"
+    wait_until(
+        lambda: not cluster.get_json(kinds, "-n", ns, "-l", md.selector())["items"],
+        60,
+        f"everything labelled {md.selector()} to be gone",
+        interval=0.5,
+    )
+    assert not md.exists("md", md.name)
+
+
+def test_namespace_with_modeldeployments_finishes_deleting(cluster: KubeCluster) -> None:
+    with cluster.fresh_namespace(prefix=PREFIX) as namespace:
+        resting = ModelDeploymentDriver(cluster, namespace, "resting")
+        resting.deploy_proven()
+        busy = ModelDeploymentDriver(cluster, namespace, "busy")
+        busy.deploy_proven()
+        busy.start_canary()
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+        wait_until(
+            lambda: cluster.kubectl("get", "namespace", namespace, check=False).returncode != 0,
+            60,
+            f"namespace {namespace} to be gone",
+            interval=0.5,
+        )
+
+
+# --- (f) deleted children -------------------------------------------------------------------
+
+
+def test_deleted_children_come_back_and_the_canary_waits_for_stable(
+    cluster: KubeCluster, ns: str
+) -> None:
+    md = ModelDeploymentDriver(cluster, ns, "healer")
+    steps = [{"weight": 50, "pause": "0s"}]
+    md.deploy_proven(steps=steps)
+    revision = md.start_canary(steps=steps)["canary"]["revision"]
+    cluster.kubectl("delete", "deployment", md.revision_name(1), "-n", ns, "--wait=false")
+    wait_until(lambda: not md.pods(1), 30, "r1's pods to leave")
+    md.report_all(revision, healthy=True)  # the canary is healthy; only r1's absence holds it
+
+    def r1_back() -> bool:
+        status = md.status()
+        canary = status.get("canary") or {}
+        advanced = canary.get("step", 0) > 0 or (status.get("stable") or {}).get("revision") != 1
+        r1_ready = len(md.pods(1))
+        assert not (advanced and r1_ready == 0), (
+            f"the canary advanced while r1 had no ready pod (exists: "
+            f"{md.exists('deployment', md.revision_name(1))})"
+        )
+        return r1_ready > 0
+
+    wait_until(r1_back, 20, "r1 recreated with a ready pod", interval=0.2)
+    md.wait(f"r{revision} promoted", promoted(revision), tick=lambda: md.report_all(revision, True))
+
+    cluster.kubectl("delete", "service", names.service_name(md.name), "-n", ns)
+    cluster.kubectl("delete", "hpa", names.hpa_name(md.name), "-n", ns)
+    wait_until(
+        lambda: (
+            md.exists("service", names.service_name(md.name))
+            and md.exists("hpa", names.hpa_name(md.name))
+        ),
+        20,
+        "the Service and HPA to be recreated",
+    )
+    assert md.service_pin() == str(revision) and md.hpa_target() == md.revision_name(revision)
+    assert md.deployment_names() == expected_deployments(md, revision)
+
+
+# --- (g) quiet while waiting --------------------------------------------------------------------
+
+
+def test_no_status_writes_while_a_step_pauses(
+    cluster: KubeCluster, proxy: FaultProxy, ns: str
+) -> None:
+    md = ModelDeploymentDriver(cluster, ns, "quiet")
+    steps = [{"weight": 50, "pause": "60s"}]
+    md.deploy_proven(steps=steps)
+    revision = md.start_canary(steps=steps)["canary"]["revision"]
+    md.report_all(revision, healthy=True)
+
+    def pausing(status: dict[str, Any]) -> bool:
+        progressing = [c for c in status["conditions"] if c["type"] == names.COND_PROGRESSING]
+        return bool(progressing) and progressing[0]["reason"] == names.REASON_STEP_PAUSE
+
+    md.wait("the step pause", pausing)
+    settle(2)  # the pods' last events settle
+    mark = proxy.mark()
+    settle(10)
+    status_writes = proxy.writes(mark, path=status_path(ns, md.name))
+    all_writes = proxy.writes(mark, path=f"/namespaces/{ns}/")
+    assert not status_writes, (
+        f"{len(status_writes)} status writes (of {len(all_writes)} writes) in 10 s of waiting"
+    )
+    assert md.status()["canary"]["step"] == 0  # still waiting: the pause is 60 s
