@@ -24,7 +24,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeAlias
@@ -145,6 +145,7 @@ class Rule:
     after: Callable[[Record], None] | None = None
     seen: int = 0  # matches so far, skipped ones included
     fired: int = 0  # matches acted on
+    last: Record | None = None  # the last request acted on
 
     def matches(self, record: Record) -> bool:
         if self.method is not None and not re.fullmatch(self.method, record.method, re.I):
@@ -174,6 +175,7 @@ def pick(rules: Sequence[Rule], record: Record) -> Rule | None:
         if rule.seen <= rule.skip:
             continue
         rule.fired += 1
+        rule.last = record
         return rule
     return None
 
@@ -223,7 +225,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._rules: list[Rule] = []
         self._records: list[Record] = []
-        self._watches: set[tuple[web.Request, aiohttp.ClientResponse]] = set()
+        self._watches: dict[int, tuple[web.Request, aiohttp.ClientResponse]] = {}  # by Record.seq
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
@@ -290,6 +292,17 @@ class FaultProxy:
         """Mutating requests since `since` whose path matches the regex `path`."""
         return [r for r in self.records(since) if r.mutating and re.search(path, r.path)]
 
+    def wait_quiet(self, path: str = "", seconds: float = 0.5, timeout: float = 10) -> bool:
+        """Wait until no write matching `path` came for `seconds` (False: still busy after
+        `timeout`; callers use this to start counting at a calm moment, not as a check)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            writes = self.writes(max(0, self.mark() - 200), path)
+            if not writes or time.monotonic() - writes[-1].at >= seconds:
+                return True
+            time.sleep(0.05)
+        return False
+
     def drop_watches(self) -> int:
         """Disconnect every open watch now; returns how many there were."""
         dropped: int = self._run(self._drop_watches())
@@ -307,7 +320,11 @@ class FaultProxy:
         )
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+        # Handler cancellation ends the upstream watch of a client that went away (a killed
+        # operator) at once, instead of when the API server's watch timeout ends it.
+        self._runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=1, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -322,7 +339,7 @@ class FaultProxy:
 
     async def _drop_watches(self) -> int:
         with self._lock:
-            watches, self._watches = list(self._watches), set()
+            watches, self._watches = list(self._watches.values()), {}
         for request, upstream in watches:
             upstream.close()
             if request.transport is not None:
@@ -398,10 +415,9 @@ class FaultProxy:
     ) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, headers=headers)
         await response.prepare(request)
-        entry = (request, upstream)
         if record.watch:
             with self._lock:
-                self._watches.add(entry)
+                self._watches[record.seq] = (request, upstream)
         try:
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
@@ -411,6 +427,6 @@ class FaultProxy:
             if request.transport is not None:
                 request.transport.close()
         finally:
-            with self._lock, suppress(KeyError):
-                self._watches.remove(entry)
+            with self._lock:
+                self._watches.pop(record.seq, None)
         return response

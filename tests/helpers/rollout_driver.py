@@ -21,7 +21,7 @@ from modeldeploy import names
 from modeldeploy_serving.monitor.report import condition_patch, verdict_event
 from modeldeploy_serving.monitor.verdict import OnNoData, Thresholds, Verdict, evaluate
 from modeldeploy_serving.monitor.window import WindowStats
-from tests.kube import KubeCluster, wait_until
+from tests.kube import KubeCluster
 
 WINDOW_S = 5  # the CRD's minimum analysis window
 MIN_REQUESTS = 5
@@ -79,6 +79,7 @@ class ModelDeploymentDriver:
                     "steps": [{"weight": 50, "pause": "1h"}] if steps is None else steps,
                     "bakeTime": bake,
                 },
+                "rollback": {"historyLimit": 50},  # every revision Deployment stays
                 "analysis": {
                     "window": f"{WINDOW_S}s",
                     "minRequests": MIN_REQUESTS,
@@ -108,15 +109,21 @@ class ModelDeploymentDriver:
         """Poll until `check(status)` holds for the current generation; `tick` runs before each
         poll (to play sidecars, or to assert an invariant by raising)."""
 
-        def reached() -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
             if tick is not None:
                 tick()
             md = self.get()
             status = md.get("status") or {}
             current = status.get("observedGeneration") == md["metadata"]["generation"]
-            return status if current and check(status) else None
-
-        return dict(wait_until(reached, timeout, f"{self.namespace}/{self.name}: {what}", 0.2))
+            if current and check(status):
+                return status
+            time.sleep(0.2)
+        raise AssertionError(
+            f"timed out after {timeout}s waiting for {self.namespace}/{self.name}: {what}; "
+            f"now {summary(status)}"
+        )
 
     def deploy_proven(self, version: str | None = None, **kwargs: Any) -> dict[str, Any]:
         """A Stable first revision that has shown health (a valid rollback target)."""
@@ -184,16 +191,21 @@ class ModelDeploymentDriver:
         return [e["message"] for e in items["items"]]
 
     # --- playing the sidecar
-    def report(self, pod: dict[str, Any], healthy: bool) -> None:
-        """Write `pod`'s MetricsHealthy verdict exactly as its sidecar would."""
+    def report(self, pod: dict[str, Any], healthy: bool) -> bool:
+        """Write `pod`'s MetricsHealthy verdict exactly as its sidecar would (False: the pod is
+        gone already, e.g. removed by a rollback that an earlier pod's verdict caused)."""
         verdict = sidecar_verdict(healthy)
         now = datetime.now(UTC)
         body = condition_patch(verdict, now, now)
         pod_name = pod["metadata"]["name"]
-        self.cluster.kubectl(
+        proc = self.cluster.kubectl(
             "patch", "pod", pod_name, "-n", self.namespace, "--subresource=status",
-            "--type=strategic", "-p", json.dumps(body),
+            "--type=strategic", "-p", json.dumps(body), check=False,
         )  # fmt: skip
+        if proc.returncode != 0:
+            if "NotFound" in proc.stderr:
+                return False
+            raise AssertionError(f"patching {pod_name}'s status failed: {proc.stderr}")
         if not healthy:
             md = self.get()
             event = verdict_event(
@@ -206,13 +218,13 @@ class ModelDeploymentDriver:
                 suffix=uuid.uuid4().hex[:10],
             )
             self.cluster.kubectl("create", "-f", "-", input=json.dumps(event))
+        return True
 
     def report_all(self, revision: int | None, healthy: bool) -> int:
         """Report on every Ready pod of `revision` (None: all) that has no verdict yet."""
         count = 0
         for pod in self.pods(revision):
-            if metrics_condition(pod) is None:
-                self.report(pod, healthy)
+            if metrics_condition(pod) is None and self.report(pod, healthy):
                 count += 1
         return count
 
@@ -234,6 +246,14 @@ def stable_proven(status: dict[str, Any]) -> bool:
 def history(status: dict[str, Any], revision: int) -> list[tuple[str, str]]:
     entries = status.get("history", [])
     return [(h["outcome"], h["reason"]) for h in entries if h["revision"] == revision]
+
+
+def summary(status: dict[str, Any]) -> str:
+    """One line a user would read off `kubectl get md -o yaml`."""
+    canary = status.get("canary") or {}
+    stable = (status.get("stable") or {}).get("revision")
+    where = f"canary r{canary.get('revision')} step {canary.get('step')}" if canary else "no canary"
+    return f"{status.get('phase')}, stable r{stable}, {where}: {status.get('message')}"
 
 
 def settle(seconds: float) -> None:
