@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from modeldeploy import names
 from modeldeploy_serving.monitor.report import condition_patch, verdict_event
@@ -26,7 +27,34 @@ from tests.kube import KubeCluster
 WINDOW_S = 5  # the CRD's minimum analysis window
 MIN_REQUESTS = 5
 MAX_ERROR_RATE = 0.1
+STRATEGIC_MERGE = "application/strategic-merge-patch+json"
 _versions = itertools.count(1)
+
+
+class Rest:
+    """Direct REST calls on the test cluster (kubectl costs a process per call; the polling
+    loops here make hundreds)."""
+
+    def __init__(self, cluster: KubeCluster) -> None:
+        self._api = cluster.api()
+        self._host = self._api.configuration.host
+
+    def call(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> tuple[int, Any]:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        resp = self._api.call_api(method, self._host + path, header_params=headers, body=body)
+        resp.read()
+        return int(resp.status), json.loads(resp.data) if resp.data else None
+
+    def get(self, path: str) -> Any:
+        """The object at `path`, or None if there is none."""
+        status, data = self.call("GET", path)
+        if status == 404:
+            return None
+        if status >= 300:
+            raise AssertionError(f"GET {path}: {status} {data}")
+        return data
 
 
 def sidecar_verdict(healthy: bool, requests: int = 20) -> Verdict:
@@ -54,6 +82,8 @@ class ModelDeploymentDriver:
 
     def __init__(self, cluster: KubeCluster, namespace: str, name: str) -> None:
         self.cluster, self.namespace, self.name = cluster, namespace, name
+        self.rest = Rest(cluster)
+        self._ns_path = f"/namespaces/{namespace}"
 
     # --- the ModelDeployment
     def manifest(
@@ -94,7 +124,22 @@ class ModelDeploymentDriver:
         self.cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
 
     def get(self) -> dict[str, Any]:
-        return dict(self.cluster.get_json("md", self.name, "-n", self.namespace))
+        md = self.rest.get(f"/apis/{names.API_VERSION}{self._ns_path}/{names.PLURAL}/{self.name}")
+        assert md is not None, f"{self.namespace}/{self.name} is gone"
+        return dict(md)
+
+    def objects(self, group_version: str, plural: str, selector: str = "") -> list[dict[str, Any]]:
+        root = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+        query = f"?{urlencode({'labelSelector': selector})}" if selector else ""
+        items: list[dict[str, Any]] = self.rest.get(f"{root}{self._ns_path}/{plural}{query}")[
+            "items"
+        ]
+        return items
+
+    def child(self, group_version: str, plural: str, name: str) -> dict[str, Any] | None:
+        root = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+        found: dict[str, Any] | None = self.rest.get(f"{root}{self._ns_path}/{plural}/{name}")
+        return found
 
     def status(self) -> dict[str, Any]:
         return dict(self.get().get("status") or {})
@@ -149,28 +194,29 @@ class ModelDeploymentDriver:
 
     # --- children
     def deployment_names(self) -> list[str]:
-        items = self.cluster.get_json("deployments", "-n", self.namespace, "-l", self.selector())
-        return sorted(d["metadata"]["name"] for d in items["items"])
+        items = self.objects("apps/v1", "deployments", self.selector())
+        return sorted(d["metadata"]["name"] for d in items)
 
     def deployment_replicas(self, revision: int) -> int:
-        proc = self.cluster.kubectl(
-            "get", "deployment", self.revision_name(revision), "-n", self.namespace,
-            "-o", "jsonpath={.spec.replicas}", check=False,
-        )  # fmt: skip
-        return int(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else -1
+        """spec.replicas of the revision's Deployment (-1: there is none)."""
+        found = self.child("apps/v1", "deployments", self.revision_name(revision))
+        return -1 if found is None else int(found["spec"].get("replicas", 1))
 
-    def exists(self, kind: str, name: str) -> bool:
-        proc = self.cluster.kubectl("get", kind, name, "-n", self.namespace, check=False)
-        return proc.returncode == 0
+    def service(self) -> dict[str, Any] | None:
+        return self.child("v1", "services", names.service_name(self.name))
+
+    def hpa(self) -> dict[str, Any] | None:
+        return self.child("autoscaling/v2", "horizontalpodautoscalers", names.hpa_name(self.name))
 
     def service_pin(self) -> str | None:
-        name = names.service_name(self.name)
-        service = self.cluster.get_json("service", name, "-n", self.namespace)
+        service = self.service()
+        assert service is not None, "the Service is missing"
         pin = service["spec"]["selector"].get(names.LABEL_REVISION)
         return None if pin is None else str(pin)
 
     def hpa_target(self) -> str:
-        hpa = self.cluster.get_json("hpa", names.hpa_name(self.name), "-n", self.namespace)
+        hpa = self.hpa()
+        assert hpa is not None, "the HPA is missing"
         return str(hpa["spec"]["scaleTargetRef"]["name"])
 
     def revision_name(self, revision: int) -> str:
@@ -181,14 +227,15 @@ class ModelDeploymentDriver:
         return selector if revision is None else f"{selector},{names.LABEL_REVISION}={revision}"
 
     def pods(self, revision: int | None, ready_only: bool = True) -> list[dict[str, Any]]:
-        items = self.cluster.get_json("pods", "-n", self.namespace, "-l", self.selector(revision))
-        pods = [p for p in items["items"] if not p["metadata"].get("deletionTimestamp")]
+        items = self.objects("v1", "pods", self.selector(revision))
+        pods = [p for p in items if not p["metadata"].get("deletionTimestamp")]
         return [p for p in pods if is_ready(p)] if ready_only else pods
 
     def events(self, reason: str) -> list[str]:
         selector = f"involvedObject.name={self.name},reason={reason}"
-        items = self.cluster.get_json("events", "-n", self.namespace, "--field-selector", selector)
-        return [e["message"] for e in items["items"]]
+        query = urlencode({"fieldSelector": selector})
+        items = self.rest.get(f"/api/v1{self._ns_path}/events?{query}")["items"]
+        return [e["message"] for e in items]
 
     # --- playing the sidecar
     def report(self, pod: dict[str, Any], healthy: bool) -> bool:
@@ -198,14 +245,11 @@ class ModelDeploymentDriver:
         now = datetime.now(UTC)
         body = condition_patch(verdict, now, now)
         pod_name = pod["metadata"]["name"]
-        proc = self.cluster.kubectl(
-            "patch", "pod", pod_name, "-n", self.namespace, "--subresource=status",
-            "--type=strategic", "-p", json.dumps(body), check=False,
-        )  # fmt: skip
-        if proc.returncode != 0:
-            if "NotFound" in proc.stderr:
-                return False
-            raise AssertionError(f"patching {pod_name}'s status failed: {proc.stderr}")
+        path = f"/api/v1{self._ns_path}/pods/{pod_name}/status"
+        code, answer = self.rest.call("PATCH", path, body, STRATEGIC_MERGE)
+        if code == 404:
+            return False
+        assert code == 200, f"patching {pod_name}'s status: {code} {answer}"
         if not healthy:
             md = self.get()
             event = verdict_event(
@@ -217,7 +261,8 @@ class ModelDeploymentDriver:
                 now=now,
                 suffix=uuid.uuid4().hex[:10],
             )
-            self.cluster.kubectl("create", "-f", "-", input=json.dumps(event))
+            code, answer = self.rest.call("POST", f"/api/v1{self._ns_path}/events", event)
+            assert code == 201, f"creating the sidecar's Event: {code} {answer}"
         return True
 
     def report_all(self, revision: int | None, healthy: bool) -> int:
