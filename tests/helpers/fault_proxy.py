@@ -10,7 +10,10 @@ Rules decide what happens to a request, first match wins: a `Reply` (an HTTP err
 connection: a client timeout without waiting for the client's timeout), or `DropWatches`
 (disconnect every open watch, then forward). A rule can let its first `skip` matches through and
 act on the next `times` ones, and run `after(record)` once the matching request's response has
-been forwarded (for example to SIGKILL the operator between two API calls).
+been forwarded, or `before_reply(record)` once the API server has answered but before the client
+sees the answer. To SIGKILL the operator between two API calls, use `before_reply`: the call has
+taken effect and the operator cannot have started the next one (after forwarding, a fast client
+can race the signal and send its next request first).
 
 Non-streaming answers are forwarded whole; streaming ones (watches, chunked lists) chunk by chunk.
 The server runs in a background thread with its own asyncio loop.
@@ -143,6 +146,7 @@ class Rule:
     query: str | None = None
     body: Callable[[Any], bool] | None = None
     after: Callable[[Record], None] | None = None
+    before_reply: Callable[[Record], None] | None = None
     seen: int = 0  # matches so far, skipped ones included
     fired: int = 0  # matches acted on
     last: Record | None = None  # the last request acted on
@@ -368,21 +372,31 @@ class FaultProxy:
                 if request.transport is not None:
                     request.transport.abort()
                 raise asyncio.CancelledError  # nothing more to send on this connection
+
+        def before_reply() -> None:
+            if rule is not None and rule.before_reply is not None:
+                rule.before_reply(record)
+
         if isinstance(action, Reply):
             record.status, record.injected = action.status, True
             response: web.StreamResponse = web.json_response(
                 action.body(), status=action.status, headers=action.headers()
             )
+            before_reply()
             await response.prepare(request)
             await response.write_eof()
         else:
-            response = await self._forward(request, data, record)
+            response = await self._forward(request, data, record, before_reply)
         if rule is not None and rule.after is not None:
             rule.after(record)
         return response
 
     async def _forward(
-        self, request: web.Request, data: bytes, record: Record
+        self,
+        request: web.Request,
+        data: bytes,
+        record: Record,
+        before_reply: Callable[[], None],
     ) -> web.StreamResponse:
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() in _REQUEST_HEADERS}
@@ -401,9 +415,11 @@ class FaultProxy:
             if upstream.content_length is not None and not record.watch:
                 body = await upstream.read()
                 response = web.Response(body=body, status=upstream.status, headers=out_headers)
+                before_reply()
                 await response.prepare(request)
                 await response.write_eof()
                 return response
+            before_reply()
             return await self._stream(request, upstream, out_headers, record)
 
     async def _stream(

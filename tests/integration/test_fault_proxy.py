@@ -68,10 +68,20 @@ def test_the_operators_client_works_through_the_proxy_and_sees_status_codes(
         try:
             assert (await kube.get("ServiceAccount", namespace, "default")) is not None
             mark = proxy.mark()
+            answered: list[tuple[str, int | None]] = []
+            proxy.add(
+                Rule(
+                    path="/serviceaccounts/default$",
+                    method="PATCH",
+                    before_reply=lambda r: answered.append(("before", r.status)),
+                    after=lambda r: answered.append(("after", r.status)),
+                )
+            )
             labels = {"metadata": {"labels": {"seen-by": "proxy"}}}
             await kube.patch("ServiceAccount", namespace, "default", labels)
             (write,) = proxy.writes(mark)
             assert (write.method, write.status, write.body) == ("PATCH", 200, labels)
+            assert answered == [("before", 200), ("after", 200)]
             proxy.add(Rule(path="/serviceaccounts/default$", action=Reply(409, "taken")))
             with pytest.raises(ApiError) as err:
                 await kube.get("ServiceAccount", namespace, "default")

@@ -144,8 +144,9 @@ def killer(op: OperatorProcess) -> Callable[[Record], None]:
 
 
 def kill_rule(ns: str, k: int, op: OperatorProcess) -> Rule:
-    """SIGKILL the operator right after its k-th mutating call in `ns` from now on."""
-    return Rule(path=f"/namespaces/{ns}/", method=MUTATING, skip=k - 1, after=killer(op))
+    """SIGKILL the operator right after its k-th mutating call in `ns` from now on took effect
+    (before the answer reaches it, so it cannot have sent the next call)."""
+    return Rule(path=f"/namespaces/{ns}/", method=MUTATING, skip=k - 1, before_reply=killer(op))
 
 
 def describe(calls: list[Record]) -> str:
@@ -480,3 +481,28 @@ def test_no_status_writes_while_a_step_pauses(
         f"{len(status_writes)} status writes (of {len(all_writes)} writes) in 10 s of waiting"
     )
     assert md.status()["canary"]["step"] == 0  # still waiting: the pause is 60 s
+
+
+# --- (h) reads come from watch caches -----------------------------------------------------------
+
+RECONCILES = "modeldeploy_reconcile_duration_seconds_count"
+
+
+def test_reconciles_read_from_watch_caches_not_the_api(
+    cluster: KubeCluster, proxy: FaultProxy, op: OperatorProcess, ns: str
+) -> None:
+    md = ModelDeploymentDriver(cluster, ns, "cached")
+    md.deploy_proven()
+    proxy.wait_quiet(f"/namespaces/{ns}/", seconds=1)
+    mark = proxy.mark()
+    for i in range(3):  # an annotation the operator does not use: a reconcile that finds nothing
+        before = op.metric(RECONCILES)
+        poke = f"test.example.com/poke={i}"
+        cluster.kubectl("annotate", "md", md.name, "-n", ns, poke, "--overwrite")
+        wait_until(lambda: op.metric(RECONCILES) > before, 10, f"reconcile {i + 1}")  # noqa: B023
+    reads = [
+        r
+        for r in proxy.records(mark)
+        if r.method == "GET" and not r.watch and f"/namespaces/{ns}/" in r.path
+    ]
+    assert not reads, f"{len(reads)} reads for 3 reconciles:\n{describe(reads)}"
