@@ -414,7 +414,7 @@ def test_namespace_with_modeldeployments_finishes_deleting(cluster: KubeCluster)
 # --- (f) deleted children -------------------------------------------------------------------
 
 
-def test_deleted_children_come_back_and_the_canary_waits_for_stable(
+def test_deleted_stable_deployment_comes_back_and_the_canary_waits_for_it(
     cluster: KubeCluster, ns: str
 ) -> None:
     md = ModelDeploymentDriver(cluster, ns, "healer")
@@ -443,7 +443,13 @@ def test_deleted_children_come_back_and_the_canary_waits_for_stable(
 
     wait_until(r1_back, 20, "r1 recreated with a ready pod", interval=0.2)
     md.wait(f"r{revision} promoted", promoted(revision), tick=lambda: md.report_all(revision, True))
+    assert md.deployment_names() == expected_deployments(md, revision)
 
+
+def test_deleted_service_and_hpa_come_back_during_a_canary(cluster: KubeCluster, ns: str) -> None:
+    md = ModelDeploymentDriver(cluster, ns, "mended")
+    md.deploy_proven()
+    revision = md.start_canary()["canary"]["revision"]
     cluster.kubectl("delete", "service", names.service_name(md.name), "-n", ns)
     cluster.kubectl("delete", "hpa", names.hpa_name(md.name), "-n", ns)
     wait_until(
@@ -451,8 +457,10 @@ def test_deleted_children_come_back_and_the_canary_waits_for_stable(
         20,
         "the Service and HPA to be recreated",
     )
-    assert md.service_pin() == str(revision) and md.hpa_target() == md.revision_name(revision)
-    assert md.deployment_names() == expected_deployments(md, revision)
+    # As before: during a canary the Service selects every revision, the HPA scales the stable.
+    assert md.service_pin() is None and md.hpa_target() == md.revision_name(1)
+    status = md.status()
+    assert status["canary"]["revision"] == revision and status["stable"]["revision"] == 1
 
 
 # --- (g) quiet while waiting --------------------------------------------------------------------
