@@ -67,6 +67,7 @@ class Reply:
     status: int
     message: str = "injected by the fault proxy"
     retry_after: int | None = None  # seconds, for 429/503: header and details.retryAfterSeconds
+    delay: float = 0.0  # seconds to wait first (an overloaded server answers late, then fails)
 
     def body(self) -> dict[str, Any]:
         details: dict[str, Any] = {}
@@ -378,6 +379,7 @@ class FaultProxy:
                 rule.before_reply(record)
 
         if isinstance(action, Reply):
+            await asyncio.sleep(action.delay)
             record.status, record.injected = action.status, True
             response: web.StreamResponse = web.json_response(
                 action.body(), status=action.status, headers=action.headers()

@@ -137,8 +137,9 @@ def test_parse_body_reads_json_and_yaml_and_tolerates_garbage() -> None:
     assert parse_body(b"\x00: [") is None
 
 
-def test_delay_defaults_to_forwarding() -> None:
+def test_delays_default_to_forwarding_and_replies_to_answering_at_once() -> None:
     assert Delay(1.0).reset is False
+    assert Reply(503).delay == 0.0
 
 
 def test_kubeconfig_points_at_the_proxy_without_credentials(tmp_path: Path) -> None:
