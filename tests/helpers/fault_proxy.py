@@ -49,11 +49,13 @@ REASONS: Final = {
     503: "ServiceUnavailable",
     504: "Timeout",
 }
-# Forwarded request headers; Accept-Encoding is left out so bodies pass through unchanged.
-_REQUEST_HEADERS: Final = frozenset({"accept", "content-type", "user-agent"})
+# Forwarded request headers. Bodies pass through byte for byte, compressed or not: the client's
+# Accept-Encoding goes up (or "identity", never the proxy's own default) and the API server's
+# Content-Encoding comes back down with the body (the API server gzips large lists).
+_REQUEST_HEADERS: Final = frozenset({"accept", "accept-encoding", "content-type", "user-agent"})
 # Hop-by-hop or recomputed response headers.
 _DROPPED_RESPONSE_HEADERS: Final = frozenset(
-    {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding"}
+    {"content-length", "transfer-encoding", "connection", "keep-alive"}
 )
 
 
@@ -402,6 +404,7 @@ class FaultProxy:
     ) -> web.StreamResponse:
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() in _REQUEST_HEADERS}
+        headers.setdefault("Accept-Encoding", "identity")
         if (token := self._creds.token()) is not None:
             headers["Authorization"] = token
         url = f"{self._creds.host}{request.rel_url}"

@@ -170,16 +170,21 @@ class ModelDeploymentDriver:
             f"now {summary(status)}"
         )
 
-    def deploy_proven(self, version: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    def deploy_proven(
+        self, version: str | None = None, timeout: float = 30, **kwargs: Any
+    ) -> dict[str, Any]:
         """A Stable first revision that has shown health (a valid rollback target)."""
         self.apply(version or new_version(), **kwargs)
         return self.wait(
             "first revision Stable and proven",
             lambda s: s.get("phase") == names.PHASE_STABLE and stable_proven(s),
+            timeout=timeout,
             tick=lambda: self.report_all(None, healthy=True),
         )
 
-    def start_canary(self, version: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    def start_canary(
+        self, version: str | None = None, timeout: float = 30, **kwargs: Any
+    ) -> dict[str, Any]:
         """Apply a new version and wait until its canary has all the pods its step needs."""
         before = self.status().get("rollout", {}).get("nextRevision", 1)
         self.apply(version or new_version(), **kwargs)
@@ -190,7 +195,7 @@ class ModelDeploymentDriver:
                 return False
             return len(self.pods(before)) >= self.deployment_replicas(before) > 0
 
-        return self.wait(f"canary r{before} with its pods ready", ready)
+        return self.wait(f"canary r{before} with its pods ready", ready, timeout=timeout)
 
     # --- children
     def deployment_names(self) -> list[str]:
