@@ -131,5 +131,5 @@ def test_errors_are_one_line_on_stderr_with_exit_code_1(
     assert captured.out == ""
     errors = captured.err.splitlines()
     assert len(errors) == 2
-    assert errors[0].startswith("error: revision 2 of ml/iris ended RolledBack")
+    assert errors[0].startswith("error: revision 2 of ml/iris was rolled back")
     assert errors[1] == 'error: modeldeployment "iris" not found in namespace "default"'

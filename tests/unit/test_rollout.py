@@ -642,19 +642,28 @@ def _check_invariants(
     assert len({r.number for r in live}) == len(live)
     assert {r.number for r in live} <= set(d.replicas)
     assert len(s.history) <= policy.history_limit
-    # Never rolls back onto a revision that was not healthy: the stable only changes forward (the
-    # in-flight revision, or one created now) or onto a revision shown healthy.
+    # Never rolls back onto a revision that breaches now: the stable only changes forward (the
+    # in-flight revision, or one created now) or onto a revision that is not breaching.
+    breaching = {n for n, v in obs.verdicts.items() if v.health is Health.BREACHED}
     if s.stable and (before.stable is None or s.stable.number != before.stable.number):
         forward = s.stable.number >= before.next_revision or (
             before.canary is not None and s.stable.number == before.canary.number
         )
-        assert forward or s.stable.proven, "rolled back onto a revision never shown healthy"
+        assert forward or s.stable.number not in breaching, "rolled back onto a breach"
     automatic = [
         e for e in d.events if e.reason == names.REASON_ROLLED_BACK and e.type == "Warning"
     ]
-    if automatic:
-        assert s.stable and s.stable.proven
-        assert obs.verdicts.get(s.stable.number, HEALTHY).health is not Health.BREACHED
+    if automatic:  # the target rule: the revision that served before, unless it breaches
+        assert s.stable and s.stable.number not in breaching
+    # A breaching canary leaves rotation unless there is nowhere better to go.
+    if before.canary and before.canary.number in breaching and not before.restoring:
+        fallback = before.stable and before.stable.number not in breaching
+        if policy.automatic_rollback and fallback:
+            assert s.canary is None or s.canary.number != before.canary.number
+    # No step forward while the stable has no ready pod.
+    if before.canary and s.canary and before.stable and obs.ready.get(before.stable.number) == 0:
+        if before.canary.number == s.canary.number and not s.restoring:
+            assert (s.step, s.weight) == (before.step, before.weight) or obs.promote
     # The weight is monotone within one rollout.
     if before.canary and s.canary and before.canary.number == s.canary.number:
         assert s.weight >= before.weight
@@ -665,7 +674,12 @@ def _check_invariants(
     # The HPA scales the serving revision; the Service is pinned to it unless a canary splits.
     if s.stable:
         assert d.hpa_revision == (s.stable.number if policy.autoscaling else None)
-        assert d.service_revision == (None if s.canary else s.stable.number)
+        if s.canary:
+            assert d.service_revision is None
+        elif obs.ready.get(s.stable.number, 0) > 0 or s.previous is None:
+            assert d.service_revision == s.stable.number
+        else:  # never pinned to a revision without pods while the warm one could serve
+            assert d.service_revision in (s.stable.number, s.previous.number)
     if s.canary and s.stable:
         wanted = d.replicas[s.canary.number]
         assert wanted is not None and wanted >= 1
