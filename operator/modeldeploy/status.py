@@ -194,10 +194,41 @@ def invalid_spec_status(
 
 
 def status_patch(stored: Mapping[str, Any], desired: dict[str, Any]) -> dict[str, Any] | None:
-    """A JSON merge patch turning `stored` into `desired`, or None if they already agree."""
-    desired = {k: v for k, v in desired.items() if v is not None}
-    patch: dict[str, Any] = {}
-    for key in set(stored) | set(desired):
-        if stored.get(key) != desired.get(key):
-            patch[key] = desired.get(key)  # None deletes the field
-    return patch or None
+    """The JSON merge patch (RFC 7386) turning `stored` into `desired`, or None if they agree.
+
+    In a merge patch null deletes a key, so the API server never stores one: a key that is
+    None in `desired` equals a missing key in `stored`. Nested objects are patched key by key,
+    so a key that `desired` lacks is deleted explicitly (else the merge would keep it and the
+    next reconcile would write again). Arrays are replaced whole."""
+    patch = _merge_diff(stored, desired)
+    return patch if isinstance(patch, dict) and patch else None
+
+
+_SAME: Any = object()
+
+
+def _merge_diff(stored: Any, desired: Any) -> Any:
+    if isinstance(stored, Mapping) and isinstance(desired, Mapping):
+        patch: dict[str, Any] = {}
+        for key in set(stored) | set(desired):
+            old, new = stored.get(key), desired.get(key)
+            if new is None:
+                if old is not None:
+                    patch[key] = None
+            elif old is None:
+                patch[key] = _without_nulls(new)
+            elif (sub := _merge_diff(old, new)) is not _SAME:
+                patch[key] = sub
+        return patch or _SAME
+    if _without_nulls(stored) == _without_nulls(desired):
+        return _SAME
+    return _without_nulls(desired)
+
+
+def _without_nulls(value: Any) -> Any:
+    """What the API server stores of a value sent in a merge patch."""
+    if isinstance(value, Mapping):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_without_nulls(v) for v in value]
+    return value

@@ -251,8 +251,11 @@ def test_promotion_survives_a_kill_after_every_api_call(
         )
         deployments = md.deployment_names()
         assert deployments == expected_deployments(md, revision), f"revisions: {deployments}"
-        assert md.service_pin() == str(revision), f"Service pinned to {md.service_pin()}"
-        assert md.hpa_target() == md.revision_name(revision), f"HPA on {md.hpa_target()}"
+        # Status records the decision first; the Service and the HPA follow it right after.
+        wait_until(lambda: md.service_pin() == str(revision), 15, f"the Service on r{revision}")
+        wait_until(
+            lambda: md.hpa_target() == md.revision_name(revision), 15, f"the HPA on r{revision}"
+        )
         wait_until(
             lambda: md.deployment_replicas(revision - 1) == 0, 15, "the old revision at zero"
         )

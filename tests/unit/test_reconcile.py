@@ -79,13 +79,20 @@ def run(md: dict[str, Any], now: datetime = NOW, **observed: Any) -> Reconciliat
 
 def stored_after(md: dict[str, Any], result: Reconciliation) -> dict[str, Any]:
     """The ModelDeployment as the API server stores it after the status merge patch."""
-    status = dict(md.get("status") or {})
-    for key, value in (result.status or {}).items():
+    return {**md, "status": merge(md.get("status") or {}, result.status or {})}
+
+
+def merge(target: Any, patch: Any) -> Any:
+    """RFC 7386, as the API server applies a merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
         if value is None:
-            status.pop(key, None)
+            result.pop(key, None)
         else:
-            status[key] = value
-    return {**md, "status": status}
+            result[key] = merge(result.get(key), value)
+    return result
 
 
 def kinds(result: Reconciliation) -> list[str]:
