@@ -61,6 +61,14 @@ def _mark(obj: dict[str, Any]) -> str:
     return _digest([obj.get("spec"), meta.get("labels")])
 
 
+def _echo(ours: str, seen: str) -> bool:
+    """Whether a child's event shows nothing newer than our last write. Generations only grow,
+    so an event of an older generation (it raced our scale's answer) is an echo too."""
+    if ours.startswith("g") and seen.startswith("g") and ours[1:].isdigit() and seen[1:].isdigit():
+        return int(seen[1:]) <= int(ours[1:])
+    return ours == seen
+
+
 def _stub(key: Key) -> dict[str, Any]:
     return {"metadata": {"namespace": key[0], "name": key[1]}}
 
@@ -175,8 +183,8 @@ class Controller:
                 self.queue.trigger((meta["namespace"], owner))
         elif event_type == "DELETED":
             self._child_problems.pop(ident, None)
-        if event_type != "DELETED" and applied is not None and applied[1] == _mark(body):
-            return  # our own write echoing back, or a status-only change
+        if event_type != "DELETED" and applied is not None and _echo(applied[1], _mark(body)):
+            return  # our own write echoing back (maybe late), or a status-only change
         # Deleted or changed by someone else (the HPA, a user): apply again on the next pass.
         self._applied.pop(ident, None)
         self.queue.trigger((meta["namespace"], owner))
