@@ -24,7 +24,13 @@ import pytest
 from modeldeploy import names
 from tests.helpers.fault_proxy import Delay, DropWatches, FaultProxy, Record, Reply, Rule
 from tests.helpers.operator_proc import OperatorProcess
-from tests.helpers.rollout_driver import ModelDeploymentDriver, history, settle
+from tests.helpers.rollout_driver import (
+    ModelDeploymentDriver,
+    history,
+    new_version,
+    settle,
+    stable_proven,
+)
 from tests.kube import ROOT, KubeCluster, wait_until
 
 pytestmark = pytest.mark.kwok
@@ -530,3 +536,56 @@ def test_reconciles_read_from_watch_caches_not_the_api(
         if r.method == "GET" and not r.watch and f"/namespaces/{ns}/" in r.path
     ]
     assert not reads, f"{len(reads)} reads for 3 reconciles:\n{describe(reads)}"
+
+
+# --- (i) the rollback target rule and healing history ---------------------------------------
+
+
+def test_a_breaching_canary_rolls_back_onto_an_unproven_stable(
+    cluster: KubeCluster, ns: str
+) -> None:
+    """ "Not yet shown healthy" is not "broken": r1 never had a verdict (no traffic), and the
+    breaching r2 still leaves rotation at once, back to r1."""
+    md = ModelDeploymentDriver(cluster, ns, "fresh")
+    md.apply(new_version())
+    md.wait("r1 Stable", lambda s: s.get("phase") == names.PHASE_STABLE)
+    assert not stable_proven(md.status())
+    revision = md.start_canary()["canary"]["revision"]
+    md.report_all(revision, healthy=False)
+    status = md.wait("r2 rolled back", lambda s: s.get("phase") == names.PHASE_ROLLED_BACK)
+    assert (status["stable"]["revision"], status.get("canary")) == (1, None)
+    assert history(status, revision) == [(names.OUTCOME_ROLLED_BACK, names.REASON_METRIC_BREACH)]
+    said = wait_until(lambda: md.events(names.REASON_ROLLED_BACK), 10, "the RolledBack Event")
+    assert "r1 (unproven) serves 100%" in said[0]
+    wait_until(lambda: md.deployment_replicas(revision) == 0, 15, "r2 at zero")
+
+
+def test_the_first_revision_comes_back_from_its_history_and_can_be_restored(
+    cluster: KubeCluster, ns: str
+) -> None:
+    md = ModelDeploymentDriver(cluster, ns, "history")
+    steps = [{"weight": 50, "pause": "0s"}]
+    md.deploy_proven(steps=steps)
+    revision = md.start_canary(steps=steps)["canary"]["revision"]
+    md.wait("r2 promoted", promoted(revision), tick=lambda: md.report_all(revision, healthy=True))
+    wait_until(lambda: md.deployment_replicas(1) == 0, 15, "r1 kept at zero")
+    # Someone deletes the cold r1: its ControllerRevision brings it back, still at zero.
+    cluster.kubectl("delete", "deployment", md.revision_name(1), "-n", ns, "--wait=true")
+    wait_until(
+        lambda: md.child("apps/v1", "deployments", md.revision_name(1)) is not None,
+        15,
+        "r1 rendered again from its history",
+    )
+    assert md.deployment_replicas(1) == 0
+    # rollback --to 1: the first revision, recorded in the history when it was deployed.
+    cluster.kubectl(
+        "annotate", "md", md.name, "-n", ns, f"{names.ANNOTATION_ROLLBACK_TO}=1@t1", "--overwrite"
+    )
+    status = md.wait(
+        "r1 restored",
+        lambda s: (s.get("stable") or {}).get("revision") == 1 and not s.get("canary"),
+        tick=lambda: md.report_all(1, healthy=True),
+    )
+    assert status["phase"] == names.PHASE_ROLLED_BACK  # the desired spec (r2's) is quarantined
+    wait_until(lambda: md.hpa_target() == md.revision_name(1), 15, "the HPA back on r1")
+    wait_until(lambda: md.deployment_replicas(revision) == 0, 15, "r2 at zero")

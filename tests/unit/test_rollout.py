@@ -661,9 +661,10 @@ def _check_invariants(
         if policy.automatic_rollback and fallback:
             assert s.canary is None or s.canary.number != before.canary.number
     # No step forward while the stable has no ready pod.
-    if before.canary and s.canary and before.stable and obs.ready.get(before.stable.number) == 0:
-        if before.canary.number == s.canary.number and not s.restoring:
-            assert (s.step, s.weight) == (before.step, before.weight) or obs.promote
+    stable_gone = before.stable and obs.ready.get(before.stable.number) == 0
+    same = before.canary and s.canary and before.canary.number == s.canary.number
+    if stable_gone and same and not s.restoring:
+        assert (s.step, s.weight) == (before.step, before.weight) or obs.promote
     # The weight is monotone within one rollout.
     if before.canary and s.canary and before.canary.number == s.canary.number:
         assert s.weight >= before.weight
