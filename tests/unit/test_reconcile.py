@@ -8,6 +8,7 @@ from typing import Any
 from modeldeploy import names
 from modeldeploy.reconcile import Reconciliation, plan
 from modeldeploy.status import status_patch
+from tests.helpers.merge_patch import merge
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 IMAGE = "registry.example.com/modeldeploy:1"
@@ -80,19 +81,6 @@ def run(md: dict[str, Any], now: datetime = NOW, **observed: Any) -> Reconciliat
 def stored_after(md: dict[str, Any], result: Reconciliation) -> dict[str, Any]:
     """The ModelDeployment as the API server stores it after the status merge patch."""
     return {**md, "status": merge(md.get("status") or {}, result.status or {})}
-
-
-def merge(target: Any, patch: Any) -> Any:
-    """RFC 7386, as the API server applies a merge patch."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge(result.get(key), value)
-    return result
 
 
 def kinds(result: Reconciliation) -> list[str]:
@@ -240,16 +228,22 @@ def history_of(result: Reconciliation, revision: int) -> dict[str, Any]:
     )
 
 
-def test_a_deleted_stable_is_rendered_again_from_its_history_mid_canary() -> None:
+def canary_started(pods: int = 4) -> tuple[dict[str, Any], Reconciliation]:
+    """r1 Stable with `pods` ready pods, then version 2 applied: r2 started as a canary.
+    Returns the stored ModelDeployment and r1's first plan (with its ControllerRevision)."""
     first = run(body())
     md = stored_after(body(), first)
-    r1_history = history_of(first, 1)
-    stable = {"deployments": [deployment(1, 4)], "pods": [pod(1, i) for i in range(4)]}
+    stable = {"deployments": [deployment(1, pods)], "pods": [pod(1, i) for i in range(pods)]}
     md = stored_after(md, run(md, **stable))
     new = body()
     new["spec"]["model"] = {**new["spec"]["model"], "version": "2", "sha256": "cd" * 32}
     new["status"] = md["status"]
-    md = stored_after(new, run(new, **stable))
+    return stored_after(new, run(new, **stable)), first
+
+
+def test_a_deleted_stable_is_rendered_again_from_its_history_mid_canary() -> None:
+    md, first = canary_started()
+    r1_history = history_of(first, 1)
     # Someone deletes iris-r1: only its ControllerRevision remembers how it was made.
     result = run(md, deployments=[deployment(2, 4)], controllerrevisions=[r1_history])
     rendered = {o["metadata"]["name"]: o for o in result.apply if o["kind"] == "Deployment"}
@@ -265,13 +259,7 @@ def test_a_deleted_stable_is_rendered_again_from_its_history_mid_canary() -> Non
 
 
 def test_without_history_a_lost_revision_is_reported_not_invented() -> None:
-    md = stored_after(body(), run(body()))
-    stable = {"deployments": [deployment(1, 4)], "pods": [pod(1, i) for i in range(4)]}
-    md = stored_after(md, run(md, **stable))
-    new = body()
-    new["spec"]["model"] = {**new["spec"]["model"], "version": "2", "sha256": "cd" * 32}
-    new["status"] = md["status"]
-    md = stored_after(new, run(new, **stable))
+    md, _ = canary_started()
     result = run(md, deployments=[deployment(2, 4)])
     assert result.lost == (1,)
     assert "iris-r1" not in result.scale
@@ -304,13 +292,8 @@ def test_a_refused_service_reaches_status_and_one_event() -> None:
 
 
 def test_a_refused_canary_deployment_fails_the_canary_at_once() -> None:
-    md = stored_after(body(), run(body()))
+    md, _ = canary_started(pods=2)
     stable = {"deployments": [deployment(1, 2)], "pods": [pod(1, 0), pod(1, 1)]}
-    md = stored_after(md, run(md, **stable))
-    new = body()
-    new["spec"]["model"] = {**new["spec"]["model"], "version": "2", "sha256": "cd" * 32}
-    new["status"] = md["status"]
-    md = stored_after(new, run(new, **stable))
     refusal = {"kind": "Deployment", "name": "iris-r2", "message": "403 Forbidden: denied"}
     result = run(md, **stable, refused=[refusal])
     assert result.status is not None and result.status["phase"] == names.PHASE_ROLLED_BACK

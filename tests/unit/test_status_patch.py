@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modeldeploy.status import status_patch
+from tests.helpers.merge_patch import merge
 
 leaves = st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from(["a", "b", ""])
 values = st.recursive(
@@ -20,19 +21,6 @@ values = st.recursive(
     max_leaves=12,
 )
 statuses = st.dictionaries(st.sampled_from(["phase", "canary", "rollout", "history"]), values)
-
-
-def merge(target: Any, patch: Any) -> Any:
-    """RFC 7386, as the API server applies a merge patch."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge(result.get(key), value)
-    return result
 
 
 def stored_form(value: Any) -> Any:
