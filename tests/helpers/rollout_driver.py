@@ -148,7 +148,7 @@ class ModelDeploymentDriver:
         self,
         what: str,
         check: Callable[[dict[str, Any]], bool],
-        timeout: float = 30,
+        timeout: float = 60,
         tick: Callable[[], object] | None = None,
     ) -> dict[str, Any]:
         """Poll until `check(status)` holds for the current generation; `tick` runs before each
@@ -171,7 +171,7 @@ class ModelDeploymentDriver:
         )
 
     def deploy_proven(
-        self, version: str | None = None, timeout: float = 30, **kwargs: Any
+        self, version: str | None = None, timeout: float = 60, **kwargs: Any
     ) -> dict[str, Any]:
         """A Stable first revision that has shown health (a valid rollback target)."""
         self.apply(version or new_version(), **kwargs)
@@ -183,7 +183,7 @@ class ModelDeploymentDriver:
         )
 
     def start_canary(
-        self, version: str | None = None, timeout: float = 30, **kwargs: Any
+        self, version: str | None = None, timeout: float = 60, **kwargs: Any
     ) -> dict[str, Any]:
         """Apply a new version and wait until its canary has all the pods its step needs."""
         before = self.status().get("rollout", {}).get("nextRevision", 1)

@@ -36,6 +36,7 @@ from tests.kube import ROOT, KubeCluster, wait_until
 pytestmark = pytest.mark.kwok
 
 PREFIX = f"flt{uuid.uuid4().hex[:4]}"
+LEADER = "modeldeploy_leader"
 MUTATING = "POST|PUT|PATCH|DELETE"
 MAX_KILLS = 12  # the first kill points per scenario (bounds the runtime; later calls are
 # status refreshes after the transition is complete)
@@ -66,6 +67,13 @@ def op(cluster: KubeCluster, proxy: FaultProxy) -> Iterator[OperatorProcess]:
 @pytest.fixture(autouse=True)
 def _clean_slate(proxy: FaultProxy, op: OperatorProcess) -> Iterator[None]:
     proxy.clear()
+    leading = op.proc is not None and op.proc.poll() is None
+    with suppress(AssertionError, OSError):
+        leading = leading and wait_until(lambda: op.metric(LEADER) == 1, 20, "the Lease")
+    if not leading:  # a previous test's fault may have cost it the Lease (it then exits)
+        op.stop()
+        op.start()
+        wait_until(lambda: op.metric(LEADER) == 1, 30, "the Lease after a restart")
     yield
     proxy.clear()
     if op.proc is None or op.proc.poll() is not None:
