@@ -58,7 +58,11 @@ def main() -> int:
     log = (cluster_dir / "logs" / "operator.log").open("ab")
     env = {**os.environ, "KUBECONFIG": str(cluster_dir / "kubeconfig")}
     operator = subprocess.Popen(
-        [str(Path(sys.executable).parent / "modeldeploy-operator"), "--all-namespaces"],
+        [
+            str(Path(sys.executable).parent / "modeldeploy-operator"),
+            "--all-namespaces",
+            "--allow-file-uris",  # local development: models may come from file:// paths
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,

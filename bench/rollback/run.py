@@ -385,7 +385,7 @@ def main() -> int:
         cluster.apply_crds()
         cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", timeout=180)
         cluster.kubectl("create", "namespace", NAMESPACE)
-        operator = OperatorProcess(cluster, namespaces=[NAMESPACE])
+        operator = OperatorProcess(cluster, namespaces=[NAMESPACE], allow_file_uris=True)
         operator.start()
         load_before = os.getloadavg()
         try:

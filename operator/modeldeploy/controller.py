@@ -83,10 +83,16 @@ class Controller:
     """Turns watch events into reconciles of the owning ModelDeployment."""
 
     def __init__(
-        self, kube: Kube, default_image: str, clock: Callable[[], datetime] = utcnow
+        self,
+        kube: Kube,
+        default_image: str,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        allow_file_uris: bool = False,
     ) -> None:
         self.kube = kube
         self.default_image = default_image
+        self.allow_file_uris = allow_file_uris
         self.clock = clock
         self.queue = WorkQueue(self.reconcile)
         self._bodies: dict[Key, dict[str, Any]] = {}
@@ -244,7 +250,13 @@ class Controller:
             {"kind": kind, "name": obj_name, "message": message}
             for (kind, obj_name), message in sorted((self._refused.get(key) or {}).items())
         ]
-        result = plan(body, observed, default_image=self.default_image, now=self.clock())
+        result = plan(
+            body,
+            observed,
+            default_image=self.default_image,
+            now=self.clock(),
+            allow_file_uris=self.allow_file_uris,
+        )
         refused_before = dict(self._refused.get(key) or {})
         await self._execute(key, body, result)
         if refused := self._refused.get(key):

@@ -46,7 +46,11 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         # forbidden (kopf would retry for about a minute). Globs do need the namespace scan.
         settings.scanning.disabled = True
     credentials = Credentials.load(os.environ.get("KUBECONFIG") or None)
-    memo.controller = Controller(Kube(credentials), default_image=memo.serving_image)
+    memo.controller = Controller(
+        Kube(credentials),
+        default_image=memo.serving_image,
+        allow_file_uris=memo.allow_file_uris,
+    )
     logging.getLogger("modeldeploy").info(
         "operator started (%s)",
         "namespaces " + ", ".join(memo.namespaces) if memo.namespaced else "all namespaces",

@@ -59,6 +59,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="name of the Lease; replicas of one operator share it "
         f"(default: {names.LEADER_ELECTION_ID})",
     )
+    parser.add_argument(
+        "--allow-file-uris",
+        action="store_true",
+        help="development only: serve models from file:// URIs (paths on the node, readable by "
+        "whoever writes a ModelDeployment); without it such specs are reported InvalidSpec",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=__version__)
     return parser.parse_args(argv)
@@ -82,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
 
     memo = kopf.Memo(
         serving_image=args.serving_image,
+        allow_file_uris=args.allow_file_uris,
         namespaced=bool(args.namespace),
         namespaces=list(args.namespace),
         leader_election=args.leader_election,

@@ -44,12 +44,13 @@ def plan(
     *,
     default_image: str,
     now: datetime,
+    allow_file_uris: bool = False,
 ) -> Reconciliation:
     meta = body["metadata"]
     stored_status: Mapping[str, Any] = body.get("status") or {}
     try:
         validate_name(meta["name"])
-        spec = parse_spec(body.get("spec") or {})
+        spec = parse_spec(body.get("spec") or {}, allow_file_uris=allow_file_uris)
     except SpecError as err:
         return _invalid(body, err, now)
 
@@ -87,7 +88,7 @@ def plan(
             apply.append(_deployment(owner, spec, revision, spec_hash, default_image))
         elif revision not in deployments:
             # Deleted by hand (or never created before a crash): render it from its history.
-            restored = _from_history(owner, revision, histories.get(revision))
+            restored = _from_history(owner, revision, histories.get(revision), allow_file_uris)
             if restored is None:
                 lost.append(revision)
             else:
@@ -180,12 +181,15 @@ def _deployment(
 
 
 def _from_history(
-    owner: builders.Owner, revision: int, history: Mapping[str, Any] | None
+    owner: builders.Owner,
+    revision: int,
+    history: Mapping[str, Any] | None,
+    allow_file_uris: bool,
 ) -> dict[str, Any] | None:
     """A revision's Deployment rendered from its ControllerRevision, or None without one."""
     data = (history or {}).get("data") or {}
     try:
-        spec = parse_spec(data["spec"])
+        spec = parse_spec(data["spec"], allow_file_uris=allow_file_uris)
         return _deployment(owner, spec, revision, str(data["specHash"]), str(data["defaultImage"]))
     except (KeyError, TypeError, SpecError):
         return None

@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from modeldeploy import names
+from modeldeploy import names, uris
 from modeldeploy.units import (
     DURATION_MAX_LENGTH,
     DURATION_PATTERN,
@@ -111,35 +111,53 @@ Quantity = Annotated[
 ]
 
 URI_SCHEMES: Final = ("pvc://", "http://", "https://", "file://")
-# Checked in the CRD's order with the same regexes (CEL there, Python here).
-_URI_RULES: Final[tuple[tuple[Callable[[str], object], str], ...]] = (
-    (
+FILE_URIS_OFF: Final = (
+    "file:// URIs are allowed only when the operator runs with --allow-file-uris "
+    "(development); use pvc:// or http(s)://"
+)
+
+
+def _rule(holds: Callable[[str], object], message: str) -> Callable[[str], str | None]:
+    return lambda uri: None if holds(uri) else message
+
+
+# Checked in the CRD's order with the same regexes (CEL there, Python here). The host rules
+# normalise fully in modeldeploy.uris; the CRD's CEL refuses the spellings it can see.
+_URI_RULES: Final[tuple[Callable[[str], str | None], ...]] = (
+    _rule(
         lambda uri: uri.startswith(URI_SCHEMES),
         "must start with one of the allowed schemes 'pvc://', 'http://', 'https://', 'file://'",
     ),
-    (lambda uri: re.fullmatch(r"[^\s]+", uri), "must not contain whitespace"),
-    (
-        lambda uri: ".." not in uri and "%2e" not in uri.lower(),
-        "must not contain '..' or an encoded '.' (path traversal)",
+    _rule(lambda uri: re.fullmatch(r"[^\s]+", uri), "must not contain whitespace"),
+    _rule(
+        lambda uri: (
+            ".." not in uri
+            and "\\" not in uri
+            and not any(code in uri.lower() for code in ("%2e", "%25", "%5c"))
+        ),
+        "must not contain '..', a backslash, or an encoded '.', '%' or backslash (path traversal)",
     ),
-    (
+    _rule(
         lambda uri: (
             not uri.startswith("pvc://")
             or re.fullmatch(r"pvc://[a-z0-9]([-.a-z0-9]*[a-z0-9])?/[^?#]+", uri)
         ),
         "must have the form 'pvc://<claim>/<path>'",
     ),
-    (
+    _rule(
         lambda uri: (
-            not re.match(r"https?://", uri) or re.fullmatch(r"https?://[^/@?#]+/[^#]+", uri)
+            not re.match(r"https?://", uri) or re.fullmatch(r"https?://[^/@?#:][^/@?#]*/[^#]+", uri)
         ),
         "must have the form 'http(s)://<host>/<path>', with no credentials and no fragment",
     ),
-    (
-        lambda uri: not re.match(r"https?://169\.254\.", uri),
-        "must not point at a link-local (cloud metadata) address",
-    ),
-    (
+    uris.port_problem,
+    uris.encoded_host_problem,
+    uris.numeric_host_problem,
+    uris.bracket_problem,
+    uris.wrapped_ipv4_problem,
+    uris.address_problem,
+    uris.metadata_host_problem,
+    _rule(
         lambda uri: not uri.startswith("file://") or re.fullmatch(r"file:///[^?#]+", uri),
         "must have the form 'file:///<absolute path>'",
     ),
@@ -147,9 +165,9 @@ _URI_RULES: Final[tuple[tuple[Callable[[str], object], str], ...]] = (
 
 
 def _check_uri(uri: str) -> str:
-    for holds, message in _URI_RULES:
-        if not holds(uri):
-            raise ValueError(message)
+    for rule in _URI_RULES:
+        if (problem := rule(uri)) is not None:
+            raise ValueError(problem)
     return uri
 
 
@@ -301,8 +319,12 @@ def effective_image(spec: ModelDeploymentSpec, default_image: str) -> str:
 # --- parsing ----------------------------------------------------------------------------------
 
 
-def parse_spec(raw: Mapping[str, Any]) -> ModelDeploymentSpec:
-    """Validate `.spec` of a ModelDeployment; raise SpecError for the first problem found."""
+def parse_spec(raw: Mapping[str, Any], *, allow_file_uris: bool = True) -> ModelDeploymentSpec:
+    """Validate `.spec` of a ModelDeployment; raise SpecError for the first problem found.
+
+    The CRD admits file:// (the cluster cannot know the operator's flags); an operator run
+    without --allow-file-uris passes `allow_file_uris=False` and reports such a spec invalid.
+    """
     try:
         spec = ModelDeploymentSpec.model_validate(raw)
     except ValidationError as err:
@@ -310,6 +332,8 @@ def parse_spec(raw: Mapping[str, Any]) -> ModelDeploymentSpec:
         raise SpecError(_field_path(first["loc"]), _message(first)) from None
     for field_path, message in cross_field_problems(spec):
         raise SpecError(field_path, message)
+    if not allow_file_uris and spec.model.uri.startswith("file://"):
+        raise SpecError("spec.model.uri", FILE_URIS_OFF)
     return spec
 
 

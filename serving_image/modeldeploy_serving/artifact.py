@@ -13,21 +13,22 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from http.client import HTTPMessage
 from pathlib import Path
 from typing import IO
 from urllib.parse import unquote, urlsplit
 
+from . import download
 from .errors import ArtifactTooLarge, FetchFailed, OutputNotWritable, Sha256Mismatch
 
 _CHUNK = 1024 * 1024
 
 
-def fetch(uri: str, *, max_bytes: int, timeout: float) -> bytes:
-    """The artifact's bytes from a local path, file:// or http(s):// URI."""
+def fetch(uri: str, *, max_bytes: int, timeout: float, allow_loopback: bool = False) -> bytes:
+    """The artifact's bytes from a local path, file:// or http(s):// URI (downloads never
+    reach loopback, link-local or metadata addresses; `allow_loopback` is for tests)."""
     parts = urlsplit(uri)
     if parts.scheme in ("http", "https"):
-        return _download(uri, max_bytes=max_bytes, timeout=timeout)
+        return _download(uri, max_bytes=max_bytes, timeout=timeout, allow_loopback=allow_loopback)
     if parts.scheme == "file" and parts.netloc not in ("", "localhost"):
         raise FetchFailed(f"{uri}: a file:// URI names no host; use file:///absolute/path")
     path = Path(unquote(parts.path) if parts.scheme == "file" else uri)
@@ -72,25 +73,8 @@ def _read_file(path: Path, *, max_bytes: int) -> bytes:
         raise FetchFailed(f"{path}: {exc.strerror or exc}") from None
 
 
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects only to http(s); a redirect must not reach file:// or ftp://."""
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: HTTPMessage,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        if urlsplit(newurl).scheme not in ("http", "https"):
-            raise FetchFailed(f"{req.full_url}: redirect to a non-http(s) location refused")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def _download(uri: str, *, max_bytes: int, timeout: float) -> bytes:
-    opener = urllib.request.build_opener(_HttpOnlyRedirects())
+def _download(uri: str, *, max_bytes: int, timeout: float, allow_loopback: bool) -> bytes:
+    opener = download.opener(allow_loopback=allow_loopback)
     request = urllib.request.Request(uri, headers={"User-Agent": "modeldeploy-server"})
     deadline = time.monotonic() + timeout
     try:

@@ -54,6 +54,7 @@ class ServerConfig:
     inline_predict_below_ms: float
     max_artifact_bytes: int
     download_timeout: float
+    allow_loopback_downloads: bool
     shutdown_timeout: float
     drain_seconds: float
     keepalive_timeout: float
@@ -217,6 +218,14 @@ FLAGS: tuple[_Flag, ...] = (
     ),
     _Flag("max-artifact-bytes", _size, 1024 * MiB, "largest artifact accepted"),
     _Flag("download-timeout", _seconds, 120.0, "seconds for the whole artifact download"),
+    _Flag(
+        "allow-loopback-downloads",
+        _bool,
+        False,
+        "tests only: let an http(s) download connect to a loopback address (link-local and "
+        "metadata addresses stay refused)",
+        kind="switch",
+    ),
     _Flag("shutdown-timeout", _seconds, 20.0, "seconds in-flight requests get after SIGTERM"),
     _Flag("drain-seconds", _seconds, 0.0, "after SIGTERM keep serving this long while not ready"),
     _Flag("keepalive-timeout", _seconds, 5.0, "close idle keep-alive connections after this"),

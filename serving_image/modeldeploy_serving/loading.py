@@ -19,7 +19,10 @@ log = logging.getLogger(__name__)
 
 def fetch_verified(config: ServerConfig) -> bytes:
     data = artifact.fetch(
-        config.model_uri, max_bytes=config.max_artifact_bytes, timeout=config.download_timeout
+        config.model_uri,
+        max_bytes=config.max_artifact_bytes,
+        timeout=config.download_timeout,
+        allow_loopback=config.allow_loopback_downloads,
     )
     artifact.verify(data, config.sha256, source=config.model_uri)
     return data

@@ -32,8 +32,10 @@ class OperatorProcess:
         lease_id: str | None = None,
         lease_namespace: str = "default",
         name: str = "",
+        allow_file_uris: bool = False,
     ) -> None:
         self.cluster = cluster
+        self.allow_file_uris = allow_file_uris
         self.namespaces = namespaces
         self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.env = {**cluster.env, "KUBECONFIG": str(self.kubeconfig), **(extra_env or {})}
@@ -60,6 +62,7 @@ class OperatorProcess:
                 f"--health-port={self.health_port}",
                 f"--leader-election-id={self.lease_id}",
                 f"--leader-election-namespace={self.lease_namespace}",
+                *(["--allow-file-uris"] if self.allow_file_uris else []),
             ],
             env=self.env,
             stdout=log,

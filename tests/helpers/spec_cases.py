@@ -69,6 +69,70 @@ def _name(name: str) -> Callable[[dict[str, Any]], None]:
 
 _AUTOSCALING = {"maxReplicas": 4}
 
+
+def _uri(case_id: str, uri: str, says: str, *, admission: bool = True) -> Invalid:
+    return Invalid(case_id, _model(uri=uri), "spec.model.uri", says, True, admission=admission)
+
+
+_NUMERIC = "must write a numeric host as four decimal octets"
+_ADDRESS = "must not point at a loopback, link-local or cloud metadata address"
+_WRAPPED = "must not wrap an IPv4 address in IPv6"
+_NAMED = "must not name a cloud metadata or loopback host"
+_PORT = "must have a port between 1 and 65535"
+_TRAVERSAL = "path traversal"
+
+# Every spelling of a host a fetcher must not reach, and the other URI tricks. admission=False:
+# CEL cannot normalise that spelling; the operator's check (modeldeploy.uris) refuses it.
+URI_CASES: list[Invalid] = [
+    _uri("uri-ipv4-integer", "http://2852039166/m.joblib", _NUMERIC),
+    _uri("uri-ipv4-hex", "http://0xA9FEA9FE/m.joblib", _NUMERIC),
+    _uri("uri-ipv4-octal", "http://0251.0376.0251.0376/m.joblib", _NUMERIC),
+    _uri("uri-ipv4-dotted-hex", "http://0xa9.0xfe.0xa9.0xfe/m.joblib", _NUMERIC),
+    _uri("uri-ipv4-mixed-octal-hex", "http://0251.0xfe.169.254/m.joblib", _NUMERIC),
+    _uri("uri-ipv4-short-loopback", "http://127.1/m.joblib", _NUMERIC),
+    _uri("uri-ipv4-leading-zero", "http://127.000.000.001/m.joblib", _NUMERIC),
+    _uri("uri-ipv4-five-parts", "http://1.2.3.4.5/m.joblib", _NUMERIC),
+    _uri("uri-loopback", "http://127.0.0.1:8080/m.joblib", _ADDRESS),
+    _uri("uri-loopback-high", "http://127.254.0.9/m.joblib", _ADDRESS),
+    _uri("uri-loopback-trailing-dot", "http://127.0.0.1./m.joblib", _ADDRESS),
+    _uri("uri-unspecified", "http://0.0.0.0/m.joblib", _ADDRESS),
+    _uri("uri-link-local", "https://169.254.1.1/m.joblib", _ADDRESS),
+    _uri("uri-alibaba-metadata", "http://100.100.100.200/m.joblib", _ADDRESS),
+    _uri("uri-ipv6-loopback", "http://[::1]/m.joblib", _ADDRESS),
+    _uri("uri-ipv6-unspecified", "http://[::]/m.joblib", _ADDRESS),
+    _uri("uri-ipv6-link-local", "http://[fe80::1]/m.joblib", _ADDRESS),
+    _uri("uri-ipv6-link-local-upper", "http://[FEBF::a]:8080/m.joblib", _ADDRESS),
+    _uri("uri-ipv6-aws-metadata", "http://[fd00:ec2::254]/latest/meta-data", _ADDRESS),
+    _uri("uri-ipv6-mapped", "http://[::ffff:169.254.169.254]/m.joblib", _WRAPPED),
+    _uri("uri-ipv6-mapped-hex", "http://[::FFFF:a9fe:a9fe]/m.joblib", _WRAPPED),
+    _uri("uri-ipv6-mapped-long", "http://[0:0:0:0:0:ffff:a9fe:a9fe]/m", _WRAPPED, admission=False),
+    _uri("uri-ipv6-compatible", "http://[::169.254.169.254]/m.joblib", _WRAPPED, admission=False),
+    _uri("uri-ipv6-nat64", "http://[64:ff9b::a9fe:a9fe]/m.joblib", _WRAPPED, admission=False),
+    _uri("uri-ipv6-loopback-long", "http://[0:0:0:0:0:0:0:1]/m.joblib", _ADDRESS, admission=False),
+    _uri("uri-ipv6-aws-long", "http://[fd00:0ec2:0::254]/m.joblib", _ADDRESS, admission=False),
+    _uri("uri-ipv6-zone", "http://[fe80::1%eth0]/m.joblib", "must not percent-encode the host"),
+    _uri("uri-ipv6-not-an-address", "http://[v1.x]/m.joblib", "bracketed host as an IPv6 address"),
+    _uri("uri-ipv6-bad-groups", "http://[1:2:3]/m.joblib", "bracketed host", admission=False),
+    _uri("uri-host-percent-encoded", "http://%6cocalhost/m.joblib", "must not percent-encode"),
+    _uri("uri-gcp-metadata", "http://metadata.google.internal/computeMetadata/v1/", _NAMED),
+    _uri("uri-gcp-metadata-fqdn", "http://Metadata.Google.Internal./v1/", _NAMED),
+    _uri("uri-gcp-metadata-short", "http://metadata/computeMetadata/v1/", _NAMED),
+    _uri("uri-aws-instance-data", "http://instance-data/latest/meta-data", _NAMED),
+    _uri("uri-azure-metadata", "http://metadata.azure.com:80/metadata/instance", _NAMED),
+    _uri("uri-localhost", "http://localhost:8080/m.joblib", _NAMED),
+    _uri("uri-localhost-subdomain", "http://models.localhost/m.joblib", _NAMED),
+    _uri("uri-port-too-large", "https://h.example:65536/m.joblib", _PORT),
+    _uri("uri-port-huge", "https://h.example:4294967377/m.joblib", _PORT),
+    _uri("uri-port-zero", "https://h.example:0/m.joblib", _PORT),
+    _uri("uri-port-empty", "https://h.example:/m.joblib", _PORT),
+    _uri("uri-port-not-a-number", "https://h.example:8o/m.joblib", _PORT),
+    _uri("uri-no-host", "https://:443/m.joblib", "http(s)://<host>/<path>"),
+    _uri("uri-double-encoded-dot", "https://h.example/a/%252e%252e/m.joblib", _TRAVERSAL),
+    _uri("uri-encoded-backslash", "https://h.example/a%5Cm.joblib", _TRAVERSAL),
+    _uri("uri-backslash", "https://h.example/a\\m.joblib", _TRAVERSAL),
+    _uri("uri-pvc-backslash", "pvc://models/a\\m.joblib", _TRAVERSAL),
+]
+
 INVALID: list[Invalid] = [
     # --- metadata.name (the root CEL rule) ---
     Invalid("name-starts-with-digit", _name("3iris"), "metadata.name", "DNS-1035 label", True),
@@ -150,6 +214,7 @@ INVALID: list[Invalid] = [
     Invalid(
         "uri-too-long", _model(uri="https://h.example/" + "a" * 2048), "spec.model.uri", "Too long"
     ),
+    *URI_CASES,
     # --- replicas and autoscaling ---
     Invalid(
         "replicas-zero", _spec(replicas=0), "spec.replicas", "greater than or equal to 1", True

@@ -17,7 +17,8 @@ SESSION_PREFIX = f"op{uuid.uuid4().hex[:4]}"
 
 @pytest.fixture(scope="session")
 def operator(cluster: KubeCluster) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(cluster, namespaces=[f"{SESSION_PREFIX}-*"])
+    # The e2e tests serve real models from file:// paths, a development-only scheme.
+    proc = OperatorProcess(cluster, namespaces=[f"{SESSION_PREFIX}-*"], allow_file_uris=True)
     proc.start()
     try:
         yield proc

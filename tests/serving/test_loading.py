@@ -166,7 +166,7 @@ def test_init_container_mode_exit_codes(tmp_path: Path, http_root: tuple[Path, s
         out = tmp_path / name / "model.joblib"
         command = server_command(None, "--model-uri", uri, "--sha256", sha256, "--fetch-to",
                                  str(out), "--termination-log", str(tmp_path / f"{name}.log"),
-                                 *extra)  # fmt: skip
+                                 "--allow-loopback-downloads", *extra)  # fmt: skip
         running[name] = (out, subprocess.Popen(command, env=server_env(), stderr=subprocess.PIPE))
     for name, (out, process) in running.items():
         _, stderr = process.communicate(timeout=60)
