@@ -24,6 +24,7 @@ from modeldeploy import metrics, names
 from modeldeploy.cache import ObservedCache, resource_version
 from modeldeploy.diagnosis import Problem, deployment_problem, pod_problem
 from modeldeploy.k8s import ApiError, Kube
+from modeldeploy.pod import PodSettings
 from modeldeploy.reconcile import Reconciliation, plan
 from modeldeploy.workqueue import Key, WorkQueue
 
@@ -83,10 +84,17 @@ class Controller:
     """Turns watch events into reconciles of the owning ModelDeployment."""
 
     def __init__(
-        self, kube: Kube, default_image: str, clock: Callable[[], datetime] = utcnow
+        self,
+        kube: Kube,
+        default_image: str,
+        clock: Callable[[], datetime] = utcnow,
+        pod_settings: PodSettings | None = None,
+        monitor_role: str = names.DEFAULT_MONITOR_CLUSTER_ROLE,
     ) -> None:
         self.kube = kube
         self.default_image = default_image
+        self.pod_settings = pod_settings or PodSettings()
+        self.monitor_role = monitor_role
         self.clock = clock
         self.queue = WorkQueue(self.reconcile)
         self._bodies: dict[Key, dict[str, Any]] = {}
@@ -244,7 +252,14 @@ class Controller:
             {"kind": kind, "name": obj_name, "message": message}
             for (kind, obj_name), message in sorted((self._refused.get(key) or {}).items())
         ]
-        result = plan(body, observed, default_image=self.default_image, now=self.clock())
+        result = plan(
+            body,
+            observed,
+            default_image=self.default_image,
+            now=self.clock(),
+            pod_settings=self.pod_settings,
+            monitor_role=self.monitor_role,
+        )
         refused_before = dict(self._refused.get(key) or {})
         await self._execute(key, body, result)
         if refused := self._refused.get(key):

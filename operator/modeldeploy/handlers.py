@@ -20,6 +20,7 @@ from modeldeploy import names
 from modeldeploy.controller import Controller
 from modeldeploy.k8s import Credentials, Kube
 from modeldeploy.leader import LeaderElector, default_identity
+from modeldeploy.pod import PodSettings
 
 MANAGED = {names.LABEL_MANAGED_BY: names.MANAGED_BY}
 
@@ -46,7 +47,12 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         # forbidden (kopf would retry for about a minute). Globs do need the namespace scan.
         settings.scanning.disabled = True
     credentials = Credentials.load(os.environ.get("KUBECONFIG") or None)
-    memo.controller = Controller(Kube(credentials), default_image=memo.serving_image)
+    memo.controller = Controller(
+        Kube(credentials),
+        default_image=memo.serving_image,
+        pod_settings=PodSettings(monitor_image=memo.monitor_image),
+        monitor_role=memo.monitor_role,
+    )
     logging.getLogger("modeldeploy").info(
         "operator started (%s)",
         "namespaces " + ", ".join(memo.namespaces) if memo.namespaced else "all namespaces",

@@ -8,7 +8,8 @@ containers would run, as real processes on 127.0.0.1:
 - ``modeldeploy-monitor`` with the ``MODELDEPLOY_MONITOR_*`` env of its monitor (a native
   sidecar in ``spec.initContainers``), the downward-API values (pod name, namespace) filled in
   from the pod as the kubelet would, and a kubeconfig holding a TokenRequest token of the
-  ``modeldeploy-monitor`` ServiceAccount the operator created, so its RBAC is the real one.
+  ``modeldeploy-monitor`` ServiceAccount the operator created, bound to that pod as the
+  projected volume's token is, so its RBAC and the verdict admission policy are the real ones.
 
 Only what a node provides differently is overridden: the server listens on a free local port,
 the monitor scrapes that port, serves its own endpoints on another, and scrapes fast
@@ -192,7 +193,7 @@ class PodProcesses:
         self,
         pod: dict[str, Any],
         workdir: Path,
-        kubeconfig: Callable[[], Path],
+        kubeconfig: Callable[[dict[str, Any]], Path],
         monitor_flags: Mapping[str, str],
     ) -> None:
         meta = pod["metadata"]
@@ -206,6 +207,7 @@ class PodProcesses:
         monitor = container(pod, names.CONTAINER_MONITOR)
         self.monitor_command = [*monitor["command"], *monitor.get("args", [])]
         self.model = self.server_env[names.ENV_MODEL_NAME]
+        self.pod = pod
         self.workdir, self.kubeconfig, self.monitor_flags = workdir, kubeconfig, monitor_flags
         self.server: ServerProcess | None = None
         self.monitor: subprocess.Popen[bytes] | None = None
@@ -231,7 +233,7 @@ class PodProcesses:
             "metrics-url": metrics_url,
             "host": "127.0.0.1",
             "port": str(free_port()),
-            "kubeconfig": str(self.kubeconfig()),
+            "kubeconfig": str(self.kubeconfig(self.pod)),
             **self.monitor_flags,
         }
         program, *args = self.monitor_command
@@ -294,7 +296,7 @@ class PodRuntime:
         self.retired: list[PodProcesses] = []
         self._lock = threading.Lock()
         self._token_lock = threading.Lock()
-        self._kubeconfig: Path | None = None
+        self._account_ready = False
         self.pods = ListWatch(
             cluster,
             lambda api: client.CoreV1Api(api).list_namespaced_pod,
@@ -350,20 +352,21 @@ class PodRuntime:
                 timer.daemon = True
                 timer.start()
 
-    def _sidecar_kubeconfig(self) -> Path:
-        """A token of the ServiceAccount the operator made for sidecars (what the pod mounts)."""
+    def _sidecar_kubeconfig(self, pod: dict[str, Any]) -> Path:
+        """A token of the ServiceAccount the operator made for sidecars, bound to `pod` (what
+        the pod mounts)."""
+        ns = self.namespace
         with self._token_lock:
-            if self._kubeconfig is None:
-                ns = self.namespace
+            if not self._account_ready:
                 get = ("get", "sa", names.SIDECAR_SERVICE_ACCOUNT, "-n", ns)
                 wait_until(
                     lambda: self.cluster.kubectl(*get, check=False).returncode == 0,
                     timeout=30,
                     what="the sidecar ServiceAccount",
                 )
-                path = self.workdir / "sidecar.kubeconfig"
-                self._kubeconfig = token_kubeconfig(self.cluster, ns, path)
-            return self._kubeconfig
+                self._account_ready = True
+        path = self.workdir / f"{pod['metadata']['name']}.sidecar.kubeconfig"
+        return token_kubeconfig(self.cluster, ns, path, pod=pod)
 
     # --- what the Service sees ---------------------------------------------------------------
     def endpoints(self, revision: int | None = None) -> list[Endpoint]:
