@@ -91,19 +91,6 @@ class KubeCluster:
             "apply", "--server-side", "--force-conflicts", "-f", "-", input=monitor_manifests(self)
         )
 
-
-# The release name the tests render the chart's cluster-scoped monitor objects with: its
-# ClusterRole is then `modeldeploy-monitor`, the operator's default --monitor-cluster-role.
-MONITOR_RELEASE = "modeldeploy"
-MONITOR_TEMPLATE = "templates/monitor.yaml"
-
-
-def monitor_manifests(cluster: KubeCluster) -> str:
-    """charts/modeldeploy/templates/monitor.yaml rendered by helm: the one source of the policy."""
-    chart = ROOT / "charts" / "modeldeploy"
-    proc = cluster.helm("template", MONITOR_RELEASE, str(chart), "--show-only", MONITOR_TEMPLATE)
-    return proc.stdout
-
     @contextmanager
     def fresh_namespace(self, prefix: str = "t", enforce: bool = False) -> Iterator[str]:
         """A new namespace with Pod Security "restricted" warnings (or enforcement)."""
@@ -130,6 +117,19 @@ def monitor_manifests(cluster: KubeCluster) -> str:
             yield name
         finally:
             self.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+# The release name the tests render the chart's cluster-scoped monitor objects with: its
+# ClusterRole is then `modeldeploy-monitor`, the operator's default --monitor-cluster-role.
+MONITOR_RELEASE = "modeldeploy"
+MONITOR_TEMPLATE = "templates/monitor.yaml"
+
+
+def monitor_manifests(cluster: KubeCluster) -> str:
+    """charts/modeldeploy/templates/monitor.yaml rendered by helm: the one source of the policy."""
+    chart = ROOT / "charts" / "modeldeploy"
+    proc = cluster.helm("template", MONITOR_RELEASE, str(chart), "--show-only", MONITOR_TEMPLATE)
+    return proc.stdout
 
 
 def free_port() -> int:

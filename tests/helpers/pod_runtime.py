@@ -51,6 +51,10 @@ STOP_GRACE_S = 0.3  # a retired pod leaves the routing at once; its processes st
 Handler = Callable[[str, dict[str, Any], float], None]
 
 
+class PodGone(Exception):
+    """The pod was deleted before its sidecar got a token: a kubelet would not start it."""
+
+
 class ListWatch:
     """Mirrors one kind of object (name -> dict) in a thread: list, watch for `period`, again.
 
@@ -178,6 +182,10 @@ def container_env(pod: Mapping[str, Any], name: str) -> dict[str, str]:
     return env
 
 
+def _uid(pod: Mapping[str, Any]) -> str:
+    return str(pod["metadata"]["uid"])
+
+
 def _field(pod: Mapping[str, Any], path: str) -> str:
     """`metadata.name`, `metadata.namespace`, `metadata.uid`: what the downward API gives."""
     value: Any = pod
@@ -225,6 +233,8 @@ class PodProcesses:
             self._start_monitor(metrics_url)
             self.server.wait_ready()
             self.ready.set()
+        except PodGone:
+            pass  # its DELETED event stops the server
         except Exception as err:  # reported by PodRuntime.errors
             self.error = f"{self.name}: {err}"
 
@@ -365,8 +375,16 @@ class PodRuntime:
                     what="the sidecar ServiceAccount",
                 )
                 self._account_ready = True
-        path = self.workdir / f"{pod['metadata']['name']}.sidecar.kubeconfig"
-        return token_kubeconfig(self.cluster, ns, path, pod=pod)
+        name = pod["metadata"]["name"]
+        path = self.workdir / f"{name}.sidecar.kubeconfig"
+        try:
+            return token_kubeconfig(self.cluster, ns, path, pod=pod)
+        except AssertionError:
+            # A token can only be bound to a pod that exists (a superseded canary goes fast).
+            found = self.cluster.kubectl("get", "pod", name, "-n", ns, "-o", "json", check=False)
+            if found.returncode or json.loads(found.stdout)["metadata"]["uid"] != _uid(pod):
+                raise PodGone(name) from None
+            raise
 
     # --- what the Service sees ---------------------------------------------------------------
     def endpoints(self, revision: int | None = None) -> list[Endpoint]:
