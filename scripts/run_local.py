@@ -54,6 +54,23 @@ def main() -> int:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+    # The sidecar's ClusterRole and the verdict admission policy, from the chart's own template
+    # (release `modeldeploy`: the ClusterRole is the operator's default --monitor-cluster-role).
+    helm = str(cluster_dir / "bin" / "helm")
+    chart = str(ROOT / "charts" / "modeldeploy")
+    rendered = subprocess.run(
+        [helm, "template", "modeldeploy", chart, "--show-only", "templates/monitor.yaml"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    subprocess.run(
+        [*kubectl, "apply", "--server-side", "--force-conflicts", "-f", "-"],
+        input=rendered,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
 
     log = (cluster_dir / "logs" / "operator.log").open("ab")
     env = {**os.environ, "KUBECONFIG": str(cluster_dir / "kubeconfig")}

@@ -80,11 +80,16 @@ class KubeCluster:
         return config.new_client_from_config(config_file=str(self.kubeconfig))
 
     def apply_crds(self) -> None:
+        """The CRDs, plus what the chart installs cluster-wide for the sidecar (its ClusterRole
+        and the verdict admission policy), for tests that run the operator without the chart."""
         crds = sorted((ROOT / "crds").glob("*.yaml"))
         for crd in crds:
             self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
         if crds:
             self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        self.kubectl(
+            "apply", "--server-side", "--force-conflicts", "-f", "-", input=monitor_manifests(self)
+        )
 
     @contextmanager
     def fresh_namespace(self, prefix: str = "t", enforce: bool = False) -> Iterator[str]:
@@ -112,6 +117,19 @@ class KubeCluster:
             yield name
         finally:
             self.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+# The release name the tests render the chart's cluster-scoped monitor objects with: its
+# ClusterRole is then `modeldeploy-monitor`, the operator's default --monitor-cluster-role.
+MONITOR_RELEASE = "modeldeploy"
+MONITOR_TEMPLATE = "templates/monitor.yaml"
+
+
+def monitor_manifests(cluster: KubeCluster) -> str:
+    """charts/modeldeploy/templates/monitor.yaml rendered by helm: the one source of the policy."""
+    chart = ROOT / "charts" / "modeldeploy"
+    proc = cluster.helm("template", MONITOR_RELEASE, str(chart), "--show-only", MONITOR_TEMPLATE)
+    return proc.stdout
 
 
 def free_port() -> int:

@@ -208,25 +208,36 @@ def reaction(cluster: KubeCluster, count: int, workdir: Path) -> list[dict[str, 
     """`count` rollbacks in a row; the breach is written by hand, as the sidecar would."""
     md = "react"
     apply(cluster, manifest(md, "0", fake_model(md, 0)))
-    kubeconfig = token_kubeconfig(cluster, NAMESPACE, workdir / "sidecar.kubeconfig")
-    sidecar = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
 
-    def patch(pod: str, body: dict[str, Any]) -> None:
-        sidecar.patch_namespaced_pod_status(
-            pod, NAMESPACE, body, _content_type="application/strategic-merge-patch+json"
-        )
+    def sidecar(pod: str) -> Callable[[dict[str, Any]], None]:
+        """That pod's sidecar identity: a token bound to the pod, as the admission policy wants
+        (minted before the clock starts)."""
+        obj = cluster.get_json("pod", pod, "-n", NAMESPACE)
+        path = workdir / f"{pod}.sidecar.kubeconfig"
+        kubeconfig = token_kubeconfig(cluster, NAMESPACE, path, pod=obj)
+        api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+
+        def patch(body: dict[str, Any]) -> None:
+            api.patch_namespaced_pod_status(
+                pod, NAMESPACE, body, _content_type="application/strategic-merge-patch+json"
+            )
+
+        return patch
 
     samples = []
     with Observer(cluster, NAMESPACE, md).running() as seen:
         stable = seen.ready_pod(md, 1)
-        patch(stable, verdict("True", names.REASON_WITHIN_THRESHOLDS, "errorRate 0 <= 0.1 (bench)"))
+        sidecar(stable)(
+            verdict("True", names.REASON_WITHIN_THRESHOLDS, "errorRate 0 <= 0.1 (bench)")
+        )
         wait_proven(cluster, md)
         for i in range(1, count + 1):
             revision = i + 1
             apply(cluster, manifest(md, str(i), fake_model(md, i)))
             pod = seen.ready_pod(md, revision)
+            patch = sidecar(pod)
             sent = time.monotonic()
-            patch(pod, verdict("False", names.REASON_METRIC_BREACH, "errorRate 1 > 0.1 (bench)"))
+            patch(verdict("False", names.REASON_METRIC_BREACH, "errorRate 1 > 0.1 (bench)"))
             patched = time.monotonic()
             done = seen.out_of_rotation(md, revision, pod)
             samples.append(

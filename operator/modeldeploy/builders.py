@@ -202,11 +202,13 @@ def hpa(owner: Owner, spec: ModelDeploymentSpec, *, revision: int) -> dict[str, 
     }
 
 
-def sidecar_rbac(namespace: str) -> list[dict[str, Any]]:
-    """ServiceAccount, Role and RoleBinding the monitoring sidecars of a namespace share.
+def sidecar_rbac(namespace: str, cluster_role: str) -> list[dict[str, Any]]:
+    """ServiceAccount and RoleBinding the monitoring sidecars of a namespace share.
 
-    The Role is all the sidecar may do: report its verdict on its own Pod's status and record
-    Events. No owner reference: every ModelDeployment in the namespace uses the same objects.
+    The binding grants `cluster_role`, the chart's fixed ClusterRole (patch pods/status,
+    create/patch Events), in this namespace only; the API server's admission policy narrows the
+    status patch to the pod the token is bound to. No owner reference: every ModelDeployment in
+    the namespace uses the same objects.
     """
     meta = {
         "namespace": namespace,
@@ -222,25 +224,12 @@ def sidecar_rbac(namespace: str) -> list[dict[str, Any]]:
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": names.SIDECAR_ROLE, **meta},
-            "rules": [
-                {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]},
-                {
-                    "apiGroups": ["", "events.k8s.io"],
-                    "resources": ["events"],
-                    "verbs": ["create", "patch"],
-                },
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
             "metadata": {"name": names.SIDECAR_ROLE_BINDING, **meta},
             "roleRef": {
                 "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": names.SIDECAR_ROLE,
+                "kind": "ClusterRole",
+                "name": cluster_role,
             },
             "subjects": [
                 {

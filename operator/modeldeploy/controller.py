@@ -24,6 +24,7 @@ from modeldeploy import metrics, names
 from modeldeploy.cache import ObservedCache, resource_version
 from modeldeploy.diagnosis import Problem, deployment_problem, pod_problem
 from modeldeploy.k8s import ApiError, Kube
+from modeldeploy.pod import PodSettings
 from modeldeploy.reconcile import Reconciliation, plan
 from modeldeploy.workqueue import Key, WorkQueue
 
@@ -89,10 +90,14 @@ class Controller:
         clock: Callable[[], datetime] = utcnow,
         *,
         allow_file_uris: bool = False,
+        pod_settings: PodSettings | None = None,
+        monitor_role: str = names.DEFAULT_MONITOR_CLUSTER_ROLE,
     ) -> None:
         self.kube = kube
         self.default_image = default_image
         self.allow_file_uris = allow_file_uris
+        self.pod_settings = pod_settings or PodSettings()
+        self.monitor_role = monitor_role
         self.clock = clock
         self.queue = WorkQueue(self.reconcile)
         self._bodies: dict[Key, dict[str, Any]] = {}
@@ -256,6 +261,8 @@ class Controller:
             default_image=self.default_image,
             now=self.clock(),
             allow_file_uris=self.allow_file_uris,
+            pod_settings=self.pod_settings,
+            monitor_role=self.monitor_role,
         )
         refused_before = dict(self._refused.get(key) or {})
         await self._execute(key, body, result)

@@ -20,6 +20,7 @@ from modeldeploy import names
 from modeldeploy.controller import Controller
 from modeldeploy.k8s import Credentials, Kube
 from modeldeploy.leader import LeaderElector, default_identity
+from modeldeploy.pod import PodSettings
 
 MANAGED = {names.LABEL_MANAGED_BY: names.MANAGED_BY}
 
@@ -50,6 +51,8 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         Kube(credentials),
         default_image=memo.serving_image,
         allow_file_uris=memo.allow_file_uris,
+        pod_settings=PodSettings(monitor_image=memo.monitor_image),
+        monitor_role=memo.monitor_role,
     )
     logging.getLogger("modeldeploy").info(
         "operator started (%s)",

@@ -47,7 +47,6 @@ RESOURCES: Final = {
     "Pod": Resource("v1", "pods"),
     "Event": Resource("v1", "events"),
     "ServiceAccount": Resource("v1", "serviceaccounts"),
-    "Role": Resource("rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": Resource("rbac.authorization.k8s.io/v1", "rolebindings"),
     "EndpointSlice": Resource("discovery.k8s.io/v1", "endpointslices"),
     "Lease": Resource("coordination.k8s.io/v1", "leases"),

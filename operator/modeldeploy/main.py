@@ -40,6 +40,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="image for model pods whose spec names none (env MODELDEPLOY_SERVING_IMAGE)",
     )
     parser.add_argument(
+        "--monitor-image",
+        default=os.environ.get(names.ENV_SIDECAR_IMAGE),
+        help="image of the monitoring sidecar in every model pod; never the spec's serving image "
+        "(env MODELDEPLOY_SIDECAR_IMAGE; default: --serving-image)",
+    )
+    parser.add_argument(
+        "--monitor-cluster-role",
+        default=os.environ.get(names.ENV_SIDECAR_CLUSTER_ROLE, names.DEFAULT_MONITOR_CLUSTER_ROLE),
+        metavar="NAME",
+        help="ClusterRole bound (RoleBinding) to the sidecar's ServiceAccount in each namespace; "
+        "the chart creates it as <release>-monitor (env MODELDEPLOY_SIDECAR_CLUSTER_ROLE; "
+        f"default: {names.DEFAULT_MONITOR_CLUSTER_ROLE})",
+    )
+    parser.add_argument(
         "--leader-election",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -89,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     memo = kopf.Memo(
         serving_image=args.serving_image,
         allow_file_uris=args.allow_file_uris,
+        monitor_image=args.monitor_image or args.serving_image,
+        monitor_role=args.monitor_cluster_role,
         namespaced=bool(args.namespace),
         namespaces=list(args.namespace),
         leader_election=args.leader_election,

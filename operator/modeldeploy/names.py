@@ -133,8 +133,12 @@ ENV_MONITOR_MAX_ERROR_RATE: Final = "MODELDEPLOY_MONITOR_MAX_ERROR_RATE"
 ENV_MONITOR_MAX_LATENCY_P99_MS: Final = "MODELDEPLOY_MONITOR_MAX_LATENCY_P99_MS"
 
 # --- the sidecar's per-namespace RBAC -------------------------------------------------------
-SIDECAR_ROLE: Final = "modeldeploy-monitor"
-SIDECAR_ROLE_BINDING: Final = "modeldeploy-monitor"
+# A RoleBinding of the sidecar's ServiceAccount to a fixed ClusterRole the chart creates
+# (`<release>-monitor`); the operator may `bind` that one ClusterRole. Not named like the Role
+# of earlier versions: a RoleBinding's roleRef is immutable.
+SIDECAR_ROLE_BINDING: Final = "modeldeploy-monitor-reporter"
+ENV_SIDECAR_CLUSTER_ROLE: Final = "MODELDEPLOY_SIDECAR_CLUSTER_ROLE"
+DEFAULT_MONITOR_CLUSTER_ROLE: Final = "modeldeploy-monitor"  # the chart's, for release modeldeploy
 # Not in the original contract: the sidecar needs the owner's uid so its Events show up in
 # `kubectl describe md` (describe selects events by involvedObject.uid).
 ENV_MONITOR_DEPLOYMENT_UID: Final = "MODELDEPLOY_MONITOR_DEPLOYMENT_UID"
@@ -170,6 +174,9 @@ REASON_APPLY_FAILED: Final = "ApplyFailed"  # the API refused a child (400, 403,
 ENV_SERVING_IMAGE: Final = "MODELDEPLOY_SERVING_IMAGE"
 # The image model pods run when a spec names none (built from serving_image/Dockerfile).
 DEFAULT_SERVING_IMAGE: Final = "ghcr.io/modeldeploy/modeldeploy:0.1.0"
+# The sidecar's image: the operator's choice (default: its serving image, which holds both
+# entrypoints), never the spec's. The sidecar holds the pod's API token.
+ENV_SIDECAR_IMAGE: Final = "MODELDEPLOY_SIDECAR_IMAGE"
 
 # --- the CRD itself ---------------------------------------------------------------------------
 # Equal to the CRD's modeldeploy.io/schema-version annotation (a unit test keeps them equal);

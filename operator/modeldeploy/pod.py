@@ -3,7 +3,8 @@
 Pure: returns a plain dict. Security posture (DESIGN §4, §6): Pod Security "restricted" plus a
 read-only root filesystem; only the sidecar gets a ServiceAccount token, through a projected
 volume on that container alone, so code in a (possibly malicious) model file cannot reach the
-Kubernetes API.
+Kubernetes API; and the sidecar runs the operator's image (`PodSettings.monitor_image`), never
+the spec's serving image.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class PodSettings:
     pre_stop_seconds: int = 5
     termination_grace_seconds: int = 30
     tmp_size_limit: str = "256Mi"
+    # The sidecar holds the pod's API token, so it runs the operator's image, never the spec's.
+    monitor_image: str = names.DEFAULT_SERVING_IMAGE
     monitor_resources: dict[str, dict[str, str]] = field(
         default_factory=lambda: {
             "requests": {"cpu": "10m", "memory": "48Mi"},
@@ -69,7 +72,7 @@ def pod_template(
             },
             # A native sidecar (restartPolicy Always): it starts before the server and is
             # stopped only after the server has drained, so verdicts cover the whole life.
-            "initContainers": [_monitor(spec, md_name, md_uid, image, settings)],
+            "initContainers": [_monitor(spec, md_name, md_uid, settings)],
             "containers": [_server(spec, image, model_uri, model_mounts, settings)],
             "volumes": [
                 {"name": "server-tmp", "emptyDir": {"sizeLimit": settings.tmp_size_limit}},
@@ -123,7 +126,7 @@ def _server(
 
 
 def _monitor(
-    spec: ModelDeploymentSpec, md_name: str, md_uid: str, image: str, settings: PodSettings
+    spec: ModelDeploymentSpec, md_name: str, md_uid: str, settings: PodSettings
 ) -> dict[str, Any]:
     analysis = spec.analysis
     metrics_url = f"http://127.0.0.1:{spec.serving.port}{names.PATH_METRICS}"
@@ -145,7 +148,7 @@ def _monitor(
     ]
     return {
         "name": names.CONTAINER_MONITOR,
-        "image": image,
+        "image": settings.monitor_image,
         "command": [names.COMMAND_MONITOR],
         "restartPolicy": "Always",
         "env": env,

@@ -14,6 +14,7 @@ from modeldeploy import builders, names, rollout
 from modeldeploy.analysis import OnNoData, PodView, analyze, pod_view
 from modeldeploy.diagnosis import Problem, problems_by_revision
 from modeldeploy.hashing import revision_hash
+from modeldeploy.pod import PodSettings
 from modeldeploy.spec import ModelDeploymentSpec, SpecError, parse_spec, validate_name
 from modeldeploy.status import invalid_spec_status, render_status, status_patch, with_refusals
 
@@ -45,8 +46,13 @@ def plan(
     default_image: str,
     now: datetime,
     allow_file_uris: bool = False,
+    pod_settings: PodSettings | None = None,
+    monitor_role: str = names.DEFAULT_MONITOR_CLUSTER_ROLE,
 ) -> Reconciliation:
+    """`pod_settings` and `monitor_role` (the ClusterRole bound for the sidecar) are the
+    operator's own settings, from its flags."""
     meta = body["metadata"]
+    settings = pod_settings or PodSettings()
     stored_status: Mapping[str, Any] = body.get("status") or {}
     try:
         validate_name(meta["name"])
@@ -70,7 +76,7 @@ def plan(
     new_state, decision = rollout.step(state, obs, policy_from(spec), now)
 
     histories = _by_revision(observed.get("controllerrevisions", []))
-    apply: list[dict[str, Any]] = [*builders.sidecar_rbac(owner.namespace)]
+    apply: list[dict[str, Any]] = [*builders.sidecar_rbac(owner.namespace, monitor_role)]
     apply.append(builders.service(owner, decision.service_revision))
     lost: list[int] = []
     for revision in sorted(decision.replicas):
@@ -85,10 +91,12 @@ def plan(
                         default_image=default_image,
                     )
                 )
-            apply.append(_deployment(owner, spec, revision, spec_hash, default_image))
+            apply.append(_deployment(owner, spec, revision, spec_hash, default_image, settings))
         elif revision not in deployments:
             # Deleted by hand (or never created before a crash): render it from its history.
-            restored = _from_history(owner, revision, histories.get(revision), allow_file_uris)
+            restored = _from_history(
+                owner, revision, histories.get(revision), settings, allow_file_uris
+            )
             if restored is None:
                 lost.append(revision)
             else:
@@ -169,6 +177,7 @@ def _deployment(
     revision: int,
     spec_hash: str,
     default_image: str,
+    settings: PodSettings,
 ) -> dict[str, Any]:
     return builders.revision_deployment(
         owner,
@@ -177,6 +186,7 @@ def _deployment(
         spec_hash=spec_hash,
         default_image=default_image,
         replicas=None,  # never owned by the template's apply (the HPA may own it)
+        settings=settings,
     )
 
 
@@ -184,13 +194,15 @@ def _from_history(
     owner: builders.Owner,
     revision: int,
     history: Mapping[str, Any] | None,
+    settings: PodSettings,
     allow_file_uris: bool,
 ) -> dict[str, Any] | None:
     """A revision's Deployment rendered from its ControllerRevision, or None without one."""
     data = (history or {}).get("data") or {}
     try:
         spec = parse_spec(data["spec"], allow_file_uris=allow_file_uris)
-        return _deployment(owner, spec, revision, str(data["specHash"]), str(data["defaultImage"]))
+        image = str(data["defaultImage"])
+        return _deployment(owner, spec, revision, str(data["specHash"]), image, settings)
     except (KeyError, TypeError, SpecError):
         return None
 

@@ -4,10 +4,12 @@
   ``metric_names``), driven by the test: record requests, errors, latency; stop; restart.
 - :class:`MonitorProcess`: the sidecar as a subprocess, with helpers to read its /healthz and
   /metrics and to wait for a verdict.
-- :func:`apply_sidecar_rbac` / :func:`token_kubeconfig`: the sidecar's ServiceAccount, Role and
-  RoleBinding exactly as the operator creates them (only ``patch pods/status``,
-  ``create``/``patch events``), and a kubeconfig that authenticates as that ServiceAccount with a
-  TokenRequest token, so the process runs with its real permissions.
+- :func:`apply_sidecar_rbac` / :func:`token_kubeconfig`: the sidecar's ServiceAccount and
+  RoleBinding exactly as the operator creates them (to the chart's monitor ClusterRole, which the
+  session's cluster fixture installs: only ``patch pods/status``, ``create``/``patch events``),
+  and a kubeconfig that authenticates as that ServiceAccount with a TokenRequest token bound to
+  the pod, as the projected volume's is, so the process runs with its real permissions and the
+  verdict admission policy lets it write its own pod.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from modeldeploy.builders import sidecar_rbac
-from modeldeploy.names import SIDECAR_SERVICE_ACCOUNT
+from modeldeploy.names import DEFAULT_MONITOR_CLUSTER_ROLE, SIDECAR_SERVICE_ACCOUNT
 from modeldeploy_serving import metric_names
 from tests.kube import KubeCluster, free_port, wait_until
 
@@ -225,16 +227,27 @@ def monitor_process(**kwargs: Any) -> Iterator[MonitorProcess]:
 
 
 def apply_sidecar_rbac(cluster: KubeCluster, namespace: str) -> None:
-    """The sidecar's ServiceAccount, Role and RoleBinding, from the operator's own builder."""
-    for manifest in sidecar_rbac(namespace):
+    """The sidecar's ServiceAccount and RoleBinding, from the operator's own builder."""
+    for manifest in sidecar_rbac(namespace, DEFAULT_MONITOR_CLUSTER_ROLE):
         cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
 
 
 def token_kubeconfig(
-    cluster: KubeCluster, namespace: str, path: Path, account: str = SIDECAR_SERVICE_ACCOUNT
+    cluster: KubeCluster,
+    namespace: str,
+    path: Path,
+    account: str = SIDECAR_SERVICE_ACCOUNT,
+    pod: Mapping[str, Any] | None = None,
 ) -> Path:
-    """A kubeconfig for ``account`` with a TokenRequest token (what the projected volume holds)."""
-    token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration=1h")
+    """A kubeconfig for ``account`` with a TokenRequest token. Given ``pod`` (an object with its
+    metadata), the token is bound to it, like the one its projected volume holds: the API server
+    then knows which pod the caller is (user extra ``authentication.kubernetes.io/pod-name``)."""
+    bound = []
+    if pod is not None:
+        meta = pod["metadata"]
+        bound = ["--bound-object-kind=Pod", f"--bound-object-name={meta['name']}",
+                 f"--bound-object-uid={meta['uid']}"]  # fmt: skip
+    token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration=1h", *bound)
     admin = json.loads(
         cluster.kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json").stdout
     )

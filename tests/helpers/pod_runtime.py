@@ -8,7 +8,8 @@ containers would run, as real processes on 127.0.0.1:
 - ``modeldeploy-monitor`` with the ``MODELDEPLOY_MONITOR_*`` env of its monitor (a native
   sidecar in ``spec.initContainers``), the downward-API values (pod name, namespace) filled in
   from the pod as the kubelet would, and a kubeconfig holding a TokenRequest token of the
-  ``modeldeploy-monitor`` ServiceAccount the operator created, so its RBAC is the real one.
+  ``modeldeploy-monitor`` ServiceAccount the operator created, bound to that pod as the
+  projected volume's token is, so its RBAC and the verdict admission policy are the real ones.
 
 Only what a node provides differently is overridden: the server listens on a free local port,
 the monitor scrapes that port, serves its own endpoints on another, and scrapes fast
@@ -48,6 +49,10 @@ FAST_MONITOR_FLAGS: Mapping[str, str] = {"scrape-interval-seconds": "0.2"}
 STOP_GRACE_S = 0.3  # a retired pod leaves the routing at once; its processes stop after this
 
 Handler = Callable[[str, dict[str, Any], float], None]
+
+
+class PodGone(Exception):
+    """The pod was deleted before its sidecar got a token: a kubelet would not start it."""
 
 
 class ListWatch:
@@ -177,6 +182,10 @@ def container_env(pod: Mapping[str, Any], name: str) -> dict[str, str]:
     return env
 
 
+def _uid(pod: Mapping[str, Any]) -> str:
+    return str(pod["metadata"]["uid"])
+
+
 def _field(pod: Mapping[str, Any], path: str) -> str:
     """`metadata.name`, `metadata.namespace`, `metadata.uid`: what the downward API gives."""
     value: Any = pod
@@ -192,7 +201,7 @@ class PodProcesses:
         self,
         pod: dict[str, Any],
         workdir: Path,
-        kubeconfig: Callable[[], Path],
+        kubeconfig: Callable[[dict[str, Any]], Path],
         monitor_flags: Mapping[str, str],
     ) -> None:
         meta = pod["metadata"]
@@ -206,6 +215,7 @@ class PodProcesses:
         monitor = container(pod, names.CONTAINER_MONITOR)
         self.monitor_command = [*monitor["command"], *monitor.get("args", [])]
         self.model = self.server_env[names.ENV_MODEL_NAME]
+        self.pod = pod
         self.workdir, self.kubeconfig, self.monitor_flags = workdir, kubeconfig, monitor_flags
         self.server: ServerProcess | None = None
         self.monitor: subprocess.Popen[bytes] | None = None
@@ -223,6 +233,8 @@ class PodProcesses:
             self._start_monitor(metrics_url)
             self.server.wait_ready()
             self.ready.set()
+        except PodGone:
+            pass  # its DELETED event stops the server
         except Exception as err:  # reported by PodRuntime.errors
             self.error = f"{self.name}: {err}"
 
@@ -231,7 +243,7 @@ class PodProcesses:
             "metrics-url": metrics_url,
             "host": "127.0.0.1",
             "port": str(free_port()),
-            "kubeconfig": str(self.kubeconfig()),
+            "kubeconfig": str(self.kubeconfig(self.pod)),
             **self.monitor_flags,
         }
         program, *args = self.monitor_command
@@ -294,7 +306,7 @@ class PodRuntime:
         self.retired: list[PodProcesses] = []
         self._lock = threading.Lock()
         self._token_lock = threading.Lock()
-        self._kubeconfig: Path | None = None
+        self._account_ready = False
         self.pods = ListWatch(
             cluster,
             lambda api: client.CoreV1Api(api).list_namespaced_pod,
@@ -350,20 +362,29 @@ class PodRuntime:
                 timer.daemon = True
                 timer.start()
 
-    def _sidecar_kubeconfig(self) -> Path:
-        """A token of the ServiceAccount the operator made for sidecars (what the pod mounts)."""
+    def _sidecar_kubeconfig(self, pod: dict[str, Any]) -> Path:
+        """A token of the ServiceAccount the operator made for sidecars, bound to `pod` (what
+        the pod mounts)."""
+        ns = self.namespace
         with self._token_lock:
-            if self._kubeconfig is None:
-                ns = self.namespace
+            if not self._account_ready:
                 get = ("get", "sa", names.SIDECAR_SERVICE_ACCOUNT, "-n", ns)
                 wait_until(
                     lambda: self.cluster.kubectl(*get, check=False).returncode == 0,
                     timeout=30,
                     what="the sidecar ServiceAccount",
                 )
-                path = self.workdir / "sidecar.kubeconfig"
-                self._kubeconfig = token_kubeconfig(self.cluster, ns, path)
-            return self._kubeconfig
+                self._account_ready = True
+        name = pod["metadata"]["name"]
+        path = self.workdir / f"{name}.sidecar.kubeconfig"
+        try:
+            return token_kubeconfig(self.cluster, ns, path, pod=pod)
+        except AssertionError:
+            # A token can only be bound to a pod that exists (a superseded canary goes fast).
+            found = self.cluster.kubectl("get", "pod", name, "-n", ns, "-o", "json", check=False)
+            if found.returncode or json.loads(found.stdout)["metadata"]["uid"] != _uid(pod):
+                raise PodGone(name) from None
+            raise
 
     # --- what the Service sees ---------------------------------------------------------------
     def endpoints(self, revision: int | None = None) -> list[Endpoint]:

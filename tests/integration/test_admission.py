@@ -269,7 +269,12 @@ def _children(ns: str) -> list[dict[str, Any]]:
     )
     autoscaler = hpa(owner, spec, revision=1)
     assert autoscaler is not None
-    return [*sidecar_rbac(ns), deployment, service(owner), autoscaler]
+    return [
+        *sidecar_rbac(ns, names.DEFAULT_MONITOR_CLUSTER_ROLE),
+        deployment,
+        service(owner),
+        autoscaler,
+    ]
 
 
 def test_builders_objects_are_accepted_without_warnings(cluster: KubeCluster, ns: str) -> None:
@@ -282,7 +287,7 @@ def test_builders_objects_are_accepted_without_warnings(cluster: KubeCluster, ns
 @pytest.fixture(scope="module")
 def sidecar_account(cluster: KubeCluster, ns: str) -> None:
     """Pods are admitted only once their ServiceAccount exists."""
-    for obj in sidecar_rbac(ns):
+    for obj in sidecar_rbac(ns, names.DEFAULT_MONITOR_CLUSTER_ROLE):
         cluster.kubectl("apply", "-f", "-", input=json.dumps(obj))
 
 

@@ -22,7 +22,14 @@ import yaml
 
 from modeldeploy import names
 from tests.kube import KubeCluster, wait_until
-from tests.unit.chart import CHART, CLUSTER_PERMISSIONS, NAMESPACED_PERMISSIONS
+from tests.unit.chart import (
+    CHART,
+    CLUSTER_PERMISSIONS,
+    MONITOR_PERMISSIONS,
+    NAMED_PERMISSIONS,
+    NAMESPACED_PERMISSIONS,
+    REMOVED_PERMISSIONS,
+)
 
 OPERATOR = Path(sys.executable).parent / "modeldeploy-operator"
 MODEL = {
@@ -67,6 +74,11 @@ def release_name(namespace: str) -> str:
 
 def service_account(namespace: str) -> str:
     return f"{release_name(namespace)}-modeldeploy"
+
+
+def monitor_role(namespace: str) -> str:
+    """The chart's ClusterRole for the sidecar, `<fullname>-monitor`."""
+    return f"{service_account(namespace)}-monitor"
 
 
 @contextmanager
@@ -128,7 +140,9 @@ def operator(kubeconfig: Path, namespace: str, log: Path) -> Iterator[subprocess
             [str(OPERATOR), "--namespace", namespace, "--kubeconfig", str(kubeconfig),
              "--metrics-port", "0", "--health-port", "0",
              # The chart's Role allows get/update on the release's own Lease only.
-             f"--leader-election-id={service_account(namespace)}"],
+             f"--leader-election-id={service_account(namespace)}",
+             # The chart's flag: the operator may bind this ClusterRole and no other.
+             f"--monitor-cluster-role={monitor_role(namespace)}"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env,
         )  # fmt: skip
         try:
@@ -184,7 +198,8 @@ def test_install_runs_the_operator_under_the_restricted_profile(
         cluster_roles = cluster.get_json(
             "clusterroles", "-l", f"app.kubernetes.io/instance={release}"
         )["items"]
-        assert cluster_roles == []
+        # Only the sidecar's, which the operator binds per namespace and does not hold.
+        assert [r["metadata"]["name"] for r in cluster_roles] == [monitor_role(namespace)]
 
 
 @pytest.mark.parametrize("mode", ["single-namespace", "cluster-wide"])
@@ -203,6 +218,17 @@ def test_service_account_holds_exactly_the_needed_permissions(
         for group, resource, verb in sorted(CLUSTER_PERMISSIONS):
             res, sub = kubectl_resource(group, resource)
             assert can_i(cluster, sa, verb, res, sub, None) == (mode == "cluster-wide"), resource
+        for group, resource, verb, name in sorted(NAMED_PERMISSIONS):
+            res, sub = kubectl_resource(group, resource)
+            name = monitor_role(namespace) if name == "MONITOR_ROLE" else name
+            assert can_i(cluster, sa, verb, f"{res}/{name}", sub, namespace), (verb, res, name)
+            assert not can_i(cluster, sa, verb, f"{res}/someone-else", sub, namespace), res
+        # What the operator held while it created the sidecar's Role itself, and no more.
+        for group, resource, verb in sorted(REMOVED_PERMISSIONS | MONITOR_PERMISSIONS):
+            if (group, resource, verb) in NAMESPACED_PERMISSIONS:
+                continue  # `create events`: its own Events on ModelDeployments
+            res, sub = kubectl_resource(group, resource)
+            assert not can_i(cluster, sa, verb, res, sub, namespace), (verb, resource)
         for verb, resource, sub in FORBIDDEN:
             assert not can_i(cluster, sa, verb, resource, sub, namespace), (verb, resource, sub)
         assert not can_i(cluster, sa, "list", "namespaces", "", None)
@@ -238,10 +264,11 @@ def test_operator_reaches_stable_with_only_the_chart_rbac(
             # It led through the chart's Lease Role (and releases the Lease when it stops).
             lease = cluster.get_json("lease", service_account(namespace), "-n", namespace)
             assert lease["spec"]["holderIdentity"]
-        # What the chart's escalation-prevention rules are for: the sidecar's identity.
+        # The sidecar's identity, made with `bind` on the chart's monitor ClusterRole only.
         cluster.get_json("serviceaccount", names.SIDECAR_SERVICE_ACCOUNT, "-n", namespace)
-        cluster.get_json("role", names.SIDECAR_ROLE, "-n", namespace)
-        cluster.get_json("rolebinding", names.SIDECAR_ROLE_BINDING, "-n", namespace)
+        binding = cluster.get_json("rolebinding", names.SIDECAR_ROLE_BINDING, "-n", namespace)
+        assert binding["roleRef"]["kind"] == "ClusterRole"
+        assert binding["roleRef"]["name"] == monitor_role(namespace)
         events = cluster.get_json(
             "events", "-n", namespace, "--field-selector", f"involvedObject.kind={names.KIND}"
         )["items"]
@@ -262,7 +289,10 @@ def chart_objects_without_status_rule(
         "template", release, str(CHART), "--namespace", namespace,
         f"--set=watchNamespaces={{{namespace}}}",
     )  # fmt: skip
-    objects = [d for d in yaml.safe_load_all(proc.stdout) if d and d["kind"] != "Deployment"]
+    # Namespaced objects only: nothing would uninstall cluster-scoped ones (no release).
+    skip = {"Deployment", "ClusterRole", "ValidatingAdmissionPolicy"}
+    skip.add("ValidatingAdmissionPolicyBinding")
+    objects = [d for d in yaml.safe_load_all(proc.stdout) if d and d["kind"] not in skip]
     for obj in objects:
         if obj["kind"] == "Role" and not obj["metadata"]["name"].endswith("-leader-election"):
             before = len(obj["rules"])

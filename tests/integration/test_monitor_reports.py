@@ -1,8 +1,9 @@
 """The monitor against the real control plane, with only the permissions the operator grants it.
 
 A Pod (run by KWOK) stands for a model pod; the monitor process runs on the test machine with a
-TokenRequest token of the sidecar's ServiceAccount, scrapes a stand-in /metrics endpoint, and
-must turn a breach into a pod condition and an Event. The model server is tested elsewhere.
+TokenRequest token of the sidecar's ServiceAccount bound to that pod, scrapes a stand-in /metrics
+endpoint, and must turn a breach into a pod condition and an Event. The model server is tested
+elsewhere.
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ def sidecar(cluster: KubeCluster, namespace: str, tmp_path: Path) -> Iterator[Si
         timeout=60,
         what="the pod to run on a KWOK node",
     )
-    kubeconfig = token_kubeconfig(cluster, namespace, tmp_path / "sidecar.kubeconfig")
+    pod = cluster.get_json("pod", POD, "-n", namespace)
+    kubeconfig = token_kubeconfig(cluster, namespace, tmp_path / "sidecar.kubeconfig", pod=pod)
     with FakeModelMetrics() as metrics:
         yield Sidecar(cluster, namespace, kubeconfig, metrics)
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from modeldeploy import names
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "modeldeploy"
 RELEASE = "md"
@@ -59,24 +61,50 @@ def is_leader_election(doc: dict[str, Any]) -> bool:
     return str(doc["metadata"]["name"]).endswith("-leader-election")
 
 
-def rbac_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rules of the serving (Cluster)Roles; the Lease Role is checked on its own."""
+def is_monitor_role(doc: dict[str, Any]) -> bool:
+    """The sidecar's ClusterRole `<fullname>-monitor`: the operator binds it, never holds it."""
+    return doc["kind"] == "ClusterRole" and str(doc["metadata"]["name"]).endswith("-monitor")
+
+
+def operator_roles(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The operator's serving (Cluster)Roles: not the Lease Role, not the sidecar's."""
     return [
-        rule
+        d
         for d in docs
         if d["kind"] in ("Role", "ClusterRole") and not is_leader_election(d)
-        for rule in d["rules"]
+        if not is_monitor_role(d)
     ]
 
 
+def rbac_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rules of the operator's serving (Cluster)Roles."""
+    return [rule for d in operator_roles(docs) for rule in d["rules"]]
+
+
 def permissions(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
-    """Rules flattened to (apiGroup, resource, verb) triples."""
+    """Rules on every object of a kind (no resourceNames), as (apiGroup, resource, verb)."""
     return {
         (group, resource, verb)
+        for rule in rules
+        if "resourceNames" not in rule
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def named_permissions(
+    rules: list[dict[str, Any]], monitor_role: str
+) -> set[tuple[str, str, str, str]]:
+    """Rules limited by resourceNames, as (apiGroup, resource, verb, name); the release's
+    monitor ClusterRole is spelled MONITOR_ROLE."""
+    return {
+        (group, resource, verb, "MONITOR_ROLE" if name == monitor_role else name)
         for rule in rules
         for group in rule["apiGroups"]
         for resource in rule["resources"]
         for verb in rule["verbs"]
+        for name in rule.get("resourceNames", [])
     }
 
 
@@ -91,17 +119,32 @@ NAMESPACED_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
     | {("", "services", v) for v in CRUD}
     | {("autoscaling", "horizontalpodautoscalers", v) for v in CRUD}
     | {("", "pods", v) for v in ("get", "list", "watch")}
-    | {("", "pods/status", "patch")}
-    | {(group, "events", v) for group in ("", "events.k8s.io") for v in ("create", "patch")}
-    | {
-        (group, resource, v)
-        for group, resource in (
-            ("", "serviceaccounts"),
-            ("rbac.authorization.k8s.io", "roles"),
-            ("rbac.authorization.k8s.io", "rolebindings"),
-        )
-        for v in ("get", "list", "watch", "create", "patch")
+    | {("", "events", "create")}
+    # RBAC cannot limit create by name (the name is in the body); patch is limited below.
+    | {("", "serviceaccounts", "create"), ("rbac.authorization.k8s.io", "rolebindings", "create")}
+)
+# Limited to one object each: the sidecar's ServiceAccount and RoleBinding, and `bind` on the
+# release's monitor ClusterRole (so the operator grants it without holding pods/status patch).
+NAMED_PERMISSIONS: frozenset[tuple[str, str, str, str]] = frozenset(
+    {
+        ("", "serviceaccounts", "patch", names.SIDECAR_SERVICE_ACCOUNT),
+        ("rbac.authorization.k8s.io", "rolebindings", "patch", names.SIDECAR_ROLE_BINDING),
+        ("rbac.authorization.k8s.io", "clusterroles", "bind", "MONITOR_ROLE"),
     }
+)
+# What the operator held before the sidecar's ClusterRole, and must not any more.
+REMOVED_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
+    {("", "pods/status", "patch")}
+    | {("rbac.authorization.k8s.io", "roles", v) for v in ("create", "patch", "get")}
+    | {("events.k8s.io", "events", "create"), ("", "events", "patch")}
+    | {("", "serviceaccounts", v) for v in ("get", "list", "watch", "patch")}
+    | {("rbac.authorization.k8s.io", "rolebindings", v) for v in ("get", "list", "watch", "patch")}
+    | {("rbac.authorization.k8s.io", "clusterroles", "bind")}  # any other ClusterRole
+)
+# The sidecar's ClusterRole, bound by the operator in each served namespace.
+MONITOR_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
+    {("", "pods/status", "patch")}
+    | {(group, "events", v) for group in ("", "events.k8s.io") for v in ("create", "patch")}
 )
 # Only in cluster-wide mode: kopf follows CRDs appearing and disappearing.
 CLUSTER_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(

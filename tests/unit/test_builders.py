@@ -334,10 +334,20 @@ def test_pvc_model_is_mounted_read_only_and_served_from_a_file_uri() -> None:
 def test_spec_image_port_and_env_reach_the_pod() -> None:
     containers = _containers(_pod("pvc-skops"))
     server, monitor = containers[names.CONTAINER_SERVER], containers[names.CONTAINER_MONITOR]
-    assert server["image"] == monitor["image"] == "example.org/custom:2"
+    assert server["image"] == "example.org/custom:2"
     assert _env(server)["MODELDEPLOY_PORT"] == "9000"
     assert _env(server)["OMP_NUM_THREADS"] == "1"
     assert _env(monitor)["MODELDEPLOY_MONITOR_METRICS_URL"] == "http://127.0.0.1:9000/metrics"
+
+
+@pytest.mark.parametrize("name", ["minimal", "pvc-skops"])
+def test_the_monitor_runs_the_operators_image_never_the_specs(name: str) -> None:
+    """The sidecar holds the pod's API token: a user-chosen image must never get it."""
+    settings = PodSettings(monitor_image="registry.example/modeldeploy:9")
+    pod = _deployment(name, settings=settings)["spec"]["template"]["spec"]
+    assert _containers(pod)[names.CONTAINER_MONITOR]["image"] == "registry.example/modeldeploy:9"
+    default = _containers(_pod(name))[names.CONTAINER_MONITOR]["image"]
+    assert default == names.DEFAULT_SERVING_IMAGE
 
 
 # --- Service, HPA, RBAC --------------------------------------------------------------------------
@@ -402,34 +412,22 @@ def test_hpa_scales_the_given_revision_on_the_server_containers_cpu() -> None:
     }
 
 
-def test_sidecar_rbac_allows_only_pod_status_patch_and_events() -> None:
-    account, role, binding = sidecar_rbac("ml")
-    assert (account["kind"], role["kind"], binding["kind"]) == (
-        "ServiceAccount",
-        "Role",
-        "RoleBinding",
-    )
+def test_sidecar_rbac_binds_the_given_cluster_role_in_its_namespace_only() -> None:
+    account, binding = sidecar_rbac("ml", "md-monitor")
+    assert (account["kind"], binding["kind"]) == ("ServiceAccount", "RoleBinding")
     assert account["metadata"]["name"] == names.SIDECAR_SERVICE_ACCOUNT
     assert account["automountServiceAccountToken"] is False
-    granted = {
-        (group, resource, verb)
-        for rule in role["rules"]
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
+    assert binding["metadata"]["name"] == names.SIDECAR_ROLE_BINDING
+    # A RoleBinding: the ClusterRole's permissions hold in this namespace only.
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "md-monitor",
     }
-    assert granted == {
-        ("", "pods/status", "patch"),
-        ("", "events", "create"),
-        ("", "events", "patch"),
-        ("events.k8s.io", "events", "create"),
-        ("events.k8s.io", "events", "patch"),
-    }
-    assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": names.SIDECAR_SERVICE_ACCOUNT, "namespace": "ml"}
     ]
-    assert all(obj["metadata"]["namespace"] == "ml" for obj in (account, role, binding))
+    assert all(obj["metadata"]["namespace"] == "ml" for obj in (account, binding))
 
 
 def test_builders_are_pure_and_render_plain_json() -> None:
@@ -451,7 +449,7 @@ def test_builders_are_pure_and_render_plain_json() -> None:
         ),
         hpa(OWNER, spec, revision=1),
         service(OWNER),
-        *sidecar_rbac("ml"),
+        *sidecar_rbac("ml", names.DEFAULT_MONITOR_CLUSTER_ROLE),
     ]
     for child in children:
         assert json.loads(json.dumps(child)) == child

@@ -11,19 +11,25 @@ from tests.unit.chart import (
     CHART,
     CLUSTER_PERMISSIONS,
     LEASE_PERMISSIONS,
+    MONITOR_PERMISSIONS,
+    NAMED_PERMISSIONS,
     NAMESPACED_PERMISSIONS,
     RELEASE,
     RELEASE_NAMESPACE,
     helm,
     is_leader_election,
+    is_monitor_role,
     kinds,
     lease_permissions,
+    named_permissions,
     one,
+    operator_roles,
     permissions,
     rbac_rules,
     render,
 )
 
+MONITOR_ROLE = f"{RELEASE}-modeldeploy-monitor"  # <fullname>-monitor
 EVERYTHING_ON: dict[str, Any] = {
     "watchNamespaces": ["team-a", "team-b"],
     "verbose": True,
@@ -55,8 +61,9 @@ def test_helm_lint_strict_passes(values: dict[str, Any]) -> None:
 def test_default_is_cluster_wide() -> None:
     docs = render()
     assert kinds(docs) == [
-        "ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Role",
-        "RoleBinding", "Service", "ServiceAccount",
+        "ClusterRole", "ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget",
+        "Role", "RoleBinding", "Service", "ServiceAccount", "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ]  # fmt: skip
     assert "--all-namespaces" in container(docs)["args"]
     binding = one(docs, "ClusterRoleBinding")
@@ -64,12 +71,15 @@ def test_default_is_cluster_wide() -> None:
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": sa["name"], "namespace": RELEASE_NAMESPACE}
     ]
-    assert binding["roleRef"]["name"] == one(docs, "ClusterRole")["metadata"]["name"]
+    (role,) = operator_roles(docs)
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
 
 
 def test_single_namespace_mode_renders_roles_only() -> None:
     docs = render({"watchNamespaces": ["team-a", "team-b"]})
-    assert "ClusterRole" not in kinds(docs)
+    # Cluster-scoped only what the sidecar needs: its ClusterRole (bound per namespace, never
+    # cluster-wide) and the admission policy. Nothing grants the operator anything cluster-wide.
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole"] == [MONITOR_ROLE]
     assert "ClusterRoleBinding" not in kinds(docs)
     roles = [d for d in docs if d["kind"] == "Role" and not is_leader_election(d)]
     bindings = [d for d in docs if d["kind"] == "RoleBinding" and not is_leader_election(d)]
@@ -89,14 +99,60 @@ def test_single_namespace_mode_renders_roles_only() -> None:
 
 
 def test_cluster_role_grants_exactly_the_golden_permissions() -> None:
-    rules = one(render(), "ClusterRole")["rules"]
-    assert permissions(rules) == NAMESPACED_PERMISSIONS | CLUSTER_PERMISSIONS
+    (role,) = operator_roles(render())
+    assert role["kind"] == "ClusterRole"
+    assert permissions(role["rules"]) == NAMESPACED_PERMISSIONS | CLUSTER_PERMISSIONS
+    assert named_permissions(role["rules"], MONITOR_ROLE) == NAMED_PERMISSIONS
 
 
 def test_each_role_grants_exactly_the_namespaced_permissions() -> None:
     docs = render({"watchNamespaces": ["team-a", "team-b"]})
-    for role in (d for d in docs if d["kind"] == "Role" and not is_leader_election(d)):
+    roles = operator_roles(docs)
+    assert len(roles) == 2
+    for role in roles:
+        assert role["kind"] == "Role"
         assert permissions(role["rules"]) == NAMESPACED_PERMISSIONS
+        assert named_permissions(role["rules"], MONITOR_ROLE) == NAMED_PERMISSIONS
+
+
+@pytest.mark.parametrize("values", [{}, {"watchNamespaces": ["team-a"]}], ids=["cluster", "ns"])
+def test_the_monitor_cluster_role_is_what_the_operator_binds(values: dict[str, Any]) -> None:
+    docs = render(values)
+    (monitor,) = [d for d in docs if is_monitor_role(d)]
+    assert permissions(monitor["rules"]) == MONITOR_PERMISSIONS
+    args = container(docs)["args"]
+    assert f"--monitor-cluster-role={monitor['metadata']['name']}" in args
+    # The operator never holds what it grants: RBAC lets it bind this one role instead.
+    assert not permissions(rbac_rules(docs)) & MONITOR_PERMISSIONS - {("", "events", "create")}
+
+
+def test_the_monitor_runs_the_operators_image_unless_told() -> None:
+    args = container(render({"image": {"tag": "dev"}}))["args"]
+    repository = names.DEFAULT_SERVING_IMAGE.rsplit(":", 1)[0]
+    assert f"--monitor-image={repository}:dev" in args
+    args = container(render({"monitor": {"image": "ops.example/monitor:1"}}))["args"]
+    assert "--monitor-image=ops.example/monitor:1" in args
+
+
+def test_the_verdict_policy_names_the_operators_identities() -> None:
+    docs = render({"watchNamespaces": ["team-a"]})
+    policy = one(docs, "ValidatingAdmissionPolicy")
+    binding = one(docs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {
+        "policyName": policy["metadata"]["name"],
+        "validationActions": ["Deny"],
+    }
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    assert spec["matchConstraints"]["resourceRules"] == [
+        {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"],
+         "resources": ["pods/status"]}
+    ]  # fmt: skip
+    (identity,) = spec["matchConditions"]
+    assert f"':{names.SIDECAR_SERVICE_ACCOUNT}')" in identity["expression"]
+    ours = {v["name"]: v["expression"] for v in spec["variables"]}["ours"]
+    assert ours == f"['{names.POD_COND_METRICS_HEALTHY}', '{names.POD_COND_MODEL_READY}']"
+    assert all(v.get("messageExpression") for v in spec["validations"])
 
 
 @pytest.mark.parametrize("values", [{}, {"watchNamespaces": ["team-a"]}], ids=["cluster", "ns"])
@@ -104,13 +160,16 @@ def test_rbac_has_no_secrets_no_wildcards_no_escalation(values: dict[str, Any]) 
     rules = rbac_rules(render(values))
     assert rules
     for rule in rules:
-        assert set(rule) == {"apiGroups", "resources", "verbs"}  # no nonResourceURLs, no names
+        assert set(rule) - {"resourceNames"} == {"apiGroups", "resources", "verbs"}  # no URLs
         words = [*rule["apiGroups"], *rule["resources"], *rule["verbs"]]
         assert not any("*" in w for w in words), rule
         assert not any(r == "secrets" or r.startswith("secrets/") for r in rule["resources"])
-        assert not {"escalate", "bind", "impersonate", "update", "deletecollection"} & set(
-            rule["verbs"]
-        ), rule
+        assert not {"escalate", "impersonate", "update", "deletecollection"} & set(rule["verbs"]), (
+            rule
+        )
+        if "bind" in rule["verbs"]:  # only the sidecar's ClusterRole, by name
+            assert rule["resources"] == ["clusterroles"] and rule["verbs"] == ["bind"], rule
+            assert rule["resourceNames"] == [MONITOR_ROLE], rule
         assert "pods/exec" not in rule["resources"]
         assert "serviceaccounts/token" not in rule["resources"]
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from modeldeploy import names
+from modeldeploy.pod import PodSettings
 from modeldeploy.reconcile import Reconciliation, plan
 from modeldeploy.status import status_patch
 from tests.helpers.merge_patch import merge
@@ -91,23 +92,41 @@ def test_a_new_modeldeployment_gets_its_children_and_a_floor_sized_first_revisio
     result = run(body())
     assert kinds(result) == [
         "ServiceAccount",
-        "Role",
         "RoleBinding",
         "Service",
         "ControllerRevision",
         "Deployment",
         "HorizontalPodAutoscaler",
     ]
-    history = result.apply[4]
+    history = result.apply[3]
     assert (history["metadata"]["name"], history["revision"]) == ("iris-r1", 1)
     assert history["data"]["spec"] == body()["spec"] and history["data"]["defaultImage"] == IMAGE
-    deployment_obj = result.apply[5]
+    deployment_obj = result.apply[4]
     assert deployment_obj["metadata"]["name"] == "iris-r1"
     assert "replicas" not in deployment_obj["spec"]  # the HPA will own it
     assert result.scale == {"iris-r1": 2}  # sized once to the HPA's floor
     assert "app.kubernetes.io/instance" not in deployment_obj["metadata"]["labels"]
     assert result.status is not None and result.status["observedGeneration"] == 1
     assert [e["reason"] for e in result.events] == ["Deploying"]
+
+
+def test_the_operators_monitor_settings_reach_the_binding_and_every_rendered_revision() -> None:
+    md = body(serving={"image": "user.example/own:1"})
+    settings = PodSettings(monitor_image="ops.example/modeldeploy:2")
+    result = plan(
+        md,
+        {"deployments": [], "pods": [], "hpas": []},
+        default_image=IMAGE,
+        now=NOW,
+        pod_settings=settings,
+        monitor_role="md-monitor",
+    )
+    binding = next(o for o in result.apply if o["kind"] == "RoleBinding")
+    assert binding["roleRef"]["name"] == "md-monitor"
+    deployment_obj = next(o for o in result.apply if o["kind"] == "Deployment")
+    pod_spec = deployment_obj["spec"]["template"]["spec"]
+    assert pod_spec["containers"][0]["image"] == "user.example/own:1"
+    assert [c["image"] for c in pod_spec["initContainers"]] == ["ops.example/modeldeploy:2"]
 
 
 def test_ready_pods_make_the_first_revision_stable_and_a_second_plan_writes_nothing() -> None:

@@ -70,7 +70,7 @@ The image reference: a digest pins it, otherwise the tag (default: appVersion).
 {{/*
 The rules the operator needs in every namespace it serves, and nothing more. docs/chart.md has
 one row per rule saying why. No Secrets, no wildcards, no update (every write is a patch or a
-server-side apply), no escalate/bind/impersonate.
+server-side apply), no escalate or impersonate, and `bind` on the sidecar's ClusterRole only.
 */}}
 {{- define "modeldeploy.namespacedRules" -}}
 # Its own API: read the ModelDeployments; write only their status (never spec or metadata).
@@ -98,21 +98,32 @@ server-side apply), no escalate/bind/impersonate.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
-# Held only so the operator may grant it to the sidecar's Role (RBAC escalation prevention:
-# nobody can grant a permission they do not hold). The operator never patches pod status.
+# Events on ModelDeployments (core API, create only: each Event is a new object).
 - apiGroups: [""]
-  resources: ["pods/status"]
-  verbs: ["patch"]
-# Events on ModelDeployments. Both event APIs, because the sidecar's Role grants both (its
-# MetricBreach Events) and escalation prevention needs the operator to hold what it grants.
-- apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
-  verbs: ["create", "patch"]
-# The sidecar's identity in each namespace: ServiceAccount, Role and RoleBinding.
+  verbs: ["create"]
+# The sidecar's identity in each namespace: its ServiceAccount, and a RoleBinding to the chart's
+# fixed `<fullname>-monitor` ClusterRole. Server-side apply needs create (the first time; RBAC
+# cannot limit create by name) and patch, which is limited to the two objects by name. Nothing
+# reads them back, so no get/list/watch.
 - apiGroups: [""]
   resources: ["serviceaccounts"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["create"]
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  resourceNames: ["modeldeploy-monitor"]
+  verbs: ["patch"]
 - apiGroups: ["rbac.authorization.k8s.io"]
-  resources: ["roles", "rolebindings"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  resources: ["rolebindings"]
+  verbs: ["create"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["rolebindings"]
+  resourceNames: ["modeldeploy-monitor-reporter"]
+  verbs: ["patch"]
+# `bind` on that one ClusterRole lets the operator grant it without holding its permissions
+# (RBAC escalation prevention would otherwise require them): no pods/status patch here.
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["clusterroles"]
+  resourceNames: [{{ printf "%s-monitor" (include "modeldeploy.fullname" .) | quote }}]
+  verbs: ["bind"]
 {{- end }}
