@@ -1,12 +1,20 @@
 """HTTP routes (aiohttp). Thin: read the body, hand it to the protocol and the service, answer.
 
 Every error is a ServingError carrying its status; `_answer_inference` turns it into a JSON
-error body and counts it by whose fault it was.
+error body and counts it by whose fault it was. A model error's text (the estimator's exception)
+is logged under a request id and never sent: the client gets the reason and the id.
+
+Two clocks per inference request: the upload (complete headers to the last body byte, cut off
+after the body timeout) and the SLO latency (last body byte to the encoded response). A slow
+client's upload is its own histogram and never reaches the p99 that can trigger a rollback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
@@ -17,8 +25,10 @@ from aiohttp import web
 from .config import ServerConfig
 from .errors import (
     ClientError,
+    ModelError,
     ModelNotFound,
     PayloadTooLarge,
+    RequestTimeout,
     ServingError,
     UnsupportedMediaType,
 )
@@ -31,6 +41,9 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 PLATFORM = "scikit-learn"
 SERVER_NAME = "modeldeploy-server"
+REQUEST_ID_HEADER = "X-Request-Id"
+# A caller's id is echoed only if it is short and plain: it goes into the log line.
+_CALLER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def create_app(
@@ -59,6 +72,8 @@ class _Routes:
         self._metrics = metrics
         self._max_bytes = config.max_request_bytes
         self._max_rows = config.max_request_rows
+        self._body_timeout = config.body_timeout
+        self._error_log = _RateLimitedLog(interval_seconds=1.0)
 
     # --- health and metadata -------------------------------------------------------------
     async def live(self, _: web.Request) -> web.Response:
@@ -111,13 +126,13 @@ class _Routes:
     async def v1_predict(self, request: web.Request) -> web.Response:
         return await self._answer_inference("v1", request, self._v1_predict)
 
-    async def _v2_infer(self, request: web.Request) -> bytes:
+    async def _v2_infer(self, request: web.Request, clock: _Clock) -> bytes:
         service = self._service
         signature = service.require_model(
             request.match_info["name"], request.match_info.get("version")
         )
         parsed = v2.parse_infer(
-            await _read_body(request, self._max_bytes), signature, max_rows=self._max_rows
+            await self._read_body(request, clock), signature, max_rows=self._max_rows
         )
         results = await service.predict(parsed.rows, parsed.outputs)
         return v2.encode_infer(
@@ -127,36 +142,89 @@ class _Routes:
             outputs=list(zip(parsed.outputs, results, strict=True)),
         )
 
-    async def _v1_predict(self, request: web.Request) -> bytes:
+    async def _v1_predict(self, request: web.Request, clock: _Clock) -> bytes:
         signature = self._service.require_model(request.match_info["name"])
         rows = v1.parse_predict(
-            await _read_body(request, self._max_bytes), signature, max_rows=self._max_rows
+            await self._read_body(request, clock), signature, max_rows=self._max_rows
         )
         (predictions,) = await self._service.predict(rows, (signature.default_output,))
         return v1.encode_predict(predictions)
 
     async def _answer_inference(
-        self, protocol: str, request: web.Request, answer: Callable[[web.Request], Awaitable[bytes]]
+        self,
+        protocol: str,
+        request: web.Request,
+        answer: Callable[[web.Request, _Clock], Awaitable[bytes]],
     ) -> web.Response:
-        started = time.perf_counter()
+        clock = _Clock(time.perf_counter())
         self._metrics.in_flight.inc()
         try:
-            raw = await answer(request)
+            raw = await answer(request, clock)
+        except ModelError as exc:
+            request_id = _request_id(request)
+            self._error_log.warning(
+                "model error for request %s (%s): %s", request_id, exc.reason, exc.message
+            )
+            self._metrics.observe_request(protocol, clock.since_body(), exc)
+            hidden = type(exc)(
+                f"the model failed on this request ({exc.reason}); "
+                f"the server log has the details under request id {request_id}"
+            )
+            return _error_response(hidden, request_id)
         except ServingError as exc:
-            self._metrics.observe_request(protocol, time.perf_counter() - started, exc)
+            self._metrics.observe_request(protocol, clock.since_body(), exc)
             return _error_response(exc)
         except Exception:  # a bug on our side, not the model's: 500, but never a model error
-            log.exception("unexpected error answering %s %s", request.method, request.path)
-            error = ServingError("internal server error; see the server log")
-            self._metrics.observe_request(protocol, time.perf_counter() - started, error)
-            return _error_response(error)
+            request_id = _request_id(request)
+            log.exception(
+                "unexpected error answering %s %s (request id %s)",
+                request.method,
+                request.path,
+                request_id,
+            )
+            error = ServingError(f"internal server error; see the server log for {request_id}")
+            self._metrics.observe_request(protocol, clock.since_body(), error)
+            return _error_response(error, request_id)
         finally:
             self._metrics.in_flight.dec()
-        self._metrics.observe_request(protocol, time.perf_counter() - started)
+        self._metrics.observe_request(protocol, clock.since_body())
         return web.Response(body=raw, content_type=JSON)
 
+    async def _read_body(self, request: web.Request, clock: _Clock) -> bytes:
+        _check_body_headers(request, self._max_bytes)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                return await request.read()
+        except TimeoutError:
+            raise RequestTimeout(
+                f"request body not received within {self._body_timeout:g} s"
+            ) from None
+        except web.HTTPRequestEntityTooLarge:  # chunked bodies: aiohttp counts as it reads
+            raise PayloadTooLarge(
+                f"body is larger than the limit of {self._max_bytes} bytes"
+            ) from None
+        finally:
+            clock.body_complete = time.perf_counter()
+            self._metrics.observe_upload(clock.body_complete - started)
 
-async def _read_body(request: web.Request, max_bytes: int) -> bytes:
+
+class _Clock:
+    """When the request's handler started and when its body was complete."""
+
+    __slots__ = ("body_complete", "started")
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.body_complete: float | None = None
+
+    def since_body(self) -> float:
+        """SLO latency: from the complete body (or the start, for errors before reading it)."""
+        origin = self.started if self.body_complete is None else self.body_complete
+        return time.perf_counter() - origin
+
+
+def _check_body_headers(request: web.Request, max_bytes: int) -> None:
     content_type = request.headers.get("Content-Type")
     if content_type is not None and not _is_json(content_type):
         raise UnsupportedMediaType(f"Content-Type {content_type!r} is not accepted; send {JSON}")
@@ -165,11 +233,13 @@ async def _read_body(request: web.Request, max_bytes: int) -> bytes:
         # Compressed bodies are refused outright: no decompression bomb can get in this way.
         raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send identity")
     if request.content_length is not None and request.content_length > max_bytes:
+        # Answered before a byte of the body is read; the connection then closes.
         raise PayloadTooLarge(f"body is {request.content_length} bytes, limit is {max_bytes}")
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:  # chunked bodies: aiohttp counts as it reads
-        raise PayloadTooLarge(f"body is larger than the limit of {max_bytes} bytes") from None
+
+
+def _request_id(request: web.Request) -> str:
+    caller = request.headers.get(REQUEST_ID_HEADER, "")
+    return caller if _CALLER_ID.fullmatch(caller) else secrets.token_hex(8)
 
 
 def _is_json(content_type: str) -> bool:
@@ -196,10 +266,19 @@ async def _json_errors(
         return web.Response(status=exc.status, body=raw, content_type=JSON, headers=headers)
 
 
-def _error_response(error: ServingError) -> web.Response:
-    return web.Response(
-        status=error.status, body=body.encode_error(error), content_type=JSON, headers=error.headers
+def _error_response(error: ServingError, request_id: str | None = None) -> web.Response:
+    headers = (
+        error.headers if request_id is None else {**error.headers, REQUEST_ID_HEADER: request_id}
     )
+    response = web.Response(
+        status=error.status,
+        body=body.encode_error(error, request_id),
+        content_type=JSON,
+        headers=headers,
+    )
+    if error.closes_connection:
+        response.force_close()  # "Connection: close", and the unread body is never read
+    return response
 
 
 def _json(value: object, status: int = 200) -> web.Response:
@@ -211,3 +290,22 @@ def _package_version() -> str:
         return version("modeldeploy")
     except PackageNotFoundError:
         return "unknown"
+
+
+class _RateLimitedLog:
+    """A failing model under load must not turn the log into the bottleneck."""
+
+    def __init__(self, interval_seconds: float) -> None:
+        self._interval = interval_seconds
+        self._next = 0.0
+        self._suppressed = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._suppressed += 1
+            return
+        if self._suppressed:
+            message += f" (and {self._suppressed} more since the last such line)"
+        log.warning(message, *args)
+        self._next, self._suppressed = now + self._interval, 0

@@ -58,6 +58,9 @@ class ServerConfig:
     shutdown_timeout: float
     drain_seconds: float
     keepalive_timeout: float
+    header_timeout: float
+    body_timeout: float
+    max_connections: int
     skops_trusted_types: tuple[str, ...]
     allow_sklearn_version_mismatch: bool
     fetch_to: Path | None
@@ -123,6 +126,13 @@ def _seconds(value: str) -> float:
     number = float(value.removesuffix("s"))
     if not 0 <= number <= 86_400:
         raise ValueError(f"must be between 0 and 86400 seconds; got {value}")
+    return number
+
+
+def _positive_seconds(value: str) -> float:
+    number = _seconds(value)
+    if number == 0:  # 0 would cut off every connection at once, not disable the timeout
+        raise ValueError("must be more than 0 seconds")
     return number
 
 
@@ -229,6 +239,24 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("shutdown-timeout", _seconds, 20.0, "seconds in-flight requests get after SIGTERM"),
     _Flag("drain-seconds", _seconds, 0.0, "after SIGTERM keep serving this long while not ready"),
     _Flag("keepalive-timeout", _seconds, 5.0, "close idle keep-alive connections after this"),
+    _Flag(
+        "header-timeout",
+        _positive_seconds,
+        10.0,
+        "a request's headers must arrive within this many seconds, else 408 and close",
+    ),
+    _Flag(
+        "body-timeout",
+        _positive_seconds,
+        30.0,
+        "an inference request's body must arrive within this many seconds, else 408 and close",
+    ),
+    _Flag(
+        "max-connections",
+        _int_range(1, 1_000_000),
+        1024,
+        "open connections beyond this evict the oldest one waiting for headers, else get 503",
+    ),
     _Flag(
         "skops-trusted-type",
         _text(200),

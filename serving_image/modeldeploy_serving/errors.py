@@ -20,6 +20,8 @@ class ServingError(Exception):
     status: ClassVar[int] = 500
     reason: ClassVar[str] = "internal_error"
     headers: ClassVar[dict[str, str]] = {}
+    # The answer ends the connection: the rest of the body is never read.
+    closes_connection: ClassVar[bool] = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -50,6 +52,15 @@ class ModelNotFound(ClientError):
 class PayloadTooLarge(ClientError):
     status = 413
     reason = "payload_too_large"
+    closes_connection = True
+
+
+class RequestTimeout(ClientError):
+    """The body did not arrive within the body timeout (a slow or stalled upload)."""
+
+    status = 408
+    reason = "request_timeout"
+    closes_connection = True
 
 
 class UnsupportedMediaType(ClientError):

@@ -17,8 +17,13 @@ REQUESTS: Final = f"{PREFIX}_requests"
 MODEL_ERRORS: Final = f"{PREFIX}_model_errors"
 # Counter, label reason: malformed requests rejected with a 4xx. Never drives rollback.
 CLIENT_ERRORS: Final = f"{PREFIX}_client_errors"
-# Histogram (seconds), sub-millisecond buckets: request latency, successful and model-failed.
+# Histogram (seconds), sub-millisecond buckets: the SLO latency the sidecar's p99 reads, for
+# successful and model-failed requests, from the complete body to the encoded response (queue,
+# predict, encode). The client's upload is not in it: a slow uploader cannot move the p99.
 REQUEST_LATENCY: Final = f"{PREFIX}_request_duration_seconds"
+# Histogram (seconds): time to receive an inference request's body, from complete headers to the
+# last byte (or to the 408/413 that cut it off). The client's network, never the model's speed.
+UPLOAD_DURATION: Final = f"{PREFIX}_request_upload_duration_seconds"
 # Gauge: requests being processed now.
 IN_FLIGHT: Final = f"{PREFIX}_requests_in_flight"
 # Histogram: rows per predict() call (micro-batching).

@@ -21,6 +21,8 @@ LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.0075,
     0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
+# Uploads are the client's network: from a millisecond to past the default 30 s body timeout.
+UPLOAD_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 PROTOCOLS = ("v1", "v2")
 STATUS_CLASSES = ("2xx", "4xx", "5xx")
@@ -54,8 +56,15 @@ class ServerMetrics:
         )
         self._latency = Histogram(
             names.REQUEST_LATENCY,
-            "Inference request latency in seconds, for answered and model-failed requests.",
+            "Inference latency in seconds from the complete request body to the encoded "
+            "response (queue, predict, encode), for answered and model-failed requests.",
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._upload = Histogram(
+            names.UPLOAD_DURATION,
+            "Seconds to receive an inference request's body, also when cut off by a 408 or 413.",
+            buckets=UPLOAD_BUCKETS,
             registry=self.registry,
         )
         self.in_flight = Gauge(
@@ -102,6 +111,9 @@ class ServerMetrics:
 
     def observe_batch(self, rows: int) -> None:
         self._batch_size.observe(rows)
+
+    def observe_upload(self, seconds: float) -> None:
+        self._upload.observe(seconds)
 
     def observe_request(
         self, protocol: str, seconds: float, error: ServingError | None = None

@@ -21,13 +21,14 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from . import loading
 from .app import create_app
 from .config import ConfigError, ServerConfig, parse_config
+from .connections import ConnectionGuard, GuardedSite
 from .errors import EXIT_USAGE, LoadError
 from .metrics import ServerMetrics
 from .service import InferenceService
@@ -73,15 +74,26 @@ async def serve(config: ServerConfig) -> int:
         fmt=config.format,
     )
     service = InferenceService(config, metrics)
+    handler_options: dict[str, Any] = {
+        "access_log": None,  # one log line per request would cost more than the request itself
+        "keepalive_timeout": config.keepalive_timeout,
+        # A response sent before its body was read (413, 408, 404...) closes the connection
+        # instead of reading and discarding the rest: a 1 GB claim costs nothing.
+        "lingering_time": 0,
+    }
     runner = web.AppRunner(
         create_app(config, service, metrics),
-        access_log=None,  # one log line per request would cost more than the request itself
         handle_signals=False,
         shutdown_timeout=config.shutdown_timeout,
-        keepalive_timeout=config.keepalive_timeout,
+        **handler_options,
     )
     await runner.setup()
-    await web.TCPSite(runner, config.host, config.port, backlog=1024).start()
+    guard = ConnectionGuard(
+        header_timeout=config.header_timeout,
+        max_connections=config.max_connections,
+        handler_options=handler_options,
+    )
+    await GuardedSite(runner, config.host, config.port, guard=guard, backlog=1024).start()
     host, port = runner.addresses[0][:2]
     log.info("listening on http://%s:%d (model %s is loading)", host, port, config.model_name)
 

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import enum
 import logging
-import time
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .batching import PredictQueue
 from .config import ServerConfig
-from .errors import ModelError, ModelNotFound, ModelNotReady
+from .errors import ModelNotFound, ModelNotReady
 from .metrics import ServerMetrics
 from .signature import ModelSignature
 
@@ -45,7 +44,6 @@ class InferenceService:
         self._cause = CAUSE_LOADING  # CamelCase, like a condition reason (a LoadError's cause)
         self._model: LoadedModel | None = None
         self._queue: PredictQueue | None = None
-        self._error_log = _RateLimitedLog(interval_seconds=1.0)
 
     @property
     def ready(self) -> bool:
@@ -108,28 +106,6 @@ class InferenceService:
         return self._model.signature
 
     async def predict(self, rows: np.ndarray, outputs: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+        """Raises ModelError (the routes log it with the request id), Overloaded, Unavailable."""
         assert self._queue is not None, "require_model() is called first"
-        try:
-            return await self._queue.submit(rows, outputs)
-        except ModelError as exc:
-            self._error_log.warning("model error (%s): %s", exc.reason, exc.message)
-            raise
-
-
-class _RateLimitedLog:
-    """A failing model under load must not turn the log into the bottleneck."""
-
-    def __init__(self, interval_seconds: float) -> None:
-        self._interval = interval_seconds
-        self._next = 0.0
-        self._suppressed = 0
-
-    def warning(self, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now < self._next:
-            self._suppressed += 1
-            return
-        if self._suppressed:
-            message += f" (and {self._suppressed} more since the last such line)"
-        log.warning(message, *args)
-        self._next, self._suppressed = now + self._interval, 0
+        return await self._queue.submit(rows, outputs)

@@ -6,8 +6,9 @@ The shared server's model takes 6 features, has no missing-value support, and it
 
 from __future__ import annotations
 
-import http.client
+import contextlib
 import json
+import socket
 from typing import Any
 
 import pytest
@@ -227,15 +228,24 @@ def test_body_just_under_the_limit_passes_and_just_over_gets_413(
     assert_still_serving(classifier_server)
 
 
-def test_chunked_body_over_the_limit_gets_413(classifier_server: ServerProcess) -> None:
-    connection = http.client.HTTPConnection("127.0.0.1", classifier_server.port, timeout=30)
-    chunks = iter([b'{"instances": [', b"[0, 0, 0, 0, 0, 0]," * 400, b"]}"])
-    connection.request("POST", V1, body=chunks, encode_chunked=True,
-                       headers={"Content-Type": "application/json"})  # fmt: skip
-    response = connection.getresponse()
-    assert response.status == 413
-    assert "limit" in json.loads(response.read())["error"]
-    connection.close()
+def test_chunked_body_over_the_limit_gets_413_and_close(classifier_server: ServerProcess) -> None:
+    """Counted while reading: the 413 comes once the limit is passed, and the connection closes
+    without reading the rest (a client must read its answer while sending, as this one does)."""
+    chunk = b"[0, 0, 0, 0, 0, 0]," * 400
+    request = (
+        f"POST {V1} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode() + b"%x\r\n%s\r\n" % (len(chunk), chunk)  # and never the final 0-chunk
+    with socket.create_connection(("127.0.0.1", classifier_server.port), timeout=10) as sock:
+        sock.sendall(request)
+        received = b""
+        with contextlib.suppress(ConnectionResetError):  # closed with our bytes unread
+            while data := sock.recv(65536):
+                received += data
+    head, _, raw = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413")
+    assert b"Connection: close" in head
+    assert "limit" in json.loads(raw)["error"]
     assert_still_serving(classifier_server)
 
 

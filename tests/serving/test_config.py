@@ -61,6 +61,9 @@ def test_flags_win_over_the_environment() -> None:
         ([*REQUIRED, "--max-request-bytes", "lots"], {}, "--max-request-bytes: must be a byte"),
         (REQUIRED, {"MODELDEPLOY_MICRO_BATCHING": "maybe"}, "must be true or false"),
         ([*REQUIRED, "--batch-max-wait-ms", "5000"], {}, "between 0 and 1000 milliseconds"),
+        ([*REQUIRED, "--header-timeout", "0"], {}, "--header-timeout: must be more than 0"),
+        (REQUIRED, {"MODELDEPLOY_BODY_TIMEOUT": "-1"}, "MODELDEPLOY_BODY_TIMEOUT: must be between"),
+        ([*REQUIRED, "--max-connections", "0"], {}, "--max-connections: must be between 1"),
     ],
 )
 def test_bad_values_name_the_flag_or_variable(
@@ -69,6 +72,18 @@ def test_bad_values_name_the_flag_or_variable(
     with pytest.raises(ConfigError) as caught:
         parse_config(argv, env)
     assert message in str(caught.value)
+
+
+def test_hostile_client_limits_have_defaults_and_come_from_the_environment() -> None:
+    defaults = parse_config(REQUIRED, {})
+    assert (defaults.header_timeout, defaults.body_timeout, defaults.max_connections) == (
+        10.0,
+        30.0,
+        1024,
+    )
+    env = {"MODELDEPLOY_HEADER_TIMEOUT": "2s", "MODELDEPLOY_BODY_TIMEOUT": "0.5"}
+    config = parse_config([*REQUIRED, "--max-connections", "64"], env)
+    assert (config.header_timeout, config.body_timeout, config.max_connections) == (2.0, 0.5, 64)
 
 
 def test_bad_configuration_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:

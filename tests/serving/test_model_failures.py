@@ -28,11 +28,21 @@ def test_predict_exception_is_a_500_counted_as_model_error(
 ) -> None:
     server = launch(trained["failing"]).wait_ready()
     before = server.metrics()
-    replies = [server.infer([ROW]), server.request("POST", "/v1/models/model:predict", v1([ROW]))]
+    traced = server.request(
+        "POST", "/v1/models/model:predict", v1([ROW]), headers={"X-Request-Id": "trace-42"}
+    )
+    replies = [traced, server.infer([ROW])]
     for reply in replies:
         assert reply.status == 500
-        assert reply.json()["reason"] == "predict_failed"
-        assert "predict() raised RuntimeError: injected model failure" in reply.json()["error"]
+        answer = reply.json()
+        assert answer["reason"] == "predict_failed"
+        # The estimator's exception text stays in the log; the client gets the id to find it.
+        assert "injected model failure" not in reply.body.decode()
+        assert f"request id {answer['request_id']}" in answer["error"]
+        assert reply.headers["X-Request-Id"] == answer["request_id"]
+    assert traced.json()["request_id"] == "trace-42"  # the caller's own id is kept
+    failure = "predict\\(\\) raised RuntimeError: injected model failure"
+    server.wait_for_log(f"model error for request trace-42 .*{failure}")
     statuses = asyncio.run(
         post_concurrently(server.port, "/v1/models/model:predict", [v1([ROW])] * 8)
     )
@@ -42,6 +52,7 @@ def test_predict_exception_is_a_500_counted_as_model_error(
     after = server.metrics()
     assert after["modeldeploy_model_errors_total"] - before["modeldeploy_model_errors_total"] == 10
     assert after['modeldeploy_requests_total{protocol="v1",status_class="5xx"}'] == 9
+    assert after['modeldeploy_requests_total{protocol="v2",status_class="5xx"}'] == 1
     assert not any(name.startswith("modeldeploy_client_errors_total") for name in after)
     assert server.process.poll() is None
 
@@ -55,7 +66,7 @@ def test_non_finite_output_is_a_model_error(
     server = launch(models.save(regressor, tmp_path, "overflow")).wait_ready()
     reply = server.infer([[10.0] * 6])
     assert (reply.status, reply.json()["reason"]) == (500, "invalid_output")
-    assert "returned NaN or infinity" in reply.json()["error"]
+    server.wait_for_log(f"model error for request {reply.json()['request_id']} .*NaN or infinity")
     assert server.metrics()["modeldeploy_model_errors_total"] == 1
     server.terminate()
 
@@ -70,7 +81,8 @@ def test_a_poisoned_request_fails_alone_when_batched_with_others(
     bodies = [v1([[666.0, *ROW[1:]]] if i == 3 else [ROW]) for i in range(6)]
     replies = asyncio.run(post_concurrently(server.port, "/v1/models/model:predict", bodies))
     assert [status for status, _ in replies] == [200, 200, 200, 500, 200, 200]
-    assert "poisoned row" in replies[3][1]["error"]
+    assert "poisoned row" not in replies[3][1]["error"]
+    server.wait_for_log(f"model error for request {replies[3][1]['request_id']} .*poisoned row")
     assert server.metrics()["modeldeploy_model_errors_total"] == 1
     server.terminate()
 

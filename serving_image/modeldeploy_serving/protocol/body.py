@@ -26,8 +26,10 @@ def encode(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def encode_error(error: ServingError) -> bytes:
-    return orjson.dumps({"error": error.message, "reason": error.reason})
+def encode_error(error: ServingError, request_id: str | None = None) -> bytes:
+    if request_id is None:
+        return orjson.dumps({"error": error.message, "reason": error.reason})
+    return orjson.dumps({"error": error.message, "reason": error.reason, "request_id": request_id})
 
 
 def json_type(value: Any) -> str:
