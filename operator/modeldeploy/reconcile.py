@@ -95,7 +95,12 @@ def plan(
         elif revision not in deployments:
             # Deleted by hand (or never created before a crash): render it from its history.
             restored = _from_history(
-                owner, revision, histories.get(revision), settings, allow_file_uris
+                owner,
+                revision,
+                histories.get(revision),
+                settings,
+                allow_file_uris,
+                replicas=decision.replicas[revision],
             )
             if restored is None:
                 lost.append(revision)
@@ -178,6 +183,7 @@ def _deployment(
     spec_hash: str,
     default_image: str,
     settings: PodSettings,
+    replicas: int | None = None,
 ) -> dict[str, Any]:
     return builders.revision_deployment(
         owner,
@@ -185,7 +191,7 @@ def _deployment(
         revision=revision,
         spec_hash=spec_hash,
         default_image=default_image,
-        replicas=None,  # never owned by the template's apply (the HPA may own it)
+        replicas=replicas,  # None: never owned by the template's apply (the HPA may own it)
         settings=settings,
     )
 
@@ -196,13 +202,20 @@ def _from_history(
     history: Mapping[str, Any] | None,
     settings: PodSettings,
     allow_file_uris: bool,
+    replicas: int | None,
 ) -> dict[str, Any] | None:
-    """A revision's Deployment rendered from its ControllerRevision, or None without one."""
+    """A revision's Deployment rendered from its ControllerRevision, or None without one.
+
+    It is created at its count (a history revision at 0), not at the API's default of 1 and
+    scaled after: a pod of an old model would otherwise join the Service for a moment. The
+    scale that follows in the same plan makes the scale manager own the count too, so a later
+    apply without it (the HPA's revision) leaves it in place."""
     data = (history or {}).get("data") or {}
     try:
         spec = parse_spec(data["spec"], allow_file_uris=allow_file_uris)
         image = str(data["defaultImage"])
-        return _deployment(owner, spec, revision, str(data["specHash"]), image, settings)
+        hash_ = str(data["specHash"])
+        return _deployment(owner, spec, revision, hash_, image, settings, replicas)
     except (KeyError, TypeError, SpecError):
         return None
 

@@ -273,6 +273,7 @@ def test_a_deleted_stable_is_rendered_again_from_its_history_mid_canary() -> Non
         rendered["iris-r1"]["metadata"]["annotations"][names.ANNOTATION_SPEC_HASH]
         == (r1_history["data"]["specHash"])
     )
+    assert "replicas" not in rendered["iris-r1"]["spec"]  # the stable: the HPA's to own
     assert result.scale.get("iris-r1") == 2  # the HPA's floor until the HPA takes it over
     assert result.lost == ()
 
@@ -323,3 +324,17 @@ def test_a_refused_canary_deployment_fails_the_canary_at_once() -> None:
         names.REASON_APPLY_FAILED,
     )
     assert "Deployment iris-r2: 403 Forbidden: denied" in entry["message"]
+
+
+def test_a_deleted_history_revision_comes_back_at_zero_not_at_the_default_of_one() -> None:
+    md, first = canary_started()
+    history = history_of(first, 1)
+    state = md["status"]["rollout"]
+    # r2 is the stable now and r1 a cold history entry (kept at 0 for rollback --to 1).
+    state["stable"], state["canary"] = state["canary"], None
+    state["weight"], state["step"] = 0, 0
+    md["status"]["rollout"] = state
+    result = run(md, deployments=[deployment(2, 4)], controllerrevisions=[history])
+    rendered = {o["metadata"]["name"]: o for o in result.apply if o["kind"] == "Deployment"}
+    assert rendered["iris-r1"]["spec"]["replicas"] == 0
+    assert result.scale.get("iris-r1") == 0  # the scale manager co-owns the count
