@@ -27,6 +27,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import yaml
 
@@ -45,6 +46,11 @@ KWOK_STAGES = (
     "kustomize/stage/pod/fast/pod-complete.yaml",
     "kustomize/stage/pod/fast/pod-delete.yaml",
 )
+
+
+# Per fake node. A model pod requests 260m CPU and 304Mi (server + sidecar defaults), so three
+# nodes hold ~2900 pods: enough for the 1000-ModelDeployment burst of `make bench-operator`.
+NODE_CAPACITY: Final = {"cpu": "256", "memory": "1Ti", "pods": "1000"}
 
 
 class ClusterError(RuntimeError):
@@ -447,10 +453,7 @@ def node_manifests(count: int) -> str:
                         "type": "kwok",
                     },
                 },
-                "status": {
-                    "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-                    "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-                },
+                "status": {"allocatable": NODE_CAPACITY, "capacity": NODE_CAPACITY},
             }
         )
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes})
