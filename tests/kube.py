@@ -86,7 +86,15 @@ class KubeCluster:
         for crd in crds:
             self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
         if crds:
-            self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+            # A CRD created a moment ago may have no status yet, and `kubectl wait` then fails
+            # at once ("accessor error: <nil>") instead of waiting: ask again until it waits.
+            wait = ("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+            wait_until(
+                lambda: self.kubectl(*wait, check=False).returncode == 0,
+                timeout=90,
+                what="the CRDs to be Established",
+                interval=0.5,
+            )
         self.kubectl(
             "apply", "--server-side", "--force-conflicts", "-f", "-", input=monitor_manifests(self)
         )
