@@ -167,7 +167,12 @@ class Bench:
         return tracker
 
     def operator(self, flavor: Flavor, namespace: str) -> OperatorProcess:
-        op = OperatorProcess(self.cluster, namespaces=[namespace], extra_env=flavor.env)
+        op = OperatorProcess(
+            self.cluster,
+            namespaces=[namespace],
+            extra_env=flavor.env,
+            leader_election=flavor.name == "new",  # the peer predates leader election
+        )
         op.log_path = ROOT / ".cluster" / "logs" / f"bench-operator-{namespace}.log"
         op.log_path.unlink(missing_ok=True)
         op.start()

@@ -33,8 +33,10 @@ class OperatorProcess:
         lease_namespace: str = "default",
         name: str = "",
         allow_file_uris: bool = False,
+        leader_election: bool = True,
     ) -> None:
         self.cluster = cluster
+        self.leader_election = leader_election  # off only for builds that predate it
         self.allow_file_uris = allow_file_uris
         self.namespaces = namespaces
         self.kubeconfig = kubeconfig or cluster.kubeconfig
@@ -60,8 +62,14 @@ class OperatorProcess:
                 f"--kubeconfig={self.kubeconfig}",
                 f"--metrics-port={self.metrics_port}",
                 f"--health-port={self.health_port}",
-                f"--leader-election-id={self.lease_id}",
-                f"--leader-election-namespace={self.lease_namespace}",
+                *(
+                    [
+                        f"--leader-election-id={self.lease_id}",
+                        f"--leader-election-namespace={self.lease_namespace}",
+                    ]
+                    if self.leader_election
+                    else []
+                ),
                 *(["--allow-file-uris"] if self.allow_file_uris else []),
             ],
             env=self.env,
