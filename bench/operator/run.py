@@ -1,8 +1,9 @@
 """`make bench-operator`: the operator's speed and API cost, against a peer build, same cluster.
 
-    python bench/operator/run.py                   # about 20 minutes
+    python bench/operator/run.py                   # ~25 min if 1000 reach Stable in ~2 min each
     python bench/operator/run.py --quick           # small counts, about 5 minutes: a smoke run
     python bench/operator/run.py --peer ../old     # the peer: another checkout of this repo
+    python bench/operator/run.py --phases burst --merge --burst 300   # redo one phase
 
 Every phase runs once with this checkout's operator ("new") and once with the peer's ("old",
 by default the code at PEER_REV exported with `git archive`), each in its own namespace with a
@@ -278,6 +279,10 @@ def main() -> int:
     peer.add_argument("--peer-rev", default=PEER_REV, help="git revision of the peer code")
     peer.add_argument("--no-peer", action="store_true", help="measure this checkout only")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--phases", default="sequential,canary,waiting,burst", help="comma-separated subset"
+    )
+    parser.add_argument("--merge", action="store_true", help="keep the other phases in --out")
     if parser.parse_known_args()[0].quick:  # smaller defaults; explicit flags still win
         parser.set_defaults(sequential=5, canaries=2, waiting=2, window=10, pause=40, bake=40)
         parser.set_defaults(burst=50)
@@ -285,10 +290,13 @@ def main() -> int:
     out = args.out or ROOT / "bench" / "results" / f"operator{'-quick' if args.quick else ''}.json"
 
     started = time.monotonic()
-    result: dict[str, Any] = {
-        "machine_start": machine(),
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-    }
+    phases = set(args.phases.split(","))
+    result: dict[str, Any] = json.loads(out.read_text()) if args.merge and out.exists() else {}
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    if args.merge:  # one record per invocation: which phases, when, how loaded the machine was
+        result.setdefault("invocations", []).append({"machine_start": machine(), "config": config})
+    else:
+        result.update({"machine_start": machine(), "config": config})
     with BACKENDS["local"]() as cluster:
         cluster.apply_crds()
         bench = Bench(cluster)
@@ -302,48 +310,50 @@ def main() -> int:
         }
 
         def save() -> None:  # after every phase: a late failure keeps the earlier figures
-            result["machine_end"] = machine()
-            result["duration_s"] = time.monotonic() - started
+            record = result["invocations"][-1] if args.merge else result
+            record["machine_end"] = machine()
+            record["duration_s"] = time.monotonic() - started
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(result, indent=2) + "\n")
 
-        result["sequential"], result["canary"] = {}, {}
-        for flavor in flavors:
+        for phase in phases & {"sequential", "canary", "burst"}:
+            result[phase] = {}
+        for flavor in flavors if "sequential" in phases else []:
             result["sequential"][flavor.name] = sequential(bench, flavor, args.sequential)
             print(f"[{flavor.name}] sequential: {json.dumps(result['sequential'][flavor.name])}")
             save()
-        for flavor in flavors:
+        for flavor in flavors if "canary" in phases else []:
             result["canary"][flavor.name] = canary(bench, flavor, args.canaries)
             print(f"[{flavor.name}] canary: {json.dumps(result['canary'][flavor.name])}")
             save()
 
-        # Counts only, so both operators wait at the same time (each in its own namespace).
-        result["waiting"] = {
-            f.name: {"count": args.waiting, "window_s": args.window} for f in flavors
-        }
-        threads = [
-            threading.Thread(
-                target=waiting,
-                args=(
-                    bench,
-                    f,
-                    args.waiting,
-                    args.window,
-                    args.pause,
-                    args.bake,
-                    result["waiting"][f.name],
-                ),
-            )
-            for f in flavors
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        save()
+        if "waiting" in phases:
+            # Counts only, so both operators wait at the same time (each in its own namespace).
+            result["waiting"] = {
+                f.name: {"count": args.waiting, "window_s": args.window} for f in flavors
+            }
+            threads = [
+                threading.Thread(
+                    target=waiting,
+                    args=(
+                        bench,
+                        f,
+                        args.waiting,
+                        args.window,
+                        args.pause,
+                        args.bake,
+                        result["waiting"][f.name],
+                    ),
+                )
+                for f in flavors
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            save()
 
-        result["burst"] = {}
-        for flavor in flavors:
+        for flavor in flavors if "burst" in phases else []:
             result["burst"][flavor.name] = burst(bench, flavor, args.burst, args.burst_timeout)
             save()
     table = report.table(result)
