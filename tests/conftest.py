@@ -6,8 +6,14 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from tests.kube import BACKENDS, KubeCluster
+
+# Property tests judge results, not speed: a shared 2-core machine makes hypothesis' default
+# 200 ms per-example deadline a source of flakes (speed is measured by `make bench*`).
+settings.register_profile("modeldeploy", deadline=None)
+settings.load_profile("modeldeploy")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
