@@ -69,7 +69,7 @@ def test_an_unschedulable_canary_is_named_in_status_and_keeps_waiting(
     cluster: KubeCluster, op_namespace: str
 ) -> None:
     body = stable(cluster, op_namespace, "greedy")
-    apply(cluster, with_cpu(body, "100"))  # no KWOK node has 100 cpus
+    apply(cluster, with_cpu(body, "1000"))  # no KWOK node has 1000 cpus (NODE_CAPACITY)
     md = message_says(cluster, op_namespace, "greedy", "Unschedulable", "Insufficient cpu")
     status = md["status"]
     assert status["phase"] == names.PHASE_PROGRESSING
