@@ -14,9 +14,9 @@ minimum), minRequests 5, step pauses of 1 s, bakes of 2 s, the sidecar scraping 
 from __future__ import annotations
 
 import json
-from contextlib import suppress
 import time
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
