@@ -52,13 +52,13 @@ class ObservedCache:
             by_name[name] = body
 
     def remove(self, kind: str, body: dict[str, Any]) -> None:
-        owner = self.owner_of(body)
-        if owner is None:
-            return
+        """A DELETED watch event (watch events of one kind arrive in order)."""
+        if (owner := self.owner_of(body)) is not None:
+            self.discard(kind, owner, body["metadata"]["name"])
+
+    def discard(self, kind: str, owner: _Owner, name: str) -> None:
         by_kind = self._objects.get(owner, {})
-        known = by_kind.get(kind, {}).get(body["metadata"]["name"])
-        if known is not None and resource_version(known) <= resource_version(body):
-            del by_kind[kind][body["metadata"]["name"]]
+        by_kind.get(kind, {}).pop(name, None)
         if not any(by_kind.values()):
             self._objects.pop(owner, None)
 

@@ -323,15 +323,7 @@ class Controller:
             log.info("%s/%s: deleting %s %s", *key, kind, obj_name)
             await self.kube.delete(kind, namespace, obj_name)
             self._applied.pop((kind, namespace, obj_name), None)
-            gone = {
-                "metadata": {
-                    "name": obj_name,
-                    "namespace": namespace,
-                    "labels": {names.LABEL_NAME: key[1]},
-                    "resourceVersion": str(2**62),
-                }
-            }
-            self.cache.remove(kind, gone)
+            self.cache.discard(kind, key, obj_name)
         for event in result.events:
             log.info("%s/%s: %s %s: %s", *key, event["type"], event["reason"], event["message"])
             await self._post_event(body, event)

@@ -17,15 +17,14 @@ operator reads too if the container does end.)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import orjson
 
 from modeldeploy.names import POD_COND_MODEL_READY, REASON_MODEL_LOADED
 from modeldeploy_serving.monitor.report import timestamp
-from modeldeploy_serving.monitor.verdict import Status
+from modeldeploy_serving.monitor.verdict import Status, Verdict
 
 LOADED_MESSAGE: Final = "model verified, loaded and warmed up"
 REASON_NOT_READY: Final = "NotReady"  # a server that gave no usable cause
@@ -34,15 +33,9 @@ _CAMEL: Final = re.compile(r"[A-Z][A-Za-z0-9]{0,127}")
 MAX_MESSAGE: Final = 1024
 
 
-@dataclass(frozen=True, slots=True)
-class ModelReadiness:
-    status: Status
-    reason: str
-    message: str
-
-    @property
-    def key(self) -> tuple[Status, str]:
-        return self.status, self.reason
+# One pod condition's value, like a metrics verdict: status, reason, message; written when
+# (status, reason) changes.
+ModelReadiness: TypeAlias = Verdict
 
 
 def parse_ready(body: bytes) -> ModelReadiness | None:

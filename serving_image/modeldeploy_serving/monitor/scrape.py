@@ -24,31 +24,24 @@ class Scraper:
         self._session: aiohttp.ClientSession | None = None
 
     async def fetch(self) -> str:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        try:
-            async with self._session.get(self.url) as response:
-                if response.status != 200:
-                    raise ScrapeError(f"HTTP {response.status}")
-                return await response.text()
-        except TimeoutError:
-            raise ScrapeError(f"timed out after {self._timeout.total:g}s") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise ScrapeError(f"cannot connect: {exc.os_error.strerror or exc}") from None
-        except aiohttp.ClientError as exc:
-            raise ScrapeError(f"{type(exc).__name__}: {exc}") from None
+        return (await self._get(self.url, ok=(200,))).decode()
 
     async def fetch_ready(self) -> bytes:
         """The readiness body, ready (200) or not (503): the server says why in it."""
+        return await self._get(self.ready_url, ok=(200, 503))
+
+    async def _get(self, url: str, ok: tuple[int, ...]) -> bytes:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         try:
-            async with self._session.get(self.ready_url) as response:
-                if response.status not in (200, 503):
+            async with self._session.get(url) as response:
+                if response.status not in ok:
                     raise ScrapeError(f"HTTP {response.status}")
                 return await response.read()
         except TimeoutError:
             raise ScrapeError(f"timed out after {self._timeout.total:g}s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise ScrapeError(f"cannot connect: {exc.os_error.strerror or exc}") from None
         except aiohttp.ClientError as exc:
             raise ScrapeError(f"{type(exc).__name__}: {exc}") from None
 
