@@ -407,9 +407,7 @@ def _deadline(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Mo
         return None  # a first revision keeps trying (nothing else could serve); phase: Failed
     waited = f"{_ready(obs, c)}/{_needed(s, obs, p)} ready pods for {_secs(now - since)}"
     msg = f"r{c.number} had {waited}; r{stable.number} serves 100%"
-    s = _record(s, c, Outcome.FAILED, names.REASON_PROGRESS_DEADLINE_EXCEEDED, msg, now, p)
-    s = s if s.restoring else _quarantine(s, c.spec_hash)
-    return _drop_canary(s), _event(names.REASON_PROGRESS_DEADLINE_EXCEEDED, msg, warning=True)
+    return _fail_canary(s, c, names.REASON_PROGRESS_DEADLINE_EXCEEDED, msg, now, p)
 
 
 def _doomed(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Moved | None:
@@ -421,9 +419,16 @@ def _doomed(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Move
     if not problem.terminal:
         return None
     msg = f"r{c.number} cannot become ready: {problem}; r{stable.number} serves 100%"
-    s = _record(s, c, Outcome.FAILED, problem.reason, msg, now, p)
+    return _fail_canary(s, c, problem.reason, msg, now, p)
+
+
+def _fail_canary(
+    s: RolloutState, c: Revision, reason: str, msg: str, now: datetime, p: Policy
+) -> Moved:
+    """The canary never became ready: history Failed, its spec quarantined (not a restore's)."""
+    s = _record(s, c, Outcome.FAILED, reason, msg, now, p)
     s = s if s.restoring else _quarantine(s, c.spec_hash)
-    return _drop_canary(s), _event(problem.reason, msg, warning=True)
+    return _drop_canary(s), _event(reason, msg, warning=True)
 
 
 def _advance(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Moved | None:
