@@ -16,13 +16,15 @@ from typing import Any
 
 import kopf
 
-from modeldeploy import names
+from modeldeploy import kopf_fixes, names
 from modeldeploy.controller import Controller
 from modeldeploy.k8s import Credentials, Kube
 from modeldeploy.leader import LeaderElector, default_identity
 from modeldeploy.pod import PodSettings
 
 MANAGED = {names.LABEL_MANAGED_BY: names.MANAGED_BY}
+
+kopf_fixes.apply()  # before kopf.run starts any watcher
 
 
 @kopf.on.login()

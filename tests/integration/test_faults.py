@@ -191,8 +191,9 @@ def test_rollback_survives_a_failed_status_write(
     for pod in md.pods(canary["revision"]):
         md.report(pod, healthy=False)
     status = md.wait(
-        "rolled back despite the failed status write",
-        rolled_back(canary["revision"]),
+        "rolled back despite the failed status write, the canary scaled to zero",
+        # Status is written first; the children follow it by a moment.
+        lambda s: rolled_back(canary["revision"])(s) and md.deployment_replicas(2) == 0,
         timeout=20,
         tick=stays_on(md, 1),
     )
@@ -439,6 +440,30 @@ def test_namespace_with_modeldeployments_finishes_deleting(cluster: KubeCluster)
             f"namespace {namespace} to be gone",
             interval=0.5,
         )
+
+
+def test_a_namespace_deleted_while_the_operator_lists_it_does_not_blind_the_operator(
+    cluster: KubeCluster, proxy: FaultProxy, ns: str
+) -> None:
+    """A watched namespace that is deleted before the operator's first listing in it answers.
+    (kopf keeps every handler waiting until each watch has listed once; a watch cancelled
+    before its listing must not hold that gate shut, or no ModelDeployment anywhere is ever
+    reconciled again. Seen in CI: test namespaces come and go under a glob.)"""
+    victim = f"{PREFIX}-{uuid.uuid4().hex[:8]}"
+    lists = proxy.add(
+        Rule(
+            path=f"/namespaces/{victim}/",
+            method="GET",
+            query=r"^(?!.*watch=)",  # the initial listings, not the watches after them
+            action=Delay(20.0),
+            times=None,
+        )
+    )
+    cluster.kubectl("create", "namespace", victim)
+    wait_until(lambda: lists.fired > 0, 30, f"the operator to list {victim}")
+    cluster.kubectl("delete", "namespace", victim, "--timeout=60s")
+    md = ModelDeploymentDriver(cluster, ns, "sighted")
+    md.deploy_proven(timeout=40)
 
 
 # --- (f) deleted children -------------------------------------------------------------------
