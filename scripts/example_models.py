@@ -129,7 +129,7 @@ def stop(directory: Path) -> None:
 
 def _answers(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 (our own store)
+        with urllib.request.urlopen(url, timeout=1) as response:
             return bool(response.status == 200)
     except OSError:
         return False
@@ -148,9 +148,8 @@ def main() -> int:
         print(json.dumps(train(directory), indent=2))
     elif args.command == "serve":
         train(directory)
-        print(
-            f"serving {directory} at http://{args.host}:{args.port}/ (pid {serve(directory, args.host, args.port)})"
-        )
+        pid = serve(directory, args.host, args.port)
+        print(f"serving {directory} at http://{args.host}:{args.port}/ (pid {pid})")
     else:
         stop(directory)
     return 0

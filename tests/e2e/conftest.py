@@ -25,7 +25,7 @@ from modeldeploy import names
 from tests.kube import ROOT, KubeCluster, wait_until
 
 sys.path.insert(0, str(ROOT / "scripts"))
-import example_models  # noqa: E402
+import example_models
 
 REAL_NODE_LABEL = "modeldeploy.io/real-node"
 RELEASE = "md-e2e"  # not `modeldeploy`: the other tiers apply that release's monitor objects

@@ -45,8 +45,10 @@ class Model:
     def stable(self, revision: int, timeout: float = 120) -> dict[str, Any]:
         return self.wait(
             f"r{revision} Stable",
-            lambda s: s.get("phase") == names.PHASE_STABLE
-            and (s.get("stable") or {}).get("revision") == revision,
+            lambda s: (
+                s.get("phase") == names.PHASE_STABLE
+                and (s.get("stable") or {}).get("revision") == revision
+            ),
             timeout,
         )
 
@@ -112,8 +114,10 @@ def test_the_model_container_is_locked_down(e2e: E2E, namespace: str) -> None:
 
     assert run(server, "id -u").strip() == "65532"
     assert "Read-only file system" in run(server, "touch /probe 2>&1 || true")
-    assert run(server, "ls /var/run/secrets/kubernetes.io 2>&1 || true").strip().endswith(
-        "No such file or directory"
+    assert (
+        run(server, "ls /var/run/secrets/kubernetes.io 2>&1 || true")
+        .strip()
+        .endswith("No such file or directory")
     )
     # The sidecar holds the pod's identity: a projected token, mounted only there.
     token = run(names.CONTAINER_MONITOR, "ls /var/run/secrets/kubernetes.io/serviceaccount")
@@ -167,7 +171,9 @@ def test_a_wrong_digest_stays_unready_with_its_reason_visible(e2e: E2E, namespac
         statuses = pod["status"].get("containerStatuses", []) + pod["status"].get(
             "initContainerStatuses", []
         )
-        texts = [json.dumps(s.get("state", {})) + json.dumps(s.get("lastState", {})) for s in statuses]
+        texts = [
+            json.dumps(s.get("state", {})) + json.dumps(s.get("lastState", {})) for s in statuses
+        ]
         texts += [c.get("message", "") for c in pod["status"].get("conditions", [])]
         return " ".join(texts)
 

@@ -2,7 +2,7 @@
 
     with Load(url, body, rate=50) as load:
         ...                      # roll out, roll back, kill containers
-    print(load.summary())        # "3012 requests: 3012 × 200, 0 connection errors"
+    print(load.summary())        # "3012 requests: 3012 x 200, 0 connection errors"
     assert load.connection_errors == 0
 
 Requests go out at a fixed rate on a few keep-alive connections (a client of the Service as a
@@ -73,7 +73,7 @@ class Load:
         samples = self.since(start)
         codes = Counter(s.status for s in samples)
         errors = Counter(s.error for s in samples if s.error)
-        parts = [f"{n} × {code}" for code, n in sorted(codes.items()) if code]
+        parts = [f"{n} x {code}" for code, n in sorted(codes.items()) if code]
         text = f"{len(samples)} requests: {', '.join(parts) or 'none answered'}"
         text += f"; {sum(errors.values())} connection errors"
         if errors:
@@ -107,6 +107,6 @@ class Load:
                     sample.version = answer.get("model_version")
                 else:
                     await response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
+        except (TimeoutError, aiohttp.ClientError, OSError) as err:
             sample.error = type(err).__name__
         self.samples.append(sample)
