@@ -37,8 +37,8 @@ cluster-down: ## stop the local control plane and remove its state
 cluster-status: $(STAMP)
 	$(BIN)/python scripts/cluster.py status --dir $(CLUSTER_DIR)
 
-run: cluster-up ## cluster + CRD + operator + the example ModelDeployment, then `kubectl get md`
-	$(BIN)/python scripts/run_local.py --dir $(CLUSTER_DIR)
+run: cluster-up ## cluster + CRD + operator + the example model, a prediction (V=2|3: a canary)
+	$(BIN)/python scripts/run_local.py --dir $(CLUSTER_DIR) $(if $(V),--version $(V))
 
 stop: ## stop the operator started by `make run`
 	$(BIN)/python scripts/run_local.py --dir $(CLUSTER_DIR) --stop
