@@ -336,7 +336,6 @@ def build_serving() -> Path:
             buildah(
                 "bud",
                 "--isolation=chroot",
-                "--force-rm",
                 "--pull=never",
                 f"--file={DOCKERFILE}",
                 # buildah 1.28 does not read <Dockerfile>.dockerignore by itself.
