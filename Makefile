@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 CLUSTER_DIR := .cluster
 export KUBECONFIG ?= $(CURDIR)/$(CLUSTER_DIR)/kubeconfig
 
-.PHONY: help install tools cluster-up cluster-down cluster-status run stop test test-unit \
+.PHONY: help install tools image cluster-up cluster-down cluster-status run stop test test-unit \
 	test-serving test-integration lint bench bench-serving bench-serving-quick bench-operator bench-rollback clean
 
 help: ## list the targets
@@ -26,6 +26,9 @@ install: $(STAMP) ## create .venv with the project and its dev tools
 
 tools: ## build the control plane, kubectl and helm from Go modules (cached outside the repo)
 	bash tools/build.sh
+
+image: $(STAMP) ## build serving_image/Dockerfile with buildah on a local base (cached OCI archive)
+	$(BIN)/python scripts/images.py serving
 
 cluster-up: $(STAMP) ## start the local Kubernetes 1.36 control plane (KWOK nodes)
 	$(BIN)/python scripts/cluster.py up --dir $(CLUSTER_DIR)

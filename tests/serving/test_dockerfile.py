@@ -1,4 +1,4 @@
-"""The serving Dockerfile cannot be built here (no container engine), so it is linted instead."""
+"""Lint of the serving Dockerfile. The image it builds (`make image`) is run by tests/image."""
 
 from __future__ import annotations
 
