@@ -157,7 +157,7 @@ def install_cluster_objects(kubectl: Kubectl, cluster_dir: Path) -> None:
 
 def serving_image() -> str:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "images.py"), "ref"],
+        [sys.executable, str(ROOT / "scripts" / "images.py"), "print", "--ref"],
         capture_output=True,
         text=True,
         check=False,

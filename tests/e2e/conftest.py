@@ -96,7 +96,7 @@ def image(real_node: RealNode) -> Image:
     """The project image, built from serving_image/Dockerfile and imported into the node's
     containerd by `make cluster-up` (rebuilt only when its inputs change)."""
     out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "images.py"), "ref"],
+        [sys.executable, str(ROOT / "scripts" / "images.py"), "print", "--ref"],
         capture_output=True,
         text=True,
         check=False,
