@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from node_config import kwok_toleration_annotation
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -93,7 +95,19 @@ def main() -> int:
         d["metadata"]["namespace"] for d in yaml.safe_load_all(manifest) if d and "metadata" in d
     }
     for ns in sorted(namespaces):
-        subprocess.run([*kubectl, "create", "namespace", ns], capture_output=True, check=False)
+        # No serving image on the real node yet: the example's pods run on KWOK nodes.
+        namespace = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": ns, "annotations": kwok_toleration_annotation()},
+        }
+        subprocess.run(
+            [*kubectl, "create", "-f", "-"],
+            input=yaml.safe_dump(namespace),
+            text=True,
+            capture_output=True,
+            check=False,
+        )
     subprocess.run([*kubectl, "apply", "-f", str(args.example)], check=True)
 
     wanted = [
