@@ -53,6 +53,8 @@ CACHE = Path(
     or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "modeldeploy"
 )
 PAUSE_ARCHIVE: Final = CACHE / "images" / "pause.tar"
+# The test image (tools/images/hello): localhost/modeldeploy/hello:1, imported when present.
+HELLO_ARCHIVE: Final = CACHE / "images" / "hello.tar"
 BINARIES: Final = (
     "containerd",
     "ctr",
@@ -305,6 +307,8 @@ class RealNode:
             "containerd", lambda: self.ctr("version", timeout=5).returncode == 0, "containerd", 30
         )
         self.import_image(PAUSE_ARCHIVE, "localhost/modeldeploy/pause")
+        if HELLO_ARCHIVE.exists():
+            self.import_image(HELLO_ARCHIVE, "localhost/modeldeploy/hello")
 
         self._spawn(
             "kubelet",

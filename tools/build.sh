@@ -118,31 +118,43 @@ for c in "${order[@]}"; do
   for b in ${binaries[$c]}; do ln -sfn "$out/$b" "$bindir/$b"; done
 done
 
-# The pause image (the pod sandbox) for the real node: pause.c from the k8s module itself, a static
-# binary packed as an OCI archive with umoci; no registry. Cached by a hash of its inputs.
-PAUSE_TAG=3.10.2 # build/pause/Makefile's TAG in k8s.io/kubernetes v1.36
-build_pause() {
-  local v; v=$(module_version k8s k8s.io/kubernetes)
-  local src; src=$(cd "$here/k8s" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$v" |
-    awk -F'"' '$2 == "Dir" {print $4}')/build/pause/linux/pause.c
-  local key; key=$( (cat "$src"; echo "$PAUSE_TAG"; declare -f build_pause) | sha256sum | cut -c1-16)
-  local images="$cache/images" out="$cache/images/pause-$key.tar"
+# Images for the real node, without a registry: one static binary each, packed as an OCI archive
+# with umoci and cached by a hash of its inputs; $cache/images/<name>.tar links to the current one.
+images="$cache/images"
+oci_pack() { # name tag binary user -> $images/<name>-<key>.tar (key: the binary's bytes)
+  local name=$1 tag=$2 bin=$3 user=$4
+  local key; key=$( (sha256sum <"$bin"; echo "$tag $user") | sha256sum | cut -c1-16)
+  local out="$images/$name-$key.tar"
   if [ ! -s "$out" ]; then
     command -v umoci >/dev/null || { echo "error: umoci is missing (run tools/host-packages.sh)" >&2; exit 1; }
-    echo "building the pause image into $out ..." >&2
-    mkdir -p "$images"
     local work; work=$(mktemp -d)
-    gcc -Os -Wall -Werror -static "-DVERSION=v$PAUSE_TAG-modeldeploy" -o "$work/pause" "$src"
     umoci init --layout "$work/oci"
-    umoci new --image "$work/oci:$PAUSE_TAG"
-    umoci insert --image "$work/oci:$PAUSE_TAG" "$work/pause" /pause >/dev/null
-    umoci config --image "$work/oci:$PAUSE_TAG" --config.entrypoint /pause \
-      --config.user 65535:65535 --os linux --architecture amd64
+    umoci new --image "$work/oci:$tag"
+    umoci insert --image "$work/oci:$tag" "$bin" "/$name" >/dev/null
+    umoci config --image "$work/oci:$tag" --config.entrypoint "/$name" \
+      --config.user "$user" --os linux --architecture amd64
     umoci gc --layout "$work/oci"
     tar -C "$work/oci" -cf "$out.tmp" . && mv "$out.tmp" "$out"
     rm -rf "$work"
+    echo "packed $out" >&2
   fi
-  ln -sfn "$out" "$images/pause.tar"
+  ln -sfn "$out" "$images/$name.tar"
 }
-if [ "${MODELDEPLOY_REAL_NODE:-1}" != 0 ]; then build_pause; fi
+
+# The pod sandbox: build/pause/linux/pause.c from the k8s module itself, gcc -Os -static.
+PAUSE_TAG=3.10.2 # build/pause/Makefile's TAG in k8s.io/kubernetes v1.36
+build_images() {
+  mkdir -p "$images"
+  local v; v=$(module_version k8s k8s.io/kubernetes)
+  local src; src=$(cd "$here/k8s" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$v" |
+    awk -F'"' '$2 == "Dir" {print $4}')/build/pause/linux/pause.c
+  local work; work=$(mktemp -d)
+  gcc -Os -Wall -Werror -static "-DVERSION=v$PAUSE_TAG-modeldeploy" -o "$work/pause" "$src"
+  oci_pack pause "$PAUSE_TAG" "$work/pause" 65535:65535
+  # The test image: an HTTP server for Service, logs and exec checks (tools/images/hello).
+  (cd "$here/images/hello" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$work/hello" .)
+  oci_pack hello 1 "$work/hello" 65532:65532
+  rm -rf "$work"
+}
+if [ "${MODELDEPLOY_REAL_NODE:-1}" != 0 ]; then build_images; fi
 echo "$bindir"

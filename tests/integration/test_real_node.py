@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.request
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from tests.kube import CLUSTER_DIR, REAL_NODE_LABEL, ROOT, KubeCluster, wait_unt
 pytestmark = [pytest.mark.kwok, pytest.mark.realnode]
 NODE = "real-node"
 PAUSE = "localhost/modeldeploy/pause:3.10.2"
+HELLO = "localhost/modeldeploy/hello:1"  # tools/images/hello: HTTP on :8080, answers its name
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +116,86 @@ def test_kwok_namespaces_tolerate_the_taint_and_stay_on_kwok_nodes(
             what="the pod scheduled",
         )
         assert pod["spec"]["nodeName"].startswith("kwok-node-")
+
+
+def _hello(replicas: int) -> str:
+    labels = {"app": "hello"}
+    container = {
+        "name": "hello",
+        "image": HELLO,
+        "imagePullPolicy": "Never",
+        "ports": [{"containerPort": 8080}],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}},
+        "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "hello"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "hello"},
+        "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": [deployment, service]})
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=3) as resp:
+        return str(resp.read().decode())
+
+
+def test_a_cluster_ip_routes_to_real_pods_and_logs_exec_and_metrics_work(
+    cluster: KubeCluster, real_node: dict[str, Any]
+) -> None:
+    with cluster.fresh_namespace(prefix="svc", enforce=True, real_node=True) as ns:
+        cluster.kubectl("apply", "-n", ns, "-f", "-", input=_hello(2))
+        cluster.kubectl("rollout", "status", "-n", ns, "deploy/hello", "--timeout=90s", timeout=100)
+        pods = [p["metadata"]["name"] for p in cluster.get_json("pods", "-n", ns)["items"]]
+        ip = cluster.get_json("service", "hello", "-n", ns)["spec"]["clusterIP"]
+
+        # kube-proxy's iptables rules take the host's request to both pods behind the ClusterIP.
+        seen: set[str] = set()
+
+        def both_answered() -> bool:
+            seen.add(_get(f"http://{ip}/").split()[-1])
+            return seen == set(pods)
+
+        wait_until(both_answered, timeout=60, what=f"both pods answering on {ip}", interval=0.1)
+
+        logs = cluster.kubectl("logs", "-n", ns, pods[0]).stdout
+        assert "listening on :8080" in logs
+        exec_out = cluster.kubectl("exec", "-n", ns, pods[0], "--", "/hello", "ping").stdout
+        assert exec_out.strip() == "exec: [ping]"
+
+        # metrics-server scrapes the kubelet: `kubectl top` shows the node and the pods.
+        def top() -> str | None:
+            proc = cluster.kubectl("top", "pods", "-n", ns, "--no-headers", check=False)
+            return proc.stdout if proc.returncode == 0 and pods[0] in proc.stdout else None
+
+        wait_until(top, timeout=120, what="pod metrics from metrics-server", interval=2)
+        assert NODE in cluster.kubectl("top", "nodes", "--no-headers").stdout
 
 
 def test_zz_stop_puts_the_host_back_as_recorded(
