@@ -105,20 +105,24 @@ def pod_subnet() -> str | None:
 
 
 def lock_owner() -> str | None:
-    """The cluster dir owning the machine's real node, if one still does."""
+    """The cluster dir owning the machine's real node, if one still does: its node state is
+    recorded, or the process that took the lock is still starting it."""
     try:
-        owner = json.loads(LOCK.read_text())["dir"]
-    except (OSError, ValueError, KeyError):
+        lock = json.loads(LOCK.read_text())
+        owner, pid = str(lock["dir"]), int(lock["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return str(owner) if NodePaths(Path(owner) / "node").host_state.exists() else None
+    if NodePaths(Path(owner) / "node").host_state.exists() or _alive(pid):
+        return owner
+    return None
 
 
 def preflight(cluster_dir: Path, bin_dir: Path) -> str | None:
     """Why a real node cannot start here, or None. Cheap, never waits."""
-    if os.geteuid() != 0:
-        return "not root (containerd, the kubelet and kube-proxy need root)"
     if not enabled_by_env():
         return "MODELDEPLOY_REAL_NODE=0"
+    if os.geteuid() != 0:
+        return "not root (containerd, the kubelet and kube-proxy need root)"
     missing = [b for b in BINARIES if not (bin_dir / b).exists()]
     if missing:
         return f"binaries missing from {bin_dir}: {', '.join(missing)} (run `make tools`)"
@@ -261,10 +265,20 @@ class RealNode:
 
     # -- start --
     def _take_lock(self) -> None:
-        owner = lock_owner()
-        if owner is not None and Path(owner) != self.dir:
-            raise NodeError(f"the real node of the cluster in {owner} runs on this machine")
-        LOCK.write_text(json.dumps({"dir": str(self.dir), "pid": os.getpid()}))
+        record = json.dumps({"dir": str(self.dir), "pid": os.getpid()}).encode()
+        try:  # O_EXCL: of two clusters starting at once, one gets the node
+            fd = os.open(LOCK, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            owner = lock_owner()
+            if owner is not None and Path(owner) != self.dir:
+                raise NodeError(
+                    f"the real node of the cluster in {owner} runs on this machine "
+                    "(one per machine)"
+                ) from None
+            LOCK.write_bytes(record)  # stale, or ours from a crashed start
+            return
+        with os.fdopen(fd, "wb") as f:
+            f.write(record)
 
     def start(self) -> None:
         p = self.paths
@@ -370,6 +384,9 @@ class RealNode:
         proc = self.ctr("images", "import", "--base-name", name, str(archive), timeout=300)
         if proc.returncode != 0:
             raise NodeError(f"ctr images import {archive} failed: {proc.stderr.strip()}")
+        # ctr drops, silently, refs that name another repository than `name`.
+        if not any(r.startswith(f"{name}:") for r in self.ctr("images", "ls", "-q").stdout.split()):
+            raise NodeError(f"{archive} holds no image tagged {name}:<tag>")
 
     # -- stop --
     def recorded(self) -> bool:
