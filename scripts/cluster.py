@@ -545,7 +545,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             bin_dir = build_binaries()
             built = time.monotonic()
-            why_not = node.preflight(layout.dir, bin_dir) if args.real_node else "--no-real-node"
+            why_not = (
+                node.preflight(layout.dir, bin_dir)
+                if args.real_node
+                else "turned off (--no-real-node or MODELDEPLOY_REAL_NODE=0)"
+            )
             cluster.up(bin_dir, args.nodes, None if why_not else node.node_ip())
         except (ClusterError, subprocess.CalledProcessError) as err:
             print(f"error: {err}", file=sys.stderr)
