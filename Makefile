@@ -24,13 +24,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv with the project and its dev tools
 
-tools: ## build the control plane, kubectl and helm from Go modules (cached outside the repo)
+tools: ## Debian packages for the real node, then the control plane, real node, kubectl and helm from Go modules (cached outside the repo)
+	bash tools/host-packages.sh
 	bash tools/build.sh
 
 image: $(STAMP) ## build serving_image/Dockerfile with buildah on a local base (cached OCI archive)
+	bash tools/host-packages.sh
 	$(BIN)/python scripts/images.py serving
 
-cluster-up: $(STAMP) ## start the local Kubernetes 1.36 control plane (KWOK nodes)
+cluster-up: $(STAMP) ## start the local Kubernetes 1.36 control plane (KWOK nodes + one real node running the serving image; MODELDEPLOY_REAL_NODE=0: KWOK only)
+	bash tools/host-packages.sh
 	$(BIN)/python scripts/cluster.py up --dir $(CLUSTER_DIR)
 
 cluster-down: ## stop the local control plane and remove its state

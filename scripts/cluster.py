@@ -1,14 +1,20 @@
 """A real local Kubernetes control plane as plain processes: etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler and KWOK (fake nodes that run pods).
+kube-controller-manager, kube-scheduler and KWOK (fake nodes that run pods), plus one real node
+(scripts/node.py: containerd, kubelet, kube-proxy, metrics-server) when the machine allows it.
 
-    python scripts/cluster.py up [--dir .cluster] [--nodes 3]
+    python scripts/cluster.py up [--dir .cluster] [--nodes 3] [--no-real-node]
     python scripts/cluster.py down [--dir .cluster]
     python scripts/cluster.py status [--dir .cluster]
 
 Binaries come from tools/build.sh (built from Go modules, cached outside the repo). Everything
 listens on free ports on 127.0.0.1, authorization is RBAC, and the admin kubeconfig is written to
 <dir>/kubeconfig. State (PKI, etcd data, logs, PIDs) lives under <dir>; `down` stops every process
-it started, by PID, and removes the state.
+it started, by PID, puts back what the real node changed on the host, and removes the state.
+
+With a real node the apiserver also listens on the machine's global IPv4 (pods reach it through
+10.96.0.1) and the KWOK nodes are tainted: a namespace that wants KWOK pods tolerates the taint
+through the PodTolerationRestriction annotation (see tests/kube.py). MODELDEPLOY_REAL_NODE=0 or
+--no-real-node: KWOK nodes only.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from typing import Final
 
 import yaml
 
+import node
+import node_config
 import pki
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -202,6 +210,10 @@ class Cluster:
             return False
 
     def stop(self) -> None:
+        # The real node first, while the API still runs (its pods are deleted through it).
+        problems = node.RealNode(self.layout.dir).stop(cluster_stays=False)
+        for problem in problems:
+            print(f"warning: real node clean-up: {problem}", file=sys.stderr)
         # Extra processes (e.g. the operator started by `make run`) first, then the components.
         extra = sorted(p.name for p in self.layout.pids.glob("*") if p.name not in COMPONENTS)
         for name in [*extra, *reversed(COMPONENTS)]:
@@ -245,7 +257,7 @@ class Cluster:
         return proc.stdout
 
     # -- bring-up --
-    def up(self, bin_dir: Path, nodes: int) -> None:
+    def up(self, bin_dir: Path, nodes: int, advertise: str | None = None) -> None:
         lay = self.layout
         for d in (lay.dir, lay.pki, lay.logs, lay.pids, lay.bin):
             d.mkdir(parents=True, exist_ok=True)
@@ -272,7 +284,7 @@ class Cluster:
             START_TIMEOUT_S,
             lay.pids / "etcd",
         )
-        self._spawn("kube-apiserver", apiserver_args(bin_dir, lay, ports))
+        self._spawn("kube-apiserver", apiserver_args(bin_dir, lay, ports, advertise))
         wait_for(
             "kube-apiserver",
             lambda: self._api_get("/readyz") == "ok",
@@ -310,8 +322,8 @@ class Cluster:
     def _ready_nodes(self) -> int:
         out = self.kubectl("get", "nodes", "-o", "json")
         count = 0
-        for node in json.loads(out)["items"]:
-            conds = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
+        for item in json.loads(out)["items"]:
+            conds = {c["type"]: c["status"] for c in item.get("status", {}).get("conditions", [])}
             count += conds.get("Ready") == "True"
         return count
 
@@ -336,16 +348,30 @@ def etcd_args(bin_dir: Path, lay: Layout, p: dict[str, int]) -> list[str]:
     ]
 
 
-def apiserver_args(bin_dir: Path, lay: Layout, p: dict[str, int]) -> list[str]:
+def apiserver_args(
+    bin_dir: Path, lay: Layout, p: dict[str, int], advertise: str | None = None
+) -> list[str]:
+    """`advertise`: the machine's global IPv4 when a real node runs. Its pods reach the API
+    through 10.96.0.1 -> that address, so the apiserver must listen beyond 127.0.0.1."""
     k = lay.pki
+    if advertise:
+        where = [
+            "--bind-address=0.0.0.0",
+            f"--advertise-address={advertise}",
+            "--endpoint-reconciler-type=lease",
+        ]
+    else:
+        # KWOK only: a loopback advertise address needs the endpoint reconciler off.
+        where = [
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            "--endpoint-reconciler-type=none",
+        ]
     return [
         str(bin_dir / "kube-apiserver"),
         f"--etcd-servers=http://127.0.0.1:{p['etcd']}",
-        "--bind-address=127.0.0.1",
         f"--secure-port={p['apiserver']}",
-        # No default route here: a loopback advertise address needs the endpoint reconciler off.
-        "--advertise-address=127.0.0.1",
-        "--endpoint-reconciler-type=none",
+        *where,
         f"--cert-dir={k}",
         f"--tls-cert-file={k / 'apiserver.crt'}",
         f"--tls-private-key-file={k / 'apiserver.key'}",
@@ -355,7 +381,15 @@ def apiserver_args(bin_dir: Path, lay: Layout, p: dict[str, int]) -> list[str]:
         f"--service-account-signing-key-file={k / 'sa.key'}",
         "--service-cluster-ip-range=10.96.0.0/16",
         "--authorization-mode=Node,RBAC",
+        # Namespaces of KWOK pods tolerate the KWOK nodes' taint through an annotation.
+        "--enable-admission-plugins=PodTolerationRestriction",
         "--allow-privileged=true",
+        # logs/exec/port-forward on the real node; its webhook authorizer accepts the admin.
+        f"--kubelet-client-certificate={k / 'admin.crt'}",
+        f"--kubelet-client-key={k / 'admin.key'}",
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
+        # metrics-server runs on the host: reach it at its endpoint, not through a ClusterIP.
+        "--enable-aggregator-routing=true",
         f"--proxy-client-cert-file={k / 'admin.crt'}",
         f"--proxy-client-key-file={k / 'admin.key'}",
         "--enable-priority-and-fairness=false",
@@ -462,11 +496,29 @@ def node_manifests(count: int) -> str:
 # --- CLI ----------------------------------------------------------------------------------------
 
 
+def start_real_node(layout: Layout, bin_dir: Path) -> str | None:
+    """Start the real node; on failure put the host back and say why (KWOK-only then)."""
+    real = node.RealNode(layout.dir, bin_dir)
+    try:
+        real.start()
+        return None
+    except (node.NodeError, subprocess.SubprocessError, OSError) as err:
+        for problem in real.stop(cluster_stays=True):
+            print(f"warning: real node clean-up: {problem}", file=sys.stderr)
+        return str(err)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--dir", type=Path, default=ROOT / ".cluster")
     parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument(
+        "--real-node",
+        action=argparse.BooleanOptionalAction,
+        default=node.enabled_by_env(),
+        help="also run one real kubelet node (default on; MODELDEPLOY_REAL_NODE=0 turns it off)",
+    )
     args = parser.parse_args(argv)
     layout = Layout(args.dir.resolve())
     cluster = Cluster(layout)
@@ -477,7 +529,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "status":
         state = cluster.running()
-        print(json.dumps({"healthy": cluster.healthy(), "processes": state}, indent=2))
+        real = node.RealNode(layout.dir).status() if cluster.healthy() else {}
+        print(
+            json.dumps(
+                {"healthy": cluster.healthy(), "processes": state, "real_node": real}, indent=2
+            )
+        )
         return 0 if cluster.healthy() else 1
 
     started = time.monotonic()
@@ -488,17 +545,29 @@ def main(argv: list[str] | None = None) -> int:
         try:
             bin_dir = build_binaries()
             built = time.monotonic()
-            cluster.up(bin_dir, args.nodes)
+            why_not = (
+                node.preflight(layout.dir, bin_dir)
+                if args.real_node
+                else "turned off (--no-real-node or MODELDEPLOY_REAL_NODE=0)"
+            )
+            cluster.up(bin_dir, args.nodes, None if why_not else node.node_ip())
         except (ClusterError, subprocess.CalledProcessError) as err:
             print(f"error: {err}", file=sys.stderr)
             print(f"logs are in {layout.logs}", file=sys.stderr)
             return 1
+        plane = time.monotonic()
+        if why_not is None:
+            why_not = start_real_node(layout, bin_dir)
+        summary = "no real node" if why_not else f"real node {node_config.NODE_NAME!r}"
         print(
             f"cluster ready in {time.monotonic() - built:.1f}s "
-            f"(binaries ready after {built - started:.1f}s); "
+            f"(binaries ready after {built - started:.1f}s, "
+            f"real node {time.monotonic() - plane:.1f}s); "
             f"server {json.loads(cluster._api_get('/version'))['gitVersion']}, "
-            f"{args.nodes} KWOK nodes"
+            f"{args.nodes} KWOK nodes, {summary}"
         )
+        if why_not:
+            print(f"real node not started: {why_not}; KWOK nodes only", file=sys.stderr)
     print(f"export KUBECONFIG={layout.kubeconfig}")
     print(f"export PATH={layout.bin}:$PATH")
     return 0

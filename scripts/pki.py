@@ -161,7 +161,10 @@ def write_pki(dir: Path) -> Certs:
     return Certs(ca=dir / "ca.crt", admin_cert=dir / "admin.crt", admin_key=dir / "admin.key")
 
 
-def write_kubeconfig(path: Path, port: int, certs: Certs) -> None:
+def write_kubeconfig(
+    path: Path, port: int, certs: Certs, user: str = ADMIN_USER, host: str = "127.0.0.1"
+) -> None:
+    """A kubeconfig for `certs` (the admin's, or another client pair in the same shape)."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -169,14 +172,14 @@ def write_kubeconfig(path: Path, port: int, certs: Certs) -> None:
             {
                 "name": "modeldeploy-local",
                 "cluster": {
-                    "server": f"https://127.0.0.1:{port}",
+                    "server": f"https://{host}:{port}",
                     "certificate-authority": str(certs.ca),
                 },
             }
         ],
         "users": [
             {
-                "name": ADMIN_USER,
+                "name": user,
                 "user": {
                     "client-certificate": str(certs.admin_cert),
                     "client-key": str(certs.admin_key),
@@ -186,10 +189,22 @@ def write_kubeconfig(path: Path, port: int, certs: Certs) -> None:
         "contexts": [
             {
                 "name": "modeldeploy-local",
-                "context": {"cluster": "modeldeploy-local", "user": ADMIN_USER},
+                "context": {"cluster": "modeldeploy-local", "user": user},
             }
         ],
         "current-context": "modeldeploy-local",
     }
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     path.chmod(0o600)
+
+
+def write_client_cert(dir: Path, stem: str, cn: str, org: str | None = None) -> tuple[Path, Path]:
+    """A client certificate signed by the CA in `dir` (e.g. a kubelet's system:node:<name>)."""
+    ca_cert = x509.load_pem_x509_certificate((dir / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((dir / "ca.key").read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    cert, key = _leaf(ca_cert, ca_key, _name(cn, org), [ExtendedKeyUsageOID.CLIENT_AUTH], [])
+    crt_path, key_path = dir / f"{stem}.crt", dir / f"{stem}.key"
+    crt_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(key_path, key)
+    return crt_path, key_path

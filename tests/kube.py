@@ -26,6 +26,30 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_DIR = ROOT / ".cluster"
 
+# While the local cluster runs a real node, its KWOK nodes carry this taint (scripts/node_config.py
+# KWOK_TAINT) and pods land on the real node. A namespace whose pods should run on KWOK nodes
+# tolerates it through the PodTolerationRestriction annotation; other backends ignore it.
+KWOK_TOLERATION = {
+    "key": "kwok.x-k8s.io/node",
+    "operator": "Equal",
+    "value": "fake",
+    "effect": "NoSchedule",
+}
+KWOK_NAMESPACE_ANNOTATIONS = {
+    "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps([KWOK_TOLERATION])
+}
+REAL_NODE_LABEL = "modeldeploy.io/real-node"
+
+
+def namespace_manifest(
+    name: str, labels: dict[str, str] | None = None, real_node: bool = False
+) -> str:
+    """A Namespace whose pods go to KWOK nodes (default) or, with `real_node`, the real node."""
+    metadata: dict[str, Any] = {"name": name, "labels": labels or {}}
+    if not real_node:
+        metadata["annotations"] = KWOK_NAMESPACE_ANNOTATIONS
+    return json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata})
+
 
 @dataclass
 class KubeCluster:
@@ -100,22 +124,18 @@ class KubeCluster:
         )
 
     @contextmanager
-    def fresh_namespace(self, prefix: str = "t", enforce: bool = False) -> Iterator[str]:
-        """A new namespace with Pod Security "restricted" warnings (or enforcement)."""
+    def fresh_namespace(
+        self, prefix: str = "t", enforce: bool = False, real_node: bool = False
+    ) -> Iterator[str]:
+        """A new namespace with Pod Security "restricted" warnings (or enforcement). Its pods
+        run on KWOK nodes, or on the real node with `real_node=True`."""
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
         mode = "enforce" if enforce else "audit"
-        manifest = {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {
-                "name": name,
-                "labels": {
-                    "pod-security.kubernetes.io/warn": "restricted",
-                    f"pod-security.kubernetes.io/{mode}": "restricted",
-                },
-            },
+        labels = {
+            "pod-security.kubernetes.io/warn": "restricted",
+            f"pod-security.kubernetes.io/{mode}": "restricted",
         }
-        self.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+        self.kubectl("apply", "-f", "-", input=namespace_manifest(name, labels, real_node))
         wait_until(
             lambda: self.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0,
             timeout=30,

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.helpers.operator_proc import OperatorProcess  # noqa: E402
-from tests.kube import KubeCluster  # noqa: E402
+from tests.kube import KubeCluster, namespace_manifest  # noqa: E402
 from watch import Tracker  # noqa: E402
 
 SHA = "0" * 64
@@ -151,7 +151,7 @@ class Bench:
         self.cluster.kubectl(
             "delete", "namespace", name, "--ignore-not-found", "--wait=true", timeout=600
         )
-        self.cluster.kubectl("create", "namespace", name)
+        self.cluster.kubectl("create", "-f", "-", input=namespace_manifest(name))
         wait_for(
             lambda: (
                 self.cluster.kubectl("get", "sa", "default", "-n", name, check=False).returncode

@@ -41,7 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from tests.helpers.monitor_proc import token_kubeconfig  # noqa: E402
 from tests.helpers.operator_proc import OperatorProcess  # noqa: E402
 from tests.helpers.pod_runtime import ListWatch, LoadGenerator, PodRuntime  # noqa: E402
-from tests.kube import BACKENDS, KubeCluster, wait_until  # noqa: E402
+from tests.kube import BACKENDS, KubeCluster, namespace_manifest, wait_until  # noqa: E402
 from tests.serving.models import SavedModel, train_classifier, train_failing  # noqa: E402
 
 from modeldeploy import names  # noqa: E402
@@ -395,7 +395,7 @@ def main() -> int:
     with BACKENDS["local"]() as cluster, tempfile.TemporaryDirectory() as tmp:
         cluster.apply_crds()
         cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", timeout=180)
-        cluster.kubectl("create", "namespace", NAMESPACE)
+        cluster.kubectl("create", "-f", "-", input=namespace_manifest(NAMESPACE))
         operator = OperatorProcess(cluster, namespaces=[NAMESPACE], allow_file_uris=True)
         operator.start()
         load_before = os.getloadavg()

@@ -58,6 +58,9 @@ def test_up_clears_a_stale_cluster_and_down_stops_every_process(
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     assert nodes == ["node/kwok-node-0"]
+    # One real node per machine: a second cluster names the one that owns it, runs KWOK only.
+    if (ROOT / ".cluster" / "node" / "host-state.json").exists():
+        assert f"the real node of the cluster in {ROOT / '.cluster'} runs" in up.stderr
     assert run("status", "--dir", str(state)).returncode == 0
 
     assert run("down", "--dir", str(state)).returncode == 0
