@@ -508,6 +508,36 @@ def start_real_node(layout: Layout, bin_dir: Path) -> str | None:
         return str(err)
 
 
+def load_serving_image(layout: Layout) -> str | None:
+    """The serving image of these sources on the real node: built from serving_image/Dockerfile
+    when its inputs changed (a cache hit otherwise), imported into the node's containerd when
+    the node lacks it. Returns why not, or None."""
+    import images  # scripts/images.py: needs root, buildah and debootstrap, only for the node
+
+    try:
+        with images.locked():
+            archive = images.build_serving()
+        ref = f"{images.SERVING_NAME}:{images.serving_tag(images.serving_key())}"
+        real = node.RealNode(layout.dir)
+        if ref not in real.ctr("images", "ls", "-q").stdout.split():
+            started = time.monotonic()
+            real.import_image(archive, images.SERVING_NAME)
+            print(f"imported {ref} into the real node in {time.monotonic() - started:.1f}s")
+    except (images.ImageError, node.NodeError, subprocess.SubprocessError, OSError) as err:
+        return str(err)
+    return None
+
+
+def record_why_not(layout: Layout, why_not: str | None) -> None:
+    """Tests and `make run` say why there is no real node (or image) in their skips."""
+    marker = layout.dir / "node" / "unavailable"
+    if why_not is None:
+        marker.unlink(missing_ok=True)
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(why_not + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up", "down", "status"])
@@ -540,6 +570,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     if cluster.healthy():
         print(f"cluster in {layout.dir} is already up")
+        if node.RealNode(layout.dir).recorded():  # this cluster runs the real node
+            # The sources may have changed since the cluster started: their image, then.
+            why_not = load_serving_image(layout)
+            record_why_not(layout, why_not and f"the serving image: {why_not}")
+            if why_not:
+                print(f"warning: no serving image on the real node: {why_not}", file=sys.stderr)
     else:
         cluster.stop()  # a stale or half-started previous cluster: clear it first
         try:
@@ -558,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
         plane = time.monotonic()
         if why_not is None:
             why_not = start_real_node(layout, bin_dir)
+        image_problem = None if why_not else load_serving_image(layout)
+        record_why_not(layout, why_not or (image_problem and f"the serving image: {image_problem}"))
         summary = "no real node" if why_not else f"real node {node_config.NODE_NAME!r}"
         print(
             f"cluster ready in {time.monotonic() - built:.1f}s "
@@ -568,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if why_not:
             print(f"real node not started: {why_not}; KWOK nodes only", file=sys.stderr)
+        elif image_problem:
+            print(f"warning: no serving image on the real node: {image_problem}", file=sys.stderr)
     print(f"export KUBECONFIG={layout.kubeconfig}")
     print(f"export PATH={layout.bin}:$PATH")
     return 0

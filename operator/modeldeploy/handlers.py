@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -35,7 +37,20 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     defaults, which are fixed when it is imported."""
     if os.environ.get("KUBECONFIG"):
         return kopf.login_with_kubeconfig(**kwargs)
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    in_cluster = kopf.login_with_service_account(**kwargs)
+    if in_cluster is None:
+        return kopf.login_with_kubeconfig(**kwargs)
+    # kopf names the API server `kubernetes.default.svc`, which needs cluster DNS; client-go
+    # (and our own client) use the address the kubelet puts in every pod's environment.
+    server = in_cluster_server(os.environ)
+    return dataclasses.replace(in_cluster, server=server) if server else in_cluster
+
+
+def in_cluster_server(environ: Mapping[str, str]) -> str | None:
+    host, port = environ.get("KUBERNETES_SERVICE_HOST"), environ.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        return None
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
 
 
 @kopf.on.startup()
