@@ -106,6 +106,9 @@ PORT_NAME_HTTP: Final = "http"
 PORT_NAME_MONITOR: Final = "monitor"
 MONITOR_PORT: Final = 9090  # reserved: spec.serving.port may not use it
 SERVICE_PORT: Final = 80  # the Service's port; it targets the named port `http`
+# The serving image's user (serving_image/Dockerfile `USER 65532:65532`, the chart's operator
+# pod): model pods run as it, numeric so the kubelet can verify runAsNonRoot.
+RUN_AS_USER: Final = 65532
 PATH_READY: Final = "/v2/health/ready"
 PATH_LIVE: Final = "/v2/health/live"
 PATH_METRICS: Final = "/metrics"

@@ -23,7 +23,7 @@ _TMP_MOUNT: Final = "/tmp"
 class PodSettings:
     """Operator-wide pod settings (from the chart), not part of any ModelDeployment."""
 
-    run_as_user: int = 10001  # numeric, so the kubelet can verify runAsNonRoot
+    run_as_user: int = names.RUN_AS_USER
     # The preStop pause lets EndpointSlice removal reach every proxy before the server stops
     # accepting; the grace period must cover the pause plus the longest request.
     pre_stop_seconds: int = 5

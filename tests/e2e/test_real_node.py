@@ -61,7 +61,7 @@ class Model:
         return self.driver.pods(revision, ready_only=False)
 
     def kubectl(self, *args: str, check: bool = True) -> str:
-        return self.e2e.cluster.kubectl(*args, "-n", self.namespace, check=check).stdout
+        return self.e2e.cluster.kubectl("-n", self.namespace, *args, check=check).stdout
 
     def describe(self) -> str:
         return self.kubectl("describe", "md", self.name, check=False)

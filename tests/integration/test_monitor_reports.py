@@ -68,7 +68,7 @@ def _pod(namespace: str) -> dict[str, Any]:
             "automountServiceAccountToken": False,
             "securityContext": {
                 "runAsNonRoot": True,
-                "runAsUser": 10001,
+                "runAsUser": 65532,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "containers": [

@@ -49,7 +49,7 @@ def _pod(name: str) -> dict[str, Any]:
             "automountServiceAccountToken": False,
             "securityContext": {
                 "runAsNonRoot": True,
-                "runAsUser": 10001,
+                "runAsUser": 65532,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "containers": [{"name": names.CONTAINER_SERVER, **container}],
