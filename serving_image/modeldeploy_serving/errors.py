@@ -159,5 +159,12 @@ class OutputNotWritable(LoadError):
     cause = "OutputNotWritable"
 
 
+class CompiledRuntimeFailed(LoadError):
+    """Runtime onnx was required, but the model did not convert or did not match scikit-learn."""
+
+    exit_code = 11
+    cause = "CompiledRuntimeFailed"
+
+
 # Exit code for invalid flags or environment (argparse's own convention).
 EXIT_USAGE = 2
