@@ -25,7 +25,9 @@ from .signature import PREDICT, PREDICT_PROBA, Column, OutputSpec
 log = logging.getLogger(__name__)
 
 PROBABILITY_TOLERANCE = 1e-6  # absolute, on predict_proba
-VALUE_TOLERANCE = 1e-6  # relative (and absolute near 0), on a regressor's predict
+# Relative (absolute below 1), on a regressor's predict: a float32 tree graph sums its leaves in
+# float32, which drifts by a few 1e-6 over tens of trees.
+VALUE_TOLERANCE = 1e-5
 # Text vectorizers lowercase through ONNX Runtime's StringNormalizer, which needs a locale the
 # slim image has (en_US.UTF-8, skl2onnx's default, is not installed there).
 _TEXT_LOCALE = "C.UTF-8"
