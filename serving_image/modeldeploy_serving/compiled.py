@@ -78,6 +78,16 @@ def candidates(
             yield ConversionFailed(text[:300])
 
 
+def foreign_part(estimator: Any) -> str | None:
+    """The first part that is not a scikit-learn class: skl2onnx has no converter for it, and
+    running it on a synthetic sample could have side effects, so conversion is not attempted."""
+    for part in _parts(estimator):
+        module = type(part).__module__
+        if not module.startswith("sklearn."):
+            return f"{module}.{type(part).__name__}"
+    return None
+
+
 def parity_problem(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray]) -> str | None:
     """None when the compiled outputs match scikit-learn's, else the first difference.
 

@@ -146,7 +146,7 @@ class IncompatibleSklearnVersion(LoadError):
 
 
 class WarmupFailed(LoadError):
-    """The model loaded but could not predict one row of zeros."""
+    """The model loaded but could not predict its warm-up row."""
 
     exit_code = 9
     cause = "WarmupFailed"

@@ -23,7 +23,7 @@ from sklearn.utils import get_tags
 
 from . import columns as columns_module
 from .columns import Profile, SignatureFile
-from .compiled import ConversionFailed, OnnxModel, candidates, parity_problem
+from .compiled import ConversionFailed, OnnxModel, candidates, foreign_part, parity_problem
 from .errors import CompiledRuntimeFailed, InvalidArtifact, InvalidOutput, WarmupFailed
 from .signature import (
     PREDICT,
@@ -271,6 +271,9 @@ def _compile(
     estimator: Any, signature: ModelSignature, methods: dict[str, Method], sample: np.ndarray
 ) -> tuple[dict[str, Method] | None, str]:
     """The compiled methods, or None and every reason; see the module docstring."""
+    foreign = foreign_part(estimator)
+    if foreign is not None:
+        return None, f"{foreign} is not a scikit-learn class; skl2onnx cannot convert it"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -64,7 +64,9 @@ def test_a_signature_file_overrides_kinds_and_must_name_known_columns() -> None:
     age = derive(_pipeline(), parsed)[2].column
     assert age.nullable
     with pytest.raises(InvalidArtifact, match="zip"):
-        derive(_pipeline(), parse_signature_file(b'{"inputs": [{"name": "zip", "type": "string"}]}'))
+        derive(
+            _pipeline(), parse_signature_file(b'{"inputs": [{"name": "zip", "type": "string"}]}')
+        )
     with pytest.raises(InvalidArtifact, match="type"):
         parse_signature_file(b'{"inputs": [{"name": "a", "type": "tensor"}]}')
 
