@@ -101,6 +101,8 @@ def _server(
         names.ENV_FORMAT: model.format,
         names.ENV_PORT: str(serving.port),
     }
+    if serving.runtime is not None:  # unset: the server's own default (auto), pods unchanged
+        env[names.ENV_RUNTIME] = serving.runtime
     resources = {
         key: value.as_dict()
         for key, value in (

@@ -229,6 +229,9 @@ class Serving(_Spec):
     port: int = Field(default=8080, ge=1024, le=65535)
     resources: Resources = DEFAULT_RESOURCES
     env: tuple[EnvVar, ...] = Field(default=(), max_length=32)
+    # Unset means auto. No default on purpose: a defaulted field would change the spec hash, and
+    # so restart every existing revision, on the operator upgrade that introduces it.
+    runtime: Literal["auto", "sklearn", "onnx"] | None = None
 
 
 class ScalingPolicy(_Spec):

@@ -26,13 +26,20 @@ _CHUNK = 1024 * 1024
 def fetch(uri: str, *, max_bytes: int, timeout: float, allow_loopback: bool = False) -> bytes:
     """The artifact's bytes from a local path, file:// or http(s):// URI (downloads never
     reach loopback, link-local or metadata addresses; `allow_loopback` is for tests)."""
+    path = local_path(uri)
+    if path is None:
+        return _download(uri, max_bytes=max_bytes, timeout=timeout, allow_loopback=allow_loopback)
+    return _read_file(path, max_bytes=max_bytes)
+
+
+def local_path(uri: str) -> Path | None:
+    """The file a local path or file:// URI names; None for http(s)."""
     parts = urlsplit(uri)
     if parts.scheme in ("http", "https"):
-        return _download(uri, max_bytes=max_bytes, timeout=timeout, allow_loopback=allow_loopback)
+        return None
     if parts.scheme == "file" and parts.netloc not in ("", "localhost"):
         raise FetchFailed(f"{uri}: a file:// URI names no host; use file:///absolute/path")
-    path = Path(unquote(parts.path) if parts.scheme == "file" else uri)
-    return _read_file(path, max_bytes=max_bytes)
+    return Path(unquote(parts.path) if parts.scheme == "file" else uri)
 
 
 def verify(data: bytes, expected_sha256: str, *, source: str) -> None:

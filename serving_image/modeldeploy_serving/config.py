@@ -19,6 +19,8 @@ ENV_PREFIX = "MODELDEPLOY_"
 FORMATS = ("joblib", "skops")
 ModelFormat = Literal["joblib", "skops"]
 LOG_LEVELS = ("debug", "info", "warning", "error")
+RUNTIMES = ("auto", "sklearn", "onnx")
+RuntimeChoice = Literal["auto", "sklearn", "onnx"]
 # pvc:// is resolved by the operator into a mounted path; the server sees a local path.
 URI_SCHEMES = ("", "file", "http", "https")
 _SIZE_UNITS = {
@@ -63,6 +65,8 @@ class ServerConfig:
     max_connections: int
     skops_trusted_types: tuple[str, ...]
     allow_sklearn_version_mismatch: bool
+    runtime: RuntimeChoice
+    signature_file: Path | None
     fetch_to: Path | None
     skip_load_check: bool
     termination_log: Path | None
@@ -271,6 +275,20 @@ FLAGS: tuple[_Flag, ...] = (
         False,
         "load artifacts saved by another scikit-learn minor version (warns instead of refusing)",
         kind="switch",
+    ),
+    _Flag(
+        "runtime",
+        _choice(RUNTIMES),
+        "auto",
+        "what computes predictions: auto (ONNX Runtime when the model converts and matches "
+        "scikit-learn on a parity sample, else scikit-learn), sklearn, or onnx (or fail to load)",
+    ),
+    _Flag(
+        "signature-file",
+        _optional_path,
+        None,
+        "JSON file with the input columns and an example row (default: <artifact>.signature.json "
+        "beside a local artifact, if present)",
     ),
     _Flag("fetch-to", _optional_path, None, "init-container mode: verify, write here, exit"),
     _Flag("skip-load-check", _bool, False, "init-container mode: do not test-load", kind="switch"),

@@ -146,7 +146,7 @@ class IncompatibleSklearnVersion(LoadError):
 
 
 class WarmupFailed(LoadError):
-    """The model loaded but could not predict one row of zeros."""
+    """The model loaded but could not predict its warm-up row."""
 
     exit_code = 9
     cause = "WarmupFailed"
@@ -157,6 +157,13 @@ class OutputNotWritable(LoadError):
 
     exit_code = 10
     cause = "OutputNotWritable"
+
+
+class CompiledRuntimeFailed(LoadError):
+    """Runtime onnx was required, but the model did not convert or did not match scikit-learn."""
+
+    exit_code = 11
+    cause = "CompiledRuntimeFailed"
 
 
 # Exit code for invalid flags or environment (argparse's own convention).

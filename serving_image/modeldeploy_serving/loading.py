@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING
 
 from . import artifact
 from .config import ServerConfig
-from .errors import LoadError
+from .errors import FetchFailed, LoadError
 
 if TYPE_CHECKING:
     from .model import LoadedModel
 
 log = logging.getLogger(__name__)
+SIGNATURE_SUFFIX = ".signature.json"
 
 
 def fetch_verified(config: ServerConfig) -> bytes:
@@ -35,7 +36,7 @@ def load_verified(config: ServerConfig) -> LoadedModel:
     loaded = _deserialize(config, data)
     log.info(
         "model %s version %r loaded: %s, %d bytes, sha256 %s, %d features, outputs %s, "
-        "saved with scikit-learn %s, %.0f ms",
+        "saved with scikit-learn %s, runtime %s, %.0f ms (of which compiling %.0f ms)",
         config.model_name,
         config.model_version,
         config.format,
@@ -44,7 +45,9 @@ def load_verified(config: ServerConfig) -> LoadedModel:
         loaded.signature.n_features,
         ",".join(loaded.signature.output_names),
         loaded.saved_sklearn_version,
+        loaded.signature.runtime,
         (time.monotonic() - started) * 1000,
+        loaded.compile_seconds * 1000,
     )
     return loaded
 
@@ -73,7 +76,29 @@ def _deserialize(config: ServerConfig, data: bytes) -> LoadedModel:
         config.format,
         trusted_types=config.skops_trusted_types,
         allow_version_mismatch=config.allow_sklearn_version_mismatch,
+        runtime=config.runtime,
+        signature_file=read_signature_file(config),
     )
+
+
+def read_signature_file(config: ServerConfig) -> bytes | None:
+    """The configured signature file, else <artifact>.signature.json beside a local artifact.
+
+    It is not covered by the sha256: it only describes inputs (and is parsed as plain JSON), so
+    the worst a wrong one does is make the load fail or refuse requests.
+    """
+    path = config.signature_file
+    if path is None:
+        local = artifact.local_path(config.model_uri)
+        if local is None:
+            return None
+        path = local.with_name(local.name + SIGNATURE_SUFFIX)
+        if not path.is_file():
+            return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise FetchFailed(f"signature file {path}: {exc.strerror or exc}") from None
 
 
 def failure_line(exc: LoadError) -> str:

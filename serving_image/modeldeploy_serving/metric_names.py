@@ -34,8 +34,11 @@ MODEL_INFO: Final = f"{PREFIX}_model_info"
 MODEL_READY: Final = f"{PREFIX}_model_ready"
 # Gauge =1, label reason (a LoadError cause such as Sha256Mismatch): why the model never loaded.
 MODEL_LOAD_FAILURE: Final = f"{PREFIX}_model_load_failure"
+# Gauge =1, label runtime (sklearn|onnx): what computes the loaded model's predictions.
+MODEL_RUNTIME: Final = f"{PREFIX}_model_runtime"
 
 # Label names, for code that builds or parses the series above.
 LABEL_PROTOCOL: Final = "protocol"
 LABEL_STATUS_CLASS: Final = "status_class"
 LABEL_REASON: Final = "reason"
+LABEL_RUNTIME: Final = "runtime"

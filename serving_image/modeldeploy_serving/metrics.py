@@ -93,6 +93,12 @@ class ServerMetrics:
             [names.LABEL_REASON],
             registry=self.registry,
         )
+        self._runtime = Gauge(
+            names.MODEL_RUNTIME,
+            "1, labelled with what computes the model's predictions (sklearn or onnx).",
+            [names.LABEL_RUNTIME],
+            registry=self.registry,
+        )
         # Children resolved once: label lookup is the costly part of counting on the hot path.
         self._request_children = {
             (protocol, status): self._requests.labels(protocol, status)
@@ -105,6 +111,9 @@ class ServerMetrics:
 
     def set_ready(self, ready: bool) -> None:
         self._ready.set(1 if ready else 0)
+
+    def set_runtime(self, runtime: str) -> None:
+        self._runtime.labels(runtime).set(1)
 
     def set_load_failure(self, cause: str) -> None:
         self._load_failure.labels(cause).set(1)

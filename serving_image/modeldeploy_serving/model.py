@@ -1,4 +1,4 @@
-"""Deserialize verified bytes into a scikit-learn estimator, warm it up, and predict.
+"""Deserialize verified bytes into a scikit-learn estimator, prepare it, and predict.
 
 Knows nothing of HTTP: it takes numpy arrays and returns numpy arrays. Errors are the shared
 error classes so the server can answer them without guessing whose fault they were.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import logging
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,23 +17,21 @@ import joblib
 import numpy as np
 import sklearn
 from sklearn.exceptions import InconsistentVersionWarning
-from sklearn.utils import get_tags
 
+from .columns import parse_signature_file
 from .config import ModelFormat
 from .errors import (
     IncompatibleSklearnVersion,
     InvalidArtifact,
-    InvalidOutput,
     PredictFailed,
     UntrustedTypes,
-    WarmupFailed,
 )
-from .signature import PREDICT, PREDICT_PROBA, ModelSignature, OutputSpec
+from .prepare import Runtime, checked_output, describe, prepare
+from .signature import ModelSignature
 
 log = logging.getLogger(__name__)
 
 _ZIP_MAGIC = b"PK\x03\x04"  # a skops artifact is a zip archive
-_MAX_MESSAGE = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +41,7 @@ class LoadedModel:
     signature: ModelSignature
     saved_sklearn_version: str
     warmup_seconds: float  # one predict() on one row: a first guess of how slow the model is
+    compile_seconds: float  # conversion to the compiled runtime and its parity check
     _methods: dict[str, Callable[[np.ndarray], Any]]
 
     def run(self, rows: np.ndarray, outputs: Sequence[str]) -> tuple[np.ndarray, ...]:
@@ -53,8 +51,8 @@ class LoadedModel:
             try:
                 result = self._methods[name](rows)
             except Exception as exc:
-                raise PredictFailed(_describe(f"{name}() raised", exc)) from exc
-            results.append(_checked_output(name, result, len(rows)))
+                raise PredictFailed(describe(f"{name}() raised", exc)) from exc
+            results.append(checked_output(name, result, len(rows)))
         return tuple(results)
 
 
@@ -64,10 +62,21 @@ def load(
     *,
     trusted_types: Sequence[str] = (),
     allow_version_mismatch: bool = False,
+    runtime: Runtime = "auto",
+    signature_file: bytes | None = None,
 ) -> LoadedModel:
-    """Deserialize, check the scikit-learn version, and warm up on one row of zeros."""
+    """Deserialize, check the scikit-learn version, derive the signature, warm up on a real row
+    and choose the runtime (see prepare.py)."""
+    parsed = None if signature_file is None else parse_signature_file(signature_file)
     estimator, saved_version = _deserialize(data, fmt, trusted_types, allow_version_mismatch)
-    return _warm_up(estimator, saved_version)
+    prepared = prepare(estimator, runtime, parsed)
+    return LoadedModel(
+        prepared.signature,
+        saved_version,
+        prepared.warmup_seconds,
+        prepared.compile_seconds,
+        prepared.methods,
+    )
 
 
 def _deserialize(
@@ -90,7 +99,7 @@ def _load_joblib(data: bytes) -> Any:
     try:
         return joblib.load(io.BytesIO(data))
     except Exception as exc:  # unpickling raises anything: EOFError, ImportError, KeyError...
-        raise InvalidArtifact(_describe("not a loadable joblib artifact:", exc)) from None
+        raise InvalidArtifact(describe("not a loadable joblib artifact:", exc)) from None
 
 
 def _load_skops(data: bytes, trusted_types: Sequence[str]) -> Any:
@@ -99,7 +108,7 @@ def _load_skops(data: bytes, trusted_types: Sequence[str]) -> Any:
     try:
         untrusted = skops.io.get_untrusted_types(data=data)
     except Exception as exc:  # a damaged zip, a missing schema, an unknown protocol
-        raise InvalidArtifact(_describe("not a readable skops artifact:", exc)) from None
+        raise InvalidArtifact(describe("not a readable skops artifact:", exc)) from None
     refused = sorted(set(untrusted) - set(trusted_types))
     if refused:
         raise UntrustedTypes(
@@ -109,7 +118,7 @@ def _load_skops(data: bytes, trusted_types: Sequence[str]) -> Any:
     try:
         return skops.io.loads(data, trusted=untrusted)
     except Exception as exc:
-        raise InvalidArtifact(_describe("skops artifact failed to load:", exc)) from None
+        raise InvalidArtifact(describe("skops artifact failed to load:", exc)) from None
 
 
 def _check_version(caught: list[warnings.WarningMessage], allow_mismatch: bool) -> str:
@@ -135,68 +144,3 @@ def _check_version(caught: list[warnings.WarningMessage], allow_mismatch: bool) 
 
 def _minor(version: str) -> tuple[str, ...]:
     return tuple(version.split(".")[:2])
-
-
-def _warm_up(estimator: Any, saved_version: str) -> LoadedModel:
-    if not callable(getattr(estimator, "predict", None)):
-        raise InvalidArtifact(
-            f"artifact holds a {type(estimator).__name__}, which has no predict()"
-        )
-    n_features = getattr(estimator, "n_features_in_", None)
-    if not isinstance(n_features, int | np.integer) or n_features < 1:
-        raise InvalidArtifact(
-            f"{type(estimator).__name__} has no n_features_in_: not a fitted scikit-learn "
-            "estimator, so inputs cannot be checked"
-        )
-    if hasattr(estimator, "feature_names_in_"):
-        log.warning("model was fitted with feature names; inputs are taken by position")
-    zeros = np.zeros((1, int(n_features)))
-    methods: dict[str, Callable[[np.ndarray], Any]] = {PREDICT: estimator.predict}
-    started = time.perf_counter()
-    specs = [_warm_up_output(PREDICT, estimator.predict, zeros)]
-    warmup_seconds = time.perf_counter() - started
-    if hasattr(estimator, PREDICT_PROBA):
-        try:
-            specs.append(_warm_up_output(PREDICT_PROBA, estimator.predict_proba, zeros))
-            methods[PREDICT_PROBA] = estimator.predict_proba
-        except WarmupFailed as exc:
-            log.warning("predict_proba is not served: %s", exc)
-    signature = ModelSignature(
-        n_features=int(n_features), allow_nan=_allows_nan(estimator), outputs=tuple(specs)
-    )
-    return LoadedModel(signature, saved_version, warmup_seconds, methods)
-
-
-def _warm_up_output(
-    name: str, method: Callable[[np.ndarray], Any], zeros: np.ndarray
-) -> OutputSpec:
-    try:
-        result = _checked_output(name, method(zeros), 1)
-    except InvalidOutput as exc:
-        raise WarmupFailed(f"warm-up on one row of zeros: {exc}") from None
-    except Exception as exc:
-        raise WarmupFailed(
-            _describe(f"warm-up on one row of zeros: {name}() raised", exc)
-        ) from None
-    return OutputSpec(name=name, dtype=result.dtype, row_shape=tuple(result.shape[1:]))
-
-
-def _allows_nan(estimator: Any) -> bool:
-    try:
-        return bool(get_tags(estimator).input_tags.allow_nan)
-    except Exception:  # estimators outside scikit-learn may not implement tags
-        return False
-
-
-def _checked_output(name: str, result: Any, n_rows: int) -> np.ndarray:
-    array = np.asarray(result)
-    if array.ndim == 0 or array.shape[0] != n_rows:
-        raise InvalidOutput(f"{name}() returned shape {array.shape} for {n_rows} rows")
-    if array.dtype.kind in "fc" and not np.isfinite(array).all():
-        raise InvalidOutput(f"{name}() returned NaN or infinity")
-    return array
-
-
-def _describe(prefix: str, exc: BaseException) -> str:
-    text = f"{prefix} {type(exc).__name__}: {exc}"
-    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."

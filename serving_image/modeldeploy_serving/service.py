@@ -70,6 +70,7 @@ class InferenceService:
             on_batch=self._metrics.observe_batch,
         )
         self._queue.start()
+        self._metrics.set_runtime(model.signature.runtime)
         if self._state is ModelState.LOADING:  # a SIGTERM during loading wins
             self._state = ModelState.READY
             self._metrics.set_ready(True)

@@ -1,17 +1,39 @@
 """What a loaded model accepts and returns, in plain numpy terms.
 
-The model module fills this in from the estimator; the protocol module reads it to validate
-requests and describe outputs. Neither needs to know the other.
+The model module fills this in from the estimator (and an optional signature file); the protocol
+module reads it to validate requests and describe outputs. Neither needs to know the other.
+
+A batch of rows travels from protocol to model as one 2-D numpy array, so the predict queue can
+stack and slice it without knowing what it holds: float64 (n, n_features) for a numeric model
+(`frame` false, today's path, no pandas), object (n, n_columns) holding str / float / None in
+column order for a model that takes a DataFrame (`frame` true).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
 PREDICT = "predict"
 PREDICT_PROBA = "predict_proba"
+RUNTIME_SKLEARN = "sklearn"
+RUNTIME_ONNX = "onnx"
+ColumnKind = Literal["number", "string"]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One named input column, as the estimator was fitted on it."""
+
+    name: str
+    kind: ColumnKind
+    # JSON null is accepted (as NaN or None) only where the estimator was seen to handle it.
+    nullable: bool = False
+    # A closed set (an encoder that errors on unknown values): anything else is a 400, not a
+    # predict() failure a client could use to trigger a rollback. None: any value of the kind.
+    categories: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +51,12 @@ class ModelSignature:
     allow_nan: bool
     # The first output is the default answer; the others are returned when asked for.
     outputs: tuple[OutputSpec, ...]
+    # Named columns, in the order the batch holds them; () when the model only knows positions.
+    columns: tuple[Column, ...] = ()
+    # True when predict() needs a DataFrame (text columns, or a ColumnTransformer by name).
+    frame: bool = False
+    # What computes predictions: RUNTIME_SKLEARN or RUNTIME_ONNX.
+    runtime: str = RUNTIME_SKLEARN
 
     @property
     def default_output(self) -> str:
@@ -37,3 +65,7 @@ class ModelSignature:
     @property
     def output_names(self) -> tuple[str, ...]:
         return tuple(spec.name for spec in self.outputs)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns)

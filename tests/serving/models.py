@@ -204,3 +204,89 @@ class DegradingClassifier(ClassifierMixin, BaseEstimator):
         if getattr(self, "degraded_", False):
             time.sleep(self.delay_seconds)
         return self.inner_.predict(features)
+
+
+# --- models on named, typed columns (a DataFrame), and tree ensembles -----------------------
+CITIES = ("paris", "lyon", "nice", "lille")
+WORDS = ("good", "bad", "service", "food", "view", "great", "slow", "friendly", "cold", "quiet")
+
+
+def mixed_frame(n_rows: int = 300, seed: int = 0) -> Any:
+    """city (categorical), review (free text), age and income (numbers, income sometimes NaN)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    reviews = [" ".join(rng.choice(WORDS, rng.integers(1, 5))) for _ in range(n_rows)]
+    income = rng.normal(3000, 800, n_rows)
+    income[rng.random(n_rows) < 0.1] = np.nan
+    return pd.DataFrame(
+        {
+            "city": rng.choice(CITIES, n_rows),
+            "review": reviews,
+            "age": rng.integers(18, 80, n_rows).astype(float),
+            "income": income,
+        }
+    )
+
+
+def mixed_labels(frame: Any) -> np.ndarray:
+    score = (frame["age"] > 45).astype(int) + frame["review"].str.contains("good").astype(int)
+    return np.asarray(score + (frame["city"] == "nice").astype(int)).clip(0, 2)
+
+
+def train_mixed(directory: Path, fmt: Format = "joblib", name: str = "mixed") -> SavedModel:
+    """ColumnTransformer(OneHotEncoder, TfidfVectorizer, impute+scale) + LogisticRegression: the
+    shape of most tabular scikit-learn work."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = mixed_frame()
+    numbers = Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())])
+    columns = ColumnTransformer(
+        [
+            ("city", OneHotEncoder(handle_unknown="ignore"), ["city"]),
+            ("review", TfidfVectorizer(), "review"),
+            ("numbers", numbers, ["age", "income"]),
+        ]
+    )
+    model = Pipeline([("columns", columns), ("classify", LogisticRegression(max_iter=500))])
+    return save(model.fit(frame, mixed_labels(frame)), directory, name, fmt)
+
+
+def train_mixed_trees(directory: Path, name: str = "mixed-trees") -> SavedModel:
+    """Strict categories (unknown city = error) and a forest: an unknown city must be a 400."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = mixed_frame().drop(columns=["review"]).fillna({"income": 3000.0})
+    columns = ColumnTransformer(
+        [("city", OneHotEncoder(), ["city"]), ("numbers", "passthrough", ["age", "income"])]
+    )
+    forest = RandomForestClassifier(n_estimators=20, max_depth=6, random_state=0)
+    model = Pipeline([("columns", columns), ("forest", forest)])
+    return save(model.fit(frame, mixed_labels(mixed_frame())), directory, name)
+
+
+def train_tree_model(directory: Path, kind: str) -> SavedModel:
+    """kind: hist-nan (HistGradientBoosting fitted with NaN), gradient, forest-big, forest-reg."""
+    from sklearn.ensemble import (
+        GradientBoostingClassifier,
+        HistGradientBoostingClassifier,
+        RandomForestRegressor,
+    )
+
+    features, labels = _classification()
+    if kind == "hist-nan":
+        features = features.copy()
+        features[np.random.default_rng(0).random(features.shape) < 0.1] = np.nan
+        model: Any = HistGradientBoostingClassifier(max_iter=20, random_state=0)
+    elif kind == "gradient":
+        model = GradientBoostingClassifier(n_estimators=20, random_state=0)
+    elif kind == "forest-reg":
+        features, labels = make_regression(n_samples=200, n_features=N_FEATURES, random_state=0)
+        model = RandomForestRegressor(n_estimators=10, max_depth=6, random_state=0)
+    else:
+        raise ValueError(kind)
+    return save(model.fit(features, labels), directory, kind)

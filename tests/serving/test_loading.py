@@ -64,7 +64,7 @@ def test_sha256_mismatch_is_refused_before_deserializing(tmp_path: Path) -> None
         (lambda d: models.save(_Dict(), d, "dict"), errors.InvalidArtifact, "has no predict()"),
         (lambda d: _save_unfitted(d), errors.InvalidArtifact, "has no n_features_in_"),
         (lambda d: models.train_failing(d, fail_warmup=True), errors.WarmupFailed,
-         "warm-up on one row of zeros: predict() raised RuntimeError"),
+         "warm-up on 1 example row(s): predict() raised RuntimeError"),
     ],
     ids=["garbage", "truncated", "skops-as-joblib", "joblib-as-skops", "untrusted-type",
          "not-an-estimator", "unfitted", "warm-up-fails"],

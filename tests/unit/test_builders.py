@@ -454,3 +454,18 @@ def test_builders_are_pure_and_render_plain_json() -> None:
     for child in children:
         assert json.loads(json.dumps(child)) == child
     assert _deployment("pvc-skops") == children[0]
+
+
+def test_serving_runtime_reaches_the_server_only_when_set() -> None:
+    def server_env(spec: ModelDeploymentSpec) -> dict[str, str]:
+        deployment = revision_deployment(
+            OWNER, spec, revision=1, spec_hash="h", default_image=IMAGE, replicas=1
+        )
+        containers = _containers(deployment["spec"]["template"]["spec"])
+        return {e["name"]: e.get("value") for e in containers[names.CONTAINER_SERVER]["env"]}
+
+    unset = parse_spec(valid_manifest()["spec"])
+    assert unset.serving.runtime is None
+    assert names.ENV_RUNTIME not in server_env(unset)  # existing pods stay unchanged
+    chosen = parse_spec({**valid_manifest()["spec"], "serving": {"runtime": "onnx"}})
+    assert server_env(chosen)[names.ENV_RUNTIME] == "onnx"

@@ -1,6 +1,9 @@
 """Open Inference Protocol v2 (KServe v2 / Triton / MLServer REST), JSON tensors.
 
-One input tensor of shape [n, n_features] with row-major `data` (flat or as nested rows).
+Inputs: one numeric tensor of shape [n, n_features] with row-major `data` (flat or as nested
+rows); or, for a model with named columns, one tensor per column named after it (BYTES for
+strings, FP32/FP64/INT32/INT64 for numbers, shape [n] or [n, 1]), which is also what
+`parameters: {"content_type": "pd"}` (MLServer's pandas codec) announces.
 Outputs: `predict` by default; `predict_proba` when asked for by name in `outputs` or with
 `parameters: {"probabilities": true}`.
 """
@@ -16,7 +19,7 @@ import numpy as np
 
 from ..errors import InvalidInput, InvalidOutput
 from ..signature import PREDICT, PREDICT_PROBA, ModelSignature
-from . import body, tensors
+from . import body, named, tensors
 
 INPUT_NAME = "input-0"
 
@@ -33,8 +36,34 @@ def parse_infer(raw: bytes, signature: ModelSignature, *, max_rows: int) -> Infe
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput(f"id: expected a string, got {body.json_type(request_id)}")
-    tensor = _single_input(request.get("inputs"))
-    shape = _shape(tensor.get("shape"))
+    inputs = request.get("inputs")
+    if _by_column(request, inputs, signature):
+        rows = _column_tensors(inputs, signature, max_rows)
+    else:
+        rows = named.from_numbers(_single_tensor(inputs, signature, max_rows), signature)
+    outputs = _requested_outputs(request, signature)
+    return InferRequest(id=request_id, rows=rows, outputs=outputs)
+
+
+def _by_column(request: dict[str, Any], inputs: Any, signature: ModelSignature) -> bool:
+    parameters = request.get("parameters")
+    if isinstance(parameters, dict) and parameters.get("content_type") == "pd":
+        return True
+    if not isinstance(inputs, list) or not signature.columns:
+        return False
+    if len(inputs) > 1:
+        return True
+    first = inputs[0] if inputs else None
+    return (
+        isinstance(first, dict)
+        and first.get("name") in signature.column_names
+        and (len(signature.columns) > 1 or first.get("datatype") == "BYTES")
+    )
+
+
+def _single_tensor(inputs: Any, signature: ModelSignature, max_rows: int) -> np.ndarray:
+    tensor = _single_input(inputs)
+    shape = _shape(tensor.get("shape"), "inputs[0].shape")
     datatype = tensor.get("datatype")
     if not isinstance(datatype, str) or datatype not in tensors.INPUT_DATATYPES:
         allowed = ", ".join(tensors.INPUT_DATATYPES)
@@ -48,14 +77,67 @@ def parse_infer(raw: bytes, signature: ModelSignature, *, max_rows: int) -> Infe
         raise InvalidInput(
             f"inputs[0]: shape {list(shape)} needs {math.prod(shape)} values, data has {array.size}"
         )
-    rows = tensors.check_rows(
+    return tensors.check_rows(
         array.reshape(shape),
         field="inputs[0].shape",
         n_features=signature.n_features,
         max_rows=max_rows,
     )
-    outputs = _requested_outputs(request, signature)
-    return InferRequest(id=request_id, rows=rows, outputs=outputs)
+
+
+def _column_tensors(inputs: Any, signature: ModelSignature, max_rows: int) -> np.ndarray:
+    """One tensor per column -> the batch (named.from_columns checks names, lengths, values)."""
+    if not isinstance(inputs, list) or not inputs:
+        raise InvalidInput(f"inputs: expected an array of tensors, got {body.json_type(inputs)}")
+    named.require_columns(signature, "inputs")
+    kinds = {column.name: column.kind for column in signature.columns}
+    columns: dict[str, list[Any]] = {}
+    for index, tensor in enumerate(inputs):
+        where = f"inputs[{index}]"
+        if not isinstance(tensor, dict):
+            raise InvalidInput(f"{where}: expected an object, got {body.json_type(tensor)}")
+        name = tensor.get("name")
+        if not isinstance(name, str) or name not in kinds:
+            raise InvalidInput(
+                f"{where}.name: unknown column {name!r}; columns are "
+                f"{', '.join(signature.column_names)}"[:300]
+            )
+        if name in columns:
+            raise InvalidInput(f"{where}.name: column {name!r} is sent twice")
+        columns[name] = _column_data(tensor, f"{where} ({name})", kinds[name])
+    return named.from_columns(columns, signature, field="inputs", max_rows=max_rows)
+
+
+def _column_data(tensor: dict[str, Any], where: str, kind: str) -> list[Any]:
+    datatype = tensor.get("datatype")
+    if kind == "string" and datatype != "BYTES":
+        raise InvalidInput(f"{where}.datatype: a string column takes BYTES, got {datatype!r}")
+    if kind == "number" and datatype not in tensors.INPUT_DATATYPES:
+        allowed = ", ".join(tensors.INPUT_DATATYPES)
+        raise InvalidInput(
+            f"{where}.datatype: a number column takes one of {allowed}, got {datatype!r}"
+        )
+    shape = _shape(tensor.get("shape"), f"{where}.shape")
+    if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+        raise InvalidInput(f"{where}.shape: a column is [n] or [n, 1], got {list(shape)}")
+    data = tensor.get("data")
+    if not isinstance(data, list):
+        raise InvalidInput(f"{where}.data: expected an array, got {body.json_type(data)}")
+    if data and all(isinstance(value, list) for value in data):  # [[v], [v]] for shape [n, 1]
+        if not all(len(value) == 1 for value in data):
+            raise InvalidInput(f"{where}.data: nested rows must hold one value each")
+        data = [value[0] for value in data]
+    if len(data) != shape[0]:
+        raise InvalidInput(
+            f"{where}: shape {list(shape)} needs {shape[0]} values, data has {len(data)}"
+        )
+    if (
+        isinstance(datatype, str)
+        and datatype.startswith("INT")
+        and any(type(v) is float for v in data)
+    ):
+        raise InvalidInput(f"{where}.data: datatype {datatype} expects integers, found a fraction")
+    return data
 
 
 def encode_infer(
@@ -85,9 +167,7 @@ def encode_metadata(
             "name": model_name,
             "versions": [model_version] if model_version else [],
             "platform": platform,
-            "inputs": [
-                {"name": INPUT_NAME, "datatype": "FP64", "shape": [-1, signature.n_features]}
-            ],
+            "inputs": _metadata_inputs(signature),
             "outputs": [
                 {
                     "name": spec.name,
@@ -96,8 +176,30 @@ def encode_metadata(
                 }
                 for spec in signature.outputs
             ],
+            "parameters": {
+                "runtime": signature.runtime,
+                "content_type": "pd" if signature.frame else "np",
+            },
         }
     )
+
+
+def _metadata_inputs(signature: ModelSignature) -> list[dict[str, Any]]:
+    """One tensor per named column (with its rules), else the one numeric tensor."""
+    if not signature.columns:
+        return [{"name": INPUT_NAME, "datatype": "FP64", "shape": [-1, signature.n_features]}]
+    described = []
+    for column in signature.columns:
+        entry: dict[str, Any] = {
+            "name": column.name,
+            "datatype": "BYTES" if column.kind == "string" else "FP64",
+            "shape": [-1, 1],
+            "parameters": {"nullable": column.nullable},
+        }
+        if column.categories is not None:
+            entry["parameters"]["categories"] = list(column.categories)
+        described.append(entry)
+    return described
 
 
 def datatype_of(dtype: np.dtype[Any]) -> str:
@@ -121,15 +223,16 @@ def _single_input(inputs: Any) -> dict[str, Any]:
     return tensor
 
 
-def _shape(shape: Any) -> tuple[int, ...]:
+def _shape(shape: Any, field: str) -> tuple[int, ...]:
     if (
         not isinstance(shape, list)
         or not shape
         or not all(type(dim) is int and dim >= 0 for dim in shape)
     ):
         raise InvalidInput(
-            f"inputs[0].shape: expected an array of non-negative integers such as [1, n], "
-            f"got {shape!r}"[:200]
+            f"{field}: expected an array of non-negative integers such as [1, n], got {shape!r}"[
+                :200
+            ]
         )
     return tuple(shape)
 

@@ -1,0 +1,207 @@
+"""The compiled runtime: the estimator converted by skl2onnx and run by ONNX Runtime.
+
+A tree ensemble's predict() in scikit-learn pays Python and joblib overhead per tree; the same
+trees in one ONNX Runtime kernel answer a row in microseconds. A conversion is only trusted once
+it agrees with scikit-learn on a parity sample (see `parity_problem`); the caller decides what a
+failure means (fall back, or refuse to load).
+
+Graphs are tried in float64 first (a linear model then matches to the last bit), then float32
+(the tree converters of skl2onnx only build float32 graphs that ONNX Runtime accepts; scikit-
+learn's trees cast inputs to float32 too, so inputs agree, and the parity sample probes values
+at the split thresholds, where a float32 threshold could send a row the other way).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .signature import PREDICT, PREDICT_PROBA, Column, OutputSpec
+
+log = logging.getLogger(__name__)
+
+PROBABILITY_TOLERANCE = 1e-6  # absolute, on predict_proba
+# Relative (absolute below 1), on a regressor's predict: a float32 tree graph sums its leaves in
+# float32, which drifts by a few 1e-6 over tens of trees.
+VALUE_TOLERANCE = 1e-5
+# Text vectorizers lowercase through ONNX Runtime's StringNormalizer, which needs a locale the
+# slim image has (en_US.UTF-8, skl2onnx's default, is not installed there).
+_TEXT_LOCALE = "C.UTF-8"
+
+
+class ConversionFailed(Exception):
+    """skl2onnx or ONNX Runtime refused the estimator; the message says which step and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class OnnxModel:
+    """One InferenceSession plus how to feed it batches and read its outputs as sklearn would."""
+
+    session: Any
+    precision: str  # "float64" | "float32"
+    feed: Callable[[np.ndarray], dict[str, np.ndarray]]
+    output_names: dict[str, str]  # PREDICT / PREDICT_PROBA -> the graph's output name
+    specs: dict[str, OutputSpec]
+
+    def method(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
+        session, output, spec = self.session, [self.output_names[name]], self.specs[name]
+        feed = self.feed
+
+        def run(rows: np.ndarray) -> np.ndarray:
+            (result,) = session.run(output, feed(rows))
+            return (
+                np.asarray(result)
+                .reshape((len(rows), *spec.row_shape))
+                .astype(spec.dtype, copy=False)
+            )
+
+        return run
+
+
+def candidates(
+    estimator: Any,
+    columns: Sequence[Column],
+    n_features: int,
+    frame: bool,
+    specs: dict[str, OutputSpec],
+) -> Iterator[OnnxModel | ConversionFailed]:
+    """Each graph precision in turn: a converted model, or why that precision failed."""
+    for precision in ("float64", "float32"):
+        try:
+            yield _convert(estimator, columns, n_features, frame, specs, precision)
+        except Exception as exc:  # skl2onnx raises anything: RuntimeError, ValueError, KeyError
+            text = f"{precision} graph: {type(exc).__name__}: {exc}".replace("\n", " ")
+            yield ConversionFailed(text[:300])
+
+
+def foreign_part(estimator: Any) -> str | None:
+    """The first part that is not a scikit-learn class: skl2onnx has no converter for it, and
+    running it on a synthetic sample could have side effects, so conversion is not attempted."""
+    for part in _parts(estimator):
+        module = type(part).__module__
+        if not module.startswith("sklearn."):
+            return f"{module}.{type(part).__name__}"
+    return None
+
+
+def parity_problem(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray]) -> str | None:
+    """None when the compiled outputs match scikit-learn's, else the first difference.
+
+    Labels must be identical; probabilities within PROBABILITY_TOLERANCE; a regressor's values
+    within VALUE_TOLERANCE relative to their size.
+    """
+    for name, want in expected.items():
+        got = actual[name]
+        if got.shape != want.shape:
+            return f"{name}: shape {got.shape}, scikit-learn {want.shape}"
+        if name == PREDICT and want.dtype.kind not in "fc":
+            differ = np.flatnonzero(np.asarray(got != want).reshape(len(want), -1).any(axis=1))
+            if differ.size:
+                row = int(differ[0])
+                return (
+                    f"labels differ on {differ.size} of {len(want)} rows "
+                    f"(row {row}: onnx {got[row]!r}, scikit-learn {want[row]!r})"
+                )
+            continue
+        tolerance = PROBABILITY_TOLERANCE if name == PREDICT_PROBA else VALUE_TOLERANCE
+        scale = 1.0 if name == PREDICT_PROBA else np.maximum(1.0, np.abs(want))
+        with np.errstate(invalid="ignore"):
+            excess = np.abs(got.astype(np.float64) - want) / scale
+        if not np.all(excess <= tolerance):
+            worst = float(np.nanmax(np.where(np.isnan(excess), np.inf, excess)))
+            return f"{name} differs by up to {worst:.3g} (tolerance {tolerance:g})"
+    return None
+
+
+def _convert(
+    estimator: Any,
+    columns: Sequence[Column],
+    n_features: int,
+    frame: bool,
+    specs: dict[str, OutputSpec],
+    precision: str,
+) -> OnnxModel:
+    import onnxruntime
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
+
+    number_type = DoubleTensorType if precision == "float64" else FloatTensorType
+    dtype = np.float64 if precision == "float64" else np.float32
+    if frame:
+        initial_types = [
+            (c.name, StringTensorType([None, 1]) if c.kind == "string" else number_type([None, 1]))
+            for c in columns
+        ]
+        feed = _frame_feed(columns, dtype)
+    else:
+        initial_types = [("input", number_type([None, n_features]))]
+        feed = _array_feed(dtype)
+    graph = convert_sklearn(estimator, initial_types=initial_types, options=_options(estimator))
+    options = onnxruntime.SessionOptions()
+    # One thread: the server runs one predict at a time per process and scales by replicas;
+    # a thread pool would only contend with the event loop for the pod's CPU quota.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(
+        graph.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    outputs = [output.name for output in session.get_outputs()]
+    names = {PREDICT: outputs[0]}
+    if PREDICT_PROBA in specs:
+        if len(outputs) < 2:
+            raise ConversionFailed("the graph has no probabilities output")
+        names[PREDICT_PROBA] = outputs[1]
+    wanted = {name: spec for name, spec in specs.items() if name in names}
+    return OnnxModel(session, precision, feed, names, wanted)
+
+
+def _array_feed(dtype: type[np.generic]) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    def feed(rows: np.ndarray) -> dict[str, np.ndarray]:
+        return {"input": rows.astype(dtype, copy=False)}
+
+    return feed
+
+
+def _frame_feed(
+    columns: Sequence[Column], dtype: type[np.generic]
+) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    layout = [(index, column.name, column.kind == "string") for index, column in enumerate(columns)]
+
+    def feed(rows: np.ndarray) -> dict[str, np.ndarray]:
+        tensors = {}
+        for index, name, is_string in layout:
+            values = rows[:, index : index + 1]
+            if is_string:
+                # No null in a string tensor: missing becomes "", which the parity sample
+                # (with missing values where the column takes them) has shown to be equivalent.
+                tensors[name] = np.where(values == None, "", values)  # noqa: E711
+            else:
+                tensors[name] = values.astype(dtype)
+        return tensors
+
+    return feed
+
+
+def _options(estimator: Any) -> dict[int, dict[str, Any]]:
+    """Per fitted object: plain probability arrays (no ZipMap), a locale for text vectorizers."""
+    options: dict[int, dict[str, Any]] = {}
+    for part in _parts(estimator):
+        if hasattr(part, "predict_proba") and hasattr(part, "classes_"):
+            options[id(part)] = {"zipmap": False}
+        elif hasattr(part, "build_analyzer"):
+            options[id(part)] = {"locale": _TEXT_LOCALE}
+    return options
+
+
+def _parts(estimator: Any) -> Iterator[Any]:
+    yield estimator
+    for _, step in getattr(estimator, "steps", []):
+        yield from _parts(step)
+    for _, fitted, _ in getattr(estimator, "transformers_", []):
+        if not isinstance(fitted, str):
+            yield from _parts(fitted)
