@@ -319,7 +319,8 @@ def test_semantic_error_becomes_invalid_spec_condition_and_keeps_serving(
         return md if ready and ready[0]["reason"] == "InvalidSpec" else None
 
     md = wait_until(invalid, 30, "Ready=False/InvalidSpec")
-    assert "spec.serving.resources" in condition(md, "Ready")["message"]
+    assert "spec.serving.resources" in condition(md, names.COND_INVALID_SPEC)["message"]
+    assert condition(md, names.COND_INVALID_SPEC)["status"] == "True"
     assert md["status"]["observedGeneration"] == md["metadata"]["generation"]
     # The last good revision keeps serving.
     assert cluster.get_json("deployment", "semantic-r1", "-n", ns)["status"]["readyReplicas"] >= 2

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from modeldeploy import names
+from modeldeploy.status import state_from_status
 from tests.helpers.operator_proc import OperatorProcess
 from tests.helpers.pod_runtime import (
     LoadGenerator,
@@ -261,7 +262,7 @@ def test_failing_canary_rolls_back_quarantines_and_retries_on_request(
         apply(cluster, ns, spec_for(bad, "2"))
         md = wait_phase(cluster, ns, names.PHASE_ROLLED_BACK)
         assert not md["status"].get("canary") and "quarantined" in md["status"]["message"]
-        assert md["status"]["rollout"]["nextRevision"] == 3
+        assert state_from_status(md["status"]).next_revision == 3
         absent = cluster.kubectl("get", "deployment", f"{MD}-r3", "-n", ns, check=False)
         assert absent.returncode != 0
 
@@ -348,7 +349,7 @@ def test_no_data_hold_holds_the_step_until_traffic_comes(
         md = get_md(cluster, ns)
         assert md["status"]["phase"] == names.PHASE_PROGRESSING
         assert (md["status"]["canary"]["revision"], md["status"]["canary"]["step"]) == (2, 0)
-        assert md["status"]["weight"] == 50
+        assert md["status"]["canaryWeight"] == "50%"
     assert not event_messages(cluster, ns, names.REASON_PROMOTING)
     # The same rollout moves on as soon as there is evidence.
     with LoadGenerator(runtime.service_endpoints, rate=20, max_seconds=60) as load:
