@@ -297,7 +297,8 @@ def test_idle_operator_makes_zero_writes(
     writes = {"kind": "write"}
     before_writes = operator.metric("modeldeploy_api_requests_total", writes)
     time.sleep(10)
-    assert operator.metric("modeldeploy_api_requests_total", writes) == before_writes
+    after_writes = operator.metric("modeldeploy_api_requests_total", writes)
+    assert after_writes == before_writes, operator.log_tail()
     assert versions() == before_versions
 
 
