@@ -89,7 +89,7 @@ def promote(obj: Obj, token: str) -> Action:
     history as a manual promotion, reason ManualPromotion)."""
     status = obj.get("status") or {}
     who = qualified_name(obj)
-    canary = status.get("canary")
+    canary = status.get("canary") if status.get("stable") else None  # not a first deploy
     if canary:
         revision = canary.get("revision")
         return Action(
@@ -107,7 +107,7 @@ def abort(obj: Obj, token: str) -> Action:
     """The canary (or the revision in its bake) leaves now and its spec is quarantined."""
     status = obj.get("status") or {}
     who = qualified_name(obj)
-    canary = status.get("canary")
+    canary = status.get("canary") if status.get("stable") else None  # not a first deploy
     baking = status.get("bakeUntil") and status.get("previous") and status.get("stable")
     if canary:
         target = f"revision {canary.get('revision')} (version {canary.get('modelVersion', '?')})"
