@@ -175,13 +175,18 @@ def plan(
 def rollbacks(
     before: rollout.RolloutState, after: rollout.RolloutState
 ) -> tuple[tuple[str, ...], rollout.Breach | None]:
-    """The rollbacks one step performed, by reason (`Manual` for a rollback or abort by hand),
-    and the breach behind them when one caused it (the start of time-to-rollback)."""
+    """The rollbacks one step performed, by reason (one `Manual` for a `rollback --to N` or an
+    abort, whatever it recorded), and the breach behind them when one caused it (the start of
+    time-to-rollback; a manual one has none)."""
     added = [h for h in after.history if h not in before.history]
     done = [h for h in added if h.outcome is rollout.Outcome.ROLLED_BACK]
     manual = (names.REASON_MANUAL_ROLLBACK, names.REASON_ABORTED)
-    reasons = tuple(MANUAL if h.reason in manual else h.reason for h in done)
-    breached = {h.revision for h in done if h.reason not in manual}
+    automatic = [h for h in done if h.reason not in manual]
+    moved = (after.stable, after.canary) != (before.stable, before.canary)
+    requested = after.handled_rollback != before.handled_rollback and moved  # not refused
+    by_hand = requested or len(automatic) < len(done)
+    reasons = tuple(h.reason for h in automatic) + ((MANUAL,) if by_hand else ())
+    breached = {h.revision for h in automatic}
     breach = after.last_breach
     return reasons, breach if breach and breach.revision in breached else None
 

@@ -295,6 +295,7 @@ def test_good_revision_promotes_through_every_step_to_stable(
     ns = op_namespace
     steps = [{"weight": 25, "pause": "1s"}, {"weight": 50, "pause": "1s"}]
     canary_sizes: list[int] = []
+    conditions_seen: list[tuple[str | None, ...]] = []  # (Ready, Available, Degraded)
     with LoadGenerator(runtime.service_endpoints, rate=20, max_seconds=90) as load:
         serving(cluster, ns, train_classifier(tmp_path), replicas=2, steps=steps)
         wait_proven(cluster, ns, 1)
@@ -302,6 +303,11 @@ def test_good_revision_promotes_through_every_step_to_stable(
 
         def promoted(md: dict[str, Any]) -> bool:
             canary = md["status"].get("canary") or {}
+            seen = {c["type"]: c["status"] for c in md["status"].get("conditions") or []}
+            if canary.get("revision") == 2 or md["status"].get("previous"):
+                conditions_seen.append(
+                    (seen.get("Ready"), seen.get("Available"), seen.get("Degraded"))
+                )
             size = None
             if canary.get("revision") == 2:
                 # Status records the canary before its Deployment exists (decide, record, act).
@@ -316,6 +322,15 @@ def test_good_revision_promotes_through_every_step_to_stable(
     assert history(md, 2) == [(names.OUTCOME_PROMOTED, names.REASON_PROMOTED)]
     assert status["phase"] == names.PHASE_STABLE and status["stable"]["revision"] == 2
     assert canary_sizes[:2] == [1, 2]  # sized from 25% and 50% of two stable pods
+    # A healthy canary and bake: not Ready yet, but Available and never Degraded.
+    assert ("False", "True", "False") in conditions_seen, conditions_seen
+    assert all(degraded == "False" for _, _, degraded in conditions_seen), conditions_seen
+    ready = {c["type"]: c for c in status["conditions"]}
+    assert (ready["Ready"]["status"], ready["Ready"]["message"]) == (
+        "True",
+        "r2 (model 2) serves 100%",
+    )
+    assert len({c["message"] for c in status["conditions"]}) == len(status["conditions"])
     advanced = event_messages(cluster, ns, names.REASON_STEP_ADVANCED)
     assert any("healthy at 25%: now 50% (step 2/2)" in m for m in advanced), advanced
     for reason in (names.REASON_PROMOTING, names.REASON_PROMOTED, names.REASON_BAKE_COMPLETED):

@@ -22,6 +22,7 @@ from tests.unit.test_rollout import (
     ROWS,
     STABLE,
     T0,
+    TWO_DONE,
     at,
     canary,
     see,
@@ -117,6 +118,13 @@ def test_a_manual_rollback_counts_as_manual_without_a_breach() -> None:
     assert rollbacks(before, after) == ((MANUAL,), None)
     aborted, _ = step(before, see(replicas=AT_10, abort="a"), POLICY, T0)
     assert rollbacks(before, aborted) == ((MANUAL,), None)
+    # Restoring a cold revision records no RolledBack entry, yet it is one manual rollback.
+    cold = replace(TWO_DONE, last_breach=old)
+    restoring, _ = step(cold, see(replicas={2: 5}, rollback=RollbackRequest(1, "t")), POLICY, T0)
+    assert rollbacks(cold, restoring) == ((MANUAL,), None)
+    refused = RollbackRequest(7, "u")
+    same, _ = step(restoring, see(replicas={2: 5}, rollback=refused), POLICY, T0)
+    assert rollbacks(restoring, same) == ((), None)
 
 
 def test_a_breach_rollback_counts_with_its_breach() -> None:
