@@ -38,14 +38,6 @@ REASON_NOT_PAUSED: Final = "NotPaused"
 REASON_SPEC_ACCEPTED: Final = "SpecAccepted"
 REASON_WEIGHT_NOT_ACHIEVABLE: Final = "WeightNotAchievable"
 
-_READY_REASONS: Final = {
-    Phase.PENDING: names.REASON_DEPLOYING,
-    Phase.PROGRESSING: REASON_IN_PROGRESS,
-    Phase.STABLE: names.REASON_ROLLOUT_COMPLETE,
-    Phase.DEGRADED: names.PHASE_DEGRADED,
-    Phase.ROLLED_BACK: names.PHASE_ROLLED_BACK,
-    Phase.FAILED: names.PHASE_FAILED,
-}
 
 
 def derive(
@@ -83,8 +75,11 @@ def _ready(s: rollout.RolloutState, obs: Observation, d: Decision) -> Condition:
         msg = f"{wanted} never became ready; {serves}"
     else:
         msg = f"{serves}, but needs attention (see Degraded)"
-    ok = "True" if phase is Phase.STABLE else "False"
-    return Condition(names.COND_READY, ok, _READY_REASONS[phase], msg)
+    if phase is Phase.STABLE:
+        return Condition(names.COND_READY, "True", names.REASON_ROLLOUT_COMPLETE, msg)
+    # A healthy rollout says so; anything else carries the cause (FailedCreate, MetricBreach).
+    reason = REASON_IN_PROGRESS if phase is Phase.PROGRESSING else d.reason
+    return Condition(names.COND_READY, "False", reason, msg)
 
 
 def _available(s: rollout.RolloutState, obs: Observation, p: Policy, d: Decision) -> Condition:
@@ -115,7 +110,8 @@ def _progressing(s: rollout.RolloutState, obs: Observation, p: Policy, d: Decisi
             held = f"; {what(c)} holds at {s.weight}%" if c and stable else ""
             msg = f"paused{held}"
             return Condition(names.COND_PROGRESSING, "Unknown", names.REASON_PAUSED, msg)
-        if unachievable := weight_not_achievable(s, obs, p):
+        problem = obs.problems.get(c.number) if c else None  # the pods' trouble comes first
+        if not problem and (unachievable := weight_not_achievable(s, obs, p)):
             return Condition(
                 names.COND_PROGRESSING, "True", REASON_WEIGHT_NOT_ACHIEVABLE, unachievable
             )

@@ -187,7 +187,7 @@ class ModelDeploymentDriver:
         self, version: str | None = None, timeout: float = 60, **kwargs: Any
     ) -> dict[str, Any]:
         """Apply a new version and wait until its canary has all the pods its step needs."""
-        before = self.status().get("rollout", {}).get("nextRevision", 1)
+        before = state_from_status(self.status()).next_revision
         self.apply(version or new_version(), **kwargs)
 
         def ready(s: dict[str, Any]) -> bool:

@@ -135,8 +135,8 @@ def wait_proven(cluster: KubeCluster, namespace: str, revision: int) -> None:
     """The stable revision has shown a Healthy verdict: a valid automatic rollback target."""
 
     def proven(md: dict[str, Any]) -> bool:
-        stable = md["status"].get("rollout", {}).get("stable") or {}
-        return bool(stable.get("number") == revision and stable.get("proven"))
+        stable = state_from_status(md["status"]).stable
+        return bool(stable and stable.number == revision and stable.proven)
 
     wait_md(cluster, namespace, f"r{revision} proven healthy", proven)
 

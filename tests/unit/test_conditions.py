@@ -144,3 +144,12 @@ def test_first_deploy_has_nothing_available() -> None:
     assert (found["Available"].status, found["Available"].reason) == ("False", "NothingServes")
     assert found["Ready"].reason == names.REASON_DEPLOYING
     assert T0  # the clock is a parameter
+
+
+def test_a_pod_problem_comes_before_an_unachievable_weight() -> None:
+    from modeldeploy.diagnosis import Problem
+
+    pull = Problem("ImagePullBackOff", 'Back-off pulling image "x"')
+    found = conditions(canary(0), see(replicas={1: 2, 2: 1}, ready={1: 2}, problems={2: pull}))
+    assert found["Progressing"].reason == "ImagePullBackOff"
+    assert found["Ready"].reason == "RolloutInProgress"
