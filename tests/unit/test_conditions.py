@@ -9,6 +9,7 @@ import pytest
 
 from modeldeploy import names
 from modeldeploy.conditions import derive, share, smallest_stable, weight_not_achievable
+from modeldeploy.diagnosis import Problem
 from modeldeploy.rollout import Condition, Observation, Policy, RolloutState, Step, step
 from tests.unit.test_rollout import (
     AT_10,
@@ -147,8 +148,6 @@ def test_first_deploy_has_nothing_available() -> None:
 
 
 def test_a_pod_problem_comes_before_an_unachievable_weight() -> None:
-    from modeldeploy.diagnosis import Problem
-
     pull = Problem("ImagePullBackOff", 'Back-off pulling image "x"')
     found = conditions(canary(0), see(replicas={1: 2, 2: 1}, ready={1: 2}, problems={2: pull}))
     assert found["Progressing"].reason == "ImagePullBackOff"
