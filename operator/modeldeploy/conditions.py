@@ -39,7 +39,6 @@ REASON_SPEC_ACCEPTED: Final = "SpecAccepted"
 REASON_WEIGHT_NOT_ACHIEVABLE: Final = "WeightNotAchievable"
 
 
-
 def derive(
     s: rollout.RolloutState, obs: Observation, p: Policy, d: Decision, now: datetime
 ) -> tuple[Condition, ...]:

@@ -779,7 +779,8 @@ def _resting(s: RolloutState, obs: Observation, stable: Revision) -> _Situation:
     if obs.spec_hash != stable.spec_hash and obs.spec_hash in s.quarantined:
         last = next((h for h in reversed(s.history) if h.spec_hash == obs.spec_hash), None)
         what = f"r{last.revision} (model {last.model_version})" if last else "the desired spec"
-        how = f"{_DONE.get(last.outcome, 'ended')} ({last.reason}) and " if last else ""
+        why = f"{last.reason}: {last.message}" if last and last.message else ""
+        how = f"{_DONE.get(last.outcome, 'ended')} ({why or last.reason}) and " if last else ""
         msg = (
             f"{what} {how}is quarantined; {_serves(stable)} 100%. Apply another spec, or "
             f"`retry` (annotation {names.ANNOTATION_RETRY}) to roll it out again"
