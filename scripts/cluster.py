@@ -609,7 +609,9 @@ def main(argv: list[str] | None = None) -> int:
         elif image_problem:
             print(f"warning: no serving image on the real node: {image_problem}", file=sys.stderr)
     print(f"export KUBECONFIG={layout.kubeconfig}")
-    print(f"export PATH={layout.bin}:$PATH")
+    # The venv's bin holds kubectl-modeldeploy (make install), so `kubectl modeldeploy` works.
+    venv = [f"{Path(sys.prefix) / 'bin'}:"] if sys.prefix != sys.base_prefix else []
+    print(f"export PATH={layout.bin}:{''.join(venv)}$PATH")
     return 0
 
 

@@ -45,6 +45,7 @@ from tests.kube import BACKENDS, KubeCluster, namespace_manifest, wait_until  # 
 from tests.serving.models import SavedModel, train_classifier, train_failing  # noqa: E402
 
 from modeldeploy import names  # noqa: E402
+from modeldeploy.status import state_from_status  # noqa: E402
 
 NAMESPACE = "rollback-bench"  # outside the globs other operators watch (op-*, bench-*)
 TARGET_P50_S, TARGET_P99_S = 0.5, 2.0
@@ -183,7 +184,8 @@ def apply(cluster: KubeCluster, body: dict[str, Any]) -> None:
 def wait_proven(cluster: KubeCluster, md: str, timeout: float = 60) -> None:
     def proven() -> bool:
         status = cluster.get_json("md", md, "-n", NAMESPACE).get("status") or {}
-        return bool(((status.get("rollout") or {}).get("stable") or {}).get("proven"))
+        stable = state_from_status(status).stable
+        return bool(stable and stable.proven)
 
     wait_until(proven, timeout, f"{md}: r1 proven healthy", interval=0.2)
 

@@ -6,10 +6,12 @@
 -- Rules, first match wins:
 --   1. no status yet, or status older than the spec (observedGeneration < generation): Progressing
 --   2. phase Degraded, RolledBack or Failed: Degraded (broken beats paused: a human must look)
---   3. annotation modeldeploy.io/paused: "true": Suspended
+--   3. condition Paused=True, or annotation modeldeploy.io/paused: "true": Suspended
 --   4. phase Stable: Healthy
 --   5. phase Pending or Progressing: Progressing
 --   6. anything else: Unknown
+-- The message is "<phase>: <why>": the why is the message of the condition that answers the
+-- question (Degraded, Paused/Progressing, Ready), else status.message.
 local hs = {}
 
 -- The condition of the given type, or nil.
@@ -25,14 +27,15 @@ local function condition(status, ctype)
   return nil
 end
 
--- "<phase>: <why>", the why taken from status.message or else the most telling condition.
+-- "<phase>: <why>", the why taken from the most telling condition or else status.message.
 local function describe(status, phase, ctype)
-  local why = status.message
+  local why = nil
+  local c = condition(status, ctype)
+  if c ~= nil and c.message ~= nil and c.message ~= "" then
+    why = c.message
+  end
   if why == nil or why == "" then
-    local c = condition(status, ctype)
-    if c ~= nil and c.message ~= nil and c.message ~= "" then
-      why = c.message
-    end
+    why = status.message
   end
   if why == nil or why == "" then
     return phase
@@ -64,7 +67,9 @@ if phase == "Degraded" or phase == "RolledBack" or phase == "Failed" then
 end
 
 local annotations = obj.metadata.annotations
-if annotations ~= nil and annotations["modeldeploy.io/paused"] == "true" then
+local paused = condition(status, "Paused")
+if (paused ~= nil and paused.status == "True") or
+    (annotations ~= nil and annotations["modeldeploy.io/paused"] == "true") then
   hs.status = "Suspended"
   hs.message = "Paused (annotation modeldeploy.io/paused): " .. describe(status, phase, "Progressing")
   return hs

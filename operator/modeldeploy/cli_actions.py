@@ -85,17 +85,38 @@ def rollback(obj: Obj, revision: int, token: str) -> Action:
 
 
 def promote(obj: Obj, token: str) -> Action:
+    """A canary skips its remaining steps; during a bake, the bake ends now (recorded in the
+    history as a manual promotion, reason ManualPromotion)."""
     status = obj.get("status") or {}
     who = qualified_name(obj)
-    canary = status.get("canary")
-    if not canary:
+    canary = status.get("canary") if status.get("stable") else None  # not a first deploy
+    if canary:
+        revision = canary.get("revision")
+        return Action(
+            names.ANNOTATION_PROMOTE, token, f"promotion of {who} revision {revision} requested"
+        )
+    if status.get("bakeUntil") and status.get("stable"):
+        revision = status["stable"].get("revision")
+        message = f"{who} revision {revision}: end of its bake requested (a manual promotion)"
+        return Action(names.ANNOTATION_PROMOTE, token, message)
+    phase = status.get("phase") or "no status yet"
+    raise CliError(f"nothing to promote: {who} has no canary or bake in progress (phase: {phase})")
+
+
+def abort(obj: Obj, token: str) -> Action:
+    """The canary (or the revision in its bake) leaves now and its spec is quarantined."""
+    status = obj.get("status") or {}
+    who = qualified_name(obj)
+    canary = status.get("canary") if status.get("stable") else None  # not a first deploy
+    baking = status.get("bakeUntil") and status.get("previous") and status.get("stable")
+    if canary:
+        target = f"revision {canary.get('revision')} (version {canary.get('modelVersion', '?')})"
+    elif baking:
+        target = f"revision {status['stable'].get('revision')} in its bake"
+    else:
         phase = status.get("phase") or "no status yet"
-        raise CliError(f"nothing to promote: {who} has no canary in progress (phase: {phase})")
-    return Action(
-        names.ANNOTATION_PROMOTE,
-        token,
-        f"promotion of {who} revision {canary.get('revision')} to 100% requested",
-    )
+        raise CliError(f"nothing to abort: {who} has no rollout in progress (phase: {phase})")
+    return Action(names.ANNOTATION_ABORT, token, f"abort of {who} {target} requested")
 
 
 def pause(obj: Obj) -> Action | None:

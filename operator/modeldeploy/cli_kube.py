@@ -1,4 +1,5 @@
-"""The CLI's only contact with the API server: read, annotate and watch one ModelDeployment.
+"""The CLI's only contact with the API server: read, list, annotate and watch
+ModelDeployments, and read the Deployments and pods of one (for the tree view).
 
 Synchronous (a CLI does one thing at a time) on the official client. API failures become
 `CliError`s with one line a user can act on.
@@ -46,7 +47,48 @@ def connect(kubeconfig: str | None, context: str | None) -> tuple[client.ApiClie
 class Kube:
     def __init__(self, api: client.ApiClient) -> None:
         self._api = client.CustomObjectsApi(api)
+        self._core = client.CoreV1Api(api)
+        self._apps = client.AppsV1Api(api)
         self._host = api.configuration.host
+
+    def find(self, namespace: str | None, selector: str | None) -> list[dict[str, Any]]:
+        """ModelDeployments of one namespace, or of all (`namespace=None`)."""
+        try:
+            if namespace is None:
+                found = self._api.list_cluster_custom_object(
+                    names.GROUP, names.VERSION, names.PLURAL, label_selector=selector or "",
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                )  # fmt: skip
+            else:
+                found = self._api.list_namespaced_custom_object(
+                    names.GROUP, names.VERSION, namespace, names.PLURAL,
+                    label_selector=selector or "", _request_timeout=REQUEST_TIMEOUT_S,
+                )  # fmt: skip
+        except ApiException as err:
+            raise self._error(err, namespace or "", "") from err
+        except HTTPError as err:
+            raise CliError(f"cannot reach the API server at {self._host}: {err}") from err
+        items = cast(dict[str, Any], found).get("items", [])
+        return sorted(items, key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
+
+    def children(
+        self, namespace: str, name: str
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The revision Deployments and the pods of one ModelDeployment, as plain dicts."""
+        selector = f"{names.LABEL_NAME}={name}"
+        try:
+            deployments = self._apps.list_namespaced_deployment(
+                namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT_S
+            )
+            pods = self._core.list_namespaced_pod(
+                namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT_S
+            )
+        except ApiException as err:
+            raise self._error(err, namespace, name) from err
+        except HTTPError as err:
+            raise CliError(f"cannot reach the API server at {self._host}: {err}") from err
+        plain = self._api.api_client.sanitize_for_serialization
+        return [plain(d) for d in deployments.items], [plain(p) for p in pods.items]
 
     def get(self, namespace: str, name: str) -> dict[str, Any]:
         try:

@@ -1,6 +1,8 @@
 """Pure rendering for `kubectl modeldeploy`: a ModelDeployment dict in, lines of text out.
 
-No I/O and no clock: `now` and `color` are parameters, so every line is unit-tested.
+No I/O and no clock: `now` and `color` are parameters, so every line is unit-tested. Colour
+marks only what needs attention: red for what is broken, yellow for what waits on a person
+(paused, a step its pods cannot honour, restarts); healthy and in-progress states stay plain.
 """
 
 from __future__ import annotations
@@ -14,25 +16,24 @@ from modeldeploy import names
 Obj = Mapping[str, Any]
 
 _RESET: Final = "\x1b[0m"
-_GREEN: Final = "\x1b[32m"
-_YELLOW: Final = "\x1b[33m"
-_RED: Final = "\x1b[31m"
-_BOLD: Final = "\x1b[1m"
+YELLOW: Final = "\x1b[33m"
+RED: Final = "\x1b[31m"
 
 PHASE_COLORS: Final = {
-    names.PHASE_STABLE: _GREEN,
-    names.PHASE_PENDING: _YELLOW,
-    names.PHASE_PROGRESSING: _YELLOW,
-    names.PHASE_DEGRADED: _RED,
-    names.PHASE_ROLLED_BACK: _RED,
-    names.PHASE_FAILED: _RED,
+    names.PHASE_STABLE: "",
+    names.PHASE_PENDING: "",
+    names.PHASE_PROGRESSING: "",
+    names.PHASE_DEGRADED: RED,
+    names.PHASE_ROLLED_BACK: RED,
+    names.PHASE_FAILED: RED,
 }
 OUTCOME_COLORS: Final = {
-    names.OUTCOME_PROMOTED: _GREEN,
-    names.OUTCOME_ROLLED_BACK: _RED,
-    names.OUTCOME_FAILED: _RED,
+    names.OUTCOME_PROMOTED: "",
+    names.OUTCOME_ROLLED_BACK: RED,
+    names.OUTCOME_FAILED: RED,
     names.OUTCOME_SUPERSEDED: "",
 }
+REASON_WEIGHT_NOT_ACHIEVABLE: Final = "WeightNotAchievable"
 SHA_SHOWN: Final = 12  # enough to tell artifacts apart in a terminal
 
 
@@ -106,14 +107,17 @@ def _revision_line(rev: Mapping[str, Any]) -> str:
 
 
 def traffic(status: Mapping[str, Any]) -> str:
-    """'stable r3 90%, canary r4 10%', or the stable revision alone."""
-    stable, canary = status.get("stable"), status.get("canary")
-    weight = int(status.get("weight") or (canary or {}).get("weight") or 0)
+    """'stable r3 67% (intended 90%), canary r4 33% (intended 10%)': the actual share of ready
+    endpoints first, the step's weight beside it when they differ."""
     parts = []
-    if stable:
-        parts.append(f"stable r{stable.get('revision')} {100 - weight if canary else 100}%")
-    if canary:
-        parts.append(f"canary r{canary.get('revision')} {weight}%")
+    for role in ("stable", "canary"):
+        rev = status.get(role)
+        if not rev:
+            continue
+        intended = int(rev.get("weight", 100 if role == "stable" else 0))
+        actual = int(rev.get("traffic", intended))
+        text = f"{role} r{rev.get('revision')} {actual}%"
+        parts.append(text + (f" (intended {intended}%)" if actual != intended else ""))
     return ", ".join(parts) or "-"
 
 
@@ -135,14 +139,15 @@ def breach_text(breach: Mapping[str, Any], now: datetime) -> str:
     return f"{text} ({', '.join(where)})" if where else text
 
 
-def _condition_color(ctype: str, value: str) -> str:
-    """Green when the condition is as it should be, red when not; Progressing is never bad."""
-    if value == "Unknown":
-        return _YELLOW
-    if ctype == names.COND_PROGRESSING:
-        return _YELLOW if value == "True" else ""
-    good = (value == "False") if ctype == names.COND_DEGRADED else (value == "True")
-    return _GREEN if good else _RED
+def _condition_color(ctype: str, value: str, reason: str = "") -> str:
+    """Red for a condition that says something is broken, yellow for one that waits on a
+    person; nothing for the rest (Ready=False during a healthy rollout is not news)."""
+    bad = {names.COND_DEGRADED: "True", names.COND_AVAILABLE: "False", "InvalidSpec": "True"}
+    if bad.get(ctype) == value:
+        return RED
+    if value == "Unknown" or (ctype == names.COND_PAUSED and value == "True"):
+        return YELLOW
+    return YELLOW if reason == REASON_WEIGHT_NOT_ACHIEVABLE else ""
 
 
 def condition_lines(
@@ -152,8 +157,8 @@ def condition_lines(
     codes = [[""] * 5]
     for c in conditions:
         ctype, value = str(c.get("type", "")), str(c.get("status", ""))
-        code = _condition_color(ctype, value)
         reason, when = str(c.get("reason", "")), age(c.get("lastTransitionTime"), now)
+        code = _condition_color(ctype, value, reason)
         rows.append([ctype, value, reason, when, str(c.get("message", ""))])
         codes.append(["", code if color else "", "", "", ""])
     return ["  " + line for line in table(rows, codes)]
@@ -168,7 +173,7 @@ def status_lines(obj: Obj, now: datetime, color: bool = False) -> list[str]:
     fields: list[tuple[str, str]] = [
         ("Name", qualified_name(obj)),
         ("Model", f"{model.get('name', '?')}  version {model.get('version', '?')} (desired)"),
-        ("Phase", paint(phase, PHASE_COLORS.get(phase, "") + _BOLD, color)),
+        ("Phase", paint(phase, PHASE_COLORS.get(phase, ""), color)),
     ]
     if not status:
         fields.append(("Message", "no status yet: the operator has not observed this object"))
@@ -178,22 +183,29 @@ def status_lines(obj: Obj, now: datetime, color: bool = False) -> list[str]:
     if status and generation is not None and (observed is None or observed < generation):
         fields.append(("Generation", f"{generation}, status is from {observed or 0} (catching up)"))
     if is_paused(obj):
-        fields.append(("Paused", paint("yes", _YELLOW, color) + f" ({names.ANNOTATION_PAUSED})"))
+        fields.append(("Paused", paint("yes", YELLOW, color) + f" ({names.ANNOTATION_PAUSED})"))
     if status:
         fields.append(("Traffic", traffic(status)))
     if stable := status.get("stable"):
         fields.append(("Stable", _revision_line(stable)))
     if canary := status.get("canary"):
-        weight = int(status.get("weight") or canary.get("weight") or 0)
+        weight = int(canary.get("weight") or 0)
         fields.append(("Canary", f"{_revision_line(canary)}  weight {weight}%{_step(obj, canary)}"))
         if next_step := until(canary.get("nextStepAt"), now):
             fields.append(("Next step", f"{next_step} (once its pods are ready and healthy)"))
+    if previous := status.get("previous"):
+        fields.append(("Previous", f"{_revision_line(previous)}  warm, no traffic"))
     if bake := until(status.get("bakeUntil"), now):
         fields.append(("Bake ends", bake))
-    if "readyReplicas" in status:
-        fields.append(("Ready pods", str(status["readyReplicas"])))
+    if "readyPods" in status or "readyReplicas" in status:
+        fields.append(("Ready pods", str(status.get("readyPods") or status["readyReplicas"])))
+    unachievable = [
+        c for c in status.get("conditions") or [] if c.get("reason") == REASON_WEIGHT_NOT_ACHIEVABLE
+    ]
+    if unachievable:
+        fields.append(("Weight", paint(str(unachievable[0].get("message", "")), YELLOW, color)))
     if breach := status.get("lastBreach"):
-        fields.append(("Last breach", paint(breach_text(breach, now), _RED, color)))
+        fields.append(("Last breach", paint(breach_text(breach, now), RED, color)))
     if quarantined := status.get("quarantinedSpecHashes"):
         count = len(quarantined)
         fields.append(("Quarantined", f"{count} spec{'s' if count != 1 else ''} (retry to re-run)"))

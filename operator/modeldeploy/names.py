@@ -28,6 +28,7 @@ ANNOTATION_RETRY: Final = f"{GROUP}/retry"
 ANNOTATION_ROLLBACK_TO: Final = f"{GROUP}/rollback-to"
 ANNOTATION_PROMOTE: Final = f"{GROUP}/promote"
 ANNOTATION_PAUSED: Final = f"{GROUP}/paused"
+ANNOTATION_ABORT: Final = f"{GROUP}/abort"
 ANNOTATION_SPEC_HASH: Final = f"{GROUP}/spec-hash"
 
 # --- field manager for server-side apply --------------------------------------------------
@@ -39,6 +40,9 @@ SCALE_FIELD_MANAGER: Final = "modeldeploy-operator-scale"
 COND_READY: Final = "Ready"
 COND_PROGRESSING: Final = "Progressing"
 COND_DEGRADED: Final = "Degraded"
+COND_AVAILABLE: Final = "Available"
+COND_PAUSED: Final = "Paused"
+COND_INVALID_SPEC: Final = "InvalidSpec"
 # Written by the monitoring sidecar on its own Pod.
 POD_COND_METRICS_HEALTHY: Final = f"{GROUP}/MetricsHealthy"
 REASON_METRIC_BREACH: Final = "MetricBreach"
@@ -169,6 +173,8 @@ REASON_ROLLBACK_REFUSED: Final = "RollbackRefused"
 REASON_PROGRESS_DEADLINE_EXCEEDED: Final = "ProgressDeadlineExceeded"
 REASON_RETRY_REQUESTED: Final = "RetryRequested"
 REASON_PROMOTE_REQUESTED: Final = "PromoteRequested"
+REASON_MANUAL_PROMOTION: Final = "ManualPromotion"  # history: promoted by hand during its bake
+REASON_ABORTED: Final = "Aborted"  # `kubectl modeldeploy abort`: taken out and quarantined
 REASON_PAUSED: Final = "Paused"
 REASON_RESUMED: Final = "Resumed"
 REASON_AS_EXPECTED: Final = "AsExpected"  # Degraded=False
@@ -186,7 +192,7 @@ ENV_SIDECAR_IMAGE: Final = "MODELDEPLOY_SIDECAR_IMAGE"
 # Equal to the CRD's modeldeploy.io/schema-version annotation (a unit test keeps them equal);
 # an operator seeing an older value knows the installed CRD may prune fields it relies on.
 ANNOTATION_SCHEMA_VERSION: Final = f"{GROUP}/schema-version"
-CRD_SCHEMA_VERSION: Final = "2"
+CRD_SCHEMA_VERSION: Final = "3"
 # A DNS-1035 label short enough that `<name>-r<revision>` stays a valid 63-character label.
 MAX_MD_NAME_LENGTH: Final = 52
 

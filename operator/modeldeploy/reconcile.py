@@ -10,15 +10,22 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from modeldeploy import builders, names, rollout
+from modeldeploy import builders, conditions, names, rollout
 from modeldeploy.analysis import OnNoData, PodView, analyze, pod_view
 from modeldeploy.diagnosis import Problem, problems_by_revision
 from modeldeploy.hashing import revision_hash
 from modeldeploy.pod import PodSettings
 from modeldeploy.spec import ModelDeploymentSpec, SpecError, parse_spec, validate_name
-from modeldeploy.status import invalid_spec_status, render_status, status_patch, with_refusals
+from modeldeploy.status import (
+    invalid_spec_status,
+    render_status,
+    state_from_status,
+    status_patch,
+    with_refusals,
+)
 
 REASON_INVALID_SPEC = "InvalidSpec"
+MANUAL = "Manual"  # the rollbacks metric's reason for a rollback or abort by hand
 
 
 @dataclass(frozen=True)
@@ -31,7 +38,7 @@ class Reconciliation:
     status: dict[str, Any] | None = None  # a merge patch of .status; None = nothing to write
     events: tuple[dict[str, str], ...] = ()
     phase: str | None = None
-    rollbacks: tuple[str, ...] = ()  # reasons, one per rollback that this plan performs
+    rollbacks: tuple[str, ...] = ()  # reasons, one per rollback this plan performs ("Manual")
     breach_started: datetime | None = None  # when the breach that caused a rollback began
     breach_pod: str | None = None  # the pod whose condition caused it
     requeue_after: float | None = None
@@ -65,7 +72,7 @@ def plan(
     deployments = _by_revision(observed.get("deployments", []))
     pods = [pod_view(p) for p in observed.get("pods", [])]
     ready = _ready(deployments, pods)
-    state = rollout.RolloutState.from_dict(stored_status.get("rollout") or {})
+    state = state_from_status(stored_status)
     obs = _observation(spec, spec_hash, meta, deployments, pods, ready, state, now)
     refused = list(observed.get("refused") or [])
     problems = problems_by_revision(observed.get("pods", []), deployments)
@@ -73,7 +80,8 @@ def plan(
         # The API will not store this revision's Deployment: its pods can never exist.
         problems[revision] = Problem(names.REASON_APPLY_FAILED, words, terminal=True)
     obs = replace(obs, problems=problems)
-    new_state, decision = rollout.step(state, obs, policy_from(spec), now)
+    policy = policy_from(spec)
+    new_state, decision = rollout.step(state, obs, policy, now)
 
     histories = _by_revision(observed.get("controllerrevisions", []))
     apply: list[dict[str, Any]] = [*builders.sidecar_rbac(owner.namespace, monitor_role)]
@@ -137,8 +145,10 @@ def plan(
         stored_status,
         new_state,
         decision,
+        conditions.derive(new_state, obs, policy, decision, now),
         generation=meta.get("generation"),
         ready=ready,
+        replicas=obs.replicas,
         now=now,
     )
     others = [r for r in refused if r["kind"] != "Deployment"]  # revisions fail as problems
@@ -146,10 +156,7 @@ def plan(
     events = [{"type": e.type, "reason": e.reason, "message": e.message} for e in decision.events]
     if refusal:
         events.append({"type": "Warning", "reason": names.REASON_APPLY_FAILED, "message": refusal})
-    rolled_back = (
-        new_state.phase == rollout.Phase.ROLLED_BACK and state.phase != rollout.Phase.ROLLED_BACK
-    )
-    breach = new_state.last_breach if rolled_back else None
+    reasons, breach = rollbacks(state, new_state)
     return Reconciliation(
         apply=tuple(apply),
         scale=scale,
@@ -157,12 +164,31 @@ def plan(
         status=status_patch(stored_status, desired),
         events=tuple(events),
         phase=str(new_state.phase),
-        rollbacks=(breach.reason,) if breach else (),
+        rollbacks=reasons,
         breach_started=_breach_started(breach, observed.get("pods", [])) if breach else None,
         breach_pod=breach.pod if breach else None,
         requeue_after=decision.requeue_after,
         lost=tuple(lost),
     )
+
+
+def rollbacks(
+    before: rollout.RolloutState, after: rollout.RolloutState
+) -> tuple[tuple[str, ...], rollout.Breach | None]:
+    """The rollbacks one step performed, by reason (one `Manual` for a `rollback --to N` or an
+    abort, whatever it recorded), and the breach behind them when one caused it (the start of
+    time-to-rollback; a manual one has none)."""
+    added = [h for h in after.history if h not in before.history]
+    done = [h for h in added if h.outcome is rollout.Outcome.ROLLED_BACK]
+    manual = (names.REASON_MANUAL_ROLLBACK, names.REASON_ABORTED)
+    automatic = [h for h in done if h.reason not in manual]
+    moved = (after.stable, after.canary) != (before.stable, before.canary)
+    requested = after.handled_rollback != before.handled_rollback and moved  # not refused
+    by_hand = requested or len(automatic) < len(done)
+    reasons = tuple(h.reason for h in automatic) + ((MANUAL,) if by_hand else ())
+    breached = {h.revision for h in automatic}
+    breach = after.last_breach
+    return reasons, breach if breach and breach.revision in breached else None
 
 
 def _refused_revisions(md_name: str, refused: list[dict[str, Any]]) -> dict[int, str]:
@@ -277,6 +303,7 @@ def _observation(
             if rollback_to and target.isdigit()
             else None
         ),
+        abort=annotations.get(names.ANNOTATION_ABORT),
         paused=annotations.get(names.ANNOTATION_PAUSED, "").lower() == "true",
     )
 

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from enum import Enum, StrEnum
-from types import NoneType, UnionType
-from typing import Any, Final, TypeAlias, get_args, get_origin, get_type_hints
+from enum import StrEnum
+from typing import Any, Final, TypeAlias
 
 from modeldeploy import names
 from modeldeploy.analysis import Health, Verdict
 from modeldeploy.diagnosis import Problem
+from modeldeploy.serial import dump, iso, load
 
 QUARANTINE_LIMIT: Final = 20  # oldest quarantined spec hashes are forgotten beyond this
 
@@ -100,6 +100,7 @@ class Observation:
     rollback: RollbackRequest | None = None  # annotation modeldeploy.io/rollback-to
     paused: bool = False  # annotation modeldeploy.io/paused present
     problems: Mapping[int, Problem] = field(default_factory=dict)  # diagnosis, per revision
+    abort: str | None = None  # annotation modeldeploy.io/abort (a new value aborts once)
 
 
 # --- state --------------------------------------------------------------------------------
@@ -159,13 +160,16 @@ class RolloutState:
     handled_retry: str | None = None  # intent tokens already acted on (each acts once)
     handled_promote: str | None = None
     handled_rollback: str | None = None
+    handled_abort: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return _state_to_dict(self)
+        data: dict[str, Any] = dump(self)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RolloutState:
-        return _state_from_dict(data)
+        state: RolloutState = load(cls, data)
+        return state
 
 
 # --- outputs ------------------------------------------------------------------------------
@@ -194,7 +198,7 @@ class Decision:
     hpa_revision: int | None  # the revision the HPA scales (None: autoscaling off)
     service_revision: int | None  # pin the Service to this revision; None = all (split by pods)
     render_revision: int | None  # the revision whose template is the current spec, if any
-    conditions: tuple[Condition, ...]
+    reason: str  # the CamelCase reason behind the phase and message
     events: tuple[Event, ...]
     requeue_after: float | None  # seconds to the next deadline (pause, bake, progress)
     next_step_at: datetime | None = None  # when the canary's current pause ends
@@ -268,7 +272,7 @@ def _retry(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Moved
     if obs.spec_hash not in s.quarantined:
         return s, None
     kept = tuple(h for h in s.quarantined if h != obs.spec_hash)
-    msg = f"retrying quarantined spec {obs.spec_hash} on request"
+    msg = f"retrying model {obs.model_version} (quarantined) on request"
     return replace(s, quarantined=kept), _event(names.REASON_RETRY_REQUESTED, msg)
 
 
@@ -311,10 +315,38 @@ def _promote(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Mov
         msg = f"promote requested: r{c.number} skips its remaining steps"
         return _to_cutover(s, p, now), _event(names.REASON_PROMOTE_REQUESTED, msg)
     if s.stable and s.bake_until is not None and c is None:
-        msg = f"promote requested: r{s.stable.number} ends its bake now, vouched for by hand"
-        s = replace(s, stable=replace(s.stable, proven=True), bake_until=now)
+        stable = replace(s.stable, proven=True)  # vouched for by hand
+        msg = f"r{stable.number} promoted by hand, ending its bake early"
+        s = _record(s, stable, Outcome.PROMOTED, names.REASON_MANUAL_PROMOTION, msg, now, p)
+        msg += _leaves(s, s.previous)
+        s = replace(s, stable=stable, previous=None, bake_until=None)
         return s, _event(names.REASON_PROMOTE_REQUESTED, msg)
     return s, None
+
+
+def _abort(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Moved | None:
+    """`kubectl modeldeploy abort`: the revision on its way leaves now, as if it breached, and
+    its spec is quarantined. Consumed even when nothing is in flight."""
+    if obs.abort is None or obs.abort == s.handled_abort:
+        return None
+    s = replace(s, handled_abort=obs.abort)
+    c, stable, back = s.canary, s.stable, s.previous
+    msg = "aborted by request"
+    if c and stable and not s.restoring:
+        s = _record(s, c, Outcome.ROLLED_BACK, names.REASON_ABORTED, msg, now, p)
+        s = _drop_canary(_quarantine(s, c.spec_hash))
+        done = f"r{c.number} (model {c.model_version}) {msg}; {_serves(stable)} 100%"
+        return s, _event(names.REASON_ABORTED, done, warning=True)
+    if c is None and stable and back and s.bake_until is not None:
+        if not _fallback(back, obs):
+            refused = f"abort refused: r{back.number} breaches now; {what_serves(stable)} stays"
+            return s, _event(names.REASON_ABORTED, refused, warning=True)
+        s = _back_to_previous(s, Outcome.ROLLED_BACK, names.REASON_ABORTED, msg, now, p)
+        done = f"r{stable.number} (model {stable.model_version}) {msg} in its bake"
+        return _quarantine(s, stable.spec_hash), _event(
+            names.REASON_ABORTED, f"{done}; {_serves(back)} again", warning=True
+        )
+    return s, _event(names.REASON_ABORTED, "abort requested, but nothing is rolling out")
 
 
 def _prove(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Moved | None:
@@ -362,6 +394,10 @@ def _fallback(rev: Revision, obs: Observation) -> bool:
     return _health(obs, rev) is not Health.BREACHED
 
 
+def what_serves(rev: Revision) -> str:
+    return f"r{rev.number} (model {rev.model_version})"
+
+
 def _serves(rev: Revision) -> str:
     return f"r{rev.number} serves" if rev.proven else f"r{rev.number} (unproven) serves"
 
@@ -375,7 +411,7 @@ def _new_spec(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Mo
         return None
     if s.restoring and s.canary and s.canary.spec_hash == obs.spec_hash:
         return None  # the spec now follows the restore (a revert in Git): let it finish
-    msg = f"superseded by spec {obs.spec_hash}"
+    msg = f"superseded by a newer spec (model {obs.model_version})"
     back = s.previous
     if incoming is None and back and back.spec_hash == obs.spec_hash and _healthy(back, obs):
         s = _back_to_previous(s, Outcome.SUPERSEDED, names.REASON_SUPERSEDED, msg, now, p)
@@ -467,7 +503,7 @@ def _cutover(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Mov
         msg = f"{what} restored by request; r{old.number} scaled to zero"
         s = _record(s, c, Outcome.PROMOTED, _MANUAL, msg, now, p, started=started)
         return replace(s, stable=c), _event(names.REASON_ROLLED_BACK, msg)
-    msg = f"{what} serves 100%; r{old.number} stays warm until {_iso(until)}"
+    msg = f"{what} serves 100%; r{old.number} stays warm until {iso(until)}"
     return replace(s, stable=c, previous=old, bake_until=until), _event(names.REASON_PROMOTED, msg)
 
 
@@ -478,15 +514,26 @@ def _end_bake(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Mo
     if not stable.proven or _health(obs, stable) is Health.BREACHED:
         return None  # no evidence is never a pass: the previous revision stays warm
     msg = f"r{stable.number} passed its bake and is recorded healthy"
-    msg += f"; r{back.number} scaled to zero" if back else ""
     s = _record(s, stable, Outcome.PROMOTED, names.REASON_PROMOTED, msg, now, p)
-    return replace(s, previous=None, bake_until=None), _event(names.REASON_BAKE_COMPLETED, msg)
+    event = _event(names.REASON_BAKE_COMPLETED, msg + _leaves(s, back))
+    return replace(s, previous=None, bake_until=None), event
+
+
+def _leaves(s: RolloutState, back: Revision | None) -> str:
+    """What happens to the warm previous revision once the bake ends: kept at zero while the
+    history remembers it (`_decide`), else its Deployment is deleted."""
+    if back is None:
+        return ""
+    if any(h.revision == back.number for h in s.history):
+        return f"; r{back.number} scaled to zero"
+    return f"; r{back.number} deleted (beyond historyLimit)"
 
 
 _RULES: Final[tuple[Rule, ...]] = (
     _pause,
     _retry,
     _rollback,
+    _abort,
     _promote,
     _prove,
     _note_breach,
@@ -510,7 +557,7 @@ def _start(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Moved
     weight = steps[0].weight if steps and s.stable else 100
     s = replace(s, canary=rev, restoring=False, step=0, step_started_at=now, weight=weight)
     s = replace(s, waiting_since=None, next_revision=rev.number + 1)
-    what = f"r{rev.number} (model {rev.model_version}, spec {rev.spec_hash})"
+    what = f"r{rev.number} (model {rev.model_version})"
     if s.stable is None:
         return s, _event(names.REASON_DEPLOYING, f"first revision {what}: straight to 100%")
     return s, _event(names.REASON_ROLLOUT_STARTED, f"{what} started at {weight}%")
@@ -521,7 +568,7 @@ def _cut_bake_short(
 ) -> Moved:
     """A newer spec during the bake: keep the baking revision if proven, else go back."""
     back = s.previous
-    msg = f"bake cut short by spec {obs.spec_hash}"
+    msg = f"bake cut short by a newer spec (model {obs.model_version})"
     if stable.proven and _health(obs, stable) is not Health.BREACHED:
         s = _record(s, stable, Outcome.PROMOTED, names.REASON_PROMOTED, msg, now, p)
         s = replace(s, previous=None, bake_until=None)
@@ -650,7 +697,7 @@ def _situation(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> _
             msg = f"r{c.number} (model {c.model_version}) cannot become ready: {problem}"
             return _Situation(Phase.FAILED, problem.reason, msg)
         if s.waiting_since and now - s.waiting_since >= p.progress_deadline:
-            msg = f"r{c.number} has had no ready pod since {_iso(s.waiting_since)}"
+            msg = f"r{c.number} has had no ready pod since {iso(s.waiting_since)}"
             msg += f": {problem}" if problem else ""
             return _Situation(Phase.FAILED, names.REASON_PROGRESS_DEADLINE_EXCEEDED, msg)
         msg = f"deploying r{c.number} (model {c.model_version}): waiting for a ready pod"
@@ -696,7 +743,7 @@ def _in_flight(
     if _ready(obs, stable) == 0:
         msg = f"{where} holds: r{stable.number} has no ready pod"
         return _Situation(Phase.PROGRESSING, names.REASON_WAITING_FOR_REPLICAS, msg)
-    msg = f"{where} is healthy; next step at {_iso(next_step_at(s, p) or now)}"
+    msg = f"{where} is healthy; next step at {iso(next_step_at(s, p) or now)}"
     return _Situation(Phase.PROGRESSING, names.REASON_STEP_PAUSE, msg)
 
 
@@ -711,7 +758,7 @@ def _baking(
         msg = f"paused in the bake of r{stable.number}; {warm}"
         return _Situation(Phase.PROGRESSING, names.REASON_PAUSED, msg)
     if s.bake_until and now < s.bake_until:
-        msg = f"r{stable.number} serves 100%; {warm} until {_iso(s.bake_until)}"
+        msg = f"r{stable.number} serves 100%; {warm} until {iso(s.bake_until)}"
         return _Situation(Phase.PROGRESSING, names.REASON_BAKING, msg)
     verdict = obs.verdicts.get(stable.number)
     said = verdict.message if verdict else "no verdict yet"
@@ -730,18 +777,23 @@ def _resting(s: RolloutState, obs: Observation, stable: Revision) -> _Situation:
         reason = problem.reason if problem else names.REASON_NO_READY_REPLICAS
         return _Situation(Phase.DEGRADED, reason, msg)
     if obs.spec_hash != stable.spec_hash and obs.spec_hash in s.quarantined:
-        last = s.history[-1] if s.history else None
-        why = f"; r{last.revision} {last.outcome}: {last.message}" if last else ""
+        last = next((h for h in reversed(s.history) if h.spec_hash == obs.spec_hash), None)
+        what = f"r{last.revision} (model {last.model_version})" if last else "the desired spec"
+        why = f"{last.reason}: {last.message}" if last and last.message else ""
+        how = f"{_DONE.get(last.outcome, 'ended')} ({why or last.reason}) and " if last else ""
         msg = (
-            f"spec {obs.spec_hash} is quarantined{why}; r{stable.number} serves. Apply another "
-            f"spec, or set annotation {names.ANNOTATION_RETRY} to a new value to retry it"
+            f"{what} {how}is quarantined; {_serves(stable)} 100%. Apply another spec, or "
+            f"`retry` (annotation {names.ANNOTATION_RETRY}) to roll it out again"
         )
         return _Situation(Phase.ROLLED_BACK, last.reason if last else _MANUAL, msg)
     if obs.spec_hash != stable.spec_hash and s.paused:
-        msg = f"paused: spec {obs.spec_hash} waits; r{stable.number} serves"
+        msg = f"paused: model {obs.model_version} waits; r{stable.number} serves 100%"
         return _Situation(Phase.PROGRESSING, names.REASON_PAUSED, msg)
     msg = f"r{stable.number} (model {stable.model_version}) serves 100%"
     return _Situation(Phase.STABLE, names.REASON_ROLLOUT_COMPLETE, msg)
+
+
+_DONE: Final = {Outcome.ROLLED_BACK: "was rolled back", Outcome.FAILED: "failed"}
 
 
 def _no_way_back(p: Policy, target: Revision) -> str:
@@ -776,7 +828,7 @@ def _decide(
         hpa_revision=scaled.number if scaled and p.autoscaling else None,
         service_revision=_pin(s, obs) if stable and not c else None,
         render_revision=render,
-        conditions=_conditions(situation),
+        reason=situation.reason,
         events=events,
         requeue_after=_requeue_after(s, obs, p, now),
         next_step_at=next_step_at(s, p),
@@ -791,23 +843,6 @@ def _pin(s: RolloutState, obs: Observation) -> int | None:
     if _ready(obs, stable) == 0 and back and _ready(obs, back) > 0 and not _breached(obs, back):
         return back.number
     return stable.number
-
-
-def _conditions(situation: _Situation) -> tuple[Condition, ...]:
-    phase, reason, msg = situation.phase, situation.reason, situation.message
-    bad = _is_bad(phase)
-    return (
-        Condition(names.COND_READY, _status(phase is Phase.STABLE), reason, msg),
-        Condition(
-            names.COND_PROGRESSING,
-            _status(phase in (Phase.PENDING, Phase.PROGRESSING)),
-            reason,
-            msg,
-        ),
-        Condition(
-            names.COND_DEGRADED, _status(bad), reason if bad else names.REASON_AS_EXPECTED, msg
-        ),
-    )
 
 
 def next_step_at(s: RolloutState, p: Policy) -> datetime | None:
@@ -838,68 +873,5 @@ def _is_bad(phase: Phase) -> bool:
     return phase in (Phase.DEGRADED, Phase.ROLLED_BACK, Phase.FAILED)
 
 
-def _status(flag: bool) -> str:
-    return "True" if flag else "False"
-
-
 def _secs(delta: timedelta) -> str:
     return f"{max(delta.total_seconds(), 0):g}s"
-
-
-# --- serialization: the state as plain JSON data for the CR status ---------------------------
-# Generic over the frozen dataclasses above: camelCase keys, RFC 3339 times, enums by value.
-# Missing keys take the field's default, so an empty status is the initial state.
-
-
-def _state_to_dict(s: RolloutState) -> dict[str, Any]:
-    data: dict[str, Any] = _dump(s)
-    return data
-
-
-def _state_from_dict(data: Mapping[str, Any]) -> RolloutState:
-    state: RolloutState = _load(RolloutState, data)
-    return state
-
-
-def _dump(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return _iso(value)
-    if isinstance(value, Enum):
-        return value.value
-    if is_dataclass(value) and not isinstance(value, type):
-        return {_camel(f.name): _dump(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, tuple):
-        return [_dump(v) for v in value]
-    return value
-
-
-def _load(cls: Any, data: Mapping[str, Any]) -> Any:
-    hints = get_type_hints(cls)
-    known = [f.name for f in fields(cls) if _camel(f.name) in data]
-    return cls(**{name: _load_value(hints[name], data[_camel(name)]) for name in known})
-
-
-def _load_value(hint: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    if get_origin(hint) is UnionType:  # X | None
-        hint = next(arg for arg in get_args(hint) if arg is not NoneType)
-    if get_origin(hint) is tuple:
-        return tuple(_load_value(get_args(hint)[0], v) for v in value)
-    if hint is datetime:
-        return datetime.fromisoformat(value)
-    if isinstance(hint, type) and issubclass(hint, Enum):
-        return hint(value)
-    if is_dataclass(hint):
-        return _load(hint, value)
-    return value
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def _iso(t: datetime) -> str:
-    text = t.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text

@@ -1,12 +1,15 @@
 """The ModelDeployment's status: rendered from the rollout state, written only when it changes.
 
-`status.rollout` is the state machine's own memory (the source of truth across restarts); the
-other fields are the user-facing projection of it (phase, conditions, revisions, history, last
-breach) that kubectl, the CLI and Argo CD read.
+The user-facing fields (phase, message, conditions, per-revision weight and traffic, history,
+last breach) are a projection of the rollout state. The state machine's own memory, what it
+needs beyond those fields (step, deadlines, handled intents, proven flags), is kept compact in
+`status.rolloutState`: one JSON string, internal, read back together with `history` and
+`quarantinedSpecHashes` (not stored twice).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -19,17 +22,24 @@ OWNED = (
     "phase",
     "observedGeneration",
     "message",
-    "weight",
+    "canaryWeight",
+    "canaryTraffic",
+    "readyPods",
     "readyReplicas",
     "conditions",
     "stable",
     "canary",
+    "previous",
     "quarantinedSpecHashes",
     "history",
     "lastBreach",
     "bakeUntil",
-    "rollout",
+    "rolloutState",
+    "rollout",  # the memory's former home (an object); cleared on the first write
+    "weight",  # formerly the canary's weight (an integer); now canaryWeight
 )
+# Kept in their user-facing fields, so not repeated in `rolloutState`.
+_SHARED = ("history", "quarantined")
 
 
 def _time(value: datetime | None) -> str | None:
@@ -38,7 +48,7 @@ def _time(value: datetime | None) -> str | None:
 
 def _conditions(
     stored: Mapping[str, Any],
-    wanted: tuple[rollout.Condition, ...],
+    wanted: Sequence[rollout.Condition],
     generation: int | None,
     now: datetime,
 ) -> list[dict[str, Any]]:
@@ -61,10 +71,40 @@ def _conditions(
     return result
 
 
+def traffic_shares(ready: Mapping[int, int], pinned: int | None) -> dict[int, int]:
+    """Percent of ready endpoints per revision: what the Service really sends each one. The
+    Service selects every revision's pods unless the operator pins it to one."""
+    serving = {r: n for r, n in ready.items() if pinned is None or r == pinned}
+    total = sum(serving.values())
+    return {r: round(100 * n / total) if total else 0 for r, n in serving.items()}
+
+
+def state_from_status(stored: Mapping[str, Any]) -> rollout.RolloutState:
+    """The rollout memory: `rolloutState` plus the history and quarantine shown beside it
+    (or the `rollout` object an earlier version wrote)."""
+    text = stored.get("rolloutState")
+    if not isinstance(text, str):
+        return rollout.RolloutState.from_dict(stored.get("rollout") or {})
+    data = dict(json.loads(text))
+    data["quarantined"] = list(stored.get("quarantinedSpecHashes") or [])
+    data["history"] = [
+        {**{k: v for k, v in h.items() if k not in ("startedAt", "finishedAt")},
+         "started": h.get("startedAt"), "finished": h.get("finishedAt")}
+        for h in stored.get("history") or []
+    ]  # fmt: skip
+    return rollout.RolloutState.from_dict(data)
+
+
+def _memory(state: rollout.RolloutState) -> str:
+    data = {k: v for k, v in state.to_dict().items() if k not in _SHARED}
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
 def _revision(
     rev: rollout.Revision | None,
     weight: int,
     ready: Mapping[int, int],
+    shares: Mapping[int, int],
     step: int | None = None,
     next_step_at: datetime | None = None,
 ) -> dict[str, Any] | None:
@@ -76,6 +116,7 @@ def _revision(
         "sha256": rev.sha256,
         "specHash": rev.spec_hash,
         "weight": weight,
+        "traffic": shares.get(rev.number, 0),
         "readyReplicas": ready.get(rev.number, 0),
     }
     if step is not None:
@@ -85,24 +126,47 @@ def _revision(
     return out
 
 
+def _shown_breach(state: rollout.RolloutState) -> rollout.Breach | None:
+    """The last breach, while it concerns a revision that serves, rolls out or stays warm, or
+    the one that just ended (nothing newer in flight); an older one is history."""
+    breach = state.last_breach
+    if breach is None:
+        return None
+    live = {r.number for r in (state.stable, state.canary, state.previous) if r}
+    if state.canary is None and state.history:
+        live.add(state.history[-1].revision)
+    return breach if breach.revision in live else None
+
+
 def render_status(
     stored: Mapping[str, Any],
     state: rollout.RolloutState,
     decision: rollout.Decision,
+    conditions: Sequence[rollout.Condition],
     *,
     generation: int | None,
     ready: Mapping[int, int],
+    replicas: Mapping[int, int],
     now: datetime,
 ) -> dict[str, Any]:
+    """`ready` and `replicas` are the observed ready and desired pods per revision."""
     canary_weight = state.weight if state.canary else 0
+    shares = traffic_shares(ready, decision.service_revision)
+    kept = {r: n if n is not None else replicas.get(r, 0) for r, n in decision.replicas.items()}
+    breach = _shown_breach(state)
     status: dict[str, Any] = {
         "phase": str(decision.phase),
         "message": decision.message,
-        "weight": canary_weight,
+        "canaryWeight": f"{canary_weight}%" if state.canary else "-",
+        "canaryTraffic": f"{shares.get(state.canary.number, 0)}%" if state.canary else "-",
+        "readyPods": f"{sum(ready.get(r, 0) for r in kept)}/{sum(kept.values())}",
         "readyReplicas": sum(ready.values()),
-        "conditions": _conditions(stored, decision.conditions, generation, now),
-        "stable": _revision(state.stable, 100 - canary_weight, ready),
-        "canary": _revision(state.canary, canary_weight, ready, state.step, decision.next_step_at),
+        "conditions": _conditions(stored, conditions, generation, now),
+        "stable": _revision(state.stable, 100 - canary_weight, ready, shares),
+        "canary": _revision(
+            state.canary, canary_weight, ready, shares, state.step, decision.next_step_at
+        ),
+        "previous": _revision(state.previous, 0, ready, shares),
         "bakeUntil": _time(state.bake_until),
         "quarantinedSpecHashes": list(state.quarantined),
         "history": [
@@ -121,16 +185,16 @@ def render_status(
         ],
         "lastBreach": (
             {
-                "revision": state.last_breach.revision,
-                "pod": state.last_breach.pod,
-                "reason": state.last_breach.reason,
-                "message": state.last_breach.message,
-                "time": _time(state.last_breach.at),
+                "revision": breach.revision,
+                "pod": breach.pod,
+                "reason": breach.reason,
+                "message": breach.message,
+                "time": _time(breach.at),
             }
-            if state.last_breach
+            if breach
             else None
         ),
-        "rollout": state.to_dict(),
+        "rolloutState": _memory(state),
     }
     if generation is not None:
         status["observedGeneration"] = generation
@@ -154,7 +218,7 @@ def with_refusals(
     wanted = {
         c.type: c
         for c in (
-            rollout.Condition(names.COND_READY, "False", names.REASON_APPLY_FAILED, message),
+            rollout.Condition(names.COND_READY, "False", names.REASON_APPLY_FAILED, _REFUSED_SHORT),
             rollout.Condition(names.COND_DEGRADED, "True", names.REASON_APPLY_FAILED, message),
         )
     }
@@ -173,22 +237,36 @@ def with_refusals(
     return desired, (None if before.get(names.COND_DEGRADED) == message else message)
 
 
+_REFUSED_SHORT = "the API refused an object the operator applies (see Degraded)"
+
+
 def invalid_spec_status(
     stored: Mapping[str, Any], err: SpecError, generation: int | None, now: datetime
 ) -> dict[str, Any]:
-    """Ready=False/InvalidSpec; what serves keeps serving, so the rollout memory is kept."""
-    serving = bool((stored.get("rollout") or {}).get("stable"))
+    """InvalidSpec=True; what serves keeps serving, so the rollout memory is kept, and so are
+    Available and Paused as they were."""
+    serving = state_from_status(stored).stable
     message = f"invalid spec: {err}"
     status = {k: stored.get(k) for k in OWNED if k in stored}
     status["phase"] = names.PHASE_DEGRADED if serving else names.PHASE_FAILED
     status["message"] = message
     if generation is not None:
         status["observedGeneration"] = generation
-    conditions = (
-        rollout.Condition(names.COND_READY, "False", "InvalidSpec", message),
-        rollout.Condition(names.COND_PROGRESSING, "False", "InvalidSpec", message),
-        rollout.Condition(names.COND_DEGRADED, "True", "InvalidSpec", message),
-    )
+    keeps = f"r{serving.number} (model {serving.model_version}) keeps serving" if serving else ""
+    reason = names.COND_INVALID_SPEC
+    conditions = [
+        rollout.Condition(names.COND_READY, "False", reason, "the spec was refused"),
+        *(
+            rollout.Condition(c["type"], c["status"], c["reason"], c["message"])
+            for c in stored.get("conditions") or []
+            if c.get("type") in (names.COND_AVAILABLE, names.COND_PAUSED)
+        ),
+        rollout.Condition(names.COND_PROGRESSING, "False", reason, "nothing rolls out"),
+        rollout.Condition(
+            names.COND_DEGRADED, "True", reason, f"the spec is invalid; {keeps or 'nothing serves'}"
+        ),
+        rollout.Condition(names.COND_INVALID_SPEC, "True", reason, message),
+    ]
     status["conditions"] = _conditions(stored, conditions, generation, now)
     return status
 

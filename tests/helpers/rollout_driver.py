@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from modeldeploy import names
+from modeldeploy.status import state_from_status
 from modeldeploy_serving.monitor.report import condition_patch, verdict_event
 from modeldeploy_serving.monitor.verdict import OnNoData, Thresholds, Verdict, evaluate
 from modeldeploy_serving.monitor.window import WindowStats
@@ -186,7 +187,7 @@ class ModelDeploymentDriver:
         self, version: str | None = None, timeout: float = 60, **kwargs: Any
     ) -> dict[str, Any]:
         """Apply a new version and wait until its canary has all the pods its step needs."""
-        before = self.status().get("rollout", {}).get("nextRevision", 1)
+        before = state_from_status(self.status()).next_revision
         self.apply(version or new_version(), **kwargs)
 
         def ready(s: dict[str, Any]) -> bool:
@@ -290,7 +291,8 @@ def metrics_condition(pod: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def stable_proven(status: dict[str, Any]) -> bool:
-    return bool(((status.get("rollout") or {}).get("stable") or {}).get("proven"))
+    stable = state_from_status(status).stable
+    return bool(stable and stable.proven)
 
 
 def history(status: dict[str, Any], revision: int) -> list[tuple[str, str]]:

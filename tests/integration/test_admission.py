@@ -155,7 +155,9 @@ FULL_STATUS = {
     "phase": "Progressing",
     "observedGeneration": 1,
     "message": "canary at step 1 of 2 (10%)",
-    "weight": 10,
+    "canaryWeight": "10%",
+    "canaryTraffic": "33%",
+    "readyPods": "3/3",
     "readyReplicas": 3,
     "conditions": [
         {
@@ -181,6 +183,7 @@ FULL_STATUS = {
         "sha256": "a" * 64,
         "specHash": "0123456789",
         "weight": 90,
+        "traffic": 67,
         "readyReplicas": 2,
     },
     "canary": {
@@ -189,10 +192,13 @@ FULL_STATUS = {
         "sha256": "b" * 64,
         "specHash": "abcdef0123",
         "weight": 10,
+        "traffic": 33,
         "step": 0,
         "stepStartedAt": "2026-01-01T00:00:00Z",
         "readyReplicas": 1,
     },
+    "previous": {"revision": 1, "specHash": "0123456789", "weight": 0, "traffic": 0},
+    "rolloutState": '{"step":0,"weight":10}',
     "quarantinedSpecHashes": ["fedcba9876"],
     "history": [
         {
@@ -232,10 +238,12 @@ def test_status_is_a_subresource_with_printer_columns(cluster: KubeCluster, ns: 
     stored = cluster.get_json(f"{names.PLURAL}.{names.GROUP}/columns", "-n", ns)
     assert stored["status"] == FULL_STATUS  # nothing pruned
     table = cluster.kubectl("get", names.SHORT_NAME, "columns", "-n", ns).stdout.split("\n")
-    assert table[0].split() == ["NAME", "MODEL", "VERSION", "PHASE", "WEIGHT", "READY", "AGE"]
-    assert table[1].split()[:6] == ["columns", "iris", "3", "Progressing", "10", "3"]
+    header = ["NAME", "PHASE", "VERSION", "CANARY", "TRAFFIC", "READY", "AGE"]
+    assert table[0].split() == header
+    assert table[1].split()[:6] == ["columns", "Progressing", "3", "10%", "33%", "3/3"]
     wide = cluster.kubectl("get", names.SHORT_NAME, "columns", "-n", ns, "-o", "wide").stdout
-    assert wide.split("\n")[0].split()[-2:] == ["STABLE", "MESSAGE"]
+    assert wide.split("\n")[0].split()[-4:] == ["MODEL", "STABLE-REV", "CANARY-REV", "MESSAGE"]
+    assert wide.split("\n")[1].split()[7:10] == ["iris", "1", "2"]
 
 
 def test_status_schema_rejects_an_unknown_phase(cluster: KubeCluster, ns: str) -> None:

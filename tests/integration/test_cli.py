@@ -7,10 +7,14 @@ sets, that spec never changes, and how it fails.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +22,7 @@ import pytest
 import yaml
 
 from modeldeploy import names
-from tests.kube import KubeCluster
+from tests.kube import KubeCluster, wait_until
 
 PLUGIN = Path(sys.executable).parent / "kubectl-modeldeploy"
 SPEC = {
@@ -35,11 +39,14 @@ STATUS = {
     "phase": names.PHASE_PROGRESSING,
     "observedGeneration": 1,
     "message": "canary r4 at 10%, analysing",
-    "weight": 10,
+    "canaryWeight": "10%",
+    "canaryTraffic": "33%",
+    "readyPods": "3/3",
     "readyReplicas": 3,
-    "stable": {"revision": 3, "modelVersion": "2", "sha256": "b" * 64, "specHash": "h3"},
+    "stable": {"revision": 3, "modelVersion": "2", "sha256": "b" * 64, "specHash": "h3",
+               "weight": 90, "traffic": 67},
     "canary": {"revision": 4, "modelVersion": "3", "sha256": "a" * 64, "specHash": "h4",
-               "weight": 10, "step": 0},
+               "weight": 10, "traffic": 33, "step": 0},
     "quarantinedSpecHashes": ["h2"],
     "history": [
         {"revision": 1, "modelVersion": "1", "specHash": "h1", "outcome": names.OUTCOME_PROMOTED},
@@ -102,7 +109,7 @@ def test_status_through_kubectl_plugin_discovery(
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["Name:", f"{namespace}/iris"]
     assert "Phase:       Progressing" in lines
-    assert "Traffic:     stable r3 90%, canary r4 10%" in lines
+    assert "Traffic:     stable r3 67% (intended 90%), canary r4 33% (intended 10%)" in lines
     assert any(line.startswith("Last breach: MetricBreach: errorRate 0.2 > 0.01") for line in lines)
     assert "\x1b[" not in proc.stdout  # not a terminal: no colour codes
 
@@ -123,6 +130,7 @@ def test_machine_readable_status_and_history(
     [
         (["rollback", "iris", "--to", "1"], names.ANNOTATION_ROLLBACK_TO, "1@"),
         (["promote", "iris"], names.ANNOTATION_PROMOTE, None),
+        (["abort", "iris"], names.ANNOTATION_ABORT, None),
         (["retry", "iris"], names.ANNOTATION_RETRY, None),
         (["pause", "iris"], names.ANNOTATION_PAUSED, "true"),
     ],
@@ -222,3 +230,168 @@ def test_watch_shows_changes_and_stops_at_the_timeout(
     phases = [json.loads(line)["status"]["phase"] for line in out.splitlines() if line]
     assert phases[-1] == names.PHASE_ROLLED_BACK
     assert len(phases) == len(set(phases)), "an unchanged object was printed twice"
+
+
+def set_status(cluster: KubeCluster, namespace: str, **status: Any) -> None:
+    cluster.kubectl(
+        "patch", names.PLURAL, "iris", "-n", namespace, "--subresource=status",
+        "--type=merge", "-p", json.dumps({"status": status}),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("phase", "code"),
+    [
+        (names.PHASE_STABLE, 0),
+        (names.PHASE_ROLLED_BACK, 3),
+        (names.PHASE_FAILED, 4),
+        (names.PHASE_DEGRADED, 5),
+    ],
+)
+def test_status_wait_exit_codes(
+    cluster: KubeCluster, namespace: str, model: dict[str, Any], phase: str, code: int
+) -> None:
+    set_status(cluster, namespace, phase=phase)
+    proc = cli(cluster, "-n", namespace, "status", "iris", "--wait=30s")
+    assert proc.returncode == code, proc.stderr
+    assert f"Phase:       {phase}" in proc.stdout.splitlines()
+
+
+def test_status_wait_follows_the_rollout_and_times_out(
+    cluster: KubeCluster, namespace: str, model: dict[str, Any]
+) -> None:
+    assert cli(cluster, "-n", namespace, "status", "iris", "--wait=2s").returncode == 6
+    waiter = subprocess.Popen(
+        [str(PLUGIN), "-n", namespace, "status", "iris", "--wait=60s"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env,
+    )  # fmt: skip
+    try:
+        first = waiter.stdout.readline() if waiter.stdout else ""
+        assert "Progressing: canary r4 at 10%, analysing" in first
+        # A status about an older generation is not the desired spec's, even when Stable.
+        obj = fetch(cluster, namespace)
+        obj["spec"]["model"]["version"] = "4"
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(
+            {k: obj[k] for k in ("apiVersion", "kind", "spec")} | {"metadata": {
+                "name": "iris", "namespace": namespace}}))  # fmt: skip
+        set_status(cluster, namespace, phase=names.PHASE_STABLE, message="old news")
+        set_status(cluster, namespace, message="r5 rolling out")
+        set_status(cluster, namespace, observedGeneration=2, message="r5 serves 100%")
+        out, err = waiter.communicate(timeout=60)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+    assert waiter.returncode == 0, err
+    assert "Stable: r5 serves 100%" not in out.splitlines()[0]
+    assert "Message:     r5 serves 100%" in out.splitlines()
+
+
+def test_list_across_namespaces_with_a_selector(
+    cluster: KubeCluster, namespace: str, model: dict[str, Any]
+) -> None:
+    cluster.kubectl("label", names.PLURAL, "iris", "-n", namespace, f"suite={namespace}")
+    proc = cli(cluster, "list", "-A", "-l", f"suite={namespace}")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == [
+        "NAMESPACE", "NAME", "PHASE", "VERSION", "CANARY", "TRAFFIC", "READY", "AGE", "MESSAGE",
+    ]  # fmt: skip
+    assert lines[1].split()[:7] == [namespace, "iris", "Progressing", "3", "10%", "33%", "3/3"]
+    assert len(lines) == 2
+    doc = yaml.safe_load(cli(cluster, "-n", namespace, "list", "-o", "yaml").stdout)
+    assert [(d["namespace"], d["name"]) for d in doc["items"]] == [(namespace, "iris")]
+    assert cli(cluster, "list", "-l", "suite=none", "-n", namespace).stdout == (
+        "No ModelDeployments found.\n"
+    )
+
+
+def test_promote_during_a_bake_and_abort_need_something_in_flight(
+    cluster: KubeCluster, namespace: str, model: dict[str, Any]
+) -> None:
+    set_status(cluster, namespace, canary=None, phase=names.PHASE_STABLE)
+    assert cli(cluster, "-n", namespace, "promote", "iris").returncode == 1
+    proc = cli(cluster, "-n", namespace, "abort", "iris")
+    assert (proc.returncode, proc.stderr.split(":")[1].strip()) == (1, "nothing to abort")
+    set_status(
+        cluster, namespace, phase=names.PHASE_PROGRESSING, bakeUntil="2030-01-01T00:00:00Z",
+        previous={"revision": 2, "specHash": "h2", "weight": 0, "traffic": 0},
+    )  # fmt: skip
+    proc = cli(cluster, "-n", namespace, "promote", "iris")
+    assert proc.returncode == 0, proc.stderr
+    assert "end of its bake requested (a manual promotion)" in proc.stdout
+    assert cli(cluster, "-n", namespace, "abort", "iris").returncode == 0
+
+
+def _deployment(namespace: str, revision: int, replicas: int) -> dict[str, Any]:
+    labels = {names.LABEL_NAME: "iris", names.LABEL_REVISION: str(revision)}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": f"iris-r{revision}", "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": replicas, "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [{"name": "model-server", "image": "fake"}],
+                    "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists"}],
+                },
+            },
+        },
+    }  # fmt: skip
+
+
+def test_get_shows_the_tree_of_revisions_deployments_and_pods(
+    cluster: KubeCluster, namespace: str, model: dict[str, Any]
+) -> None:
+    for revision, replicas in ((3, 2), (4, 1)):
+        cluster.kubectl(
+            "apply", "-f", "-", input=json.dumps(_deployment(namespace, revision, replicas))
+        )
+    wait_until(
+        lambda: len(cluster.get_json("pods", "-n", namespace)["items"]) == 3, 60, "three pods"
+    )
+    proc = cli(cluster, "-n", namespace, "get", "iris")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"{namespace}/iris  Progressing  model iris 3 (desired)"
+    assert lines[2] == "r3 stable  model 2  weight 90%  traffic 67%"
+    assert lines[3].startswith("└─ Deployment iris-r3  ")
+    pods = [line for line in lines if "pod iris-r" in line]
+    assert len(pods) == 3 and all(" - " in p or "  -  " in p for p in pods)  # no sidecar verdict
+    doc = json.loads(cli(cluster, "-n", namespace, "-o", "json", "get", "iris").stdout)
+    assert sorted(d["metadata"]["name"] for d in doc["deployments"]) == ["iris-r3", "iris-r4"]
+
+
+def _on_a_terminal(cluster: KubeCluster, columns: int, *args: str) -> str:
+    """Run the CLI with its stdout on a pseudo-terminal `columns` wide; return what it drew."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    env = {k: v for k, v in cluster.env.items() if k not in ("COLUMNS", "NO_COLOR")}
+    proc = subprocess.Popen([str(PLUGIN), *args], stdout=slave, stderr=subprocess.PIPE, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the other end closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    return b"".join(chunks).decode()
+
+
+@pytest.mark.parametrize("columns", [80, 160])
+def test_terminal_output_is_cut_to_the_width_and_colours_only_trouble(
+    cluster: KubeCluster, namespace: str, model: dict[str, Any], columns: int
+) -> None:
+    set_status(cluster, namespace, message="canary r4 at 10%, analysing; " + "detail " * 40)
+    drawn = _on_a_terminal(cluster, columns, "-n", namespace, "status", "iris")
+    visible = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in drawn.splitlines()]
+    assert max(len(line) for line in visible) <= columns
+    assert any(line.endswith("…") for line in visible)
+    assert "\x1b[31m" in drawn  # the last breach is red: it needs attention
+    phase = next(line for line in drawn.splitlines() if line.startswith("Phase:"))
+    assert "\x1b[" not in phase  # Progressing is not news

@@ -37,6 +37,8 @@ pytestmark = pytest.mark.kwok
 
 PREFIX = f"flt{uuid.uuid4().hex[:4]}"
 LEADER = "modeldeploy_leader"
+ROLLBACKS = "modeldeploy_rollbacks_total"
+TIME_TO_ROLLBACK = "modeldeploy_time_to_rollback_seconds"
 MUTATING = "POST|PUT|PATCH|DELETE"
 MAX_KILLS = 12  # the first kill points per scenario (bounds the runtime; later calls are
 # status refreshes after the transition is complete)
@@ -594,7 +596,7 @@ def test_a_breaching_canary_rolls_back_onto_an_unproven_stable(
 
 
 def test_the_first_revision_comes_back_from_its_history_and_can_be_restored(
-    cluster: KubeCluster, ns: str
+    cluster: KubeCluster, ns: str, op: OperatorProcess
 ) -> None:
     md = ModelDeploymentDriver(cluster, ns, "history")
     steps = [{"weight": 50, "pause": "0s"}]
@@ -610,6 +612,10 @@ def test_the_first_revision_comes_back_from_its_history_and_can_be_restored(
         "r1 rendered again from its history",
     )
     assert md.deployment_replicas(1) == 0
+    said = md.events(names.REASON_BAKE_COMPLETED)
+    assert said and said[0].endswith("r1 scaled to zero"), said  # it was, not deleted
+    manual = {"reason": "Manual"}
+    before = (op.metric(ROLLBACKS, manual), op.metric(f"{TIME_TO_ROLLBACK}_count", {}))
     # rollback --to 1: the first revision, recorded in the history when it was deployed.
     cluster.kubectl(
         "annotate", "md", md.name, "-n", ns, f"{names.ANNOTATION_ROLLBACK_TO}=1@t1", "--overwrite"
@@ -622,3 +628,6 @@ def test_the_first_revision_comes_back_from_its_history_and_can_be_restored(
     assert status["phase"] == names.PHASE_ROLLED_BACK  # the desired spec (r2's) is quarantined
     wait_until(lambda: md.hpa_target() == md.revision_name(1), 15, "the HPA back on r1")
     wait_until(lambda: md.deployment_replicas(revision) == 0, 15, "r2 at zero")
+    # A rollback by hand: counted as Manual, with no time-to-rollback sample.
+    after = (op.metric(ROLLBACKS, manual), op.metric(f"{TIME_TO_ROLLBACK}_count", {}))
+    assert after == (before[0] + 1, before[1])

@@ -43,7 +43,7 @@ def test_without_the_flag_a_file_uri_is_reported_invalid_and_nothing_is_created(
         return md if ready and ready[0]["reason"] == "InvalidSpec" else None
 
     md = wait_until(invalid, 30, "Ready=False/InvalidSpec")
-    ready = next(c for c in md["status"]["conditions"] if c["type"] == "Ready")
-    assert "spec.model.uri: file:// URIs are allowed only" in ready["message"]
-    assert "--allow-file-uris" in ready["message"]
+    said = next(c for c in md["status"]["conditions"] if c["type"] == "InvalidSpec")
+    assert "spec.model.uri: file:// URIs are allowed only" in said["message"]
+    assert "--allow-file-uris" in said["message"]
     assert cluster.get_json("deployments", "-n", ns)["items"] == []

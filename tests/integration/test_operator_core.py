@@ -297,7 +297,8 @@ def test_idle_operator_makes_zero_writes(
     writes = {"kind": "write"}
     before_writes = operator.metric("modeldeploy_api_requests_total", writes)
     time.sleep(10)
-    assert operator.metric("modeldeploy_api_requests_total", writes) == before_writes
+    after_writes = operator.metric("modeldeploy_api_requests_total", writes)
+    assert after_writes == before_writes, operator.log_tail()
     assert versions() == before_versions
 
 
@@ -319,7 +320,8 @@ def test_semantic_error_becomes_invalid_spec_condition_and_keeps_serving(
         return md if ready and ready[0]["reason"] == "InvalidSpec" else None
 
     md = wait_until(invalid, 30, "Ready=False/InvalidSpec")
-    assert "spec.serving.resources" in condition(md, "Ready")["message"]
+    assert "spec.serving.resources" in condition(md, names.COND_INVALID_SPEC)["message"]
+    assert condition(md, names.COND_INVALID_SPEC)["status"] == "True"
     assert md["status"]["observedGeneration"] == md["metadata"]["generation"]
     # The last good revision keeps serving.
     assert cluster.get_json("deployment", "semantic-r1", "-n", ns)["status"]["readyReplicas"] >= 2

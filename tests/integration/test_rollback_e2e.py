@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from modeldeploy import names
+from modeldeploy.status import state_from_status
 from tests.helpers.operator_proc import OperatorProcess
 from tests.helpers.pod_runtime import (
     LoadGenerator,
@@ -134,8 +135,8 @@ def wait_proven(cluster: KubeCluster, namespace: str, revision: int) -> None:
     """The stable revision has shown a Healthy verdict: a valid automatic rollback target."""
 
     def proven(md: dict[str, Any]) -> bool:
-        stable = md["status"].get("rollout", {}).get("stable") or {}
-        return bool(stable.get("number") == revision and stable.get("proven"))
+        stable = state_from_status(md["status"]).stable
+        return bool(stable and stable.number == revision and stable.proven)
 
     wait_md(cluster, namespace, f"r{revision} proven healthy", proven)
 
@@ -261,7 +262,7 @@ def test_failing_canary_rolls_back_quarantines_and_retries_on_request(
         apply(cluster, ns, spec_for(bad, "2"))
         md = wait_phase(cluster, ns, names.PHASE_ROLLED_BACK)
         assert not md["status"].get("canary") and "quarantined" in md["status"]["message"]
-        assert md["status"]["rollout"]["nextRevision"] == 3
+        assert state_from_status(md["status"]).next_revision == 3
         absent = cluster.kubectl("get", "deployment", f"{MD}-r3", "-n", ns, check=False)
         assert absent.returncode != 0
 
@@ -294,6 +295,7 @@ def test_good_revision_promotes_through_every_step_to_stable(
     ns = op_namespace
     steps = [{"weight": 25, "pause": "1s"}, {"weight": 50, "pause": "1s"}]
     canary_sizes: list[int] = []
+    conditions_seen: list[tuple[str | None, ...]] = []  # (Ready, Available, Degraded)
     with LoadGenerator(runtime.service_endpoints, rate=20, max_seconds=90) as load:
         serving(cluster, ns, train_classifier(tmp_path), replicas=2, steps=steps)
         wait_proven(cluster, ns, 1)
@@ -301,6 +303,11 @@ def test_good_revision_promotes_through_every_step_to_stable(
 
         def promoted(md: dict[str, Any]) -> bool:
             canary = md["status"].get("canary") or {}
+            seen = {c["type"]: c["status"] for c in md["status"].get("conditions") or []}
+            if canary.get("revision") == 2 or md["status"].get("previous"):
+                conditions_seen.append(
+                    (seen.get("Ready"), seen.get("Available"), seen.get("Degraded"))
+                )
             size = None
             if canary.get("revision") == 2:
                 # Status records the canary before its Deployment exists (decide, record, act).
@@ -315,6 +322,15 @@ def test_good_revision_promotes_through_every_step_to_stable(
     assert history(md, 2) == [(names.OUTCOME_PROMOTED, names.REASON_PROMOTED)]
     assert status["phase"] == names.PHASE_STABLE and status["stable"]["revision"] == 2
     assert canary_sizes[:2] == [1, 2]  # sized from 25% and 50% of two stable pods
+    # A healthy canary and bake: not Ready yet, but Available and never Degraded.
+    assert ("False", "True", "False") in conditions_seen, conditions_seen
+    assert all(degraded == "False" for _, _, degraded in conditions_seen), conditions_seen
+    ready = {c["type"]: c for c in status["conditions"]}
+    assert (ready["Ready"]["status"], ready["Ready"]["message"]) == (
+        "True",
+        "r2 (model 2) serves 100%",
+    )
+    assert len({c["message"] for c in status["conditions"]}) == len(status["conditions"])
     advanced = event_messages(cluster, ns, names.REASON_STEP_ADVANCED)
     assert any("healthy at 25%: now 50% (step 2/2)" in m for m in advanced), advanced
     for reason in (names.REASON_PROMOTING, names.REASON_PROMOTED, names.REASON_BAKE_COMPLETED):
@@ -348,7 +364,7 @@ def test_no_data_hold_holds_the_step_until_traffic_comes(
         md = get_md(cluster, ns)
         assert md["status"]["phase"] == names.PHASE_PROGRESSING
         assert (md["status"]["canary"]["revision"], md["status"]["canary"]["step"]) == (2, 0)
-        assert md["status"]["weight"] == 50
+        assert md["status"]["canaryWeight"] == "50%"
     assert not event_messages(cluster, ns, names.REASON_PROMOTING)
     # The same rollout moves on as soon as there is evidence.
     with LoadGenerator(runtime.service_endpoints, rate=20, max_seconds=60) as load:

@@ -28,12 +28,14 @@ def progressing() -> dict[str, Any]:
                 "phase": names.PHASE_PROGRESSING,
                 "observedGeneration": 4,
                 "message": "canary r4 at 10%, analysing",
-                "weight": 10,
+                "canaryWeight": "10%",
+                "canaryTraffic": "33%",
+                "readyPods": "3/3",
                 "readyReplicas": 3,
                 "stable": {"revision": 3, "modelVersion": "2", "sha256": SHA_B, "specHash": "h3",
-                           "readyReplicas": 2},
+                           "weight": 90, "traffic": 67, "readyReplicas": 2},
                 "canary": {"revision": 4, "modelVersion": "3", "sha256": SHA_A, "specHash": "h4",
-                           "weight": 10, "step": 0, "readyReplicas": 1,
+                           "weight": 10, "traffic": 33, "step": 0, "readyReplicas": 1,
                            "nextStepAt": "2026-01-02T12:00:52Z"},
                 "conditions": [
                     {"type": names.COND_READY, "status": "True", "reason": "StableServing",
@@ -67,6 +69,8 @@ def stable() -> dict[str, Any]:
     obj = progressing()
     status = obj["status"]
     del status["canary"], status["lastBreach"]
-    status.update(phase=names.PHASE_STABLE, weight=0, message="r3 serves 100%")
+    status.update(phase=names.PHASE_STABLE, message="r3 serves 100%")
+    status.update(canaryWeight="-", canaryTraffic="-", readyPods="2/2")
+    status["stable"].update(weight=100, traffic=100)
     status["quarantinedSpecHashes"] = []
     return obj

@@ -157,7 +157,7 @@ def test_argocd_cm_snippet_embeds_health_lua_verbatim() -> None:
         "namespace": "argocd",
         "labels": {"app.kubernetes.io/name": "argocd-cm", "app.kubernetes.io/part-of": "argocd"},
     }
-    assert list(cm["data"]) == [CM_KEY]
+    assert list(cm["data"]) == [CM_KEY, CM_KEY.replace(".health.", ".actions.")]
     assert cm["data"][CM_KEY] == HEALTH_LUA.read_text()
 
 

@@ -104,3 +104,10 @@ def test_every_key_in_values_yaml_has_a_comment() -> None:
         if path in documented and not above.startswith("#"):
             undocumented.append(path)
     assert undocumented == []
+
+
+def test_notes_and_docs_name_example_files_that_exist() -> None:
+    texts = [CHART / "templates" / "NOTES.txt", ROOT / "README.md", ROOT / "docs" / "cli.md"]
+    named = {m for t in texts for m in re.findall(r"examples/[\w.-]+\.yaml", t.read_text())}
+    assert "examples/iris-autoscaling.yaml" in named
+    assert [n for n in sorted(named) if not (ROOT / n).exists()] == []

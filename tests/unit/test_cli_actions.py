@@ -49,11 +49,26 @@ def test_a_revision_whose_newest_entry_failed_is_no_longer_a_target() -> None:
         cli_actions.rollback(obj, 1, "tok")
 
 
-def test_promote_needs_a_canary() -> None:
+def test_promote_needs_a_canary_or_a_bake() -> None:
     action = cli_actions.promote(progressing(), "tok-1")
     assert action.patch() == {"metadata": {"annotations": {names.ANNOTATION_PROMOTE: "tok-1"}}}
-    with pytest.raises(CliError, match=r"no canary in progress \(phase: Stable\)"):
+    with pytest.raises(CliError, match=r"no canary or bake in progress \(phase: Stable\)"):
         cli_actions.promote(stable(), "tok-2")
+    baking = stable()
+    baking["status"].update(bakeUntil="2026-01-02T12:05:00Z", phase=names.PHASE_PROGRESSING)
+    action = cli_actions.promote(baking, "tok-3")
+    assert action.value == "tok-3" and "end of its bake" in action.message
+
+
+def test_abort_needs_a_rollout_in_flight() -> None:
+    action = cli_actions.abort(progressing(), "tok-1")
+    assert action.patch() == {"metadata": {"annotations": {names.ANNOTATION_ABORT: "tok-1"}}}
+    assert action.message == "abort of ml/iris revision 4 (version 3) requested"
+    with pytest.raises(CliError, match=r"nothing to abort: ml/iris has no rollout in progress"):
+        cli_actions.abort(stable(), "tok-2")
+    baking = stable()
+    baking["status"].update(bakeUntil="2026-01-02T12:05:00Z", previous={"revision": 2})
+    assert "revision 3 in its bake" in cli_actions.abort(baking, "tok-3").message
 
 
 def test_pause_and_resume_set_and_remove_the_annotation_once() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +13,8 @@ import yaml
 
 from modeldeploy import cli, names
 from modeldeploy.cli_actions import CliError
-from tests.unit.cli_fixtures import progressing
+from modeldeploy.cli_views import EXIT_DEGRADED, EXIT_FAILED, EXIT_ROLLED_BACK, EXIT_TIMEOUT
+from tests.unit.cli_fixtures import progressing, stable
 
 
 class FakeKube:
@@ -20,6 +23,7 @@ class FakeKube:
     def __init__(self, obj: dict[str, Any]) -> None:
         self.obj = obj
         self.patches: list[dict[str, Any]] = []
+        self.later: list[dict[str, Any]] = []
 
     def get(self, namespace: str, name: str) -> dict[str, Any]:
         meta = self.obj["metadata"]
@@ -31,6 +35,15 @@ class FakeKube:
         self.get(namespace, name)
         self.patches.append(patch)
         return self.obj
+
+    def changes(self, namespace: str, name: str, seconds: int) -> Iterator[dict[str, Any]]:
+        """The next object of `later`, as a watch would bring it (none left: no change)."""
+        if self.later:
+            self.obj = self.later.pop(0)
+            yield self.obj
+
+    def find(self, namespace: str | None, selector: str | None) -> list[dict[str, Any]]:
+        return [self.obj]
 
 
 def run(argv: list[str], kube: FakeKube, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
@@ -133,3 +146,62 @@ def test_errors_are_one_line_on_stderr_with_exit_code_1(
     assert len(errors) == 2
     assert errors[0].startswith("error: revision 2 of ml/iris was rolled back")
     assert errors[1] == 'error: modeldeployment "iris" not found in namespace "default"'
+
+
+def _with(obj: dict[str, Any], **status: Any) -> dict[str, Any]:
+    obj = copy.deepcopy(obj)
+    obj["status"].update(status)
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("phase", "code"),
+    [
+        (names.PHASE_STABLE, 0),
+        (names.PHASE_ROLLED_BACK, EXIT_ROLLED_BACK),
+        (names.PHASE_FAILED, EXIT_FAILED),
+        (names.PHASE_DEGRADED, EXIT_DEGRADED),
+    ],
+)
+def test_status_wait_exits_with_the_final_phase_of_the_desired_spec(
+    phase: str, code: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kube = FakeKube(_with(progressing(), observedGeneration=3))  # older than generation 4
+    # An old status saying Stable is not the desired spec's: keep waiting.
+    kube.later = [_with(stable(), observedGeneration=3), _with(progressing(), phase=phase)]
+    exit_code, text = run(["-n", "ml", "status", "iris", "--wait=1m"], kube, monkeypatch)
+    assert exit_code == code
+    assert kube.later == []  # it read every change up to the final one
+    assert f"Phase:       {phase}" in text
+
+
+def test_status_wait_times_out_with_its_own_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    exit_code, text = run(
+        ["-n", "ml", "status", "iris", "--wait", "0s"], FakeKube(progressing()), monkeypatch
+    )
+    assert exit_code == EXIT_TIMEOUT
+    assert "timed out after 0s" in text
+
+
+def test_status_wait_json_carries_the_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    kube = FakeKube(_with(stable(), observedGeneration=4))
+    exit_code, text = run(["-n", "ml", "-o", "json", "status", "iris", "--wait"], kube, monkeypatch)
+    assert (exit_code, json.loads(text)["exitCode"]) == (0, 0)
+
+
+def test_a_bad_wait_timeout_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    exit_code, _ = run(
+        ["-n", "ml", "status", "iris", "--wait=soon"], FakeKube(stable()), monkeypatch
+    )
+    assert exit_code == 1
+
+
+def test_list_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    exit_code, text = run(["-n", "ml", "-o", "json", "list"], FakeKube(progressing()), monkeypatch)
+    assert exit_code == 0
+    assert [d["name"] for d in json.loads(text)["items"]] == ["iris"]
+
+
+def test_list_takes_all_namespaces_and_a_selector() -> None:
+    args = cli.build_parser().parse_args(["list", "-A", "-l", "team=ml"])
+    assert (args.command, args.all_namespaces, args.selector) == ("list", True, "team=ml")

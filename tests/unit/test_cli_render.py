@@ -28,7 +28,8 @@ def test_status_shows_phase_split_revisions_and_breach() -> None:
     assert field(lines, "Name") == "ml/iris"
     assert field(lines, "Phase") == "Progressing"
     assert field(lines, "Message") == "canary r4 at 10%, analysing"
-    assert field(lines, "Traffic") == "stable r3 90%, canary r4 10%"
+    assert field(lines, "Traffic") == "stable r3 67% (intended 90%), canary r4 33% (intended 10%)"
+    assert field(lines, "Ready pods") == "3/3"
     assert field(lines, "Stable") == "r3  version 2  sha256 bbbbbbbbbbbb  ready 2"
     assert field(lines, "Canary").endswith("weight 10%  step 1 of 2")
     assert field(lines, "Next step") == "in 52s (once its pods are ready and healthy)"
@@ -80,33 +81,40 @@ def test_no_colour_unless_asked() -> None:
 @pytest.mark.parametrize(
     ("phase", "code"),
     [
-        (names.PHASE_STABLE, "32"),
-        (names.PHASE_PROGRESSING, "33"),
+        (names.PHASE_STABLE, ""),  # healthy or in progress: nothing to look at
+        (names.PHASE_PROGRESSING, ""),
         (names.PHASE_ROLLED_BACK, "31"),
         (names.PHASE_FAILED, "31"),
+        (names.PHASE_DEGRADED, "31"),
     ],
 )
-def test_colour_marks_the_phase(phase: str, code: str) -> None:
+def test_colour_marks_only_a_phase_that_needs_attention(phase: str, code: str) -> None:
     obj = progressing()
     obj["status"]["phase"] = phase
     line = next(x for x in cli_render.status_lines(obj, NOW, color=True) if x.startswith("Phase"))
-    assert f"\x1b[{code}m" in line
+    assert (f"\x1b[{code}m" in line) if code else not ANSI.search(line)
     assert ANSI.sub("", line).split() == ["Phase:", phase]
 
 
 @pytest.mark.parametrize(
     ("ctype", "value", "code"),
     [
-        (names.COND_READY, "True", "\x1b[32m"),
-        (names.COND_READY, "False", "\x1b[31m"),
+        (names.COND_READY, "True", ""),
+        (names.COND_READY, "False", ""),  # a healthy rollout is not news
         (names.COND_DEGRADED, "True", "\x1b[31m"),  # the bad state
-        (names.COND_DEGRADED, "False", "\x1b[32m"),
-        (names.COND_PROGRESSING, "True", "\x1b[33m"),
-        (names.COND_PROGRESSING, "False", ""),  # finished: neither good news nor bad
+        (names.COND_DEGRADED, "False", ""),
+        (names.COND_AVAILABLE, "False", "\x1b[31m"),
+        (names.COND_AVAILABLE, "True", ""),
+        (names.COND_INVALID_SPEC, "True", "\x1b[31m"),
+        (names.COND_PAUSED, "True", "\x1b[33m"),  # waits on a person
+        (names.COND_PROGRESSING, "True", ""),
+        (names.COND_PROGRESSING, "False", ""),
         (names.COND_READY, "Unknown", "\x1b[33m"),
     ],
 )
-def test_condition_colours_mean_good_or_bad(ctype: str, value: str, code: str) -> None:
+def test_condition_colours_mark_only_what_needs_attention(
+    ctype: str, value: str, code: str
+) -> None:
     obj = progressing()
     obj["status"]["conditions"] = [{"type": ctype, "status": value, "reason": "R", "message": "m"}]
     row = next(

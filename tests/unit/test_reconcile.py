@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -186,7 +187,9 @@ def test_an_invalid_spec_is_reported_once_and_touches_nothing() -> None:
     assert result.status is not None
     ready = next(c for c in result.status["conditions"] if c["type"] == names.COND_READY)
     assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
-    assert "spec.serving.resources" in ready["message"]
+    invalid = next(c for c in result.status["conditions"] if c["type"] == "InvalidSpec")
+    assert invalid["status"] == "True" and "spec.serving.resources" in invalid["message"]
+    assert "spec.serving.resources" not in ready["message"]  # said once, where it belongs
     assert [e["reason"] for e in result.events] == ["InvalidSpec"]
     again = run(stored_after(bad, result))
     assert again.status is None and not again.events
@@ -329,11 +332,11 @@ def test_a_refused_canary_deployment_fails_the_canary_at_once() -> None:
 def test_a_deleted_history_revision_comes_back_at_zero_not_at_the_default_of_one() -> None:
     md, first = canary_started()
     history = history_of(first, 1)
-    state = md["status"]["rollout"]
+    state = json.loads(md["status"]["rolloutState"])
     # r2 is the stable now and r1 a cold history entry (kept at 0 for rollback --to 1).
     state["stable"], state["canary"] = state["canary"], None
     state["weight"], state["step"] = 0, 0
-    md["status"]["rollout"] = state
+    md["status"]["rolloutState"] = json.dumps(state)
     result = run(md, deployments=[deployment(2, 4)], controllerrevisions=[history])
     rendered = {o["metadata"]["name"]: o for o in result.apply if o["kind"] == "Deployment"}
     assert rendered["iris-r1"]["spec"]["replicas"] == 0

@@ -161,7 +161,7 @@ def test_plan_reports_invalid_spec_for_a_file_uri_unless_allowed() -> None:
     refused = plan(body, {}, default_image="img", now=NOW)
     assert refused.outcome == "invalid" and not refused.apply
     assert refused.status is not None
-    ready = next(c for c in refused.status["conditions"] if c["type"] == names.COND_READY)
-    assert (ready["reason"], "--allow-file-uris" in ready["message"]) == ("InvalidSpec", True)
+    said = next(c for c in refused.status["conditions"] if c["type"] == names.COND_INVALID_SPEC)
+    assert (said["status"], "--allow-file-uris" in said["message"]) == ("True", True)
     allowed = plan(body, {}, default_image="img", now=NOW, allow_file_uris=True)
     assert allowed.outcome == "ok" and allowed.apply
