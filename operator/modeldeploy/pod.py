@@ -27,6 +27,9 @@ class PodSettings:
     # The preStop pause lets EndpointSlice removal reach every proxy before the server stops
     # accepting; the grace period must cover the pause plus the longest request.
     pre_stop_seconds: int = 5
+    # After SIGTERM the server keeps answering this long, each answer closing its keep-alive
+    # connection, so clients pinned to this pod by conntrack move to another one unharmed.
+    drain_seconds: int = 3
     termination_grace_seconds: int = 30
     tmp_size_limit: str = "256Mi"
     # The sidecar holds the pod's API token, so it runs the operator's image, never the spec's.
@@ -41,8 +44,10 @@ class PodSettings:
     def __post_init__(self) -> None:
         if self.run_as_user <= 0:
             raise ValueError("run_as_user must be a non-root UID (> 0)")
-        if not 0 <= self.pre_stop_seconds < self.termination_grace_seconds:
-            raise ValueError("pre_stop_seconds must be shorter than termination_grace_seconds")
+        if not 0 <= self.pre_stop_seconds + self.drain_seconds < self.termination_grace_seconds:
+            raise ValueError(
+                "pre_stop_seconds + drain_seconds must be shorter than termination_grace_seconds"
+            )
 
 
 def pod_template(
@@ -100,6 +105,7 @@ def _server(
         names.ENV_SHA256: model.sha256,
         names.ENV_FORMAT: model.format,
         names.ENV_PORT: str(serving.port),
+        names.ENV_DRAIN_SECONDS: str(settings.drain_seconds),
     }
     if serving.runtime is not None:  # unset: the server's own default (auto), pods unchanged
         env[names.ENV_RUNTIME] = serving.runtime

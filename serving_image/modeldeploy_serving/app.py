@@ -50,7 +50,23 @@ def create_app(
     config: ServerConfig, service: InferenceService, metrics: ServerMetrics
 ) -> web.Application:
     routes = _Routes(config, service, metrics)
-    app = web.Application(client_max_size=config.max_request_bytes, middlewares=[_json_errors])
+
+    @web.middleware
+    async def close_while_draining(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        # After SIGTERM every answer ends its keep-alive connection ("Connection: close"): a
+        # client's next request opens a new connection, which the Service routes to a pod that
+        # stays, instead of racing the close of an idle connection to this one.
+        response = await handler(request)
+        if service.draining:
+            response.force_close()
+        return response
+
+    app = web.Application(
+        client_max_size=config.max_request_bytes,
+        middlewares=[close_while_draining, _json_errors],
+    )
     add = app.router
     add.add_get("/v2/health/live", routes.live)
     add.add_get("/v2/health/ready", routes.ready)

@@ -82,6 +82,10 @@ class InferenceService:
         self._cause = cause
         self._metrics.set_load_failure(cause)
 
+    @property
+    def draining(self) -> bool:
+        return self._state is ModelState.DRAINING
+
     def begin_drain(self) -> None:
         self._state = ModelState.DRAINING
         self._reason = "server is shutting down"

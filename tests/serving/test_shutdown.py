@@ -92,3 +92,45 @@ def test_rolling_restart_under_load_drops_nothing(
     assert served >= 200
     assert set(statuses) == {200}
     assert server.process.wait(timeout=30) == 0
+
+
+def test_keep_alive_clients_are_told_to_reconnect_while_draining(
+    trained: dict[str, SavedModel], launch: Callable[..., ServerProcess]
+) -> None:
+    """A client on a kept-alive connection does not learn that the endpoint was removed (the
+    node's conntrack keeps its packets going to this pod). After SIGTERM each answer closes its
+    connection, so the client's next request opens a new one, which the Service sends to a pod
+    that stays; no request is lost to the close of an idle connection at the end."""
+    server = launch(trained["classifier-joblib"], "--drain-seconds", "3").wait_ready()
+    base = f"http://127.0.0.1:{server.port}"
+
+    async def scenario() -> list[tuple[bool, int, str]]:
+        seen: list[tuple[bool, int, str]] = []  # (after SIGTERM, status, Connection header)
+        terminated = asyncio.Event()
+        async with aiohttp.ClientSession(base) as session:
+
+            async def client() -> None:
+                while True:
+                    after = terminated.is_set()
+                    async with session.post("/v1/models/model:predict", json=BODY) as response:
+                        await response.read()
+                        header = response.headers.get("Connection", "")
+                        seen.append((after, response.status, header.lower()))
+                    if after:
+                        return  # told to reconnect: it would now reach another pod
+                    await asyncio.sleep(0.01)
+
+            clients = [asyncio.create_task(client()) for _ in range(8)]
+            await asyncio.sleep(0.5)
+            server.process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.2)  # the signal lands; requests sent from now see the drain
+            terminated.set()
+            await asyncio.gather(*clients)
+        return seen
+
+    seen = asyncio.run(scenario())
+    after = [(status, header) for late, status, header in seen if late]
+    assert len(after) == 8, after
+    assert all(status == 200 for status, _ in after), after
+    assert all(header == "close" for _, header in after), after
+    assert server.process.wait(timeout=30) == 0

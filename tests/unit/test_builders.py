@@ -247,6 +247,7 @@ def test_server_container_contract() -> None:
         "MODELDEPLOY_SHA256": SHA,
         "MODELDEPLOY_FORMAT": "joblib",
         "MODELDEPLOY_PORT": "8080",
+        "MODELDEPLOY_DRAIN_SECONDS": "3",
     }
     assert server["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert server["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
