@@ -150,7 +150,15 @@ def preflight(cluster_dir: Path, bin_dir: Path) -> str | None:
         return "every candidate pod /24 collides with a host route"
     owner = lock_owner()
     if owner is not None and Path(owner) != cluster_dir:
-        return f"the real node of the cluster in {owner} runs on this machine (one per machine)"
+        stale = RealNode(Path(owner), bin_dir)
+        if any(stale.running().values()):
+            return f"the real node of the cluster in {owner} runs on this machine (one per machine)"
+        # Its processes are gone (the session that started it ended, as before each CI run):
+        # put the host back from its record, then this cluster may have the node.
+        print(f"the real node of {owner} is not running: restoring the host", file=sys.stderr)
+        problems = stale.stop(cluster_stays=False)
+        if problems:
+            return f"the stale real node of {owner} left the host changed: {'; '.join(problems)}"
     for port in HOST_PORTS:
         with socket.socket() as s:
             try:
