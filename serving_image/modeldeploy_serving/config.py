@@ -60,6 +60,7 @@ class ServerConfig:
     shutdown_timeout: float
     drain_seconds: float
     keepalive_timeout: float
+    max_requests_per_connection: int
     header_timeout: float
     body_timeout: float
     max_connections: int
@@ -243,6 +244,13 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("shutdown-timeout", _seconds, 20.0, "seconds in-flight requests get after SIGTERM"),
     _Flag("drain-seconds", _seconds, 0.0, "after SIGTERM keep serving this long while not ready"),
     _Flag("keepalive-timeout", _seconds, 5.0, "close idle keep-alive connections after this"),
+    _Flag(
+        "max-requests-per-connection",
+        _int_range(0, 1_000_000_000),
+        100,
+        "answer this many requests on a keep-alive connection, then close it, so a Service "
+        "spreads long-lived clients over new pods such as a canary (0: no limit)",
+    ),
     _Flag(
         "header-timeout",
         _positive_seconds,

@@ -52,10 +52,16 @@ class ConnectionGuard:
     """The limits of one listener and its open connections, oldest first."""
 
     def __init__(
-        self, *, header_timeout: float, max_connections: int, handler_options: Mapping[str, Any]
+        self,
+        *,
+        header_timeout: float,
+        max_connections: int,
+        handler_options: Mapping[str, Any],
+        max_requests_per_connection: int = 0,
     ) -> None:
         self.header_timeout = header_timeout
         self.max_connections = max_connections
+        self.max_requests_per_connection = max_requests_per_connection  # 0: no limit
         self.handler_options = dict(handler_options)
         self._open: dict[_GuardedHandler, None] = {}  # insertion order: oldest first
 
@@ -120,6 +126,11 @@ class _GuardedHandler(RequestHandler):
     async def finish_response(
         self, request: BaseRequest, resp: StreamResponse, start_time: float | None
     ) -> tuple[StreamResponse, bool]:
+        limit = self._guard.max_requests_per_connection
+        if limit and self._request_count >= limit:
+            # A Service balances connections, not requests: ending a long-lived connection now
+            # and then lets its client's next one reach pods that came up since (a canary).
+            resp.force_close()
         try:
             return await super().finish_response(request, resp, start_time)
         finally:

@@ -92,6 +92,7 @@ async def serve(config: ServerConfig) -> int:
         header_timeout=config.header_timeout,
         max_connections=config.max_connections,
         handler_options=handler_options,
+        max_requests_per_connection=config.max_requests_per_connection,
     )
     await GuardedSite(runner, config.host, config.port, guard=guard, backlog=1024).start()
     host, port = runner.addresses[0][:2]

@@ -59,7 +59,8 @@ def test_the_hpa_scales_on_real_cpu_and_the_operator_leaves_replicas_alone(
 
     def utilisation() -> int | None:
         for metric in hpa(model).get("status", {}).get("currentMetrics") or []:
-            value = metric.get("resource", {}).get("current", {}).get("averageUtilization")
+            source = metric.get("containerResource") or metric.get("resource") or {}
+            value = source.get("current", {}).get("averageUtilization")
             if value is not None:
                 return int(value)
         return None

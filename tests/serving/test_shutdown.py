@@ -134,3 +134,28 @@ def test_keep_alive_clients_are_told_to_reconnect_while_draining(
     assert all(status == 200 for status, _ in after), after
     assert all(header == "close" for _, header in after), after
     assert server.process.wait(timeout=30) == 0
+
+
+def test_a_long_lived_connection_ends_after_its_request_budget(
+    trained: dict[str, SavedModel], launch: Callable[..., ServerProcess]
+) -> None:
+    """A Service balances connections, not requests: a client that keeps one connection open
+    would never reach a canary's new pods. The server ends each connection after its budget
+    of answers (here 5), so the client's next connection is balanced again."""
+    server = launch(trained["classifier-joblib"], "--max-requests-per-connection", "5")
+    server.wait_ready()
+    base = f"http://127.0.0.1:{server.port}"
+
+    async def scenario() -> list[str]:
+        headers: list[str] = []
+        connector = aiohttp.TCPConnector(limit=1)  # one connection at a time, reused
+        async with aiohttp.ClientSession(base, connector=connector) as session:
+            for _ in range(12):
+                async with session.post("/v1/models/model:predict", json=BODY) as response:
+                    await response.read()
+                    assert response.status == 200
+                    headers.append(response.headers.get("Connection", "").lower())
+        return headers
+
+    headers = asyncio.run(scenario())
+    assert [i for i, h in enumerate(headers) if h == "close"] == [4, 9], headers
