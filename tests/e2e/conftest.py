@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from modeldeploy import names
-from tests.kube import ROOT, KubeCluster, wait_until
+from tests.kube import CLUSTER_DIR, ROOT, KubeCluster, wait_until
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import example_models
@@ -95,12 +95,14 @@ def _ready(cluster: KubeCluster, node: str) -> bool:
 def image(real_node: RealNode) -> Image:
     """The project image, built from serving_image/Dockerfile and imported into the node's
     containerd by `make cluster-up` (rebuilt only when its inputs change)."""
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "images.py"), "print", "--ref"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    ref = [sys.executable, str(ROOT / "scripts" / "images.py"), "print", "--ref"]
+    out = subprocess.run(ref, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        # The sources changed since the cluster came up: `up` on a running cluster builds
+        # their image and imports it into the node (minutes, once per change).
+        up = [sys.executable, str(ROOT / "scripts" / "cluster.py"), "up", "--dir", str(CLUSTER_DIR)]
+        subprocess.run(up, check=False, timeout=1800)
+        out = subprocess.run(ref, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         pytest.fail(f"the serving image is not built: {out.stderr.strip()}")
     repository, _, tag = out.stdout.strip().rpartition(":")
