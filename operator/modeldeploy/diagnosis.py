@@ -129,7 +129,12 @@ def _container_problem(container: Mapping[str, Any]) -> Problem | None:
     if terminated.get("reason") == REASON_OOM_KILLED or (
         waiting.get("reason") == "CrashLoopBackOff" and last.get("reason") == REASON_OOM_KILLED
     ):
-        limit = "; raise spec.serving.resources.limits.memory"
+        # Only the model server's memory is the spec's to raise; the sidecar's is the operator's.
+        limit = (
+            "; raise spec.serving.resources.limits.memory"
+            if name == names.CONTAINER_SERVER
+            else " (its limit is an operator setting, not part of the spec)"
+        )
         return _problem(REASON_OOM_KILLED, f"container {name} ran out of memory{limit}", False)
     reason = str(waiting.get("reason") or "")
     if reason not in WAITING_REASONS:

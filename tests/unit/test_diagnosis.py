@@ -221,6 +221,20 @@ POD_CASES = [
         "limits.memory",
     ),
     Case(
+        "an OOM-killed sidecar is not the spec's memory to raise",
+        pod(
+            init=[
+                dict(
+                    _waiting("CrashLoopBackOff", "back-off", {"reason": "OOMKilled"}),
+                    name=names.CONTAINER_MONITOR,
+                )
+            ]
+        ),
+        "OOMKilled",
+        False,
+        "operator setting",
+    ),
+    Case(
         "config error (a missing ConfigMap may appear)",
         pod(containers=[_waiting("CreateContainerConfigError", 'configmap "iris-env" not found')]),
         "CreateContainerConfigError",
