@@ -179,7 +179,10 @@ def test_a_cluster_ip_routes_to_real_pods_and_logs_exec_and_metrics_work(
         seen: set[str] = set()
 
         def both_answered() -> bool:
-            seen.add(_get(f"http://{ip}/").split()[-1])
+            try:
+                seen.add(_get(f"http://{ip}/").split()[-1])
+            except OSError:  # refused until kube-proxy has written the Service's rules
+                return False
             return seen == set(pods)
 
         wait_until(both_answered, timeout=60, what=f"both pods answering on {ip}", interval=0.1)
