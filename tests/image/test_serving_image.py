@@ -14,6 +14,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -174,6 +175,7 @@ def test_the_model_server_answers_a_prediction_over_http(image: Image) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
     try:
         port = _listening_port(server)
@@ -186,7 +188,9 @@ def test_the_model_server_answers_a_prediction_over_http(image: Image) -> None:
         outputs = {output["name"]: output["data"] for output in reply["outputs"]}
         assert outputs["predict"] == expected["predict"]
     finally:
-        server.kill()
+        # The whole group: chroot's change of user clears unshare's --kill-child signal, so
+        # killing unshare alone left the server running after the test.
+        os.killpg(server.pid, signal.SIGKILL)
         server.wait(timeout=30)
 
 
