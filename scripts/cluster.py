@@ -37,6 +37,7 @@ from typing import Final
 
 import yaml
 
+import local_kubectl
 import node
 import node_config
 import pki
@@ -245,16 +246,7 @@ class Cluster:
             return str(resp.read().decode())
 
     def kubectl(self, *args: str, input: str | None = None) -> str:
-        proc = subprocess.run(
-            [str(self.layout.bin / "kubectl"), "--kubeconfig", str(self.layout.kubeconfig), *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise ClusterError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
-        return proc.stdout
+        return local_kubectl.kubectl(self.layout.dir, *args, input=input, timeout=None)
 
     # -- bring-up --
     def up(self, bin_dir: Path, nodes: int, advertise: str | None = None) -> None:
@@ -502,7 +494,7 @@ def start_real_node(layout: Layout, bin_dir: Path) -> str | None:
     try:
         real.start()
         return None
-    except (node.NodeError, subprocess.SubprocessError, OSError) as err:
+    except (node.NodeError, local_kubectl.KubectlError, subprocess.SubprocessError, OSError) as err:
         for problem in real.stop(cluster_stays=True):
             print(f"warning: real node clean-up: {problem}", file=sys.stderr)
         return str(err)
@@ -523,7 +515,13 @@ def load_serving_image(layout: Layout) -> str | None:
             started = time.monotonic()
             real.import_image(archive, images.SERVING_NAME)
             print(f"imported {ref} into the real node in {time.monotonic() - started:.1f}s")
-    except (images.ImageError, node.NodeError, subprocess.SubprocessError, OSError) as err:
+    except (
+        images.ImageError,
+        node.NodeError,
+        local_kubectl.KubectlError,
+        subprocess.SubprocessError,
+        OSError,
+    ) as err:
         return str(err)
     return None
 
@@ -587,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
                 else "turned off (--no-real-node or MODELDEPLOY_REAL_NODE=0)"
             )
             cluster.up(bin_dir, args.nodes, None if why_not else node.node_ip())
-        except (ClusterError, subprocess.CalledProcessError) as err:
+        except (ClusterError, local_kubectl.KubectlError, subprocess.CalledProcessError) as err:
             print(f"error: {err}", file=sys.stderr)
             print(f"logs are in {layout.logs}", file=sys.stderr)
             return 1

@@ -30,7 +30,9 @@ from typing import Final
 import yaml
 
 import host_state
+import local_kubectl
 import pki
+from local_kubectl import KubectlError
 from node_config import (
     HOST_PORTS,
     KWOK_TAINT,
@@ -190,22 +192,7 @@ class RealNode:
 
     # -- helpers --
     def kubectl(self, *args: str, input: str | None = None, timeout: float = 60) -> str:
-        proc = subprocess.run(
-            [
-                str(self.dir / "bin" / "kubectl"),
-                "--kubeconfig",
-                str(self.dir / "kubeconfig"),
-                *args,
-            ],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise NodeError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
-        return proc.stdout
+        return local_kubectl.kubectl(self.dir, *args, input=input, timeout=timeout)
 
     def ctr(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -418,7 +405,7 @@ class RealNode:
                     "--timeout=30s",
                     timeout=40,
                 )
-            except (NodeError, subprocess.TimeoutExpired) as err:
+            except (KubectlError, subprocess.TimeoutExpired) as err:
                 print(f"warning: deleting the real node's pods: {err}", file=sys.stderr)
         if cluster_stays:
             self._detach_from_cluster()
@@ -449,7 +436,7 @@ class RealNode:
             ("delete", "apiservice", "v1beta1.metrics.k8s.io", "--ignore-not-found"),
             ("delete", "node", NODE_NAME, "--ignore-not-found", "--wait=false"),
         ):
-            with contextlib.suppress(NodeError, subprocess.TimeoutExpired):
+            with contextlib.suppress(KubectlError, subprocess.TimeoutExpired):
                 self.kubectl(*args, timeout=20)
 
     def _kill_tasks(self) -> None:
@@ -483,7 +470,7 @@ class RealNode:
     def status(self) -> dict[str, object]:
         ready = False
         if self.recorded():
-            with contextlib.suppress(NodeError, subprocess.TimeoutExpired, ValueError):
+            with contextlib.suppress(KubectlError, subprocess.TimeoutExpired, ValueError):
                 ready = self.node_ready()
         return {
             "name": NODE_NAME,
@@ -520,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         started: str | None = None
         try:
             node.start()
-        except (NodeError, subprocess.SubprocessError, OSError) as err:
+        except (NodeError, KubectlError, subprocess.SubprocessError, OSError) as err:
             started = str(err)
         print(json.dumps({"problems": problems, "diff": left, "started": started}, indent=2))
         return 0

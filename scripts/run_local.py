@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 import example_models
+import local_kubectl
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_NODE_LABEL = "modeldeploy.io/real-node=true"
@@ -41,19 +42,15 @@ FLOWERS = example_models.SAMPLE_ROWS
 
 class Kubectl:
     def __init__(self, cluster_dir: Path) -> None:
-        self.base = [
-            str(cluster_dir / "bin" / "kubectl"),
-            "--kubeconfig",
-            str(cluster_dir / "kubeconfig"),
-        ]
+        self.dir = cluster_dir
 
     def __call__(self, *args: str, input: str | None = None, check: bool = True) -> str:
-        done = subprocess.run(
-            [*self.base, *args], input=input, capture_output=True, text=True, check=False
-        )
-        if check and done.returncode != 0:
-            raise SystemExit(f"error: kubectl {' '.join(args)}: {done.stderr.strip()}")
-        return done.stdout
+        try:
+            return local_kubectl.kubectl(self.dir, *args, input=input)
+        except local_kubectl.KubectlError as err:
+            if check:
+                raise SystemExit(f"error: {err}") from None
+            return ""
 
     def json(self, *args: str) -> Any:
         return json.loads(self("get", *args, "-o", "json"))

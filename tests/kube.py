@@ -160,10 +160,10 @@ def monitor_manifests(cluster: KubeCluster) -> str:
     return proc.stdout
 
 
-def free_port() -> int:
-    """A port nothing listens on right now (for processes the tests start on 127.0.0.1)."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now on `host` (for processes the tests start)."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 

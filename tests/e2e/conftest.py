@@ -22,12 +22,19 @@ from typing import Any
 import pytest
 
 from modeldeploy import names
-from tests.kube import CLUSTER_DIR, ROOT, KubeCluster, wait_until
+from tests.kube import (
+    CLUSTER_DIR,
+    REAL_NODE_LABEL,
+    ROOT,
+    KubeCluster,
+    free_port,
+    namespace_manifest,
+    wait_until,
+)
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import example_models
 
-REAL_NODE_LABEL = "modeldeploy.io/real-node"
 RELEASE = "md-e2e"  # not `modeldeploy`: the other tiers apply that release's monitor objects
 PREFIX = f"e2e{uuid.uuid4().hex[:4]}"
 
@@ -113,20 +120,12 @@ def image(real_node: RealNode) -> Image:
 def store(real_node: RealNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelStore]:
     directory = tmp_path_factory.mktemp("models")
     digests = example_models.train(directory)
-    port = _free_port(real_node.ip)
+    port = free_port(real_node.ip)
     example_models.serve(directory, real_node.ip, port)
     try:
         yield ModelStore(directory, real_node.ip, port, digests)
     finally:
         example_models.stop(directory)
-
-
-def _free_port(host: str) -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -166,18 +165,12 @@ def e2e(
 
 
 def _namespace(cluster: KubeCluster, name: str) -> None:
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "pod-security.kubernetes.io/enforce": "restricted",
-                "pod-security.kubernetes.io/warn": "restricted",
-            },
-        },
+    """A namespace whose pods run on the real node, under Pod Security "restricted"."""
+    labels = {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/warn": "restricted",
     }
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    cluster.kubectl("apply", "-f", "-", input=namespace_manifest(name, labels, real_node=True))
     wait_until(
         lambda: cluster.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0,
         30,

@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 
 from modeldeploy import names
-from tests.e2e.conftest import E2E, model_manifest
+from tests.e2e.conftest import E2E, example_models, model_manifest
 from tests.helpers.load import Load
 from tests.helpers.rollout_driver import ModelDeploymentDriver, is_ready
 from tests.kube import ROOT, wait_until
 
 pytestmark = pytest.mark.e2e
 
-FLOWERS = [[5.1, 3.5, 1.4, 0.2], [6.4, 3.2, 4.5, 1.5], [6.3, 3.3, 6.0, 2.5]]
+FLOWERS = example_models.SAMPLE_ROWS
 INFER = {
     "inputs": [
         {"name": "x", "shape": [3, 4], "datatype": "FP64", "data": [v for r in FLOWERS for v in r]}

@@ -103,8 +103,7 @@ def test_actions_use_the_annotations_in_names() -> None:
         assert f'"{annotation}"' in text
 
 
-def test_upstream_health_copy_and_its_tests() -> None:
-    assert (FOLDER / "health.lua").read_text() == (ROOT / "docs/argocd/health.lua").read_text()
+def test_upstream_health_check_passes_its_tests() -> None:
     for case in load("health_test.yaml", FOLDER)["tests"]:
         found = run(FOLDER / "health.lua", load(case["inputPath"], FOLDER))
         assert {"status": found["status"], "message": found["message"]} == case["healthStatus"]

@@ -1,4 +1,5 @@
-"""docs/argocd/health.lua under Lua 5.1 (Argo CD's gopher-lua dialect), one case per status.
+"""The Argo CD health check (resource_customizations/.../health.lua) under Lua 5.1 (Argo CD's
+gopher-lua dialect), one case per status.
 
 The script gets the live object as the global `obj`, exactly as Argo CD runs it, and must return
 the Argo CD health status and a message a person can act on.
@@ -17,7 +18,8 @@ from lupa import lua51
 from modeldeploy import names
 
 ROOT = Path(__file__).resolve().parents[2]
-HEALTH_LUA = ROOT / "docs" / "argocd" / "health.lua"
+# One copy, in the layout of an upstream argo-cd `resource_customizations` contribution.
+HEALTH_LUA = ROOT / "docs/argocd/resource_customizations/modeldeploy.io/ModelDeployment/health.lua"
 ARGOCD_CM = ROOT / "docs" / "argocd" / "argocd-cm.yaml"
 CM_KEY = f"resource.customizations.health.{names.GROUP}_{names.KIND}"
 
