@@ -24,8 +24,11 @@ from modeldeploy import metrics, names
 from modeldeploy.cache import ObservedCache, resource_version
 from modeldeploy.diagnosis import Problem, deployment_problem, pod_problem
 from modeldeploy.k8s import ApiError, Kube
+from modeldeploy.notices import ObjectSeries, notices, object_series
 from modeldeploy.pod import PodSettings
 from modeldeploy.reconcile import Reconciliation, plan
+from modeldeploy.status import merged
+from modeldeploy.webhook import WebhookSender
 from modeldeploy.workqueue import Key, WorkQueue
 
 log = logging.getLogger("modeldeploy.controller")
@@ -92,8 +95,10 @@ class Controller:
         allow_file_uris: bool = False,
         pod_settings: PodSettings | None = None,
         monitor_role: str = names.DEFAULT_MONITOR_CLUSTER_ROLE,
+        webhook: WebhookSender | None = None,
     ) -> None:
         self.kube = kube
+        self.webhook = webhook
         self.default_image = default_image
         self.allow_file_uris = allow_file_uris
         self.pod_settings = pod_settings or PodSettings()
@@ -108,6 +113,7 @@ class Controller:
         self._failure_class: dict[Key, str] = {}  # logged once until it changes or recovers
         self._refused: dict[Key, dict[tuple[str, str], str]] = {}  # (kind, name) -> API's words
         self._phases: dict[Key, str] = {}
+        self._series: dict[Key, ObjectSeries] = {}  # what the per-object gauges show
         self._breach_seen: dict[tuple[str, str], datetime] = {}  # (namespace, pod) -> first seen
         self.cache = ObservedCache()
         self._child_problems: dict[tuple[str, str, str], Problem | None] = {}  # Deployments
@@ -120,9 +126,14 @@ class Controller:
         if leading:
             for key in list(self._bodies):
                 self.queue.trigger(key)
+        else:
+            for key in list(self._series):
+                self._publish(key, None)
 
     async def close(self) -> None:
         await self.queue.drain()
+        if self.webhook is not None:
+            await self.webhook.close()
         await self.kube.close()
 
     # --- event intake (called by the kopf handlers) ------------------------------------------
@@ -137,6 +148,7 @@ class Controller:
             self._refused.pop(key, None)
             self.cache.forget(*key)
             self._update_phase_gauge()
+            self._publish(key, None)
             self.queue.forget(key)
             return
         self._remember(key, body)
@@ -266,6 +278,7 @@ class Controller:
         )
         refused_before = dict(self._refused.get(key) or {})
         await self._execute(key, body, result)
+        self._publish(key, merged(body.get("status") or {}, result.status or {}))
         if refused := self._refused.get(key):
             wanted = {(o["kind"], o["metadata"]["name"]) for o in result.apply}
             self._refused[key] = {k: v for k, v in refused.items() if k in wanted}
@@ -327,6 +340,12 @@ class Controller:
         for event in result.events:
             log.info("%s/%s: %s %s: %s", *key, event["type"], event["reason"], event["message"])
             await self._post_event(body, event)
+        if self.webhook is not None:
+            before = body.get("status") or {}
+            after = merged(before, result.status or {})
+            when = self.clock().isoformat(timespec="milliseconds")
+            for notice in notices(body["metadata"], before, after, result.events, when):
+                self.webhook.offer(notice)
         if result.phase:
             self._phases[key] = result.phase
             self._update_phase_gauge()
@@ -404,6 +423,26 @@ class Controller:
                 "count": 1,
             }
         )
+
+    def _publish(self, key: Key, status: dict[str, Any] | None) -> None:
+        """Point the per-object gauges at this status (None: remove its series)."""
+        series = object_series(status) if status is not None else None
+        old = self._series.get(key)
+        if series == old:
+            return
+        if old is not None:
+            metrics.INFO.remove(*key, old.phase, old.stable_revision, old.canary_revision)
+        if series is None:
+            self._series.pop(key, None)
+            metrics.CANARY_WEIGHT.remove(*key)  # set with INFO: old was not None
+            metrics.CANARY_TRAFFIC.remove(*key)
+            return
+        self._series[key] = series
+        metrics.INFO.labels(*key, series.phase, series.stable_revision, series.canary_revision).set(
+            1
+        )
+        metrics.CANARY_WEIGHT.labels(*key).set(series.canary_weight)
+        metrics.CANARY_TRAFFIC.labels(*key).set(series.canary_traffic)
 
     def _update_phase_gauge(self) -> None:
         counts = dict.fromkeys(names.PHASES, 0)

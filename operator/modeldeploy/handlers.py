@@ -23,6 +23,7 @@ from modeldeploy.controller import Controller
 from modeldeploy.k8s import Credentials, Kube
 from modeldeploy.leader import LeaderElector, default_identity
 from modeldeploy.pod import PodSettings
+from modeldeploy.webhook import WebhookSender
 
 MANAGED = {names.LABEL_MANAGED_BY: names.MANAGED_BY}
 
@@ -70,6 +71,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         allow_file_uris=memo.allow_file_uris,
         pod_settings=PodSettings(monitor_image=memo.monitor_image),
         monitor_role=memo.monitor_role,
+        webhook=WebhookSender(memo.notify_url) if memo.notify_url else None,
     )
     logging.getLogger("modeldeploy").info(
         "operator started (%s)",

@@ -79,6 +79,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="development only: serve models from file:// URIs (paths on the node, readable by "
         "whoever writes a ModelDeployment); without it such specs are reported InvalidSpec",
     )
+    parser.add_argument(
+        "--notify-url",
+        default=os.environ.get(names.ENV_NOTIFY_URL) or None,
+        metavar="URL",
+        help="POST a JSON notice here when a ModelDeployment is Promoted, RolledBack or turns "
+        "Failed, retried with backoff (env MODELDEPLOY_NOTIFY_URL, which the chart can fill "
+        "from a Secret; default: none)",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=__version__)
     return parser.parse_args(argv)
@@ -112,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
             args.leader_election_namespace, dict(os.environ), list(args.namespace)
         ),
         lease_name=args.leader_election_id,
+        notify_url=args.notify_url,
     )
     kopf.run(
         memo=memo,

@@ -183,6 +183,7 @@ REASON_APPLY_FAILED: Final = "ApplyFailed"  # the API refused a child (400, 403,
 
 # --- the operator's own settings -------------------------------------------------------------
 ENV_SERVING_IMAGE: Final = "MODELDEPLOY_SERVING_IMAGE"
+ENV_NOTIFY_URL: Final = "MODELDEPLOY_NOTIFY_URL"
 # The image model pods run when a spec names none (built from serving_image/Dockerfile).
 DEFAULT_SERVING_IMAGE: Final = "ghcr.io/modeldeploy/modeldeploy:0.1.0"
 # The sidecar's image: the operator's choice (default: its serving image, which holds both

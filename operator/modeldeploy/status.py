@@ -310,3 +310,17 @@ def _without_nulls(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_without_nulls(v) for v in value]
     return value
+
+
+def merged(target: Any, patch: Any) -> Any:
+    """`target` after the API server applies the merge patch `patch` (RFC 7386): what the
+    stored status is after a write, without reading it back."""
+    if not isinstance(patch, Mapping):
+        return patch
+    result = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merged(result.get(key), value)
+    return result

@@ -134,6 +134,21 @@ def test_the_monitor_runs_the_operators_image_unless_told() -> None:
     assert "--monitor-image=ops.example/monitor:1" in args
 
 
+def test_the_webhook_url_comes_from_the_values_or_a_secret() -> None:
+    def notify_env(values: dict[str, Any]) -> list[dict[str, Any]]:
+        env = container(render(values))["env"]
+        return [e for e in env if e["name"] == names.ENV_NOTIFY_URL]
+
+    assert notify_env({}) == []
+    url = "https://hooks.example/modeldeploy"
+    assert notify_env({"notifications": {"webhook": {"url": url}}}) == [
+        {"name": names.ENV_NOTIFY_URL, "value": url}
+    ]
+    secret = {"notifications": {"webhook": {"url": url, "existingSecret": "hook"}}}
+    (env,) = notify_env(secret)
+    assert env["valueFrom"] == {"secretKeyRef": {"name": "hook", "key": "url"}}
+
+
 def test_the_verdict_policy_names_the_operators_identities() -> None:
     docs = render({"watchNamespaces": ["team-a"]})
     policy = one(docs, "ValidatingAdmissionPolicy")
