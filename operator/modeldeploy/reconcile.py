@@ -122,7 +122,8 @@ def plan(
         apply.append(hpa)
     elif observed.get("hpas"):
         delete.append(("HorizontalPodAutoscaler", names.hpa_name(owner.name)))
-    budgets, unwanted = _budgets(owner, spec, set(decision.replicas), observed.get("pdbs", []))
+    running = {revision for revision, count in decision.replicas.items() if count != 0}
+    budgets, unwanted = _budgets(owner, spec, running, observed.get("pdbs", []))
     apply += budgets
     delete += unwanted
 
@@ -200,9 +201,9 @@ def _budgets(
     revisions: set[int],
     observed: list[dict[str, Any]],
 ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
-    """One PodDisruptionBudget per revision kept (rendered from the current spec: a budget is
-    not part of a revision), and the deletions of those no longer wanted: their revision went,
-    or `spec.disruption` was removed."""
+    """One PodDisruptionBudget per revision that runs pods (rendered from the current spec: a
+    budget is not part of a revision), and the deletions of those no longer wanted: their
+    revision went or was scaled to zero (kept as history), or `spec.disruption` was removed."""
     wanted = [
         budget
         for revision in sorted(revisions)
