@@ -202,6 +202,30 @@ def hpa(owner: Owner, spec: ModelDeploymentSpec, *, revision: int) -> dict[str, 
     }
 
 
+def disruption_budget(
+    owner: Owner, spec: ModelDeploymentSpec, *, revision: int
+) -> dict[str, Any] | None:
+    """The PodDisruptionBudget `<name>-r<revision>` over one revision's pods, or None without
+    `spec.disruption`. Per revision, like the Deployment, so each one's budget counts its own
+    pods (a canary's few pods never borrow the stable's)."""
+    if spec.disruption is None:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(
+            owner, names.revision_name(owner.name, revision), child_labels(owner.name, revision)
+        ),
+        "spec": {
+            "selector": {"matchLabels": revision_selector(owner.name, revision)},
+            "maxUnavailable": spec.disruption.pdb_value(),
+            # A pod that is not ready serves nothing: a drain may always evict it, so a revision
+            # whose model fails to load never blocks node maintenance.
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
 def sidecar_rbac(namespace: str, cluster_role: str) -> list[dict[str, Any]]:
     """ServiceAccount and RoleBinding the monitoring sidecars of a namespace share.
 

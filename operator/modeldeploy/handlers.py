@@ -131,6 +131,11 @@ async def observe_hpa(body: kopf.Body, memo: Any, **_: Any) -> None:
     memo.controller.observe("HorizontalPodAutoscaler", dict(body))
 
 
+@kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
+async def observe_budget(body: kopf.Body, memo: Any, **_: Any) -> None:
+    memo.controller.observe("PodDisruptionBudget", dict(body))
+
+
 @kopf.index("apps", "v1", "controllerrevisions", labels=MANAGED)
 async def observe_history(body: kopf.Body, memo: Any, **_: Any) -> None:
     memo.controller.observe("ControllerRevision", dict(body))
@@ -150,6 +155,7 @@ async def pod_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) 
 @kopf.on.event("apps", "v1", "controllerrevisions", labels=MANAGED)
 @kopf.on.event("v1", "services", labels=MANAGED)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
 async def child_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
     memo.controller.on_child(_event_type(event), dict(body))
 

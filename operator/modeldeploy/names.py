@@ -23,6 +23,9 @@ MANAGED_BY: Final = "modeldeploy"
 LABEL_NAME: Final = f"{GROUP}/name"
 LABEL_REVISION: Final = f"{GROUP}/revision"
 LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+# Argo CD's default tracking label and its annotation-based tracking key: never on our pods.
+LABEL_ARGOCD_INSTANCE: Final = "app.kubernetes.io/instance"
+ANNOTATION_ARGOCD_TRACKING_ID: Final = "argocd.argoproj.io/tracking-id"
 
 ANNOTATION_RETRY: Final = f"{GROUP}/retry"
 ANNOTATION_ROLLBACK_TO: Final = f"{GROUP}/rollback-to"
@@ -131,6 +134,14 @@ ENV_FORMAT: Final = "MODELDEPLOY_FORMAT"
 ENV_PORT: Final = "MODELDEPLOY_PORT"
 ENV_DRAIN_SECONDS: Final = "MODELDEPLOY_DRAIN_SECONDS"
 ENV_RUNTIME: Final = "MODELDEPLOY_RUNTIME"  # set only when spec.serving.runtime is
+# spec.serving.tuning: each set only when its field is (the server's flags of the same name).
+ENV_MICRO_BATCHING: Final = "MODELDEPLOY_MICRO_BATCHING"
+ENV_BATCH_MAX_ROWS: Final = "MODELDEPLOY_BATCH_MAX_ROWS"
+ENV_BATCH_MAX_WAIT_MS: Final = "MODELDEPLOY_BATCH_MAX_WAIT_MS"
+ENV_MAX_QUEUED_ROWS: Final = "MODELDEPLOY_MAX_QUEUED_ROWS"
+ENV_MAX_REQUEST_BYTES: Final = "MODELDEPLOY_MAX_REQUEST_BYTES"
+ENV_MAX_REQUEST_ROWS: Final = "MODELDEPLOY_MAX_REQUEST_ROWS"
+ENV_BODY_TIMEOUT: Final = "MODELDEPLOY_BODY_TIMEOUT"
 ENV_MONITOR_METRICS_URL: Final = "MODELDEPLOY_MONITOR_METRICS_URL"
 ENV_MONITOR_POD_NAME: Final = "MODELDEPLOY_MONITOR_POD_NAME"
 ENV_MONITOR_POD_NAMESPACE: Final = "MODELDEPLOY_MONITOR_POD_NAMESPACE"
@@ -194,7 +205,7 @@ ENV_SIDECAR_IMAGE: Final = "MODELDEPLOY_SIDECAR_IMAGE"
 # Equal to the CRD's modeldeploy.io/schema-version annotation (a unit test keeps them equal);
 # an operator seeing an older value knows the installed CRD may prune fields it relies on.
 ANNOTATION_SCHEMA_VERSION: Final = f"{GROUP}/schema-version"
-CRD_SCHEMA_VERSION: Final = "3"
+CRD_SCHEMA_VERSION: Final = "4"
 # A DNS-1035 label short enough that `<name>-r<revision>` stays a valid 63-character label.
 MAX_MD_NAME_LENGTH: Final = 52
 

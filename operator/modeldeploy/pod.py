@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from modeldeploy import names
+from modeldeploy.podsettings import PodFields, Tuning, dump
 from modeldeploy.spec import ModelDeploymentSpec, effective_image
 
 TOKEN_EXPIRATION_SECONDS: Final = 3607  # the kubelet's usual bound-token lifetime
@@ -64,8 +65,9 @@ def pod_template(
     image = effective_image(spec, default_image)
     model_uri, model_volumes, model_mounts = _model_location(spec.model.uri)
     return {
-        "metadata": {"labels": dict(labels)},
+        "metadata": _pod_metadata(spec.serving, labels),
         "spec": {
+            **_scheduling(spec.serving),
             "serviceAccountName": names.SIDECAR_SERVICE_ACCOUNT,
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,  # no env vars describing every Service in the namespace
@@ -111,6 +113,7 @@ def _server(
     }
     if serving.runtime is not None:  # unset: the server's own default (auto), pods unchanged
         env[names.ENV_RUNTIME] = serving.runtime
+    env |= tuning_env(serving.tuning)
     resources = {
         key: value.as_dict()
         for key, value in (
@@ -182,6 +185,53 @@ def _monitor(
             {"name": "monitor-token", "mountPath": names.SERVICE_ACCOUNT_MOUNT, "readOnly": True},
         ],
     }
+
+
+def _pod_metadata(serving: PodFields, labels: dict[str, str]) -> dict[str, Any]:
+    """The user's pod labels under the operator's (its selector labels always win; admission
+    refuses colliding keys anyway), and the user's pod annotations. Pods only: the Deployment,
+    Service and HPA carry the operator's labels alone."""
+    metadata: dict[str, Any] = {"labels": {**(serving.pod_labels or {}), **labels}}
+    if serving.pod_annotations:
+        metadata["annotations"] = dict(serving.pod_annotations)
+    return metadata
+
+
+def _scheduling(serving: PodFields) -> dict[str, Any]:
+    """Scheduling and pull settings, each only when set (so unset ones leave pods unchanged)."""
+    fields = {
+        "nodeSelector": dict(serving.node_selector) if serving.node_selector else None,
+        "tolerations": dump(serving.tolerations),
+        "affinity": dump(serving.affinity),
+        "topologySpreadConstraints": dump(serving.topology_spread_constraints),
+        "priorityClassName": serving.priority_class_name,
+        "imagePullSecrets": dump(serving.image_pull_secrets),
+    }
+    return {key: value for key, value in fields.items() if value}
+
+
+def tuning_env(tuning: Tuning | None) -> dict[str, str]:
+    """spec.serving.tuning as the server's MODELDEPLOY_<FLAG> variables, each only when set."""
+    if tuning is None:
+        return {}
+    batching = tuning.batching
+    values: dict[str, object] = {
+        names.ENV_MAX_REQUEST_BYTES: tuning.max_request_bytes,
+        names.ENV_MAX_REQUEST_ROWS: tuning.max_request_rows,
+        names.ENV_BODY_TIMEOUT: (
+            None if tuning.body_timeout is None else _number(tuning.body_timeout.total_seconds())
+        ),
+    }
+    if batching is not None:
+        values |= {
+            names.ENV_MICRO_BATCHING: (
+                None if batching.enabled is None else str(batching.enabled).lower()
+            ),
+            names.ENV_BATCH_MAX_ROWS: batching.max_rows,
+            names.ENV_BATCH_MAX_WAIT_MS: batching.max_wait_ms,
+            names.ENV_MAX_QUEUED_ROWS: batching.max_queued_rows,
+        }
+    return {name: str(value) for name, value in values.items() if value is not None}
 
 
 def _token_volume() -> dict[str, Any]:

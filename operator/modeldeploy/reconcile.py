@@ -122,6 +122,10 @@ def plan(
         apply.append(hpa)
     elif observed.get("hpas"):
         delete.append(("HorizontalPodAutoscaler", names.hpa_name(owner.name)))
+    running = {revision for revision, count in decision.replicas.items() if count != 0}
+    budgets, unwanted = _budgets(owner, spec, running, observed.get("pdbs", []))
+    apply += budgets
+    delete += unwanted
 
     scale: dict[str, int] = {}
     for revision, replicas in decision.replicas.items():
@@ -189,6 +193,29 @@ def rollbacks(
     breached = {h.revision for h in automatic}
     breach = after.last_breach
     return reasons, breach if breach and breach.revision in breached else None
+
+
+def _budgets(
+    owner: builders.Owner,
+    spec: ModelDeploymentSpec,
+    revisions: set[int],
+    observed: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """One PodDisruptionBudget per revision that runs pods (rendered from the current spec: a
+    budget is not part of a revision), and the deletions of those no longer wanted: their
+    revision went or was scaled to zero (kept as history), or `spec.disruption` was removed."""
+    wanted = [
+        budget
+        for revision in sorted(revisions)
+        if (budget := builders.disruption_budget(owner, spec, revision=revision)) is not None
+    ]
+    kept = {b["metadata"]["name"] for b in wanted}
+    gone = [
+        ("PodDisruptionBudget", name)
+        for revision in sorted(_by_revision(observed))
+        if (name := names.revision_name(owner.name, revision)) not in kept
+    ]
+    return wanted, gone
 
 
 def _refused_revisions(md_name: str, refused: list[dict[str, Any]]) -> dict[int, str]:

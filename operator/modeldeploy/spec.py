@@ -11,28 +11,26 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PlainSerializer,
     ValidationError,
     WithJsonSchema,
 )
-from pydantic.alias_generators import to_camel
 
 from modeldeploy import names, uris
+from modeldeploy.podsettings import Disruption, PodFields, SpecModel
 from modeldeploy.units import (
     DURATION_MAX_LENGTH,
     DURATION_PATTERN,
     QUANTITY_MAX_LENGTH,
     QUANTITY_PATTERN,
+    DurationBounds,
     format_duration,
     parse_duration,
     parse_quantity,
@@ -49,19 +47,6 @@ class SpecError(ValueError):
 
 
 # --- field types --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DurationBounds:
-    """Inclusive bounds of a duration field; the CRD states the same ones in CEL."""
-
-    low: str
-    high: str
-
-    def __call__(self, value: timedelta) -> timedelta:
-        if not parse_duration(self.low) <= value <= parse_duration(self.high):
-            raise ValueError(f"must be between {self.low} and {self.high}")
-        return value
 
 
 def _to_duration(value: object) -> object:
@@ -174,17 +159,8 @@ def _check_uri(uri: str) -> str:
 # --- the models -------------------------------------------------------------------------------
 
 
-class _Spec(BaseModel):
-    """Frozen, camelCase on the wire, and no unknown fields: a field the API server kept but
-    this operator does not know means the CRD is newer than the operator."""
-
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-    )
+class _Spec(SpecModel):
+    """Frozen, camelCase on the wire, no unknown fields (modeldeploy.podsettings.SpecModel)."""
 
 
 class ModelSource(_Spec):
@@ -224,7 +200,8 @@ class EnvVar(_Spec):
     value: str = Field(default="", max_length=4096)
 
 
-class Serving(_Spec):
+class Serving(PodFields):
+    # Pod settings and server tuning: modeldeploy.podsettings.PodFields.
     image: str | None = Field(default=None, min_length=1, max_length=512, pattern=r"^[^\s]+$")
     port: int = Field(default=8080, ge=1024, le=65535)
     resources: Resources = DEFAULT_RESOURCES
@@ -303,6 +280,8 @@ class ModelDeploymentSpec(_Spec):
     rollout: Rollout = Rollout()
     analysis: Analysis = Analysis()
     rollback: Rollback = Rollback()
+    # Not part of a revision (outside the spec hash): a budget changes in place on every one.
+    disruption: Disruption | None = None
 
     @property
     def autoscaling_enabled(self) -> bool:
@@ -385,6 +364,7 @@ def cross_field_problems(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
     if spec.serving.port == names.MONITOR_PORT:
         problems.append(("spec.serving.port", "must not be 9090, the monitoring sidecar's port"))
     problems.extend(_env_problems(spec.serving.env))
+    problems.extend(spec.serving.pod_field_problems())
     problems.extend(_request_limit_problems(spec.serving.resources))
     return problems
 

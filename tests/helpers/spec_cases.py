@@ -488,3 +488,8 @@ INVALID: list[Invalid] = [
         admission=False,
     ),
 ]
+
+# Pod settings, server tuning and disruption budgets have their own table (it needs `Invalid`).
+from tests.helpers.pod_setting_cases import POD_SETTING_CASES  # noqa: E402
+
+INVALID += POD_SETTING_CASES

@@ -94,6 +94,11 @@ server-side apply), no escalate or impersonate, and `bind` on the sidecar's Clus
 - apiGroups: ["apps"]
   resources: ["controllerrevisions"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# One PodDisruptionBudget per revision (spec.disruption): watched so a deleted one comes back.
+# Nothing reads one by name, so no get.
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # Pods: read the sidecar's MetricsHealthy condition.
 - apiGroups: [""]
   resources: ["pods"]
