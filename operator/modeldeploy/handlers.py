@@ -70,6 +70,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         allow_file_uris=memo.allow_file_uris,
         pod_settings=PodSettings(monitor_image=memo.monitor_image),
         monitor_role=memo.monitor_role,
+        image_policy=memo.image_policy,
     )
     logging.getLogger("modeldeploy").info(
         "operator started (%s)",
@@ -114,6 +115,11 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 # Index handlers run for every object of the initial listings before kopf lets any handler
 # run, so the first reconcile already sees every child: the controller plans from this cache
 # and never lists per reconcile. (They index nothing in kopf; the controller keeps the copies.)
+@kopf.index(names.GROUP, names.VERSION, names.PLURAL)
+async def observe_modeldeployment(body: kopf.Body, memo: Any, **_: Any) -> None:
+    memo.controller.remember(dict(body))  # statuses first: image-upgrade slots in use
+
+
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
 async def observe_deployment(body: kopf.Body, memo: Any, **_: Any) -> None:
     memo.controller.observe("Deployment", dict(body))
