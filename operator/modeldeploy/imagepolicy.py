@@ -105,15 +105,16 @@ def choose(
     if not allowed and _differs(model_version, policy.sklearn_version):
         why = _mismatch(model_version, policy, keep)
         return Choice(images.server, names.IMAGE_SKLEARN_MISMATCH, why)
-    if revision_hash(spec, default_image=default) in quarantined:
-        why = f"the upgrade to {default} was rolled back; `retry` tries it again"
-        return Choice(default, names.IMAGE_UPGRADE_ROLLED_BACK, why)
     if policy.rollout == names.IMAGE_ROLLOUT_MANUAL:
         why = (
             f"{default} is available; {keep} until a new revision (a new model version, or "
             "spec.serving.image set to it) (--serving-image-rollout=manual)"
         )
         return Choice(images.server, names.IMAGE_UPGRADE_AVAILABLE, why)
+    if revision_hash(spec, default_image=default) in quarantined:
+        # Desired as any quarantined spec is: the phase says RolledBack until `retry`.
+        why = f"the upgrade to {default} was rolled back; `retry` tries it again"
+        return Choice(default, names.IMAGE_UPGRADE_ROLLED_BACK, why)
     if not slot:
         why = f"{default} waits for one of {policy.max_canaries} image-upgrade slots; {keep}"
         return Choice(images.server, names.IMAGE_WAITING_FOR_SLOT, why)

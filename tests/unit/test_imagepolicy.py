@@ -10,7 +10,15 @@ import pytest
 
 from modeldeploy import names
 from modeldeploy.hashing import revision_hash
-from modeldeploy.imagepolicy import ImagePolicy, Images, UpgradeSlots, choose, upgrade_in_flight
+from modeldeploy.imagepolicy import (
+    ImagePolicy,
+    Images,
+    UpgradeSlots,
+    choose,
+    recorded,
+    upgrade_in_flight,
+)
+from modeldeploy.main import parse_args
 from modeldeploy.pod import PodSettings
 from modeldeploy.reconcile import Reconciliation, plan
 from modeldeploy.spec import ModelDeploymentSpec, SpecError, parse_spec
@@ -105,6 +113,9 @@ def test_a_rolled_back_upgrade_is_reported_and_needs_no_slot() -> None:
         spec(), current(spec()), policy("progressive"), slot=False, quarantined=quarantined
     )
     assert choice.state == names.IMAGE_UPGRADE_ROLLED_BACK and choice.image == NEW
+    # Under manual nothing moves by itself: the old image keeps serving, Stable.
+    manual = choose(spec(), current(spec()), policy("manual"), slot=False, quarantined=quarantined)
+    assert (manual.image, manual.state) == (OLD, names.IMAGE_UPGRADE_AVAILABLE)
 
 
 def test_an_upgrade_in_flight_is_an_image_only_change() -> None:
@@ -256,3 +267,32 @@ def test_allow_sklearn_upgrade_lets_the_server_load_another_minor() -> None:
     (plain,) = children(run(body(), {}), "Deployment")
     names_ = [e["name"] for e in plain["spec"]["template"]["spec"]["containers"][0]["env"]]
     assert names.ENV_ALLOW_SKLEARN_MISMATCH not in names_
+
+
+def test_revisions_made_before_images_were_recorded_read_them_from_their_deployment() -> None:
+    old_history = {"data": {"spec": {}, "specHash": "x", "defaultImage": "img:0"}}
+    deployment = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [{"name": names.CONTAINER_SERVER, "image": "img:1"}],
+                    "initContainers": [{"name": names.CONTAINER_MONITOR, "image": "mon:1"}],
+                }
+            }
+        }
+    }
+    assert recorded(old_history, deployment) == Images("img:1", "mon:1")
+    assert recorded(old_history, None) == Images("img:0", "")
+    pinned = {"data": {"spec": {"serving": {"image": "own:1"}}, "defaultImage": "img:0"}}
+    assert recorded(pinned, None) == Images("own:1", "")
+    assert recorded(None, None) is None
+
+
+def test_operator_flags_build_the_policy() -> None:
+    args = parse_args(["--serving-image-rollout=progressive", "--serving-image-max-canaries=2"])
+    assert (args.serving_image_rollout, args.serving_image_max_canaries) == ("progressive", 2)
+    assert args.serving_image_sklearn_version is None
+    with pytest.raises(SystemExit):
+        parse_args(["--serving-image-rollout=auto"])
+    with pytest.raises(SystemExit):
+        parse_args(["--serving-image-max-canaries=0"])
