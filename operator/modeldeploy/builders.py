@@ -119,17 +119,27 @@ def controller_revision(
     spec: Mapping[str, Any],
     spec_hash: str,
     default_image: str,
+    images: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The spec a revision was created from, kept so its Deployment can be rendered again
     without the current spec (a deleted Deployment, a `rollback --to N`), the way StatefulSets
-    and DaemonSets keep their history. Immutable once created, like the revision itself."""
+    and DaemonSets keep their history. Immutable once created, like the revision itself, so
+    `images` (imagepolicy.as_data: the serving and sidecar images and the serving image's
+    scikit-learn) stay what the revision runs across operator upgrades."""
     name = names.revision_name(owner.name, revision)
+    data: dict[str, Any] = {
+        "spec": dict(spec),
+        "specHash": spec_hash,
+        "defaultImage": default_image,
+    }
+    if images is not None:
+        data["images"] = dict(images)
     return {
         "apiVersion": "apps/v1",
         "kind": "ControllerRevision",
         "metadata": _metadata(owner, name, child_labels(owner.name, revision)),
         "revision": revision,
-        "data": {"spec": dict(spec), "specHash": spec_hash, "defaultImage": default_image},
+        "data": data,
     }
 
 

@@ -15,6 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ import aiohttp
 from modeldeploy import metrics, names
 from modeldeploy.cache import ObservedCache, resource_version
 from modeldeploy.diagnosis import Problem, deployment_problem, pod_problem
+from modeldeploy.imagepolicy import ImagePolicy, UpgradeSlots
 from modeldeploy.k8s import ApiError, Kube
 from modeldeploy.notices import ObjectSeries, notices, object_series
 from modeldeploy.pod import PodSettings
@@ -73,6 +75,11 @@ def _echo(ours: str, seen: str) -> bool:
     return ours == seen
 
 
+def _upgrading(body: dict[str, Any]) -> bool:
+    image = (body.get("status") or {}).get("image") or {}
+    return bool(image.get("state") == names.IMAGE_UPGRADING)
+
+
 def _stub(key: Key) -> dict[str, Any]:
     return {"metadata": {"namespace": key[0], "name": key[1]}}
 
@@ -96,10 +103,13 @@ class Controller:
         pod_settings: PodSettings | None = None,
         monitor_role: str = names.DEFAULT_MONITOR_CLUSTER_ROLE,
         webhook: WebhookSender | None = None,
+        image_policy: ImagePolicy | None = None,
     ) -> None:
         self.kube = kube
         self.webhook = webhook
         self.default_image = default_image
+        self.image_policy = replace(image_policy or ImagePolicy(), default_image=default_image)
+        self.upgrade_slots = UpgradeSlots(self.image_policy.max_canaries)
         self.allow_file_uris = allow_file_uris
         self.pod_settings = pod_settings or PodSettings()
         self.monitor_role = monitor_role
@@ -146,6 +156,8 @@ class Controller:
             self._failures.pop(key, None)
             self._failure_class.pop(key, None)
             self._refused.pop(key, None)
+            for waiting in self.upgrade_slots.forget(key):
+                self.queue.trigger(waiting)
             self.cache.forget(*key)
             self._update_phase_gauge()
             self._publish(key, None)
@@ -216,6 +228,13 @@ class Controller:
         """A child as a watch (or our own write) returned it; called by kopf's index handlers."""
         self.cache.put(kind, body)
 
+    def remember(self, body: dict[str, Any]) -> None:
+        """A ModelDeployment as the initial listing returned it (kopf's index handler), so the
+        first reconcile already knows every image upgrade a former leader started."""
+        meta = body["metadata"]
+        if not meta.get("deletionTimestamp"):
+            self._remember((meta["namespace"], meta["name"]), body)
+
     def _remember(self, key: Key, body: dict[str, Any]) -> None:
         known = self._bodies.get(key)
         if known is None or resource_version(body) >= resource_version(known):
@@ -267,6 +286,7 @@ class Controller:
             {"kind": kind, "name": obj_name, "message": message}
             for (kind, obj_name), message in sorted((self._refused.get(key) or {}).items())
         ]
+        upgrading = [k for k, b in self._bodies.items() if _upgrading(b)]
         result = plan(
             body,
             observed,
@@ -275,7 +295,18 @@ class Controller:
             allow_file_uris=self.allow_file_uris,
             pod_settings=self.pod_settings,
             monitor_role=self.monitor_role,
+            image_rollout=self.image_policy.rollout,
+            image_sklearn_version=self.image_policy.sklearn_version,
+            upgrade_slot=self.upgrade_slots.free_for(key, upgrading),
         )
+        # Before any await: the next reconcile of another ModelDeployment sees this decision.
+        for waiting in self.upgrade_slots.settle(
+            key,
+            held=key in upgrading or key in self.upgrade_slots.holders,
+            holds=result.image_upgrade,
+            waits=result.image_state == names.IMAGE_WAITING_FOR_SLOT,
+        ):
+            self.queue.trigger(waiting)
         refused_before = dict(self._refused.get(key) or {})
         await self._execute(key, body, result)
         self._publish(key, merged(body.get("status") or {}, result.status or {}))

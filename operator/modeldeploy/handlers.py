@@ -72,6 +72,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         pod_settings=PodSettings(monitor_image=memo.monitor_image),
         monitor_role=memo.monitor_role,
         webhook=WebhookSender(memo.notify_url) if memo.notify_url else None,
+        image_policy=memo.image_policy,
     )
     logging.getLogger("modeldeploy").info(
         "operator started (%s)",
@@ -116,6 +117,11 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 # Index handlers run for every object of the initial listings before kopf lets any handler
 # run, so the first reconcile already sees every child: the controller plans from this cache
 # and never lists per reconcile. (They index nothing in kopf; the controller keeps the copies.)
+@kopf.index(names.GROUP, names.VERSION, names.PLURAL)
+async def observe_modeldeployment(body: kopf.Body, memo: Any, **_: Any) -> None:
+    memo.controller.remember(dict(body))  # statuses first: image-upgrade slots in use
+
+
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
 async def observe_deployment(body: kopf.Body, memo: Any, **_: Any) -> None:
     memo.controller.observe("Deployment", dict(body))

@@ -10,6 +10,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from modeldeploy import __version__, names
+from modeldeploy.imagepolicy import ROLLOUTS, ImagePolicy
 from modeldeploy.leader import lease_namespace
 
 
@@ -38,6 +39,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--serving-image",
         default=os.environ.get(names.ENV_SERVING_IMAGE, names.DEFAULT_SERVING_IMAGE),
         help="image for model pods whose spec names none (env MODELDEPLOY_SERVING_IMAGE)",
+    )
+    parser.add_argument(
+        "--serving-image-rollout",
+        choices=ROLLOUTS,
+        default=os.environ.get(names.ENV_SERVING_IMAGE_ROLLOUT, names.IMAGE_ROLLOUT_MANUAL),
+        help="how ModelDeployments move to a new --serving-image: manual (only with a new "
+        "revision made for another reason; status.image says an upgrade is available) or "
+        "progressive (the operator starts image-upgrade canaries itself) "
+        "(env MODELDEPLOY_SERVING_IMAGE_ROLLOUT; default: manual)",
+    )
+    parser.add_argument(
+        "--serving-image-max-canaries",
+        type=int,
+        default=int(os.environ.get(names.ENV_SERVING_IMAGE_MAX_CANARIES, "1")),
+        metavar="N",
+        help="progressive: image-upgrade canaries in flight at once, across the operator "
+        "(env MODELDEPLOY_SERVING_IMAGE_MAX_CANARIES; default: 1)",
+    )
+    parser.add_argument(
+        "--serving-image-sklearn-version",
+        default=os.environ.get(names.ENV_SERVING_IMAGE_SKLEARN) or None,
+        metavar="VERSION",
+        help="the scikit-learn version inside --serving-image (the chart sets it); a model is "
+        "never moved to an image of another scikit-learn minor version unless its spec opts in "
+        "(env MODELDEPLOY_SERVING_IMAGE_SKLEARN_VERSION; default: undeclared, so no automatic "
+        "image upgrade)",
     )
     parser.add_argument(
         "--monitor-image",
@@ -89,7 +116,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=__version__)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.serving_image_max_canaries < 1:
+        parser.error("--serving-image-max-canaries must be at least 1")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -110,6 +140,12 @@ def main(argv: list[str] | None = None) -> None:
 
     memo = kopf.Memo(
         serving_image=args.serving_image,
+        image_policy=ImagePolicy(
+            default_image=args.serving_image,
+            rollout=args.serving_image_rollout,
+            sklearn_version=args.serving_image_sklearn_version,
+            max_canaries=args.serving_image_max_canaries,
+        ),
         allow_file_uris=args.allow_file_uris,
         monitor_image=args.monitor_image or args.serving_image,
         monitor_role=args.monitor_cluster_role,

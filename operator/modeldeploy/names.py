@@ -142,6 +142,8 @@ ENV_MAX_QUEUED_ROWS: Final = "MODELDEPLOY_MAX_QUEUED_ROWS"
 ENV_MAX_REQUEST_BYTES: Final = "MODELDEPLOY_MAX_REQUEST_BYTES"
 ENV_MAX_REQUEST_ROWS: Final = "MODELDEPLOY_MAX_REQUEST_ROWS"
 ENV_BODY_TIMEOUT: Final = "MODELDEPLOY_BODY_TIMEOUT"
+# Set only when spec.serving.allowSklearnUpgrade is true (the server's own switch).
+ENV_ALLOW_SKLEARN_MISMATCH: Final = "MODELDEPLOY_ALLOW_SKLEARN_VERSION_MISMATCH"
 ENV_MONITOR_METRICS_URL: Final = "MODELDEPLOY_MONITOR_METRICS_URL"
 ENV_MONITOR_POD_NAME: Final = "MODELDEPLOY_MONITOR_POD_NAME"
 ENV_MONITOR_POD_NAMESPACE: Final = "MODELDEPLOY_MONITOR_POD_NAMESPACE"
@@ -200,6 +202,22 @@ DEFAULT_SERVING_IMAGE: Final = "ghcr.io/modeldeploy/modeldeploy:0.1.0"
 # The sidecar's image: the operator's choice (default: its serving image, which holds both
 # entrypoints), never the spec's. The sidecar holds the pod's API token.
 ENV_SIDECAR_IMAGE: Final = "MODELDEPLOY_SIDECAR_IMAGE"
+
+# The serving image policy (imagepolicy.py): how a new default image reaches existing revisions.
+ENV_SERVING_IMAGE_ROLLOUT: Final = "MODELDEPLOY_SERVING_IMAGE_ROLLOUT"
+ENV_SERVING_IMAGE_MAX_CANARIES: Final = "MODELDEPLOY_SERVING_IMAGE_MAX_CANARIES"
+ENV_SERVING_IMAGE_SKLEARN: Final = "MODELDEPLOY_SERVING_IMAGE_SKLEARN_VERSION"
+IMAGE_ROLLOUT_MANUAL: Final = "manual"  # new default image only with a new revision
+IMAGE_ROLLOUT_PROGRESSIVE: Final = "progressive"  # the operator starts image-upgrade canaries
+# status.image.state: where a ModelDeployment stands with the operator's default image.
+IMAGE_UP_TO_DATE: Final = "UpToDate"  # the desired revision runs the default image
+IMAGE_PINNED: Final = "Pinned"  # spec.serving.image names the image
+IMAGE_UPGRADE_AVAILABLE: Final = "UpgradeAvailable"  # manual: waits for a new revision
+IMAGE_WAITING_FOR_SLOT: Final = "WaitingForSlot"  # progressive: all upgrade slots are taken
+IMAGE_UPGRADING: Final = "Upgrading"  # an image-upgrade canary (or its bake) is in flight
+IMAGE_UPGRADE_ROLLED_BACK: Final = "UpgradeRolledBack"  # quarantined; `retry` tries again
+IMAGE_SKLEARN_MISMATCH: Final = "SklearnMismatch"  # the default image's minor differs
+IMAGE_SKLEARN_UNKNOWN: Final = "SklearnVersionUnknown"  # one side undeclared: no evidence
 
 # --- the CRD itself ---------------------------------------------------------------------------
 # Equal to the CRD's modeldeploy.io/schema-version annotation (a unit test keeps them equal);

@@ -114,6 +114,8 @@ def _server(
     if serving.runtime is not None:  # unset: the server's own default (auto), pods unchanged
         env[names.ENV_RUNTIME] = serving.runtime
     env |= tuning_env(serving.tuning)
+    if serving.allow_sklearn_upgrade:  # the opt-in would be moot if the server still refused
+        env[names.ENV_ALLOW_SKLEARN_MISMATCH] = "true"
     resources = {
         key: value.as_dict()
         for key, value in (

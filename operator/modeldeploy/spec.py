@@ -95,6 +95,7 @@ Quantity = Annotated[
     Field(max_length=QUANTITY_MAX_LENGTH, pattern=QUANTITY_PATTERN),
 ]
 
+SKLEARN_VERSION_PATTERN: Final = r"^[0-9]+\.[0-9]+([.+-]?[0-9A-Za-z][0-9A-Za-z.+-]*)?$"
 URI_SCHEMES: Final = ("pvc://", "http://", "https://", "file://")
 FILE_URIS_OFF: Final = (
     "file:// URIs are allowed only when the operator runs with --allow-file-uris "
@@ -173,6 +174,11 @@ class ModelSource(_Spec):
     uri: Annotated[str, AfterValidator(_check_uri)] = Field(min_length=1, max_length=2048)
     sha256: str = Field(max_length=64, pattern=r"^[a-f0-9]{64}$")
     format: Literal["joblib", "skops"] = "joblib"
+    # The scikit-learn version the artifact was saved with, as declared by its producer: the
+    # operator never moves the model onto an image of another minor version (imagepolicy.py).
+    sklearn_version: str | None = Field(
+        default=None, max_length=32, pattern=SKLEARN_VERSION_PATTERN
+    )
 
 
 class ResourceList(_Spec):
@@ -209,6 +215,9 @@ class Serving(PodFields):
     # Unset means auto. No default on purpose: a defaulted field would change the spec hash, and
     # so restart every existing revision, on the operator upgrade that introduces it.
     runtime: Literal["auto", "sklearn", "onnx"] | None = None
+    # Opt-in: the operator may move this model onto an image of another scikit-learn minor
+    # version, and the server loads it there (warning instead of refusing).
+    allow_sklearn_upgrade: bool | None = None
 
 
 class ScalingPolicy(_Spec):

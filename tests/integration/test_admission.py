@@ -199,6 +199,12 @@ FULL_STATUS = {
     },
     "previous": {"revision": 1, "specHash": "0123456789", "weight": 0, "traffic": 0},
     "rolloutState": '{"step":0,"weight":10}',
+    "image": {
+        "serving": "example.org/modeldeploy:1",
+        "default": "example.org/modeldeploy:2",
+        "state": "UpgradeAvailable",
+        "message": "example.org/modeldeploy:2 is available",
+    },
     "quarantinedSpecHashes": ["fedcba9876"],
     "history": [
         {
@@ -242,8 +248,9 @@ def test_status_is_a_subresource_with_printer_columns(cluster: KubeCluster, ns: 
     assert table[0].split() == header
     assert table[1].split()[:6] == ["columns", "Progressing", "3", "10%", "33%", "3/3"]
     wide = cluster.kubectl("get", names.SHORT_NAME, "columns", "-n", ns, "-o", "wide").stdout
-    assert wide.split("\n")[0].split()[-4:] == ["MODEL", "STABLE-REV", "CANARY-REV", "MESSAGE"]
-    assert wide.split("\n")[1].split()[7:10] == ["iris", "1", "2"]
+    header = ["MODEL", "STABLE-REV", "CANARY-REV", "IMAGE", "MESSAGE"]
+    assert wide.split("\n")[0].split()[-5:] == header
+    assert wide.split("\n")[1].split()[7:11] == ["iris", "1", "2", "UpgradeAvailable"]
 
 
 def test_status_schema_rejects_an_unknown_phase(cluster: KubeCluster, ns: str) -> None:

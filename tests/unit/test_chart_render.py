@@ -334,6 +334,22 @@ def test_model_pods_default_to_the_operators_image() -> None:
     assert f"--serving-image={ctr['image']}" in ctr["args"]
 
 
+def test_serving_image_policy_values_become_operator_flags() -> None:
+    args = container(render())["args"]
+    assert "--serving-image-rollout=manual" in args
+    assert "--serving-image-max-canaries=1" in args
+    assert not [a for a in args if a.startswith("--serving-image-sklearn-version")]
+    policy = {"rollout": "progressive", "maxCanaries": 3, "sklearnVersion": "1.5.2"}
+    args = container(render({"servingImage": policy}))["args"]
+    assert {
+        "--serving-image-rollout=progressive",
+        "--serving-image-max-canaries=3",
+        "--serving-image-sklearn-version=1.5.2",
+    } <= set(args)
+    refused = helm("template", RELEASE, str(CHART), values={"servingImage": {"rollout": "auto"}})
+    assert refused.returncode != 0
+
+
 def test_optional_objects_render_when_enabled() -> None:
     docs = render(EVERYTHING_ON)
     assert {"PodDisruptionBudget", "ServiceMonitor", "PodMonitor", "ConfigMap"} <= set(kinds(docs))
