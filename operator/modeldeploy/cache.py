@@ -19,6 +19,7 @@ OBSERVED: Final = {
     "Pod": "pods",
     "HorizontalPodAutoscaler": "hpas",
     "ControllerRevision": "controllerrevisions",
+    "NetworkPolicy": "networkpolicies",
 }
 
 _Owner = tuple[str, str]  # (namespace, ModelDeployment name)

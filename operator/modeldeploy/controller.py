@@ -22,6 +22,7 @@ import aiohttp
 
 from modeldeploy import metrics, names
 from modeldeploy.cache import ObservedCache, resource_version
+from modeldeploy.containment import EgressSettings
 from modeldeploy.diagnosis import Problem, deployment_problem, pod_problem
 from modeldeploy.k8s import ApiError, Kube
 from modeldeploy.pod import PodSettings
@@ -92,12 +93,14 @@ class Controller:
         allow_file_uris: bool = False,
         pod_settings: PodSettings | None = None,
         monitor_role: str = names.DEFAULT_MONITOR_CLUSTER_ROLE,
+        egress: EgressSettings | None = None,
     ) -> None:
         self.kube = kube
         self.default_image = default_image
         self.allow_file_uris = allow_file_uris
         self.pod_settings = pod_settings or PodSettings()
         self.monitor_role = monitor_role
+        self.egress = egress or EgressSettings()
         self.clock = clock
         self.queue = WorkQueue(self.reconcile)
         self._bodies: dict[Key, dict[str, Any]] = {}
@@ -263,6 +266,7 @@ class Controller:
             allow_file_uris=self.allow_file_uris,
             pod_settings=self.pod_settings,
             monitor_role=self.monitor_role,
+            egress=self.egress,
         )
         refused_before = dict(self._refused.get(key) or {})
         await self._execute(key, body, result)

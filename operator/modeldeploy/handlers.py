@@ -70,6 +70,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         allow_file_uris=memo.allow_file_uris,
         pod_settings=PodSettings(monitor_image=memo.monitor_image),
         monitor_role=memo.monitor_role,
+        egress=memo.egress,
     )
     logging.getLogger("modeldeploy").info(
         "operator started (%s)",
@@ -129,6 +130,11 @@ async def observe_hpa(body: kopf.Body, memo: Any, **_: Any) -> None:
     memo.controller.observe("HorizontalPodAutoscaler", dict(body))
 
 
+@kopf.index("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
+async def observe_network_policy(body: kopf.Body, memo: Any, **_: Any) -> None:
+    memo.controller.observe("NetworkPolicy", dict(body))
+
+
 @kopf.index("apps", "v1", "controllerrevisions", labels=MANAGED)
 async def observe_history(body: kopf.Body, memo: Any, **_: Any) -> None:
     memo.controller.observe("ControllerRevision", dict(body))
@@ -148,6 +154,7 @@ async def pod_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) 
 @kopf.on.event("apps", "v1", "controllerrevisions", labels=MANAGED)
 @kopf.on.event("v1", "services", labels=MANAGED)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
 async def child_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
     memo.controller.on_child(_event_type(event), dict(body))
 

@@ -44,6 +44,7 @@ RESOURCES: Final = {
     "ControllerRevision": Resource("apps/v1", "controllerrevisions"),
     "Service": Resource("v1", "services"),
     "HorizontalPodAutoscaler": Resource("autoscaling/v2", "horizontalpodautoscalers"),
+    "NetworkPolicy": Resource("networking.k8s.io/v1", "networkpolicies"),
     "Pod": Resource("v1", "pods"),
     "Event": Resource("v1", "events"),
     "ServiceAccount": Resource("v1", "serviceaccounts"),

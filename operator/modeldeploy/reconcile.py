@@ -12,6 +12,7 @@ from typing import Any
 
 from modeldeploy import builders, conditions, names, rollout
 from modeldeploy.analysis import OnNoData, PodView, analyze, pod_view
+from modeldeploy.containment import EgressSettings, network_policy, spec_warnings
 from modeldeploy.diagnosis import Problem, problems_by_revision
 from modeldeploy.hashing import revision_hash
 from modeldeploy.pod import PodSettings
@@ -55,9 +56,11 @@ def plan(
     allow_file_uris: bool = False,
     pod_settings: PodSettings | None = None,
     monitor_role: str = names.DEFAULT_MONITOR_CLUSTER_ROLE,
+    egress: EgressSettings | None = None,
 ) -> Reconciliation:
-    """`pod_settings` and `monitor_role` (the ClusterRole bound for the sidecar) are the
-    operator's own settings, from its flags."""
+    """`pod_settings`, `monitor_role` (the ClusterRole bound for the sidecar) and `egress`
+    (where model pods must reach, for their NetworkPolicy) are the operator's own settings,
+    from its flags."""
     meta = body["metadata"]
     settings = pod_settings or PodSettings()
     stored_status: Mapping[str, Any] = body.get("status") or {}
@@ -122,6 +125,11 @@ def plan(
         apply.append(hpa)
     elif observed.get("hpas"):
         delete.append(("HorizontalPodAutoscaler", names.hpa_name(owner.name)))
+    policy_object = network_policy(owner, spec, egress or EgressSettings())
+    if policy_object is not None:
+        apply.append(policy_object)
+    elif observed.get("networkpolicies"):
+        delete.append(("NetworkPolicy", names.network_policy_name(owner.name)))
 
     scale: dict[str, int] = {}
     for revision, replicas in decision.replicas.items():
@@ -151,6 +159,7 @@ def plan(
         replicas=obs.replicas,
         now=now,
     )
+    desired["warnings"] = spec_warnings(spec) or None
     others = [r for r in refused if r["kind"] != "Deployment"]  # revisions fail as problems
     desired, refusal = with_refusals(desired, others, stored_status, meta.get("generation"), now)
     events = [{"type": e.type, "reason": e.reason, "message": e.message} for e in decision.events]
