@@ -127,3 +127,15 @@ def test_warnings_reach_status_and_leave_it_when_resolved() -> None:
     md["spec"]["networkPolicy"] = {"enabled": False}
     later = plan(md, seen, default_image=IMAGE, now=NOW)
     assert later.status is not None and later.status["warnings"] is None  # merge patch: delete
+
+
+def test_operator_flags_and_env_give_the_api_server_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modeldeploy.main import egress_settings, parse_args
+
+    assert egress_settings(parse_args([])) == EgressSettings()
+    args = ["--api-server-cidr=10.0.0.5/32", "--api-server-port=6443"]
+    assert egress_settings(parse_args(args)) == EgressSettings(("10.0.0.5/32",), (6443,))
+    monkeypatch.setenv(names.ENV_API_SERVER_CIDRS, "10.0.0.5/32, fd00::/64")
+    assert egress_settings(parse_args([])).api_server_cidrs == ("10.0.0.5/32", "fd00::/64")
+    with pytest.raises(SystemExit, match="--api-server-cidr"):
+        egress_settings(parse_args(["--api-server-cidr=10.0.0.5/8"]))  # host bits set
