@@ -21,6 +21,7 @@ OBSERVED: Final = {
     "HorizontalPodAutoscaler": "hpas",
     "ControllerRevision": "controllerrevisions",
     "PodDisruptionBudget": "pdbs",
+    "NetworkPolicy": "networkpolicies",
 }
 
 _Owner = tuple[str, str]  # (namespace, ModelDeployment name)

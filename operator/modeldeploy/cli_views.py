@@ -155,6 +155,8 @@ def tree_lines(
     ]
     if status.get("message"):
         lines.append(f"  {status['message']}")
+    for warning in status.get("warnings") or []:  # risks served anyway (docs/security.md)
+        lines.append(f"  warning: {warning}")
     by_rev = {_revision(d): d for d in deployments}
     roles = [(role, status.get(role)) for role in ("stable", "canary", "previous")]
     shown = {int(r["revision"]) for _, r in roles if r}

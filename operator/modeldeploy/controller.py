@@ -23,6 +23,7 @@ import aiohttp
 
 from modeldeploy import metrics, names
 from modeldeploy.cache import ObservedCache, resource_version
+from modeldeploy.containment import EgressSettings
 from modeldeploy.diagnosis import Problem, deployment_problem, pod_problem
 from modeldeploy.imagepolicy import ImagePolicy, UpgradeSlots
 from modeldeploy.k8s import ApiError, Kube
@@ -104,6 +105,7 @@ class Controller:
         monitor_role: str = names.DEFAULT_MONITOR_CLUSTER_ROLE,
         webhook: WebhookSender | None = None,
         image_policy: ImagePolicy | None = None,
+        egress: EgressSettings | None = None,
     ) -> None:
         self.kube = kube
         self.webhook = webhook
@@ -113,6 +115,7 @@ class Controller:
         self.allow_file_uris = allow_file_uris
         self.pod_settings = pod_settings or PodSettings()
         self.monitor_role = monitor_role
+        self.egress = egress or EgressSettings()
         self.clock = clock
         self.queue = WorkQueue(self.reconcile)
         self._bodies: dict[Key, dict[str, Any]] = {}
@@ -298,6 +301,7 @@ class Controller:
             image_rollout=self.image_policy.rollout,
             image_sklearn_version=self.image_policy.sklearn_version,
             upgrade_slot=self.upgrade_slots.free_for(key, upgrading),
+            egress=self.egress,
         )
         # Before any await: the next reconcile of another ModelDeployment sees this decision.
         for waiting in self.upgrade_slots.settle(

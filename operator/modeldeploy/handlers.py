@@ -73,6 +73,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         monitor_role=memo.monitor_role,
         webhook=WebhookSender(memo.notify_url) if memo.notify_url else None,
         image_policy=memo.image_policy,
+        egress=memo.egress,
     )
     logging.getLogger("modeldeploy").info(
         "operator started (%s)",
@@ -142,6 +143,11 @@ async def observe_budget(body: kopf.Body, memo: Any, **_: Any) -> None:
     memo.controller.observe("PodDisruptionBudget", dict(body))
 
 
+@kopf.index("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
+async def observe_network_policy(body: kopf.Body, memo: Any, **_: Any) -> None:
+    memo.controller.observe("NetworkPolicy", dict(body))
+
+
 @kopf.index("apps", "v1", "controllerrevisions", labels=MANAGED)
 async def observe_history(body: kopf.Body, memo: Any, **_: Any) -> None:
     memo.controller.observe("ControllerRevision", dict(body))
@@ -162,6 +168,7 @@ async def pod_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) 
 @kopf.on.event("v1", "services", labels=MANAGED)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
 async def child_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
     memo.controller.on_child(_event_type(event), dict(body))
 

@@ -45,6 +45,7 @@ RESOURCES: Final = {
     "Service": Resource("v1", "services"),
     "HorizontalPodAutoscaler": Resource("autoscaling/v2", "horizontalpodautoscalers"),
     "PodDisruptionBudget": Resource("policy/v1", "poddisruptionbudgets"),
+    "NetworkPolicy": Resource("networking.k8s.io/v1", "networkpolicies"),
     "Pod": Resource("v1", "pods"),
     "Event": Resource("v1", "events"),
     "ServiceAccount": Resource("v1", "serviceaccounts"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 
@@ -10,6 +11,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from modeldeploy import __version__, names
+from modeldeploy.containment import API_SERVER_PORTS, EgressSettings
 from modeldeploy.imagepolicy import ROLLOUTS, ImagePolicy
 from modeldeploy.leader import lease_namespace
 
@@ -81,6 +83,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"default: {names.DEFAULT_MONITOR_CLUSTER_ROLE})",
     )
     parser.add_argument(
+        "--api-server-cidr",
+        action="append",
+        default=_env_list(names.ENV_API_SERVER_CIDRS),
+        metavar="CIDR",
+        help="repeatable: the API server's addresses (after any Service translation: its "
+        "endpoints), the only ones model pods' NetworkPolicies let the sidecar report to "
+        "(env MODELDEPLOY_API_SERVER_CIDRS, comma-separated; default: any address, on the "
+        "--api-server-port ports)",
+    )
+    parser.add_argument(
+        "--api-server-port",
+        action="append",
+        type=int,
+        default=[int(p) for p in _env_list(names.ENV_API_SERVER_PORTS)],
+        metavar="PORT",
+        help="repeatable: the API server's ports for the same rule "
+        "(env MODELDEPLOY_API_SERVER_PORTS; default: 443 and 6443)",
+    )
+    parser.add_argument(
         "--leader-election",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -122,8 +143,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def egress_settings(args: argparse.Namespace) -> EgressSettings:
+    """Flags to settings; exits with the reason on a malformed CIDR or port."""
+    try:
+        for cidr in args.api_server_cidr:
+            ipaddress.ip_network(cidr, strict=True)
+        return EgressSettings(
+            api_server_cidrs=tuple(args.api_server_cidr),
+            api_server_ports=tuple(args.api_server_port) or API_SERVER_PORTS,
+        )
+    except ValueError as err:
+        flags = "--api-server-cidr/--api-server-port"
+        raise SystemExit(f"modeldeploy-operator: {flags}: {err}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    egress = egress_settings(args)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -133,6 +173,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.kubeconfig:
         # kopf's login and our own client read it from the environment (see handlers.login).
         os.environ["KUBECONFIG"] = args.kubeconfig
+    if not egress.api_server_cidrs:
+        logging.getLogger("modeldeploy").warning(
+            "no --api-server-cidr: model pods' NetworkPolicies let them reach any address on "
+            "TCP %s (where the sidecar reports); give the API server's addresses to narrow it",
+            ", ".join(map(str, egress.api_server_ports)),
+        )
     if args.metrics_port:
         start_http_server(args.metrics_port)
 
@@ -149,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
         allow_file_uris=args.allow_file_uris,
         monitor_image=args.monitor_image or args.serving_image,
         monitor_role=args.monitor_cluster_role,
+        egress=egress,
         namespaced=bool(args.namespace),
         namespaces=list(args.namespace),
         leader_election=args.leader_election,

@@ -86,6 +86,10 @@ def hpa_name(md_name: str) -> str:
     return md_name
 
 
+def network_policy_name(md_name: str) -> str:
+    return md_name
+
+
 # --- status vocabulary (the CRD's enums list the same values; a unit test keeps them equal) ---
 PHASE_PENDING: Final = "Pending"  # accepted, nothing is serving yet
 PHASE_PROGRESSING: Final = "Progressing"  # a new revision is rolling out (canary steps or bake)
@@ -202,6 +206,10 @@ DEFAULT_SERVING_IMAGE: Final = "ghcr.io/modeldeploy/modeldeploy:0.1.0"
 # The sidecar's image: the operator's choice (default: its serving image, which holds both
 # entrypoints), never the spec's. The sidecar holds the pod's API token.
 ENV_SIDECAR_IMAGE: Final = "MODELDEPLOY_SIDECAR_IMAGE"
+# Where model pods may reach the API server (the sidecar reports there), for their
+# NetworkPolicy: comma-separated CIDRs and ports.
+ENV_API_SERVER_CIDRS: Final = "MODELDEPLOY_API_SERVER_CIDRS"
+ENV_API_SERVER_PORTS: Final = "MODELDEPLOY_API_SERVER_PORTS"
 
 # The serving image policy (imagepolicy.py): how a new default image reaches existing revisions.
 ENV_SERVING_IMAGE_ROLLOUT: Final = "MODELDEPLOY_SERVING_IMAGE_ROLLOUT"

@@ -12,6 +12,7 @@ from typing import Any
 
 from modeldeploy import builders, conditions, imagepolicy, names, rollout
 from modeldeploy.analysis import OnNoData, PodView, analyze, pod_view
+from modeldeploy.containment import EgressSettings, network_policy, spec_warnings
 from modeldeploy.diagnosis import Problem, problems_by_revision
 from modeldeploy.hashing import revision_hash
 from modeldeploy.imagepolicy import ImagePolicy, Images
@@ -61,11 +62,13 @@ def plan(
     image_rollout: str = names.IMAGE_ROLLOUT_MANUAL,
     image_sklearn_version: str | None = None,
     upgrade_slot: bool = False,
+    egress: EgressSettings | None = None,
 ) -> Reconciliation:
     """`pod_settings`, `monitor_role` (the ClusterRole bound for the sidecar), `default_image`,
-    `image_rollout` and `image_sklearn_version` (imagepolicy.ImagePolicy) are the operator's
-    own settings, from its flags; `upgrade_slot`: whether this ModelDeployment may start an
-    image-upgrade canary now (the controller counts them across ModelDeployments)."""
+    `image_rollout` and `image_sklearn_version` (imagepolicy.ImagePolicy) and `egress` (where
+    model pods must reach, for their NetworkPolicy) are the operator's own settings, from its
+    flags; `upgrade_slot`: whether this ModelDeployment may start an image-upgrade canary now
+    (the controller counts them across ModelDeployments)."""
     meta = body["metadata"]
     settings = pod_settings or PodSettings()
     stored_status: Mapping[str, Any] = body.get("status") or {}
@@ -151,6 +154,11 @@ def plan(
     budgets, unwanted = _budgets(owner, spec, running, observed.get("pdbs", []))
     apply += budgets
     delete += unwanted
+    policy_object = network_policy(owner, spec, egress or EgressSettings())
+    if policy_object is not None:
+        apply.append(policy_object)
+    elif observed.get("networkpolicies"):
+        delete.append(("NetworkPolicy", names.network_policy_name(owner.name)))
 
     scale: dict[str, int] = {}
     for revision, replicas in decision.replicas.items():
@@ -182,6 +190,7 @@ def plan(
     )
     upgrading = _upgrade_in_flight(spec, new_state, images)
     desired["image"] = _image_status(choice, upgrading, new_state, images, image_policy)
+    desired["warnings"] = spec_warnings(spec) or None
     others = [r for r in refused if r["kind"] != "Deployment"]  # revisions fail as problems
     desired, refusal = with_refusals(desired, others, stored_status, meta.get("generation"), now)
     events = [{"type": e.type, "reason": e.reason, "message": e.message} for e in decision.events]

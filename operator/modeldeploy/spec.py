@@ -8,6 +8,7 @@ it. `parse_spec` turns every problem into one typed `SpecError` naming the field
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import re
 from collections.abc import Callable, Mapping
@@ -281,6 +282,35 @@ class Rollback(_Spec):
     history_limit: int = Field(default=10, ge=1, le=50)
 
 
+def _canonical_cidr(value: str) -> str:
+    # Canonical only ("10.0.0.0/8", not "10.0.0.1/8"): what the NetworkPolicy API stores.
+    try:
+        network = ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        raise ValueError(
+            "must be a CIDR with no host bits set, e.g. '10.0.0.0/8' or '2001:db8::/32'"
+        ) from None
+    if str(network) != value:
+        raise ValueError(f"must be written canonically, as {str(network)!r}")
+    return value
+
+
+class EgressRule(_Spec):
+    """One more destination the model pods may connect to (the model source of an http(s)://
+    URI, an in-cluster object store). NetworkPolicy matches addresses, never host names."""
+
+    cidr: Annotated[str, AfterValidator(_canonical_cidr)] = Field(min_length=1, max_length=49)
+    ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = Field(default=(), max_length=8)
+
+
+class NetworkPolicy(_Spec):
+    """The ModelDeployment's own NetworkPolicy (docs/security.md). Not part of the spec hash:
+    it changes what the pods may reach, not what a revision is."""
+
+    enabled: bool = True
+    egress: tuple[EgressRule, ...] = Field(default=(), max_length=16)
+
+
 class ModelDeploymentSpec(_Spec):
     model: ModelSource
     serving: Serving = Serving()
@@ -291,6 +321,7 @@ class ModelDeploymentSpec(_Spec):
     rollback: Rollback = Rollback()
     # Not part of a revision (outside the spec hash): a budget changes in place on every one.
     disruption: Disruption | None = None
+    network_policy: NetworkPolicy = NetworkPolicy()
 
     @property
     def autoscaling_enabled(self) -> bool:

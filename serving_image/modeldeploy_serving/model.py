@@ -96,6 +96,12 @@ def _deserialize(
 
 
 def _load_joblib(data: bytes) -> Any:
+    # Logged before unpickling, so the line is there even if the payload never returns.
+    log.warning(
+        "loading a joblib/pickle artifact: unpickling runs any code it contains, and its sha256 "
+        "proves only that these are the bytes the spec named; save the model with skops "
+        "(format: skops), which loads trusted types only (docs/security.md)"
+    )
     try:
         return joblib.load(io.BytesIO(data))
     except Exception as exc:  # unpickling raises anything: EOFError, ImportError, KeyError...

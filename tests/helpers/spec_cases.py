@@ -395,6 +395,40 @@ INVALID: list[Invalid] = [
         "less than or equal to 50",
         True,
     ),
+    # --- networkPolicy ---
+    Invalid(
+        "egress-not-a-cidr",
+        _spec(networkPolicy={"egress": [{"cidr": "models.example.com"}]}),
+        "spec.networkPolicy.egress[0].cidr",
+        "must be a CIDR with no host bits set",
+        True,
+    ),
+    Invalid(
+        "egress-host-bits",
+        _spec(networkPolicy={"egress": [{"cidr": "10.1.2.3/8"}]}),
+        "spec.networkPolicy.egress[0].cidr",
+        "must be a CIDR with no host bits set",
+        True,
+    ),
+    Invalid(
+        "egress-no-prefix-length",
+        _spec(networkPolicy={"egress": [{"cidr": "10.1.2.3"}]}),
+        "spec.networkPolicy.egress[0].cidr",
+        "must be a CIDR",
+    ),
+    Invalid(
+        "egress-ipv6-not-canonical",
+        _spec(networkPolicy={"egress": [{"cidr": "2001:DB8::/32"}]}),
+        "spec.networkPolicy.egress[0].cidr",
+        "canonical",
+    ),
+    Invalid(
+        "egress-port-zero",
+        _spec(networkPolicy={"egress": [{"cidr": "10.0.0.0/8", "ports": [0]}]}),
+        "spec.networkPolicy.egress[0].ports[0]",
+        "greater than or equal to 1",
+        True,
+    ),
     # --- serving ---
     Invalid(
         "port-monitor",

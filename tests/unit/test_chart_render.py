@@ -149,6 +149,18 @@ def test_the_webhook_url_comes_from_the_values_or_a_secret() -> None:
     assert env["valueFrom"] == {"secretKeyRef": {"name": "hook", "key": "url"}}
 
 
+def test_network_policy_api_server_values_become_operator_flags() -> None:
+    args = container(render({}))["args"]
+    assert not [a for a in args if a.startswith("--api-server-")]  # the operator's defaults
+    values = {"apiServerCIDRs": ["10.0.0.5/32", "fd00::/64"], "apiServerPorts": [6443]}
+    args = container(render({"networkPolicy": values}))["args"]
+    assert [a for a in args if a.startswith("--api-server-")] == [
+        "--api-server-cidr=10.0.0.5/32",
+        "--api-server-cidr=fd00::/64",
+        "--api-server-port=6443",
+    ]
+
+
 def test_the_verdict_policy_names_the_operators_identities() -> None:
     docs = render({"watchNamespaces": ["team-a"]})
     policy = one(docs, "ValidatingAdmissionPolicy")

@@ -98,6 +98,7 @@ def test_a_new_modeldeployment_gets_its_children_and_a_floor_sized_first_revisio
         "ControllerRevision",
         "Deployment",
         "HorizontalPodAutoscaler",
+        "NetworkPolicy",
     ]
     history = result.apply[3]
     assert (history["metadata"]["name"], history["revision"]) == ("iris-r1", 1)
