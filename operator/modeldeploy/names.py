@@ -67,6 +67,14 @@ TERMINAL_LOAD_CAUSES: Final = (
 # --- containers and children ------------------------------------------------------------------
 CONTAINER_SERVER: Final = "model-server"
 CONTAINER_MONITOR: Final = "monitor"
+# The init container that downloads an object-store artifact (s3://, gs://, azure://) with the
+# credentials of spec.model.env/envFrom; the only container that sees them.
+CONTAINER_FETCHER: Final = "fetch-model"
+FETCHED_MODEL_DIR: Final = "/mnt/models/fetched"  # an emptyDir, read-only in the model server
+# Webhooks of cloud workload identity inject their token into every container unless told to
+# skip some (AWS: comma-separated, Azure: semicolon-separated); only the fetcher needs it.
+ANNOTATION_EKS_SKIP_CONTAINERS: Final = "eks.amazonaws.com/skip-containers"
+ANNOTATION_AZURE_SKIP_CONTAINERS: Final = "azure.workload.identity/skip-containers"
 SIDECAR_SERVICE_ACCOUNT: Final = "modeldeploy-monitor"
 
 
@@ -193,7 +201,7 @@ ENV_SIDECAR_IMAGE: Final = "MODELDEPLOY_SIDECAR_IMAGE"
 # Equal to the CRD's modeldeploy.io/schema-version annotation (a unit test keeps them equal);
 # an operator seeing an older value knows the installed CRD may prune fields it relies on.
 ANNOTATION_SCHEMA_VERSION: Final = f"{GROUP}/schema-version"
-CRD_SCHEMA_VERSION: Final = "3"
+CRD_SCHEMA_VERSION: Final = "4"
 # A DNS-1035 label short enough that `<name>-r<revision>` stays a valid 63-character label.
 MAX_MD_NAME_LENGTH: Final = 52
 
