@@ -63,6 +63,9 @@ TERMINAL_LOAD_CAUSES: Final = (
     "WarmupFailed",
     "ArtifactTooLarge",
 )
+# A download that failed (denied, missing, unreachable): may fix itself (a Secret created, an
+# object uploaded), so the rollout waits for it until its progress deadline.
+REASON_FETCH_FAILED: Final = "FetchFailed"
 
 # --- containers and children ------------------------------------------------------------------
 CONTAINER_SERVER: Final = "model-server"

@@ -232,7 +232,8 @@ def _azure(
         stream = blob.download_blob(timeout=int(timeout))
         return read_limited(stream.chunks(), max_bytes=max_bytes, source=ref.uri)
     except az.HttpResponseError as exc:  # ClientAuthenticationError and ResourceNotFound too
-        code = str(getattr(exc, "error_code", "") or "")
+        code = getattr(exc, "error_code", "") or ""
+        code = str(getattr(code, "value", code))  # a StorageErrorCode enum, or a string
         raise _classify(ref.uri, int(exc.status_code or 0), code, _first(exc)) from None
     except az.ServiceRequestError as exc:
         raise Transient(f"cannot reach the store: {_first(exc)}") from None
