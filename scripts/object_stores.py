@@ -13,6 +13,7 @@ would refuse them; fake-gcs-server accepts any credentials (it has no authentica
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -75,6 +76,7 @@ def _wait(what: str, check: Callable[[], bool], process: subprocess.Popen[bytes]
         if check():
             return
         time.sleep(0.2)
+    stop([process])
     raise RuntimeError(f"{what} did not answer within {STARTUP_TIMEOUT_S:.0f} s")
 
 
@@ -190,17 +192,23 @@ def start_azure(workdir: Path, host: str) -> tuple[subprocess.Popen[bytes], dict
     }
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        pass
+def stop(processes: list[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
+    """SIGTERM every store's process group at once, SIGKILL what is left after `grace`."""
+    for process in processes:
+        _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+            process.wait()
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signum)
 
 
 def run(workdir: Path, host: str) -> int:
@@ -233,8 +241,7 @@ def run(workdir: Path, host: str) -> int:
             time.sleep(0.2)
         return 0 if stopping else 1
     finally:
-        for process in reversed(running):
-            stop(process)
+        stop(running)
 
 
 def main() -> int:

@@ -136,7 +136,7 @@ def stop_stores(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=60)  # the script gives its stores 10 s, then kills them
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
