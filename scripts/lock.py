@@ -27,6 +27,8 @@ from typing import Final
 ROOT: Final = Path(__file__).resolve().parent.parent
 LOCK: Final = ROOT / "serving_image" / "requirements.lock"
 TARGET: Final = ("linux", "x86_64", (3, 11))  # the serving image's platform (its Python base)
+# Optional dependencies the image installs too: the fetcher's object-store clients.
+IMAGE_EXTRAS: Final = ("storage",)
 _PIN: Final = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
 _HASH: Final = re.compile(r"--hash=sha256:([0-9a-f]{64})")
 
@@ -91,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-emit-index-url",
         "--no-emit-find-links",
         "--no-emit-trusted-host",
+        *(f"--extra={extra}" for extra in IMAGE_EXTRAS),
         f"--output-file={LOCK.relative_to(ROOT)}",
         *(["--upgrade"] if args.upgrade else []),
         "pyproject.toml",

@@ -32,7 +32,9 @@ def revision_hash(spec: ModelDeploymentSpec, *, default_image: str) -> str:
     if not serving.get("allowSklearnUpgrade"):  # unset and false run the same pods
         serving.pop("allowSklearnUpgrade", None)
     # A declaration about the artifact, not what runs: editing it starts no rollout.
-    model = spec.model.model_dump(by_alias=True, mode="json", exclude={"sklearn_version"})
+    model = spec.model.model_dump(
+        by_alias=True, mode="json", exclude={"sklearn_version"}, exclude_none=True
+    )
     document = {
         "scheme": HASH_SCHEME,
         "model": model,

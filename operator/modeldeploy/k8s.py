@@ -86,11 +86,11 @@ class Credentials:
 
         cfg = client.Configuration()
         try:
-            config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
+            config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call, unused-ignore]
         except config.ConfigException:
             if kubeconfig:
                 raise
-            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call, unused-ignore]
         ctx: ssl.SSLContext | bool
         if cfg.verify_ssl:
             ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)

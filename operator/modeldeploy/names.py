@@ -66,10 +66,21 @@ TERMINAL_LOAD_CAUSES: Final = (
     "WarmupFailed",
     "ArtifactTooLarge",
 )
+# A download that failed (denied, missing, unreachable): may fix itself (a Secret created, an
+# object uploaded), so the rollout waits for it until its progress deadline.
+REASON_FETCH_FAILED: Final = "FetchFailed"
 
 # --- containers and children ------------------------------------------------------------------
 CONTAINER_SERVER: Final = "model-server"
 CONTAINER_MONITOR: Final = "monitor"
+# The init container that downloads an object-store artifact (s3://, gs://, azure://) with the
+# credentials of spec.model.env/envFrom; the only container that sees them.
+CONTAINER_FETCHER: Final = "fetch-model"
+FETCHED_MODEL_DIR: Final = "/mnt/models/fetched"  # an emptyDir, read-only in the model server
+# Webhooks of cloud workload identity inject their token into every container unless told to
+# skip some (AWS: comma-separated, Azure: semicolon-separated); only the fetcher needs it.
+ANNOTATION_EKS_SKIP_CONTAINERS: Final = "eks.amazonaws.com/skip-containers"
+ANNOTATION_AZURE_SKIP_CONTAINERS: Final = "azure.workload.identity/skip-containers"
 SIDECAR_SERVICE_ACCOUNT: Final = "modeldeploy-monitor"
 
 

@@ -5,6 +5,11 @@ read-only root filesystem; only the sidecar gets a ServiceAccount token, through
 volume on that container alone, so code in a (possibly malicious) model file cannot reach the
 Kubernetes API; and the sidecar runs the operator's image (`PodSettings.monitor_image`), never
 the spec's serving image.
+
+An object-store artifact (s3://, gs://, azure://) is downloaded by a first init container, the
+fetcher, into an emptyDir the model server reads. The fetcher alone gets spec.model.env and
+envFrom (store credentials); it verifies the sha256 but never deserializes the artifact, so no
+model code runs where credentials are.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any, Final
 
 from modeldeploy import names
 from modeldeploy.podsettings import PodFields, Tuning, dump
-from modeldeploy.spec import ModelDeploymentSpec, effective_image
+from modeldeploy.spec import FETCHED_SCHEMES, ModelDeploymentSpec, effective_image
 
 TOKEN_EXPIRATION_SECONDS: Final = 3607  # the kubelet's usual bound-token lifetime
 _TMP_MOUNT: Final = "/tmp"
@@ -33,6 +38,8 @@ class PodSettings:
     drain_seconds: int = 3
     termination_grace_seconds: int = 30
     tmp_size_limit: str = "256Mi"
+    # The fetched artifact's emptyDir: above the server's default artifact limit (1Gi).
+    fetched_model_size_limit: str = "2Gi"
     # The sidecar holds the pod's API token, so it runs the operator's image, never the spec's.
     monitor_image: str = names.DEFAULT_SERVING_IMAGE
     # Measured in a pod on the real node: 143 MB RSS, steady (84 MB of it heap, grown in the
@@ -63,12 +70,21 @@ def pod_template(
     settings: PodSettings,
 ) -> dict[str, Any]:
     image = effective_image(spec, default_image)
-    model_uri, model_volumes, model_mounts = _model_location(spec.model.uri)
+    model_uri, model_volumes, model_mounts = _model_location(spec, settings)
+    fetchers = [_fetcher(spec, image, settings)] if _fetched(spec) else []
+    metadata = _pod_metadata(spec.serving, labels)
+    if spec.serving.service_account_name is not None:
+        # The operator's annotations win: they keep identity webhooks off the other containers.
+        metadata["annotations"] = {**metadata.get("annotations", {}), **_identity_skips()}
     return {
-        "metadata": _pod_metadata(spec.serving, labels),
+        "metadata": metadata,
         "spec": {
             **_scheduling(spec.serving),
-            "serviceAccountName": names.SIDECAR_SERVICE_ACCOUNT,
+            # The spec's own identity (cloud workload identity) or the sidecar's account. No
+            # container mounts a token but the sidecar, through its own projected volume.
+            "serviceAccountName": (
+                spec.serving.service_account_name or names.SIDECAR_SERVICE_ACCOUNT
+            ),
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,  # no env vars describing every Service in the namespace
             "terminationGracePeriodSeconds": settings.termination_grace_seconds,
@@ -79,9 +95,10 @@ def pod_template(
                 "fsGroup": settings.run_as_user,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
-            # A native sidecar (restartPolicy Always): it starts before the server and is
-            # stopped only after the server has drained, so verdicts cover the whole life.
-            "initContainers": [_monitor(spec, md_name, md_uid, settings)],
+            # The fetcher first (it must finish before anything else starts), then the native
+            # sidecar (restartPolicy Always): it starts before the server and is stopped only
+            # after the server has drained, so verdicts cover the whole life.
+            "initContainers": [*fetchers, _monitor(spec, md_name, md_uid, settings)],
             "containers": [_server(spec, image, model_uri, model_mounts, settings)],
             "volumes": [
                 {"name": "server-tmp", "emptyDir": {"sizeLimit": settings.tmp_size_limit}},
@@ -116,14 +133,7 @@ def _server(
     env |= tuning_env(serving.tuning)
     if serving.allow_sklearn_upgrade:  # the opt-in would be moot if the server still refused
         env[names.ENV_ALLOW_SKLEARN_MISMATCH] = "true"
-    resources = {
-        key: value.as_dict()
-        for key, value in (
-            ("requests", serving.resources.requests),
-            ("limits", serving.resources.limits),
-        )
-        if value is not None and value.as_dict()
-    }
+    resources = _server_resources(spec)
     return {
         "name": names.CONTAINER_SERVER,
         "image": image,
@@ -137,6 +147,20 @@ def _server(
         "securityContext": _container_security(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [{"name": "server-tmp", "mountPath": _TMP_MOUNT}, *model_mounts],
+    }
+
+
+def _server_resources(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    """The model server's; the fetcher gets the same (it holds the same bytes in memory, and an
+    init container's request adds nothing to the pod's when it is not larger)."""
+    serving = spec.serving
+    return {
+        key: value.as_dict()
+        for key, value in (
+            ("requests", serving.resources.requests),
+            ("limits", serving.resources.limits),
+        )
+        if value is not None and value.as_dict()
     }
 
 
@@ -267,8 +291,77 @@ def _token_volume() -> dict[str, Any]:
     }
 
 
-def _model_location(uri: str) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
-    """pvc://claim/path becomes a read-only mount and a file:// URI; other URIs pass through."""
+def _fetched(spec: ModelDeploymentSpec) -> bool:
+    return spec.model.uri.startswith(FETCHED_SCHEMES)
+
+
+def _fetched_path(spec: ModelDeploymentSpec) -> str:
+    return f"{names.FETCHED_MODEL_DIR}/model.{spec.model.format}"
+
+
+def _fetcher(spec: ModelDeploymentSpec, image: str, settings: PodSettings) -> dict[str, Any]:
+    """Download, verify the sha256, write to the emptyDir, exit. The security-relevant choices
+    are flags, which win over any MODELDEPLOY_* variable an envFrom Secret might carry."""
+    model = spec.model
+    env = _env(
+        {
+            names.ENV_MODEL_URI: model.uri,
+            names.ENV_MODEL_NAME: model.name,
+            names.ENV_MODEL_VERSION: model.version,
+            names.ENV_SHA256: model.sha256,
+            names.ENV_FORMAT: model.format,
+        }
+    )
+    user_env = [var.model_dump(by_alias=True, exclude_none=True) for var in model.env or ()]
+    env_from = [
+        source.model_dump(by_alias=True, exclude_none=True) for source in model.env_from or ()
+    ]
+    resources = _server_resources(spec)
+    return {
+        "name": names.CONTAINER_FETCHER,
+        "image": image,
+        "command": [names.COMMAND_SERVER],
+        # Never deserialize here: the artifact may be code (joblib), and credentials are here.
+        "args": [
+            f"--fetch-to={_fetched_path(spec)}",
+            "--skip-load-check",
+            "--no-allow-loopback-downloads",
+        ],
+        "env": [*env, *user_env],
+        **({"envFrom": env_from} if env_from else {}),
+        "resources": resources,
+        "securityContext": _container_security(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [
+            {"name": "fetcher-tmp", "mountPath": _TMP_MOUNT},
+            {"name": "model", "mountPath": names.FETCHED_MODEL_DIR},
+        ],
+    }
+
+
+def _identity_skips() -> dict[str, str]:
+    """Workload-identity webhooks: inject the cloud token into the fetcher only (GKE's metadata
+    server answers the whole pod; docs/storage.md says so)."""
+    others = [names.CONTAINER_SERVER, names.CONTAINER_MONITOR]
+    return {
+        names.ANNOTATION_EKS_SKIP_CONTAINERS: ",".join(others),
+        names.ANNOTATION_AZURE_SKIP_CONTAINERS: ";".join(others),
+    }
+
+
+def _model_location(
+    spec: ModelDeploymentSpec, settings: PodSettings
+) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """pvc://claim/path becomes a read-only mount and a file:// URI; an object-store URI the
+    fetcher's emptyDir, read-only here; other URIs pass through."""
+    uri = spec.model.uri
+    if _fetched(spec):
+        volumes = [
+            {"name": "model", "emptyDir": {"sizeLimit": settings.fetched_model_size_limit}},
+            {"name": "fetcher-tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        ]
+        fetched = {"name": "model", "mountPath": names.FETCHED_MODEL_DIR, "readOnly": True}
+        return f"file://{_fetched_path(spec)}", volumes, [fetched]
     if not uri.startswith("pvc://"):
         return uri, [], []
     claim, path = uri.removeprefix("pvc://").split("/", 1)

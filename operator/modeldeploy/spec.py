@@ -97,11 +97,18 @@ Quantity = Annotated[
 ]
 
 SKLEARN_VERSION_PATTERN: Final = r"^[0-9]+\.[0-9]+([.+-]?[0-9A-Za-z][0-9A-Za-z.+-]*)?$"
-URI_SCHEMES: Final = ("pvc://", "http://", "https://", "file://")
+# Object stores: downloaded by the fetcher init container, the only one that sees the
+# credentials of spec.model.env/envFrom (modeldeploy.pod).
+FETCHED_SCHEMES: Final = ("s3://", "gs://", "azure://")
+URI_SCHEMES: Final = ("pvc://", "http://", "https://", "file://", *FETCHED_SCHEMES)
 FILE_URIS_OFF: Final = (
     "file:// URIs are allowed only when the operator runs with --allow-file-uris "
-    "(development); use pvc:// or http(s)://"
+    "(development); use pvc://, http(s):// or an object store"
 )
+# Bucket and account names as the stores define them (the CRD's CEL uses the same regexes).
+S3_URI: Final = r"s3://[a-z0-9][-.a-z0-9]{1,61}[a-z0-9]/[^?#]+"
+GS_URI: Final = r"gs://[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9]/[^?#]+"
+AZURE_URI: Final = r"azure://[a-z0-9]{3,24}/[a-z0-9][-a-z0-9]{1,61}[a-z0-9]/[^?#]+"
 
 
 def _rule(holds: Callable[[str], object], message: str) -> Callable[[str], str | None]:
@@ -113,7 +120,8 @@ def _rule(holds: Callable[[str], object], message: str) -> Callable[[str], str |
 _URI_RULES: Final[tuple[Callable[[str], str | None], ...]] = (
     _rule(
         lambda uri: uri.startswith(URI_SCHEMES),
-        "must start with one of the allowed schemes 'pvc://', 'http://', 'https://', 'file://'",
+        "must start with one of the allowed schemes 'pvc://', 'http://', 'https://', "
+        "'file://', 's3://', 'gs://', 'azure://'",
     ),
     _rule(lambda uri: re.fullmatch(r"[^\s]+", uri), "must not contain whitespace"),
     _rule(
@@ -148,6 +156,21 @@ _URI_RULES: Final[tuple[Callable[[str], str | None], ...]] = (
         lambda uri: not uri.startswith("file://") or re.fullmatch(r"file:///[^?#]+", uri),
         "must have the form 'file:///<absolute path>'",
     ),
+    _rule(
+        lambda uri: not uri.startswith("s3://") or re.fullmatch(S3_URI, uri),
+        "must have the form 's3://<bucket>/<key>' (bucket: 3-63 lowercase letters, digits, "
+        "'.' and '-'; no query or fragment)",
+    ),
+    _rule(
+        lambda uri: not uri.startswith("gs://") or re.fullmatch(GS_URI, uri),
+        "must have the form 'gs://<bucket>/<object>' (bucket: 3-222 lowercase letters, digits, "
+        "'.', '_' and '-'; no query or fragment)",
+    ),
+    _rule(
+        lambda uri: not uri.startswith("azure://") or re.fullmatch(AZURE_URI, uri),
+        "must have the form 'azure://<account>/<container>/<blob>' (account: 3-24 lowercase "
+        "letters and digits; container: 3-63 lowercase letters, digits and '-')",
+    ),
 )
 
 
@@ -165,6 +188,46 @@ class _Spec(SpecModel):
     """Frozen, camelCase on the wire, no unknown fields (modeldeploy.podsettings.SpecModel)."""
 
 
+# Kubernetes names: a Secret or ConfigMap (DNS subdomain), a data key, a ServiceAccount.
+_OBJECT_NAME: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_DATA_KEY: Final = r"^[-._a-zA-Z0-9]+$"
+_ENV_NAME: Final = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class KeyRef(_Spec):
+    """One key of a Secret or ConfigMap in the ModelDeployment's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=_OBJECT_NAME)
+    key: str = Field(min_length=1, max_length=253, pattern=_DATA_KEY)
+    optional: bool | None = None
+
+
+class EnvVarSource(_Spec):
+    secret_key_ref: KeyRef | None = None
+    config_map_key_ref: KeyRef | None = None
+
+
+class FetcherEnvVar(_Spec):
+    """An environment variable of the fetcher: a literal or a Secret/ConfigMap key."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=_ENV_NAME)
+    value: str | None = Field(default=None, max_length=4096)
+    value_from: EnvVarSource | None = None
+
+
+class LocalObjectRef(_Spec):
+    name: str = Field(min_length=1, max_length=253, pattern=_OBJECT_NAME)
+    optional: bool | None = None
+
+
+class EnvFromSource(_Spec):
+    """Every key of a Secret or ConfigMap as an environment variable of the fetcher."""
+
+    prefix: str | None = Field(default=None, max_length=128, pattern=_ENV_NAME)
+    secret_ref: LocalObjectRef | None = None
+    config_map_ref: LocalObjectRef | None = None
+
+
 class ModelSource(_Spec):
     name: str = Field(
         min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
@@ -180,6 +243,9 @@ class ModelSource(_Spec):
     sklearn_version: str | None = Field(
         default=None, max_length=32, pattern=SKLEARN_VERSION_PATTERN
     )
+    # Unset, not (): a default would change the spec hash of every existing revision.
+    env: tuple[FetcherEnvVar, ...] | None = Field(default=None, max_length=32)
+    env_from: tuple[EnvFromSource, ...] | None = Field(default=None, max_length=8)
 
 
 class ResourceList(_Spec):
@@ -219,6 +285,12 @@ class Serving(PodFields):
     # Opt-in: the operator may move this model onto an image of another scikit-learn minor
     # version, and the server loads it there (warning instead of refusing).
     allow_sklearn_upgrade: bool | None = None
+    # The pod's own identity, for cloud workload identity (IRSA, GKE, Azure); unset: the
+    # operator's per-namespace monitor ServiceAccount. No container mounts an API token but the
+    # sidecar (modeldeploy.pod).
+    service_account_name: str | None = Field(
+        default=None, min_length=1, max_length=253, pattern=_OBJECT_NAME
+    )
 
 
 class ScalingPolicy(_Spec):
@@ -405,7 +477,49 @@ def cross_field_problems(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
         problems.append(("spec.serving.port", "must not be 9090, the monitoring sidecar's port"))
     problems.extend(_env_problems(spec.serving.env))
     problems.extend(spec.serving.pod_field_problems())
+    problems.extend(_fetcher_env_problems(spec.model))
     problems.extend(_request_limit_problems(spec.serving.resources))
+    return problems
+
+
+def _fetcher_env_problems(model: ModelSource) -> list[tuple[str, str]]:
+    """The CRD's CEL rules on spec.model.env and envFrom, in the same order."""
+    problems: list[tuple[str, str]] = []
+    if (model.env or model.env_from) and not model.uri.startswith(FETCHED_SCHEMES):
+        problems.append(
+            (
+                "spec.model.env",
+                "must only be set with an object-store URI (s3://, gs://, azure://): only the "
+                "fetcher init container gets this environment",
+            )
+        )
+    seen: set[str] = set()
+    for index, var in enumerate(model.env or ()):
+        path = f"spec.model.env[{index}]"
+        if var.name.startswith(names.RESERVED_ENV_PREFIX):
+            problems.append(
+                (f"{path}.name", "must not start with 'MODELDEPLOY_' (reserved for the operator)")
+            )
+        if var.value is not None and var.value_from is not None:
+            problems.append((path, "must set either `value` or `valueFrom`, not both"))
+        source = var.value_from
+        if source is not None and (source.secret_key_ref is None) == (
+            source.config_map_key_ref is None
+        ):
+            problems.append(
+                (f"{path}.valueFrom", "must set exactly one of `secretKeyRef`, `configMapKeyRef`")
+            )
+        if var.name in seen:
+            problems.append((path, f"Duplicate value: {var.name!r}"))
+        seen.add(var.name)
+    for index, source_from in enumerate(model.env_from or ()):
+        path = f"spec.model.envFrom[{index}]"
+        if (source_from.secret_ref is None) == (source_from.config_map_ref is None):
+            problems.append((path, "must set exactly one of `secretRef`, `configMapRef`"))
+        if (source_from.prefix or "").startswith(names.RESERVED_ENV_PREFIX):
+            problems.append(
+                (f"{path}.prefix", "must not start with 'MODELDEPLOY_' (reserved for the operator)")
+            )
     return problems
 
 

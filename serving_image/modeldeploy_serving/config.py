@@ -22,7 +22,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 RUNTIMES = ("auto", "sklearn", "onnx")
 RuntimeChoice = Literal["auto", "sklearn", "onnx"]
 # pvc:// is resolved by the operator into a mounted path; the server sees a local path.
-URI_SCHEMES = ("", "file", "http", "https")
+# s3, gs and azure are fetched by the init container (the `storage` extra's clients).
+URI_SCHEMES = ("", "file", "http", "https", "s3", "gs", "azure")
 _SIZE_UNITS = {
     "": 1,
     "K": 1000,
@@ -80,7 +81,10 @@ def _model_uri(value: str) -> str:
     if len(scheme) == 1:  # a Windows drive letter is not a scheme; keep paths portable
         scheme = ""
     if scheme not in URI_SCHEMES:
-        raise ValueError(f"scheme {scheme!r} not allowed; use a path, file://, http:// or https://")
+        raise ValueError(
+            f"scheme {scheme!r} not allowed; use a path, file://, http(s)://, s3://, gs:// or "
+            "azure://"
+        )
     if not value.strip():
         raise ValueError("must not be empty")
     return value
@@ -200,7 +204,12 @@ _REQUIRED = object()
 MiB = 1024**2
 
 FLAGS: tuple[_Flag, ...] = (
-    _Flag("model-uri", _model_uri, _REQUIRED, "artifact location: path, file://, http(s)://"),
+    _Flag(
+        "model-uri",
+        _model_uri,
+        _REQUIRED,
+        "artifact location: path, file://, http(s)://, s3://, gs://, azure://",
+    ),
     _Flag("model-name", _model_name, _REQUIRED, "served name, as in /v2/models/<name>/infer"),
     _Flag("model-version", _text(128), "", "free-form version reported in metadata and metrics"),
     _Flag("sha256", _sha256, _REQUIRED, "sha256 of the artifact bytes; nothing else is loaded"),

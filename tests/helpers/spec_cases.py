@@ -156,8 +156,8 @@ INVALID: list[Invalid] = [
         True,
     ),
     Invalid(
-        "uri-scheme-s3",
-        _model(uri="s3://bucket/m.joblib"),
+        "uri-scheme-hdfs",
+        _model(uri="hdfs://namenode/m.joblib"),
         "spec.model.uri",
         "allowed schemes",
         True,

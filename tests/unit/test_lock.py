@@ -50,7 +50,11 @@ def requirements(*groups: list[str]) -> list[Requirement]:
 
 @pytest.mark.parametrize(
     "requirement",
-    requirements(PYPROJECT["project"]["dependencies"], PYPROJECT["build-system"]["requires"]),
+    requirements(
+        PYPROJECT["project"]["dependencies"],
+        PYPROJECT["build-system"]["requires"],
+        *(PYPROJECT["project"]["optional-dependencies"][extra] for extra in lock.IMAGE_EXTRAS),
+    ),
     ids=str,
 )
 def test_every_runtime_and_build_requirement_is_pinned_in_range(requirement: Requirement) -> None:
