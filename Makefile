@@ -9,10 +9,10 @@ CLUSTER_DIR := .cluster
 export KUBECONFIG ?= $(CURDIR)/$(CLUSTER_DIR)/kubeconfig
 
 .PHONY: help install tools image cluster-up cluster-down cluster-status run stop test test-unit \
-	test-serving test-integration lint lock audit release-image bench bench-serving bench-serving-quick bench-operator bench-rollback clean
+	test-serving test-integration lint lock audit release-image bench bench-serving bench-serving-quick bench-operator bench-rollback bench-e2e clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found; install Python >= 3.11" >&2; exit 2; }
@@ -99,6 +99,9 @@ bench-operator: $(STAMP) tools
 
 bench-rollback: $(STAMP) tools
 	$(BIN)/python bench/rollback/run.py
+
+bench-e2e: $(STAMP) tools ## the real node: cluster-up warm (COLD=1: also cold), rollback, apply → prediction, drops at 200 req/s
+	$(BIN)/python bench/e2e/run.py $(if $(COLD),--cold)
 
 clean: cluster-down
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

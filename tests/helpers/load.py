@@ -28,6 +28,7 @@ TIMEOUT_S = 5.0
 class Sample:
     at: float  # time.monotonic() when sent
     status: int  # 0: no answer (see error)
+    done: float = 0.0  # time.monotonic() when the answer (or the failure) arrived
     version: str | None = None
     error: str | None = None
 
@@ -109,4 +110,5 @@ class Load:
                     await response.read()
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
             sample.error = type(err).__name__
+        sample.done = time.monotonic()
         self.samples.append(sample)
