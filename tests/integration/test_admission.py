@@ -20,6 +20,7 @@ from modeldeploy.builders import Owner, hpa, revision_deployment, service, sidec
 from modeldeploy.spec import parse_spec
 from tests.helpers.crd import apply_defaults, spec_schema
 from tests.helpers.spec_cases import INVALID, Invalid, valid_manifest
+from tests.helpers.storage_cases import STORAGE_INVALID
 from tests.kube import KubeCluster
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
@@ -41,7 +42,7 @@ def dry_run(cluster: KubeCluster, obj: dict[str, Any], *extra: str) -> Any:
 
 # --- rejected, naming the field ------------------------------------------------------------------
 
-ADMISSION_CASES = [c for c in INVALID if c.admission]
+ADMISSION_CASES = [c for c in (*INVALID, *STORAGE_INVALID) if c.admission]
 
 
 def test_the_table_is_large_enough() -> None:

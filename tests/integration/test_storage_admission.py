@@ -1,45 +1,26 @@
 """Object-store URIs, the fetcher's env/envFrom and serviceAccountName on a real API server:
-refused naming the field (the same table as the operator's own checks), accepted when valid,
-and the rendered pod passes Pod Security "restricted"."""
+accepted when valid, and the rendered pod passes Pod Security "restricted". Refusals naming
+the field run in test_admission.py, whose table includes STORAGE_INVALID."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from modeldeploy.builders import Owner, revision_deployment
 from modeldeploy.spec import parse_spec
-from tests.helpers.spec_cases import Invalid, valid_manifest
-from tests.helpers.storage_cases import ENV_FROM, SECRET_ENV, STORAGE_INVALID, VALID_URIS
+from tests.helpers.spec_cases import valid_manifest
+from tests.helpers.storage_cases import ENV_FROM, SECRET_ENV, VALID_URIS
+from tests.integration.test_admission import dry_run
 from tests.kube import KubeCluster
-
-ADMISSION_CASES = [c for c in STORAGE_INVALID if c.admission]
 
 
 @pytest.fixture(scope="module")
 def ns(cluster: KubeCluster) -> Iterator[str]:
     with cluster.fresh_namespace(prefix="stor", enforce=True) as name:
         yield name
-
-
-def dry_run(cluster: KubeCluster, obj: dict[str, Any]) -> Any:
-    return cluster.kubectl(
-        "apply", "--dry-run=server", "-f", "-", input=json.dumps(obj), check=False
-    )
-
-
-@pytest.mark.parametrize("case", ADMISSION_CASES, ids=[c.id for c in ADMISSION_CASES])
-def test_invalid_storage_spec_is_rejected_naming_the_field(
-    cluster: KubeCluster, ns: str, case: Invalid
-) -> None:
-    result = dry_run(cluster, case.manifest(namespace=ns))
-    assert result.returncode != 0, f"accepted: {result.stdout}"
-    assert case.field in result.stderr
-    assert case.says in result.stderr
 
 
 @pytest.mark.parametrize("uri", VALID_URIS)
