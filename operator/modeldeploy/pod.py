@@ -62,7 +62,14 @@ def pod_template(
     settings: PodSettings,
 ) -> dict[str, Any]:
     image = effective_image(spec, default_image)
-    model_uri, model_volumes, model_mounts = _model_location(spec.model.uri)
+    model_uri, model_volumes, model_mounts = _model_location(spec.model.uri, "model")
+    if spec.model.profile is not None:
+        _, profile_volumes, profile_mounts = _model_location(spec.model.profile.uri, "profile")
+        claims = {v["persistentVolumeClaim"]["claimName"] for v in model_volumes}
+        for volume, mount in zip(profile_volumes, profile_mounts, strict=True):
+            if volume["persistentVolumeClaim"]["claimName"] not in claims:  # else mounted already
+                model_volumes.append(volume)
+                model_mounts.append(mount)
     return {
         "metadata": {"labels": dict(labels)},
         "spec": {
@@ -109,6 +116,9 @@ def _server(
         names.ENV_PORT: str(serving.port),
         names.ENV_DRAIN_SECONDS: str(settings.drain_seconds),
     }
+    if model.profile is not None:  # unset: no drift counting, pods unchanged
+        env[names.ENV_PROFILE_URI] = _model_location(model.profile.uri, "profile")[0]
+        env[names.ENV_PROFILE_SHA256] = model.profile.sha256
     if serving.runtime is not None:  # unset: the server's own default (auto), pods unchanged
         env[names.ENV_RUNTIME] = serving.runtime
     resources = {
@@ -153,6 +163,16 @@ def _monitor(
                 names.ENV_MONITOR_ON_NO_DATA: analysis.on_no_data,
                 names.ENV_MONITOR_MAX_ERROR_RATE: _number(analysis.thresholds.error_rate),
                 names.ENV_MONITOR_MAX_LATENCY_P99_MS: _number(analysis.thresholds.latency_p99_ms),
+            }
+        ),
+        *_env(
+            {
+                name: _number(value)
+                for name, value in (
+                    (names.ENV_MONITOR_MAX_PREDICTION_DRIFT, analysis.thresholds.prediction_drift),
+                    (names.ENV_MONITOR_MAX_FEATURE_DRIFT, analysis.thresholds.feature_drift),
+                )
+                if value is not None
             }
         ),
     ]
@@ -215,17 +235,19 @@ def _token_volume() -> dict[str, Any]:
     }
 
 
-def _model_location(uri: str) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+def _model_location(
+    uri: str, volume_name: str
+) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
     """pvc://claim/path becomes a read-only mount and a file:// URI; other URIs pass through."""
     if not uri.startswith("pvc://"):
         return uri, [], []
     claim, path = uri.removeprefix("pvc://").split("/", 1)
     mount = f"{names.MODEL_MOUNT_ROOT}/{claim}"
-    volume = {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+    volume = {"name": volume_name, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
     return (
         f"file://{mount}/{path}",
         [volume],
-        [{"name": "model", "mountPath": mount, "readOnly": True}],
+        [{"name": volume_name, "mountPath": mount, "readOnly": True}],
     )
 
 
