@@ -131,7 +131,9 @@ def test_tree_lists_cold_revisions_and_colours_only_trouble() -> None:
 @pytest.mark.parametrize(
     ("status", "reason", "verdict"),
     [("True", "WithinThresholds", "Healthy"), ("False", "MetricBreach", "Breaching"),
-     ("False", "InsufficientData", "NoData"), (None, "", "-")],
+     ("False", "InsufficientData", "NoData"), (None, "", "-"),
+     ("False", "FeatureDrift", "Breaching (FeatureDrift)"),
+     ("False", "PredictionDrift", "Breaching (PredictionDrift)")],
 )  # fmt: skip
 def test_pod_verdict(status: str | None, reason: str, verdict: str) -> None:
     assert cli_views.pod_verdict(pod("p", 1, verdict=status, reason=reason)) == verdict
