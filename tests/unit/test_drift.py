@@ -3,9 +3,13 @@ parse/window/verdict path for PredictionDrift and FeatureDrift. Pure, no process
 
 from __future__ import annotations
 
+import hashlib
 import math
+from pathlib import Path
 
+import joblib
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 from hypothesis import given
@@ -17,6 +21,7 @@ from modeldeploy.names import (
     REASON_PREDICTION_DRIFT,
     REASON_WITHIN_THRESHOLDS,
 )
+from modeldeploy_serving import profile_cli
 from modeldeploy_serving.drift import PREDICTION, Binning, ProfileError, parse_profile
 from modeldeploy_serving.monitor.parse import parse_sample
 from modeldeploy_serving.monitor.psi import drift_score, psi, reference_shares, window_shares
@@ -168,3 +173,20 @@ def test_min_requests_applies_to_drift() -> None:
     second = parse_sample(exposition([0, 0, 0, 200], [200, 0, 0], 5), 10)
     verdict = evaluate(window_stats([first, second], 30), THRESHOLDS, 20, OnNoData.HOLD, 30)
     assert verdict.status == Status.UNKNOWN
+
+
+def test_profile_command_writes_json_and_prints_its_sha256(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame, labels = training_frame()
+    frame.assign(label=labels).to_csv(tmp_path / "train.csv", index=False)
+    joblib.dump(LogisticRegression().fit(frame, labels), tmp_path / "model.joblib")
+    out = tmp_path / "profile.json"
+    argv = ["--data", str(tmp_path / "train.csv"), "--model", str(tmp_path / "model.joblib")]
+    assert profile_cli.main([*argv, "--target", "label", "--out", str(out)]) == 0
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    assert capsys.readouterr().out.strip() == f"{out} sha256 {digest}"
+    assert [f.name for f in parse_profile(orjson.loads(out.read_bytes())).features] == ["a", "b"]
+    frame[["a"]].to_csv(tmp_path / "narrow.csv", index=False)
+    narrow = ["--data", str(tmp_path / "narrow.csv"), "--model", str(tmp_path / "model.joblib")]
+    assert profile_cli.main([*narrow, "--out", str(out)]) == 2  # column b is missing
