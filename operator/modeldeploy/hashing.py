@@ -30,9 +30,11 @@ def revision_hash(spec: ModelDeploymentSpec, *, default_image: str) -> str:
     serving["image"] = effective_image(spec, default_image)
     document = {
         "scheme": HASH_SCHEME,
-        "model": spec.model.model_dump(by_alias=True, mode="json"),
+        # exclude_none: an optional field added later (model.profile, the drift thresholds)
+        # leaves the hash of every spec that does not set it unchanged, so no restarts on upgrade.
+        "model": spec.model.model_dump(by_alias=True, mode="json", exclude_none=True),
         "serving": serving,
-        "analysis": spec.analysis.model_dump(by_alias=True, mode="json"),
+        "analysis": spec.analysis.model_dump(by_alias=True, mode="json", exclude_none=True),
     }
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:HASH_LENGTH]
