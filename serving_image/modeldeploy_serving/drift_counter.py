@@ -24,14 +24,40 @@ class DriftCounter(Collector):
         self._features = [np.zeros(b.bins, dtype=np.int64) for b in profile.features]
         p = profile.prediction
         self._prediction = None if p is None else np.zeros(p.bins, dtype=np.int64)
+        # All numeric columns are binned at once (a handful of numpy calls per batch, whatever
+        # the column count): edges padded with +inf into one matrix, bins offset into one flat
+        # count array.
+        numeric = [i for i, b in enumerate(profile.features) if b.kind == "numeric"]
+        self._numeric = np.asarray(numeric, dtype=np.intp)
+        width = max((len(profile.features[i].edges) for i in numeric), default=0)
+        self._edges = np.full((len(numeric), width), np.inf)
+        for row, i in enumerate(numeric):
+            edges = profile.features[i].edges
+            self._edges[row, : len(edges)] = edges
+        self._top = np.asarray([len(profile.features[i].edges) for i in numeric], dtype=np.intp)
+        sizes = [profile.features[i].bins for i in numeric]
+        self._offsets = np.cumsum([0, *sizes[:-1]]).astype(np.intp)
+        self._numeric_total = int(sum(sizes))
+        self._categorical = [i for i, b in enumerate(profile.features) if b.kind != "numeric"]
 
     def observe(
         self, rows: np.ndarray, outputs: Sequence[str], results: Sequence[np.ndarray]
     ) -> None:
-        for column, (binning, counts) in enumerate(
-            zip(self.profile.features, self._features, strict=True)
-        ):
-            counts += binning.counts(rows[:, column])
+        if len(self._numeric):
+            values = np.asarray(rows[:, self._numeric], dtype=np.float64)
+            # Edges <= value, like searchsorted(side="right"); NaN counts every edge: top bin.
+            below = ~(values[:, :, None] < self._edges[None, :, :])
+            bins = np.minimum(below.sum(axis=2), self._top) + self._offsets
+            flat = np.bincount(bins.ravel(), minlength=self._numeric_total)
+            for index, start, size in zip(
+                self._numeric.tolist(),
+                self._offsets.tolist(),
+                (self._top + 1).tolist(),
+                strict=True,
+            ):
+                self._features[index] += flat[start : start + size]
+        for column in self._categorical:
+            self._features[column] += self.profile.features[column].counts(rows[:, column])
         if self._prediction is not None and PREDICT in outputs:
             predicted = results[outputs.index(PREDICT)]
             assert self.profile.prediction is not None

@@ -23,6 +23,7 @@ from modeldeploy.names import (
 )
 from modeldeploy_serving import profile_cli
 from modeldeploy_serving.drift import PREDICTION, Binning, ProfileError, parse_profile
+from modeldeploy_serving.drift_counter import DriftCounter
 from modeldeploy_serving.monitor.parse import parse_sample
 from modeldeploy_serving.monitor.psi import drift_score, psi, reference_shares, window_shares
 from modeldeploy_serving.monitor.verdict import OnNoData, Status, Thresholds, evaluate
@@ -190,3 +191,17 @@ def test_profile_command_writes_json_and_prints_its_sha256(
     frame[["a"]].to_csv(tmp_path / "narrow.csv", index=False)
     narrow = ["--data", str(tmp_path / "narrow.csv"), "--model", str(tmp_path / "model.joblib")]
     assert profile_cli.main([*narrow, "--out", str(out)]) == 2  # column b is missing
+
+
+def test_the_server_counter_bins_like_the_profile() -> None:
+    """The counter bins all numeric columns in one pass; it must agree with each Binning."""
+    frame, labels = training_frame()
+    frame = frame.assign(c=np.where(labels == 1, "x", "y"))
+    profile = parse_profile(build_profile(frame, _Constant()))
+    counter = DriftCounter(profile)
+    rows = frame.to_numpy(dtype=object)[:50]
+    rows[0, 0], rows[1, 1] = np.nan, -1e9
+    counter.observe(rows, ("predict",), (np.zeros(50),))
+    for index, binning in enumerate(profile.features):
+        assert counter._features[index].tolist() == binning.counts(rows[:, index]).tolist()
+    assert counter._prediction is not None and counter._prediction.sum() == 50
