@@ -39,7 +39,7 @@ def revision_hash(spec: ModelDeploymentSpec, *, default_image: str) -> str:
         "scheme": HASH_SCHEME,
         "model": model,
         "serving": serving,
-        "analysis": spec.analysis.model_dump(by_alias=True, mode="json"),
+        "analysis": spec.analysis.model_dump(by_alias=True, mode="json", exclude_none=True),
     }
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:HASH_LENGTH]

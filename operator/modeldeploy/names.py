@@ -51,6 +51,9 @@ POD_COND_METRICS_HEALTHY: Final = f"{GROUP}/MetricsHealthy"
 REASON_METRIC_BREACH: Final = "MetricBreach"
 REASON_INSUFFICIENT_DATA: Final = "InsufficientData"
 REASON_WITHIN_THRESHOLDS: Final = "WithinThresholds"
+# Drift against spec.model.profile (PSI over the window; docs/monitor.md#drift).
+REASON_PREDICTION_DRIFT: Final = "PredictionDrift"
+REASON_FEATURE_DRIFT: Final = "FeatureDrift"
 # Also written by the sidecar: whether the model server loaded its model, and if not why (the
 # reason is the server's LoadError cause, e.g. Sha256Mismatch), so the operator can say why a
 # pod is not ready without talking to it.
@@ -145,6 +148,8 @@ ENV_MODEL_URI: Final = "MODELDEPLOY_MODEL_URI"
 ENV_MODEL_NAME: Final = "MODELDEPLOY_MODEL_NAME"
 ENV_MODEL_VERSION: Final = "MODELDEPLOY_MODEL_VERSION"
 ENV_SHA256: Final = "MODELDEPLOY_SHA256"
+ENV_PROFILE_URI: Final = "MODELDEPLOY_PROFILE_URI"  # set only with spec.model.profile
+ENV_PROFILE_SHA256: Final = "MODELDEPLOY_PROFILE_SHA256"
 ENV_FORMAT: Final = "MODELDEPLOY_FORMAT"
 ENV_PORT: Final = "MODELDEPLOY_PORT"
 ENV_DRAIN_SECONDS: Final = "MODELDEPLOY_DRAIN_SECONDS"
@@ -168,6 +173,8 @@ ENV_MONITOR_MIN_REQUESTS: Final = "MODELDEPLOY_MONITOR_MIN_REQUESTS"
 ENV_MONITOR_ON_NO_DATA: Final = "MODELDEPLOY_MONITOR_ON_NO_DATA"
 ENV_MONITOR_MAX_ERROR_RATE: Final = "MODELDEPLOY_MONITOR_MAX_ERROR_RATE"
 ENV_MONITOR_MAX_LATENCY_P99_MS: Final = "MODELDEPLOY_MONITOR_MAX_LATENCY_P99_MS"
+ENV_MONITOR_MAX_PREDICTION_DRIFT: Final = "MODELDEPLOY_MONITOR_MAX_PREDICTION_DRIFT"
+ENV_MONITOR_MAX_FEATURE_DRIFT: Final = "MODELDEPLOY_MONITOR_MAX_FEATURE_DRIFT"
 
 # --- the sidecar's per-namespace RBAC -------------------------------------------------------
 # A RoleBinding of the sidecar's ServiceAccount to a fixed ClusterRole the chart creates

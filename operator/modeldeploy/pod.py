@@ -76,6 +76,17 @@ def pod_template(
     if spec.serving.service_account_name is not None:
         # The operator's annotations win: they keep identity webhooks off the other containers.
         metadata["annotations"] = {**metadata.get("annotations", {}), **_identity_skips()}
+    if spec.model.profile is not None:
+        _, profile_volumes, profile_mounts = _claim_location(spec.model.profile.uri, "profile")
+        claims = {
+            v["persistentVolumeClaim"]["claimName"]
+            for v in model_volumes
+            if "persistentVolumeClaim" in v
+        }
+        for volume, mount in zip(profile_volumes, profile_mounts, strict=True):
+            if volume["persistentVolumeClaim"]["claimName"] not in claims:  # else mounted already
+                model_volumes.append(volume)
+                model_mounts.append(mount)
     return {
         "metadata": metadata,
         "spec": {
@@ -128,6 +139,9 @@ def _server(
         names.ENV_PORT: str(serving.port),
         names.ENV_DRAIN_SECONDS: str(settings.drain_seconds),
     }
+    if model.profile is not None:  # unset: no drift counting, pods unchanged
+        env[names.ENV_PROFILE_URI] = _claim_location(model.profile.uri, "profile")[0]
+        env[names.ENV_PROFILE_SHA256] = model.profile.sha256
     if serving.runtime is not None:  # unset: the server's own default (auto), pods unchanged
         env[names.ENV_RUNTIME] = serving.runtime
     env |= tuning_env(serving.tuning)
@@ -182,6 +196,16 @@ def _monitor(
                 names.ENV_MONITOR_ON_NO_DATA: analysis.on_no_data,
                 names.ENV_MONITOR_MAX_ERROR_RATE: _number(analysis.thresholds.error_rate),
                 names.ENV_MONITOR_MAX_LATENCY_P99_MS: _number(analysis.thresholds.latency_p99_ms),
+            }
+        ),
+        *_env(
+            {
+                name: _number(value)
+                for name, value in (
+                    (names.ENV_MONITOR_MAX_PREDICTION_DRIFT, analysis.thresholds.prediction_drift),
+                    (names.ENV_MONITOR_MAX_FEATURE_DRIFT, analysis.thresholds.feature_drift),
+                )
+                if value is not None
             }
         ),
     ]
@@ -362,15 +386,22 @@ def _model_location(
         ]
         fetched = {"name": "model", "mountPath": names.FETCHED_MODEL_DIR, "readOnly": True}
         return f"file://{_fetched_path(spec)}", volumes, [fetched]
+    return _claim_location(uri, "model")
+
+
+def _claim_location(
+    uri: str, volume_name: str
+) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """pvc://claim/path becomes a read-only mount and a file:// URI; other URIs pass through."""
     if not uri.startswith("pvc://"):
         return uri, [], []
     claim, path = uri.removeprefix("pvc://").split("/", 1)
     mount = f"{names.MODEL_MOUNT_ROOT}/{claim}"
-    volume = {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+    volume = {"name": volume_name, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
     return (
         f"file://{mount}/{path}",
         [volume],
-        [{"name": "model", "mountPath": mount, "readOnly": True}],
+        [{"name": volume_name, "mountPath": mount, "readOnly": True}],
     )
 
 

@@ -228,6 +228,13 @@ class EnvFromSource(_Spec):
     config_map_ref: LocalObjectRef | None = None
 
 
+class Profile(_Spec):
+    """The reference profile for drift; its URI obeys the model URI's rules."""
+
+    uri: Annotated[str, AfterValidator(_check_uri)] = Field(min_length=1, max_length=2048)
+    sha256: str = Field(max_length=64, pattern=r"^[a-f0-9]{64}$")
+
+
 class ModelSource(_Spec):
     name: str = Field(
         min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
@@ -246,6 +253,7 @@ class ModelSource(_Spec):
     # Unset, not (): a default would change the spec hash of every existing revision.
     env: tuple[FetcherEnvVar, ...] | None = Field(default=None, max_length=32)
     env_from: tuple[EnvFromSource, ...] | None = Field(default=None, max_length=8)
+    profile: Profile | None = None
 
 
 class ResourceList(_Spec):
@@ -340,6 +348,9 @@ class Rollout(_Spec):
 class Thresholds(_Spec):
     error_rate: float = Field(default=0.01, gt=0, le=1)
     latency_p99_ms: float = Field(default=250, gt=0, le=600_000)
+    # PSI against spec.model.profile; no default, so existing specs keep their hash.
+    prediction_drift: float | None = Field(default=None, gt=0, le=100)
+    feature_drift: float | None = Field(default=None, gt=0, le=100)
 
 
 class Analysis(_Spec):
@@ -428,6 +439,9 @@ def parse_spec(raw: Mapping[str, Any], *, allow_file_uris: bool = True) -> Model
         raise SpecError(field_path, message)
     if not allow_file_uris and spec.model.uri.startswith("file://"):
         raise SpecError("spec.model.uri", FILE_URIS_OFF)
+    profile = spec.model.profile
+    if not allow_file_uris and profile is not None and profile.uri.startswith("file://"):
+        raise SpecError("spec.model.profile.uri", FILE_URIS_OFF)
     return spec
 
 

@@ -69,6 +69,8 @@ class ServerConfig:
     allow_sklearn_version_mismatch: bool
     runtime: RuntimeChoice
     signature_file: Path | None
+    profile_uri: str
+    profile_sha256: str
     fetch_to: Path | None
     skip_load_check: bool
     termination_log: Path | None
@@ -94,6 +96,14 @@ def _sha256(value: str) -> str:
     if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
         raise ValueError("must be 64 hexadecimal characters")
     return value.lower()
+
+
+def _optional_uri(value: str) -> str:
+    return _model_uri(value) if value else ""
+
+
+def _optional_sha256(value: str) -> str:
+    return _sha256(value) if value else ""
 
 
 def _model_name(value: str) -> str:
@@ -307,6 +317,13 @@ FLAGS: tuple[_Flag, ...] = (
         "JSON file with the input columns and an example row (default: <artifact>.signature.json "
         "beside a local artifact, if present)",
     ),
+    _Flag(
+        "profile-uri",
+        _optional_uri,
+        "",
+        "reference profile (modeldeploy-profile): count served rows per bin for drift",
+    ),
+    _Flag("profile-sha256", _optional_sha256, "", "sha256 of the profile; required with it"),
     _Flag("fetch-to", _optional_path, None, "init-container mode: verify, write here, exit"),
     _Flag("skip-load-check", _bool, False, "init-container mode: do not test-load", kind="switch"),
     _Flag(
@@ -365,4 +382,6 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> ServerConfi
         flag.field or flag.dest: _resolve(flag, getattr(namespace, flag.dest), environ)
         for flag in FLAGS
     }
+    if bool(values["profile_uri"]) != bool(values["profile_sha256"]):
+        raise ConfigError("--profile-uri and --profile-sha256 go together")
     return ServerConfig(**values)

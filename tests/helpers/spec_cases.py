@@ -149,6 +149,25 @@ INVALID: list[Invalid] = [
     Invalid("model-name-slash", _model(name="a/b"), "spec.model.name", "should match"),
     Invalid("version-empty", _model(version=""), "spec.model.version", "at least 1 chars long"),
     Invalid(
+        "profile-uri-metadata-host",
+        _model(profile={"uri": "http://169.254.169.254/p.json", "sha256": SHA}),
+        "spec.model.profile.uri",
+        _ADDRESS,
+        True,
+    ),
+    Invalid(
+        "profile-sha256-missing",
+        _model(profile={"uri": "https://h.example/p.json"}),
+        "spec.model.profile.sha256",
+        "Required value",
+    ),
+    Invalid(
+        "feature-drift-zero",
+        _spec(analysis={"thresholds": {"featureDrift": 0}}),
+        "spec.analysis.thresholds.featureDrift",
+        "greater than 0",
+    ),
+    Invalid(
         "uri-scheme-ftp",
         _model(uri="ftp://host/model.joblib"),
         "spec.model.uri",

@@ -139,7 +139,9 @@ def test_tree_shows_the_status_warnings_under_the_message() -> None:
 @pytest.mark.parametrize(
     ("status", "reason", "verdict"),
     [("True", "WithinThresholds", "Healthy"), ("False", "MetricBreach", "Breaching"),
-     ("False", "InsufficientData", "NoData"), (None, "", "-")],
+     ("False", "InsufficientData", "NoData"), (None, "", "-"),
+     ("False", "FeatureDrift", "Breaching (FeatureDrift)"),
+     ("False", "PredictionDrift", "Breaching (PredictionDrift)")],
 )  # fmt: skip
 def test_pod_verdict(status: str | None, reason: str, verdict: str) -> None:
     assert cli_views.pod_verdict(pod("p", 1, verdict=status, reason=reason)) == verdict
