@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -125,8 +126,8 @@ class Controller:
         self._failures: dict[Key, int] = {}
         self._failure_class: dict[Key, str] = {}  # logged once until it changes or recovers
         self._refused: dict[Key, dict[tuple[str, str], str]] = {}  # (kind, name) -> API's words
-        self._phases: dict[Key, str] = {}
-        self._series: dict[Key, ObjectSeries] = {}  # what the per-object gauges show
+        # What the gauges show: per object, and counted by phase (only the leader's are set).
+        self._series: dict[Key, ObjectSeries] = {}
         self._breach_seen: dict[tuple[str, str], datetime] = {}  # (namespace, pod) -> first seen
         self.cache = ObservedCache()
         self._child_problems: dict[tuple[str, str, str], Problem | None] = {}  # Deployments
@@ -155,14 +156,12 @@ class Controller:
         key = (meta["namespace"], meta["name"])
         if event_type == "DELETED":
             self._bodies.pop(key, None)
-            self._phases.pop(key, None)
             self._failures.pop(key, None)
             self._failure_class.pop(key, None)
             self._refused.pop(key, None)
             for waiting in self.upgrade_slots.forget(key):
                 self.queue.trigger(waiting)
             self.cache.forget(*key)
-            self._update_phase_gauge()
             self._publish(key, None)
             self.queue.forget(key)
             return
@@ -381,9 +380,6 @@ class Controller:
             when = self.clock().isoformat(timespec="milliseconds")
             for notice in notices(body["metadata"], before, after, result.events, when):
                 self.webhook.offer(notice)
-        if result.phase:
-            self._phases[key] = result.phase
-            self._update_phase_gauge()
         for reason in result.rollbacks:
             metrics.ROLLBACKS.labels(reason).inc()
         started = self._breach_seen.get((namespace, result.breach_pod or ""))
@@ -460,7 +456,8 @@ class Controller:
         )
 
     def _publish(self, key: Key, status: dict[str, Any] | None) -> None:
-        """Point the per-object gauges at this status (None: remove its series)."""
+        """Point the per-object gauges at this status (None: remove its series), and recount
+        the phases when this object's changed."""
         series = object_series(status) if status is not None else None
         old = self._series.get(key)
         if series == old:
@@ -468,20 +465,16 @@ class Controller:
         if old is not None:
             metrics.INFO.remove(*key, old.phase, old.stable_revision, old.canary_revision)
         if series is None:
-            self._series.pop(key, None)
-            metrics.CANARY_WEIGHT.remove(*key)  # set with INFO: old was not None
+            del self._series[key]  # old was not None
+            metrics.CANARY_WEIGHT.remove(*key)
             metrics.CANARY_TRAFFIC.remove(*key)
-            return
-        self._series[key] = series
-        metrics.INFO.labels(*key, series.phase, series.stable_revision, series.canary_revision).set(
-            1
-        )
-        metrics.CANARY_WEIGHT.labels(*key).set(series.canary_weight)
-        metrics.CANARY_TRAFFIC.labels(*key).set(series.canary_traffic)
-
-    def _update_phase_gauge(self) -> None:
-        counts = dict.fromkeys(names.PHASES, 0)
-        for phase in self._phases.values():
-            counts[phase] = counts.get(phase, 0) + 1
-        for phase, count in counts.items():
-            metrics.MANAGED.labels(phase).set(count)
+        else:
+            self._series[key] = series
+            labels = (series.phase, series.stable_revision, series.canary_revision)
+            metrics.INFO.labels(*key, *labels).set(1)
+            metrics.CANARY_WEIGHT.labels(*key).set(series.canary_weight)
+            metrics.CANARY_TRAFFIC.labels(*key).set(series.canary_traffic)
+        if (old and old.phase) != (series and series.phase):
+            counts = Counter(s.phase for s in self._series.values())
+            for phase in {*names.PHASES, *counts}:
+                metrics.MANAGED.labels(phase).set(counts[phase])

@@ -45,7 +45,7 @@ class Binning:
         if self.kind == "numeric":
             numbers = np.asarray(values, dtype=np.float64)
             return np.searchsorted(np.asarray(self.edges), numbers, side="right")
-        return _category_bins(values, self.categories)
+        return CategoryIndex(self.categories).bins(values)
 
     def counts(self, values: np.ndarray) -> np.ndarray:
         return np.bincount(self.assign(values), minlength=self.bins)
@@ -143,15 +143,19 @@ def with_frequencies(draft: Binning, values: np.ndarray) -> Binning:
     return Binning(draft.name, draft.kind, draft.edges, draft.categories, shares)
 
 
-def _category_bins(values: np.ndarray, categories: Sequence[str]) -> np.ndarray:
-    """Index of each value's category; len(categories) ("other") for anything else."""
-    other = len(categories)
-    if not categories:
-        return np.full(len(values), other, dtype=np.intp)
-    strings = np.asarray(values).astype(str)
-    known = np.asarray(categories, dtype=str)
-    order = np.argsort(known)
-    ordered = known[order]
-    at = np.clip(np.searchsorted(ordered, strings), 0, other - 1)
-    hit = ordered[at] == strings
-    return np.where(hit, order[at], other)
+class CategoryIndex:
+    """Maps values to category bins: len(categories) ("other") for anything unlisted. Built
+    once per binning (the sort), then one searchsorted per batch."""
+
+    def __init__(self, categories: Sequence[str]) -> None:
+        known = np.asarray(categories, dtype=str)
+        self._order = np.argsort(known)
+        self._sorted = known[self._order]
+        self._other = len(categories)
+
+    def bins(self, values: np.ndarray) -> np.ndarray:
+        if not self._other:
+            return np.full(len(values), 0, dtype=np.intp)
+        strings = np.asarray(values).astype(str)
+        at = np.clip(np.searchsorted(self._sorted, strings), 0, self._other - 1)
+        return np.where(self._sorted[at] == strings, self._order[at], self._other)

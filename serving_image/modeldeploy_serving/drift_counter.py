@@ -1,6 +1,7 @@
-"""Count served rows per profile bin, for the sidecar's drift scores. The hot path is one
-``searchsorted`` + ``bincount`` per column per batch into numpy arrays; Prometheus series are
-built only when /metrics is scraped (a custom collector), never per request."""
+"""Count served rows per profile bin, for the sidecar's drift scores. The hot path is a few
+numpy calls per batch into count arrays (all numeric columns binned at once; each categorical
+column and the predictions through a lookup built at load); Prometheus series are built only
+when /metrics is scraped (a custom collector), never per request."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from . import metric_names as names
-from .drift import PREDICTION, Binning, Profile
+from .drift import PREDICTION, Binning, CategoryIndex, Profile
 from .errors import InvalidArtifact
 from .signature import PREDICT, ModelSignature
 
@@ -38,7 +39,11 @@ class DriftCounter(Collector):
         sizes = [profile.features[i].bins for i in numeric]
         self._offsets = np.cumsum([0, *sizes[:-1]]).astype(np.intp)
         self._numeric_total = int(sum(sizes))
-        self._categorical = [i for i, b in enumerate(profile.features) if b.kind != "numeric"]
+        self._categorical = [
+            (i, _Bins(b)) for i, b in enumerate(profile.features) if b.kind != "numeric"
+        ]
+        self._predicted = None if p is None else _Bins(p)
+        self._prediction_binning = None if p is None else _named(p, PREDICTION)
 
     def observe(
         self, rows: np.ndarray, outputs: Sequence[str], results: Sequence[np.ndarray]
@@ -56,14 +61,11 @@ class DriftCounter(Collector):
                 strict=True,
             ):
                 self._features[index] += flat[start : start + size]
-        for column in self._categorical:
-            self._features[column] += self.profile.features[column].counts(rows[:, column])
-        if self._prediction is not None and PREDICT in outputs:
+        for column, bins in self._categorical:
+            self._features[column] += bins.counts(rows[:, column])
+        if self._prediction is not None and self._predicted is not None and PREDICT in outputs:
             predicted = results[outputs.index(PREDICT)]
-            assert self.profile.prediction is not None
-            self._prediction += self.profile.prediction.counts(
-                predicted.reshape(len(predicted), -1)[:, 0]
-            )
+            self._prediction += self._predicted.counts(predicted.reshape(len(predicted), -1)[:, 0])
 
     def collect(self) -> Iterator[Metric]:
         labels = [names.LABEL_FEATURE, names.LABEL_BIN]
@@ -84,8 +86,21 @@ class DriftCounter(Collector):
 
     def _distributions(self) -> Iterator[tuple[Binning, np.ndarray]]:
         yield from zip(self.profile.features, self._features, strict=True)
-        if self.profile.prediction is not None and self._prediction is not None:
-            yield _named(self.profile.prediction, PREDICTION), self._prediction
+        if self._prediction_binning is not None and self._prediction is not None:
+            yield self._prediction_binning, self._prediction
+
+
+class _Bins:
+    """One binning's per-batch counter; a categorical lookup (the sort) is built once."""
+
+    def __init__(self, binning: Binning) -> None:
+        self._binning = binning
+        self._categories = None if binning.kind == "numeric" else CategoryIndex(binning.categories)
+
+    def counts(self, values: np.ndarray) -> np.ndarray:
+        if self._categories is None:
+            return self._binning.counts(values)
+        return np.bincount(self._categories.bins(values), minlength=self._binning.bins)
 
 
 def check_profile(profile: Profile, signature: ModelSignature) -> None:

@@ -144,11 +144,13 @@ def store(real_node: RealNode, tmp_path_factory: pytest.TempPathFactory) -> Iter
         example_models.stop(directory)
 
 
-@pytest.fixture(scope="session")
+# Package scope: the release's cluster-wide objects (its ClusterRoles, its verdict admission
+# policy) are gone before the next tier starts, so no other test meets a second copy of them.
+@pytest.fixture(scope="package")
 def e2e(
     cluster: KubeCluster, real_node: RealNode, image: Image, store: ModelStore
 ) -> Iterator[E2E]:
-    """The chart installed once per session, serving three fresh restricted namespaces."""
+    """The chart installed once for the e2e tier, serving three fresh restricted namespaces."""
     with installed(cluster, real_node, image, store, PREFIX) as found:
         yield found
 

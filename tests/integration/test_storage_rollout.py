@@ -6,7 +6,6 @@ kubelet would) fetch from the real S3 server, verify, and serve until the rollou
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,27 +13,13 @@ import pytest
 
 from modeldeploy import names
 from tests.helpers.object_stores import Stores
-from tests.helpers.operator_proc import OperatorProcess
 from tests.helpers.pod_runtime import PodRuntime, good_body, infer
-from tests.integration.test_rollback_e2e import MD, apply, spec_for, wait_phase
+from tests.integration.test_rollback_e2e import MD, apply, runtime, spec_for, wait_phase
 from tests.kube import KubeCluster, wait_until
 from tests.serving.models import train_classifier
 
 pytestmark = pytest.mark.kwok
-
-
-@pytest.fixture
-def runtime(
-    cluster: KubeCluster, op_namespace: str, operator: OperatorProcess, tmp_path: Path
-) -> Iterator[PodRuntime]:
-    with PodRuntime(cluster, op_namespace, MD, tmp_path / "pods") as pods:
-        try:
-            yield pods
-        finally:
-            print(f"--- process errors: {pods.errors()}")
-            print(f"--- operator log ---\n{operator.log_tail(60)}")
-            for log in sorted((tmp_path / "pods").glob("*.log")):
-                print(f"--- {log.name} ---\n{log.read_text(errors='replace')[-3000:]}")
+__all__ = ["runtime"]  # the fixture, shared with the rollback tests
 
 
 def _ref(name: str, kind: str, obj: str, key: str) -> dict[str, Any]:

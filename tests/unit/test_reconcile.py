@@ -9,8 +9,8 @@ from typing import Any
 from modeldeploy import names
 from modeldeploy.pod import PodSettings
 from modeldeploy.reconcile import Reconciliation, plan
+from modeldeploy.status import merged as merge
 from modeldeploy.status import status_patch
-from tests.helpers.merge_patch import merge
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 IMAGE = "registry.example.com/modeldeploy:1"
