@@ -140,6 +140,7 @@ PATH_METRICS: Final = "/metrics"
 PATH_MONITOR_HEALTH: Final = "/healthz"
 COMMAND_SERVER: Final = "modeldeploy-server"
 COMMAND_MONITOR: Final = "modeldeploy-monitor"
+COMMAND_PRESTOP: Final = "modeldeploy-prestop"
 SERVICE_ACCOUNT_MOUNT: Final = "/var/run/secrets/kubernetes.io/serviceaccount"
 MODEL_MOUNT_ROOT: Final = "/mnt/models"  # pvc://<claim>/<path> is mounted at <root>/<claim>
 RESERVED_ENV_PREFIX: Final = "MODELDEPLOY_"  # users may not set env vars with this prefix

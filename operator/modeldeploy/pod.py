@@ -30,8 +30,9 @@ class PodSettings:
     """Operator-wide pod settings (from the chart), not part of any ModelDeployment."""
 
     run_as_user: int = names.RUN_AS_USER
-    # The preStop pause lets EndpointSlice removal reach every proxy before the server stops
-    # accepting; the grace period must cover the pause plus the longest request.
+    # The preStop hook starts the drain (every answer closes its connection), then pauses so
+    # EndpointSlice removal reaches every proxy before the server stops accepting; the grace
+    # period must cover the pause plus the longest request.
     pre_stop_seconds: int = 5
     # After SIGTERM the server keeps answering this long, each answer closing its keep-alive
     # connection, so clients pinned to this pod by conntrack move to another one unharmed.
@@ -58,6 +59,10 @@ class PodSettings:
             raise ValueError(
                 "pre_stop_seconds + drain_seconds must be shorter than termination_grace_seconds"
             )
+
+
+def _pre_stop(settings: PodSettings) -> list[str]:
+    return [names.COMMAND_PRESTOP, str(settings.pre_stop_seconds)]
 
 
 def pod_template(
@@ -156,7 +161,9 @@ def _server(
         "ports": [{"name": names.PORT_NAME_HTTP, "containerPort": serving.port, "protocol": "TCP"}],
         "readinessProbe": _http_probe(names.PATH_READY, names.PORT_NAME_HTTP, period=2, failures=2),
         "livenessProbe": _http_probe(names.PATH_LIVE, names.PORT_NAME_HTTP, period=10, failures=3),
-        "lifecycle": {"preStop": {"sleep": {"seconds": settings.pre_stop_seconds}}},
+        # Starts the drain and pauses; an image without the command skips the pause and
+        # drains for --drain-seconds after SIGTERM.
+        "lifecycle": {"preStop": {"exec": {"command": _pre_stop(settings)}}},
         "resources": resources,
         "securityContext": _container_security(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
