@@ -111,6 +111,7 @@ def evaluate(
     if missing:
         return _no_data(f"no {' or '.join(missing)} samples {over}", on_no_data)
     within = [f"{name} {_num(value)} <= {_num(limit)}" for name, value, limit in checks]
+    within += drift_within(stats, thresholds)
     summary = ", ".join(within) if within else "no thresholds set"
     return Verdict(Status.TRUE, REASON_WITHIN_THRESHOLDS, f"{summary} {over}")
 
@@ -134,6 +135,25 @@ def drift_scores(stats: WindowStats) -> dict[str, tuple[float, float]]:
         if reference is not None and len(reference) == len(counts) and rows > 0:
             scores[name] = (drift_score(counts, reference), rows)
     return scores
+
+
+def drift_within(stats: WindowStats, thresholds: Thresholds) -> list[str]:
+    """The drift scores of a healthy window, for the message people read (`kubectl modeldeploy
+    status`): the predictions' PSI and the worst column's, against their thresholds if set."""
+    scores = drift_scores(stats)
+    shown: list[str] = []
+    if PREDICTION in scores:
+        shown.append(_score(PREDICTION_DRIFT, scores[PREDICTION][0], thresholds.max_prediction_drift))
+    features = {name: value[0] for name, value in scores.items() if name != PREDICTION}
+    if features:
+        worst = max(features, key=lambda name: features[name])
+        label = f"{FEATURE_DRIFT} {worst!r}"
+        shown.append(_score(label, features[worst], thresholds.max_feature_drift))
+    return shown
+
+
+def _score(label: str, score: float, limit: float | None) -> str:
+    return f"{label} PSI {_num(score)}" + ("" if limit is None else f" <= {_num(limit)}")
 
 
 def drift_breach(stats: WindowStats, thresholds: Thresholds, span: str) -> Verdict | None:
