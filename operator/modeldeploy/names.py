@@ -59,6 +59,9 @@ REASON_FEATURE_DRIFT: Final = "FeatureDrift"
 # pod is not ready without talking to it.
 POD_COND_MODEL_READY: Final = f"{GROUP}/ModelReady"
 REASON_MODEL_LOADED: Final = "ModelLoaded"  # ModelReady=True
+# ModelReady=True's message ends with this and the runtime that serves (status.<role>.runtime).
+MODEL_RUNTIME_MARK: Final = "; runtime "
+RUNTIMES: Final = ("sklearn", "onnx")
 REASON_MODEL_LOADING: Final = "Loading"  # ModelReady=False while fetching, verifying, warming up
 # Load failures a restart cannot fix: the same bytes fail the same way (serving errors.py causes).
 TERMINAL_LOAD_CAUSES: Final = (
@@ -250,7 +253,7 @@ IMAGE_SKLEARN_UNKNOWN: Final = "SklearnVersionUnknown"  # one side undeclared: n
 # Equal to the CRD's modeldeploy.io/schema-version annotation (a unit test keeps them equal);
 # an operator seeing an older value knows the installed CRD may prune fields it relies on.
 ANNOTATION_SCHEMA_VERSION: Final = f"{GROUP}/schema-version"
-CRD_SCHEMA_VERSION: Final = "4"
+CRD_SCHEMA_VERSION: Final = "5"
 # A DNS-1035 label short enough that `<name>-r<revision>` stays a valid 63-character label.
 MAX_MD_NAME_LENGTH: Final = 52
 

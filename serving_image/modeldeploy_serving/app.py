@@ -98,7 +98,7 @@ class _Routes:
 
     async def ready(self, _: web.Request) -> web.Response:
         if self._service.ready:
-            return _json({"ready": True})
+            return _json({"ready": True, "runtime": self._service.runtime})
         service = self._service  # `cause` is CamelCase (e.g. Sha256Mismatch), `reason` prose
         body = {
             "ready": False,

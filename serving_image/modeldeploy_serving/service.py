@@ -51,6 +51,11 @@ class InferenceService:
         return self._state is ModelState.READY
 
     @property
+    def runtime(self) -> str | None:
+        """What predicts: "sklearn" or "onnx" (None until loaded)."""
+        return self._model.signature.runtime if self._model is not None else None
+
+    @property
     def not_ready_reason(self) -> str:
         return self._reason
 

@@ -143,7 +143,9 @@ def drift_within(stats: WindowStats, thresholds: Thresholds) -> list[str]:
     scores = drift_scores(stats)
     shown: list[str] = []
     if PREDICTION in scores:
-        shown.append(_score(PREDICTION_DRIFT, scores[PREDICTION][0], thresholds.max_prediction_drift))
+        shown.append(
+            _score(PREDICTION_DRIFT, scores[PREDICTION][0], thresholds.max_prediction_drift)
+        )
     features = {name: value[0] for name, value in scores.items() if name != PREDICTION}
     if features:
         worst = max(features, key=lambda name: features[name])
