@@ -30,9 +30,11 @@ def fetch_verified(config: ServerConfig) -> bytes:
 
 
 def load_verified(config: ServerConfig) -> LoadedModel:
-    """Only bytes whose sha256 matched ever reach the deserializer."""
+    """Only bytes whose sha256 matched ever reach the deserializer. With a validation dataset,
+    the warmed-up model must also meet its threshold on it (validation.py)."""
     started = time.monotonic()
     data = fetch_verified(config)
+    dataset = _fetch_dataset(config)  # before deserializing: a wrong sha256 fails fast
     loaded = _deserialize(config, data)
     log.info(
         "model %s version %r loaded: %s, %d bytes, sha256 %s, %d features, outputs %s, "
@@ -49,7 +51,38 @@ def load_verified(config: ServerConfig) -> LoadedModel:
         (time.monotonic() - started) * 1000,
         loaded.compile_seconds * 1000,
     )
+    if dataset is not None:
+        _validate(config, loaded, dataset)
     return loaded
+
+
+def _fetch_dataset(config: ServerConfig) -> bytes | None:
+    uri, sha256 = config.validation_uri, config.validation_sha256
+    if uri is None or sha256 is None:
+        return None
+    data = artifact.fetch(
+        uri,
+        max_bytes=config.max_artifact_bytes,
+        timeout=config.download_timeout,
+        allow_loopback=config.allow_loopback_downloads,
+    )
+    artifact.verify(data, sha256, source=f"validation dataset {uri}")
+    return data
+
+
+def _validate(config: ServerConfig, loaded: LoadedModel, dataset: bytes) -> None:
+    from . import validation
+
+    assert config.validation_uri is not None and config.validation_threshold is not None
+    result = validation.check(
+        loaded,
+        dataset,
+        metric=config.validation_metric,
+        threshold=config.validation_threshold,
+        label_column=config.validation_label_column,
+        source=config.validation_uri,
+    )
+    log.info("validation passed: %s", result)
 
 
 def fetch_to(config: ServerConfig, destination: Path) -> None:
