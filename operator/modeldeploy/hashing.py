@@ -32,7 +32,9 @@ def revision_hash(spec: ModelDeploymentSpec, *, default_image: str) -> str:
         "scheme": HASH_SCHEME,
         "model": spec.model.model_dump(by_alias=True, mode="json"),
         "serving": serving,
-        "analysis": spec.analysis.model_dump(by_alias=True, mode="json"),
+        # exclude_none: a spec without the optional validation gate hashes as it did before it
+        # existed, so an operator upgrade does not restart every revision.
+        "analysis": spec.analysis.model_dump(by_alias=True, mode="json", exclude_none=True),
     }
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:HASH_LENGTH]

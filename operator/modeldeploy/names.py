@@ -62,6 +62,7 @@ TERMINAL_LOAD_CAUSES: Final = (
     "IncompatibleSklearnVersion",
     "WarmupFailed",
     "ArtifactTooLarge",
+    "ValidationFailed",  # the model missed its threshold on spec.analysis.validation's dataset
 )
 
 # --- containers and children ------------------------------------------------------------------
@@ -131,6 +132,12 @@ ENV_FORMAT: Final = "MODELDEPLOY_FORMAT"
 ENV_PORT: Final = "MODELDEPLOY_PORT"
 ENV_DRAIN_SECONDS: Final = "MODELDEPLOY_DRAIN_SECONDS"
 ENV_RUNTIME: Final = "MODELDEPLOY_RUNTIME"  # set only when spec.serving.runtime is
+# The validation gate (spec.analysis.validation), set only when it is configured.
+ENV_VALIDATION_URI: Final = "MODELDEPLOY_VALIDATION_URI"
+ENV_VALIDATION_SHA256: Final = "MODELDEPLOY_VALIDATION_SHA256"
+ENV_VALIDATION_METRIC: Final = "MODELDEPLOY_VALIDATION_METRIC"
+ENV_VALIDATION_THRESHOLD: Final = "MODELDEPLOY_VALIDATION_THRESHOLD"
+ENV_VALIDATION_LABEL_COLUMN: Final = "MODELDEPLOY_VALIDATION_LABEL_COLUMN"
 ENV_MONITOR_METRICS_URL: Final = "MODELDEPLOY_MONITOR_METRICS_URL"
 ENV_MONITOR_POD_NAME: Final = "MODELDEPLOY_MONITOR_POD_NAME"
 ENV_MONITOR_POD_NAMESPACE: Final = "MODELDEPLOY_MONITOR_POD_NAMESPACE"

@@ -63,6 +63,19 @@ def pod_template(
 ) -> dict[str, Any]:
     image = effective_image(spec, default_image)
     model_uri, model_volumes, model_mounts = _model_location(spec.model.uri)
+    validation_env: dict[str, str] = {}
+    if (validation := spec.analysis.validation) is not None:
+        data_uri, data_volumes, data_mounts = _model_location(validation.uri, "validation-data")
+        mounted = {mount["mountPath"] for mount in model_mounts}
+        if not mounted & {mount["mountPath"] for mount in data_mounts}:  # else: same claim
+            model_volumes, model_mounts = model_volumes + data_volumes, model_mounts + data_mounts
+        validation_env = {
+            names.ENV_VALIDATION_URI: data_uri,
+            names.ENV_VALIDATION_SHA256: validation.sha256,
+            names.ENV_VALIDATION_METRIC: validation.metric,
+            names.ENV_VALIDATION_THRESHOLD: _number(validation.threshold),
+            names.ENV_VALIDATION_LABEL_COLUMN: validation.label_column,
+        }
     return {
         "metadata": {"labels": dict(labels)},
         "spec": {
@@ -80,7 +93,7 @@ def pod_template(
             # A native sidecar (restartPolicy Always): it starts before the server and is
             # stopped only after the server has drained, so verdicts cover the whole life.
             "initContainers": [_monitor(spec, md_name, md_uid, settings)],
-            "containers": [_server(spec, image, model_uri, model_mounts, settings)],
+            "containers": [_server(spec, image, model_uri, model_mounts, settings, validation_env)],
             "volumes": [
                 {"name": "server-tmp", "emptyDir": {"sizeLimit": settings.tmp_size_limit}},
                 # Separate scratch space: the model container must not reach the sidecar's.
@@ -98,6 +111,7 @@ def _server(
     model_uri: str,
     model_mounts: list[dict[str, Any]],
     settings: PodSettings,
+    validation_env: dict[str, str],
 ) -> dict[str, Any]:
     model, serving = spec.model, spec.serving
     env = {
@@ -111,6 +125,7 @@ def _server(
     }
     if serving.runtime is not None:  # unset: the server's own default (auto), pods unchanged
         env[names.ENV_RUNTIME] = serving.runtime
+    env.update(validation_env)  # empty without a validation gate: pods unchanged
     resources = {
         key: value.as_dict()
         for key, value in (
@@ -215,17 +230,19 @@ def _token_volume() -> dict[str, Any]:
     }
 
 
-def _model_location(uri: str) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+def _model_location(
+    uri: str, volume_name: str = "model"
+) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
     """pvc://claim/path becomes a read-only mount and a file:// URI; other URIs pass through."""
     if not uri.startswith("pvc://"):
         return uri, [], []
     claim, path = uri.removeprefix("pvc://").split("/", 1)
     mount = f"{names.MODEL_MOUNT_ROOT}/{claim}"
-    volume = {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+    volume = {"name": volume_name, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
     return (
         f"file://{mount}/{path}",
         [volume],
-        [{"name": "model", "mountPath": mount, "readOnly": True}],
+        [{"name": volume_name, "mountPath": mount, "readOnly": True}],
     )
 
 

@@ -171,6 +171,11 @@ def _check_uri(uri: str) -> str:
     return uri
 
 
+# Where an artifact (the model, its validation dataset) lives, and the digest it must match.
+ArtifactUri = Annotated[str, AfterValidator(_check_uri), Field(min_length=1, max_length=2048)]
+Sha256 = Annotated[str, Field(max_length=64, pattern=r"^[a-f0-9]{64}$")]
+
+
 # --- the models -------------------------------------------------------------------------------
 
 
@@ -194,8 +199,8 @@ class ModelSource(_Spec):
     version: str = Field(
         min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.+]*[A-Za-z0-9])?$"
     )
-    uri: Annotated[str, AfterValidator(_check_uri)] = Field(min_length=1, max_length=2048)
-    sha256: str = Field(max_length=64, pattern=r"^[a-f0-9]{64}$")
+    uri: ArtifactUri
+    sha256: Sha256
     format: Literal["joblib", "skops"] = "joblib"
 
 
@@ -283,11 +288,33 @@ class Thresholds(_Spec):
     latency_p99_ms: float = Field(default=250, gt=0, le=600_000)
 
 
+ValidationMetric = Literal["accuracy", "f1", "mae", "r2"]
+# The range a threshold can be met in: mae is an error (>= 0, lower is better); accuracy and f1
+# are shares; r2 is at most 1 and may be negative. The CRD states the same rule in CEL.
+THRESHOLD_RANGES: Final[dict[str, tuple[float | None, float | None]]] = {
+    "accuracy": (0, 1),
+    "f1": (0, 1),
+    "mae": (0, None),
+    "r2": (None, 1),
+}
+
+
+class Validation(_Spec):
+    """A labelled dataset each new revision must score well enough on before it turns ready."""
+
+    uri: ArtifactUri
+    sha256: Sha256
+    metric: ValidationMetric
+    threshold: float
+    label_column: str = Field(default="label", min_length=1, max_length=256)
+
+
 class Analysis(_Spec):
     window: WindowDuration = timedelta(seconds=30)
     min_requests: int = Field(default=20, ge=1, le=1_000_000)
     on_no_data: Literal["hold", "pass", "fail"] = "hold"
     thresholds: Thresholds = Thresholds()
+    validation: Validation | None = None
 
 
 class Rollback(_Spec):
@@ -335,9 +362,18 @@ def parse_spec(raw: Mapping[str, Any], *, allow_file_uris: bool = True) -> Model
         raise SpecError(_field_path(first["loc"]), _message(first)) from None
     for field_path, message in cross_field_problems(spec):
         raise SpecError(field_path, message)
-    if not allow_file_uris and spec.model.uri.startswith("file://"):
-        raise SpecError("spec.model.uri", FILE_URIS_OFF)
+    for field_path, uri in artifact_uris(spec):
+        if not allow_file_uris and uri.startswith("file://"):
+            raise SpecError(field_path, FILE_URIS_OFF)
     return spec
+
+
+def artifact_uris(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
+    """Every URI the pod fetches, with its field path."""
+    found = [("spec.model.uri", spec.model.uri)]
+    if spec.analysis.validation is not None:
+        found.append(("spec.analysis.validation.uri", spec.analysis.validation.uri))
+    return found
 
 
 def validate_name(name: str) -> None:
@@ -385,6 +421,7 @@ def cross_field_problems(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
     if spec.serving.port == names.MONITOR_PORT:
         problems.append(("spec.serving.port", "must not be 9090, the monitoring sidecar's port"))
     problems.extend(_env_problems(spec.serving.env))
+    problems.extend(_validation_problems(spec.analysis.validation))
     problems.extend(_request_limit_problems(spec.serving.resources))
     return problems
 
@@ -402,6 +439,26 @@ def _env_problems(env: tuple[EnvVar, ...]) -> list[tuple[str, str]]:
             problems.append((f"spec.serving.env[{index}]", f"Duplicate value: {var.name!r}"))
         seen.add(var.name)
     return problems
+
+
+def _validation_problems(validation: Validation | None) -> list[tuple[str, str]]:
+    if validation is None:
+        return []
+    low, high = THRESHOLD_RANGES[validation.metric]
+    if (low is None or validation.threshold >= low) and (
+        high is None or validation.threshold <= high
+    ):
+        return []
+    if low is not None and high is not None:
+        bounds = f"{low} to {high}"
+    else:
+        bounds = f"at least {low}" if low is not None else f"at most {high}"
+    return [
+        (
+            "spec.analysis.validation.threshold",
+            f"out of range for the metric: {validation.metric} takes {bounds}",
+        )
+    ]
 
 
 def _request_limit_problems(resources: Resources) -> list[tuple[str, str]]:
