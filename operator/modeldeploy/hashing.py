@@ -22,18 +22,25 @@ HASH_LENGTH: Final = 10
 def revision_hash(spec: ModelDeploymentSpec, *, default_image: str) -> str:
     """A stable short hex digest of the fields that define a model revision.
 
-    `default_image` is the operator's serving image: a spec without its own image runs that
-    one, so upgrading the operator's image is a new revision and rolls out like any other.
+    `default_image` is the image a spec without its own runs: the one the image policy chose
+    (imagepolicy.choose), so a new operator default makes a new revision only under that
+    policy, and a revision hashes alike across operator upgrades.
     Values are taken after parsing, so "60s" and "1m", or `cpu: 1` and `cpu: "1"`, hash alike.
     """
     serving = spec.serving.model_dump(by_alias=True, mode="json", exclude_none=True)
     serving["image"] = effective_image(spec, default_image)
+    if not serving.get("allowSklearnUpgrade"):  # unset and false run the same pods
+        serving.pop("allowSklearnUpgrade", None)
+    # A declaration about the artifact, not what runs: editing it starts no rollout.
+    model = spec.model.model_dump(
+        by_alias=True, mode="json", exclude={"sklearn_version"}, exclude_none=True
+    )
     document = {
         "scheme": HASH_SCHEME,
-        "model": spec.model.model_dump(by_alias=True, mode="json"),
+        "model": model,
         "serving": serving,
-        # exclude_none: a spec without the optional validation gate hashes as it did before it
-        # existed, so an operator upgrade does not restart every revision.
+        # exclude_none: a spec without the optional validation gate or drift thresholds hashes
+        # as it did before they existed, so an operator upgrade restarts no revision.
         "analysis": spec.analysis.model_dump(by_alias=True, mode="json", exclude_none=True),
     }
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)

@@ -26,7 +26,8 @@ RuntimeChoice = Literal["auto", "sklearn", "onnx"]
 VALIDATION_METRICS = ("accuracy", "f1", "mae", "r2")
 ValidationMetric = Literal["accuracy", "f1", "mae", "r2"]
 # pvc:// is resolved by the operator into a mounted path; the server sees a local path.
-URI_SCHEMES = ("", "file", "http", "https")
+# s3, gs and azure are fetched by the init container (the `storage` extra's clients).
+URI_SCHEMES = ("", "file", "http", "https", "s3", "gs", "azure")
 _SIZE_UNITS = {
     "": 1,
     "K": 1000,
@@ -72,8 +73,10 @@ class ServerConfig:
     allow_sklearn_version_mismatch: bool
     runtime: RuntimeChoice
     signature_file: Path | None
-    validation_uri: str | None
-    validation_sha256: str | None
+    profile_uri: str
+    profile_sha256: str
+    validation_uri: str
+    validation_sha256: str
     validation_metric: ValidationMetric
     validation_threshold: float | None
     validation_label_column: str
@@ -89,18 +92,13 @@ def _model_uri(value: str) -> str:
     if len(scheme) == 1:  # a Windows drive letter is not a scheme; keep paths portable
         scheme = ""
     if scheme not in URI_SCHEMES:
-        raise ValueError(f"scheme {scheme!r} not allowed; use a path, file://, http:// or https://")
+        raise ValueError(
+            f"scheme {scheme!r} not allowed; use a path, file://, http(s)://, s3://, gs:// or "
+            "azure://"
+        )
     if not value.strip():
         raise ValueError("must not be empty")
     return value
-
-
-def _optional_uri(value: str) -> str | None:
-    return _model_uri(value) if value else None
-
-
-def _optional_sha256(value: str) -> str | None:
-    return _sha256(value) if value else None
 
 
 def _finite(value: str) -> float:
@@ -114,6 +112,14 @@ def _sha256(value: str) -> str:
     if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
         raise ValueError("must be 64 hexadecimal characters")
     return value.lower()
+
+
+def _optional_uri(value: str) -> str:
+    return _model_uri(value) if value else ""
+
+
+def _optional_sha256(value: str) -> str:
+    return _sha256(value) if value else ""
 
 
 def _model_name(value: str) -> str:
@@ -224,7 +230,12 @@ _REQUIRED = object()
 MiB = 1024**2
 
 FLAGS: tuple[_Flag, ...] = (
-    _Flag("model-uri", _model_uri, _REQUIRED, "artifact location: path, file://, http(s)://"),
+    _Flag(
+        "model-uri",
+        _model_uri,
+        _REQUIRED,
+        "artifact location: path, file://, http(s)://, s3://, gs://, azure://",
+    ),
     _Flag("model-name", _model_name, _REQUIRED, "served name, as in /v2/models/<name>/infer"),
     _Flag("model-version", _text(128), "", "free-form version reported in metadata and metrics"),
     _Flag("sha256", _sha256, _REQUIRED, "sha256 of the artifact bytes; nothing else is loaded"),
@@ -323,13 +334,20 @@ FLAGS: tuple[_Flag, ...] = (
         "beside a local artifact, if present)",
     ),
     _Flag(
+        "profile-uri",
+        _optional_uri,
+        "",
+        "reference profile (modeldeploy-profile): count served rows per bin for drift",
+    ),
+    _Flag("profile-sha256", _optional_sha256, "", "sha256 of the profile; required with it"),
+    _Flag(
         "validation-uri",
         _optional_uri,
-        None,
+        "",
         "labelled dataset (CSV with a header row) scored after warm-up; the server becomes "
         "ready only if the model meets --validation-threshold on it",
     ),
-    _Flag("validation-sha256", _optional_sha256, None, "sha256 of the validation dataset"),
+    _Flag("validation-sha256", _optional_sha256, "", "sha256 of the validation dataset"),
     _Flag(
         "validation-metric",
         _choice(VALIDATION_METRICS),
@@ -401,8 +419,10 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> ServerConfi
         flag.field or flag.dest: _resolve(flag, getattr(namespace, flag.dest), environ)
         for flag in FLAGS
     }
-    if values["validation_uri"] is not None:
+    if bool(values["profile_uri"]) != bool(values["profile_sha256"]):
+        raise ConfigError("--profile-uri and --profile-sha256 go together")
+    if values["validation_uri"]:
         for needed in ("validation-sha256", "validation-threshold"):
-            if values[needed.replace("-", "_")] is None:
+            if values[needed.replace("-", "_")] in ("", None):
                 raise ConfigError(f"--validation-uri needs --{needed} too")
     return ServerConfig(**values)

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.kwok
 PREFIX = "mdhook"
 INFO = "modeldeploy_modeldeployment_info"
 WEIGHT = "modeldeploy_canary_weight"
+PHASES = "modeldeploy_modeldeployments"
 
 
 class Receiver:
@@ -107,6 +108,7 @@ def test_webhook_and_per_object_gauges_follow_a_promotion_and_a_rollback(
         # Published right after the reconcile that wrote the status, so it may trail it a bit.
         wait_until(lambda: op.metric(INFO, first) == 1, 10, "info shows r1")
         assert op.metric(WEIGHT, ours) == 0
+        assert op.metric(PHASES, {"phase": names.PHASE_STABLE}) == 1  # this operator's only one
         assert receiver.events() == []  # a first deploy is neither a promotion nor a rollback
 
         apply(cluster, ns, spec_for(train_forest(tmp_path), "2", steps=steps))
@@ -128,8 +130,11 @@ def test_webhook_and_per_object_gauges_follow_a_promotion_and_a_rollback(
         assert rolled["stableRevision"] == 2 and rolled["canaryRevision"] is None
         phase = {**ours, "phase": names.PHASE_ROLLED_BACK, "stable_revision": "2"}
         wait_until(lambda: op.metric(INFO, phase) == 1, 10, "info shows RolledBack")
+        assert op.metric(PHASES, {"phase": names.PHASE_ROLLED_BACK}) == 1
+        assert op.metric(PHASES, {"phase": names.PHASE_STABLE}) == 0
         assert op.metric(WEIGHT, ours) == 0
 
         cluster.kubectl("delete", "md", MD, "-n", ns)
         wait_until(lambda: op.metric(INFO, ours) == 0, 30, "the series leave with the object")
+        assert op.metric(PHASES) == 0
     assert receiver.events().count("Promoted") == 1

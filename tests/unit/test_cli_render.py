@@ -205,3 +205,17 @@ def test_instants_render_as_time_left() -> None:
     del baking["status"]["canary"]
     baking["status"]["bakeUntil"] = "2026-01-02T12:00:30Z"
     assert field(cli_render.status_lines(baking, NOW), "Bake ends") == "in 30s"
+
+
+def test_status_says_when_an_image_upgrade_waits() -> None:
+    obj = stable()
+    obj["status"]["image"] = {
+        "serving": "img:1",
+        "default": "img:2",
+        "state": names.IMAGE_UPGRADE_AVAILABLE,
+        "message": "img:2 is available; keeps img:1",
+    }
+    lines = cli_render.status_lines(obj, NOW)
+    assert field(lines, "Image") == "img:1  UpgradeAvailable: img:2 is available; keeps img:1"
+    obj["status"]["image"].update(serving="img:2", state=names.IMAGE_UP_TO_DATE)
+    assert field(cli_render.status_lines(obj, NOW), "Image") == "img:2"

@@ -17,6 +17,7 @@ from modeldeploy.spec import SpecError, parse_spec
 from modeldeploy_serving.config import ConfigError, parse_config
 from modeldeploy_serving.validation import Result, meets, score
 from tests.helpers.spec_cases import SHA, valid_manifest
+from tests.helpers.storage_cases import S3_URI, SECRET_ENV
 
 # --- metrics -----------------------------------------------------------------------------------
 
@@ -148,6 +149,44 @@ def test_a_dataset_on_the_models_claim_shares_its_mount() -> None:
     pod, server = _server(_spec(gate, uri="pvc://models/iris/m.joblib"))
     assert [v["name"] for v in pod["volumes"] if "persistentVolumeClaim" in v] == ["model"]
     assert [m["mountPath"] for m in server["volumeMounts"]].count("/mnt/models/models") == 1
+
+
+def test_an_object_store_dataset_is_fetched_beside_the_model_with_its_credentials() -> None:
+    gate = {**_GATE, "uri": "s3://holdout-data/iris/holdout.csv"}
+    pod, server = _server(_spec(gate, uri=S3_URI, env=SECRET_ENV))
+    init = {c["name"]: c for c in pod["initContainers"]}
+    assert [c["name"] for c in pod["initContainers"]] == [
+        names.CONTAINER_FETCHER,
+        names.CONTAINER_VALIDATION_FETCHER,
+        names.CONTAINER_MONITOR,
+    ]
+    model_fetcher, data_fetcher = (
+        init[names.CONTAINER_FETCHER],
+        init[names.CONTAINER_VALIDATION_FETCHER],
+    )
+    data_env = {e["name"]: e.get("value", e.get("valueFrom")) for e in data_fetcher["env"]}
+    assert data_env[names.ENV_MODEL_URI] == gate["uri"]
+    assert data_env[names.ENV_SHA256] == SHA
+    # The same credentials and arguments as the model's fetcher (never deserialize, no
+    # loopback), only the target differs.
+    assert data_fetcher["env"][-len(SECRET_ENV) :] == model_fetcher["env"][-len(SECRET_ENV) :]
+    target = "/mnt/models/fetched/validation-data"
+    assert data_fetcher["args"] == [
+        f"--fetch-to={target}",
+        *[a for a in model_fetcher["args"] if not a.startswith("--fetch-to=")],
+    ]
+    assert data_fetcher["volumeMounts"] == model_fetcher["volumeMounts"]
+    env = {e["name"]: e["value"] for e in server["env"] if "value" in e}
+    assert env[names.ENV_VALIDATION_URI] == f"file://{target}"
+    assert not any("envFrom" in c or "valueFrom" in str(c.get("env")) for c in pod["containers"])
+
+
+def test_an_object_store_dataset_needs_an_object_store_model() -> None:
+    gate = {**_GATE, "uri": "gs://holdout-data/iris/holdout.csv"}
+    with pytest.raises(SpecError) as refused:
+        parse_spec(_spec(gate, uri="pvc://models/iris/m.joblib"))
+    assert refused.value.field_path == "spec.analysis.validation.uri"
+    assert "only when spec.model.uri does" in refused.value.message
 
 
 def test_without_a_gate_pods_and_spec_hashes_are_unchanged() -> None:
