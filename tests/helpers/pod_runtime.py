@@ -232,6 +232,7 @@ class PodProcesses:
         kubeconfig: Callable[[dict[str, Any]], Path],
         monitor_flags: Mapping[str, str],
         lookup: DataLookup = _no_lookup,
+        not_ready: Callable[[dict[str, Any]], None] = lambda _: None,
     ) -> None:
         meta = pod["metadata"]
         self.name = str(meta["name"])
@@ -240,7 +241,7 @@ class PodProcesses:
         # container says. Both take their configuration from their container's env.
         assert container(pod, names.CONTAINER_SERVER)["command"] == [names.COMMAND_SERVER]
         self.server_env = container_env(pod, names.CONTAINER_SERVER)
-        self.lookup = lookup
+        self.lookup, self.not_ready = lookup, not_ready
         self.monitor_env = container_env(pod, names.CONTAINER_MONITOR)
         monitor = container(pod, names.CONTAINER_MONITOR)
         self.monitor_command = [*monitor["command"], *monitor.get("args", [])]
@@ -264,12 +265,33 @@ class PodProcesses:
             self.server = ServerProcess(None, name=self.model, env=self.server_env)
             metrics_url = f"http://127.0.0.1:{self.server.port}{names.PATH_METRICS}"
             self._start_monitor(metrics_url)
-            self.server.wait_ready()
-            self.ready.set()
+            if self._wait_ready(self.server):
+                self.ready.set()
         except PodGone:
             pass  # its DELETED event stops the server
         except Exception as err:  # reported by PodRuntime.errors
             self.error = f"{self.name}: {err}"
+
+    def _wait_ready(self, server: ServerProcess, timeout: float = 60) -> bool:
+        """True once the server is ready; False if the pod leaves first. A server that stays
+        live and never ready because its load failed (a missed validation gate, say) is no
+        error: the pod is marked not ready, as the kubelet's readiness probe would, and the
+        operator takes it from there."""
+        deadline = time.monotonic() + timeout
+        marked = False
+        while not self.retired.is_set():
+            try:
+                server.wait_ready(timeout=1)
+                return True
+            except RuntimeError:
+                if server.process.poll() is not None:
+                    raise
+            if not marked and _load_failed(server):
+                self.not_ready(self.pod)
+                marked = True
+            elif not marked and time.monotonic() > deadline:
+                raise RuntimeError("server never became ready:\n" + server.log_text)
+        return False
 
     def _fetch(self, name: str) -> None:
         """A fetcher init container, run to completion before the others start. Its
@@ -343,6 +365,12 @@ class PodProcesses:
                 self.monitor.wait()
 
 
+def _load_failed(server: ServerProcess) -> bool:
+    """The server's readiness answer names a load failure (it stays live, never ready)."""
+    reply = server.request("GET", "/v2/health/ready")
+    return reply.status == 503 and reply.json().get("cause") not in (None, names.REASON_MODEL_LOADING)
+
+
 # --- the process kubelet ----------------------------------------------------------------------
 
 
@@ -412,7 +440,12 @@ class PodRuntime:
             known = self.procs.get(name)
             if running and known is None:
                 self.procs[name] = PodProcesses(
-                    pod, self.workdir, self._sidecar_kubeconfig, self.monitor_flags, self._data
+                    pod,
+                    self.workdir,
+                    self._sidecar_kubeconfig,
+                    self.monitor_flags,
+                    self._data,
+                    self._not_ready,
                 )
             elif not running and known is not None:
                 del self.procs[name]
@@ -421,6 +454,19 @@ class PodRuntime:
                 timer = threading.Timer(STOP_GRACE_S, known.stop)
                 timer.daemon = True
                 timer.start()
+
+    def _not_ready(self, pod: dict[str, Any]) -> None:
+        """What the kubelet writes when the readiness probe fails (KWOK set Ready at start)."""
+        conditions = [
+            {"type": kind, "status": "False", "reason": "ContainersNotReady"}
+            for kind in ("Ready", "ContainersReady")
+        ]
+        self.cluster.kubectl(
+            "patch", "pod", pod["metadata"]["name"], "-n", self.namespace,
+            "--subresource=status", "--type=strategic",
+            "-p", json.dumps({"status": {"conditions": conditions}}),
+            check=False,  # a pod already gone needs no patch
+        )  # fmt: skip
 
     def _data(self, kind: str, name: str) -> dict[str, str]:
         """A Secret's or ConfigMap's data as text (what the kubelet puts into env)."""
