@@ -368,7 +368,8 @@ class PodProcesses:
 def _load_failed(server: ServerProcess) -> bool:
     """The server's readiness answer names a load failure (it stays live, never ready)."""
     reply = server.request("GET", "/v2/health/ready")
-    return reply.status == 503 and reply.json().get("cause") not in (None, names.REASON_MODEL_LOADING)
+    cause = reply.json().get("cause") if reply.status == 503 else None
+    return cause not in (None, names.REASON_MODEL_LOADING)
 
 
 # --- the process kubelet ----------------------------------------------------------------------
