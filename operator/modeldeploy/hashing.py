@@ -39,6 +39,8 @@ def revision_hash(spec: ModelDeploymentSpec, *, default_image: str) -> str:
         "scheme": HASH_SCHEME,
         "model": model,
         "serving": serving,
+        # exclude_none: a spec without the optional validation gate or drift thresholds hashes
+        # as it did before they existed, so an operator upgrade restarts no revision.
         "analysis": spec.analysis.model_dump(by_alias=True, mode="json", exclude_none=True),
     }
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)

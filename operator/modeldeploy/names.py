@@ -71,6 +71,7 @@ TERMINAL_LOAD_CAUSES: Final = (
     "IncompatibleSklearnVersion",
     "WarmupFailed",
     "ArtifactTooLarge",
+    "ValidationFailed",  # the model missed its threshold on spec.analysis.validation's dataset
 )
 # A download that failed (denied, missing, unreachable): may fix itself (a Secret created, an
 # object uploaded), so the rollout waits for it until its progress deadline.
@@ -82,6 +83,8 @@ CONTAINER_MONITOR: Final = "monitor"
 # The init container that downloads an object-store artifact (s3://, gs://, azure://) with the
 # credentials of spec.model.env/envFrom; the only container that sees them.
 CONTAINER_FETCHER: Final = "fetch-model"
+# Its twin for an object-store validation dataset (spec.analysis.validation), same credentials.
+CONTAINER_VALIDATION_FETCHER: Final = "fetch-validation"
 FETCHED_MODEL_DIR: Final = "/mnt/models/fetched"  # an emptyDir, read-only in the model server
 # Webhooks of cloud workload identity inject their token into every container unless told to
 # skip some (AWS: comma-separated, Azure: semicolon-separated); only the fetcher needs it.
@@ -168,6 +171,12 @@ ENV_MAX_REQUEST_ROWS: Final = "MODELDEPLOY_MAX_REQUEST_ROWS"
 ENV_BODY_TIMEOUT: Final = "MODELDEPLOY_BODY_TIMEOUT"
 # Set only when spec.serving.allowSklearnUpgrade is true (the server's own switch).
 ENV_ALLOW_SKLEARN_MISMATCH: Final = "MODELDEPLOY_ALLOW_SKLEARN_VERSION_MISMATCH"
+# The validation gate (spec.analysis.validation), set only when it is configured.
+ENV_VALIDATION_URI: Final = "MODELDEPLOY_VALIDATION_URI"
+ENV_VALIDATION_SHA256: Final = "MODELDEPLOY_VALIDATION_SHA256"
+ENV_VALIDATION_METRIC: Final = "MODELDEPLOY_VALIDATION_METRIC"
+ENV_VALIDATION_THRESHOLD: Final = "MODELDEPLOY_VALIDATION_THRESHOLD"
+ENV_VALIDATION_LABEL_COLUMN: Final = "MODELDEPLOY_VALIDATION_LABEL_COLUMN"
 ENV_MONITOR_METRICS_URL: Final = "MODELDEPLOY_MONITOR_METRICS_URL"
 ENV_MONITOR_POD_NAME: Final = "MODELDEPLOY_MONITOR_POD_NAME"
 ENV_MONITOR_POD_NAMESPACE: Final = "MODELDEPLOY_MONITOR_POD_NAMESPACE"
@@ -253,7 +262,7 @@ IMAGE_SKLEARN_UNKNOWN: Final = "SklearnVersionUnknown"  # one side undeclared: n
 # Equal to the CRD's modeldeploy.io/schema-version annotation (a unit test keeps them equal);
 # an operator seeing an older value knows the installed CRD may prune fields it relies on.
 ANNOTATION_SCHEMA_VERSION: Final = f"{GROUP}/schema-version"
-CRD_SCHEMA_VERSION: Final = "5"
+CRD_SCHEMA_VERSION: Final = "6"
 # A DNS-1035 label short enough that `<name>-r<revision>` stays a valid 63-character label.
 MAX_MD_NAME_LENGTH: Final = 52
 

@@ -101,6 +101,10 @@ SKLEARN_VERSION_PATTERN: Final = r"^[0-9]+\.[0-9]+([.+-]?[0-9A-Za-z][0-9A-Za-z.+
 # credentials of spec.model.env/envFrom (modeldeploy.pod).
 FETCHED_SCHEMES: Final = ("s3://", "gs://", "azure://")
 URI_SCHEMES: Final = ("pvc://", "http://", "https://", "file://", *FETCHED_SCHEMES)
+VALIDATION_STORE_NEEDS_MODEL_STORE: Final = (
+    "may name an object store (s3://, gs://, azure://) only when spec.model.uri does: the "
+    "dataset is fetched with the model's fetcher credentials"
+)
 FILE_URIS_OFF: Final = (
     "file:// URIs are allowed only when the operator runs with --allow-file-uris "
     "(development); use pvc://, http(s):// or an object store"
@@ -181,6 +185,11 @@ def _check_uri(uri: str) -> str:
     return uri
 
 
+# Where an artifact (the model, its validation dataset) lives, and the digest it must match.
+ArtifactUri = Annotated[str, AfterValidator(_check_uri), Field(min_length=1, max_length=2048)]
+Sha256 = Annotated[str, Field(max_length=64, pattern=r"^[a-f0-9]{64}$")]
+
+
 # --- the models -------------------------------------------------------------------------------
 
 
@@ -231,8 +240,8 @@ class EnvFromSource(_Spec):
 class Profile(_Spec):
     """The reference profile for drift; its URI obeys the model URI's rules."""
 
-    uri: Annotated[str, AfterValidator(_check_uri)] = Field(min_length=1, max_length=2048)
-    sha256: str = Field(max_length=64, pattern=r"^[a-f0-9]{64}$")
+    uri: ArtifactUri
+    sha256: Sha256
 
 
 class ModelSource(_Spec):
@@ -242,8 +251,8 @@ class ModelSource(_Spec):
     version: str = Field(
         min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.+]*[A-Za-z0-9])?$"
     )
-    uri: Annotated[str, AfterValidator(_check_uri)] = Field(min_length=1, max_length=2048)
-    sha256: str = Field(max_length=64, pattern=r"^[a-f0-9]{64}$")
+    uri: ArtifactUri
+    sha256: Sha256
     format: Literal["joblib", "skops"] = "joblib"
     # The scikit-learn version the artifact was saved with, as declared by its producer: the
     # operator never moves the model onto an image of another minor version (imagepolicy.py).
@@ -353,11 +362,33 @@ class Thresholds(_Spec):
     feature_drift: float | None = Field(default=None, gt=0, le=100)
 
 
+ValidationMetric = Literal["accuracy", "f1", "mae", "r2"]
+# The range a threshold can be met in: mae is an error (>= 0, lower is better); accuracy and f1
+# are shares; r2 is at most 1 and may be negative. The CRD states the same rule in CEL.
+THRESHOLD_RANGES: Final[dict[str, tuple[float | None, float | None]]] = {
+    "accuracy": (0, 1),
+    "f1": (0, 1),
+    "mae": (0, None),
+    "r2": (None, 1),
+}
+
+
+class Validation(_Spec):
+    """A labelled dataset each new revision must score well enough on before it turns ready."""
+
+    uri: ArtifactUri
+    sha256: Sha256
+    metric: ValidationMetric
+    threshold: float
+    label_column: str = Field(default="label", min_length=1, max_length=256)
+
+
 class Analysis(_Spec):
     window: WindowDuration = timedelta(seconds=30)
     min_requests: int = Field(default=20, ge=1, le=1_000_000)
     on_no_data: Literal["hold", "pass", "fail"] = "hold"
     thresholds: Thresholds = Thresholds()
+    validation: Validation | None = None
 
 
 class Rollback(_Spec):
@@ -437,12 +468,20 @@ def parse_spec(raw: Mapping[str, Any], *, allow_file_uris: bool = True) -> Model
         raise SpecError(_field_path(first["loc"]), _message(first)) from None
     for field_path, message in cross_field_problems(spec):
         raise SpecError(field_path, message)
-    if not allow_file_uris and spec.model.uri.startswith("file://"):
-        raise SpecError("spec.model.uri", FILE_URIS_OFF)
-    profile = spec.model.profile
-    if not allow_file_uris and profile is not None and profile.uri.startswith("file://"):
-        raise SpecError("spec.model.profile.uri", FILE_URIS_OFF)
+    for field_path, uri in artifact_uris(spec):
+        if not allow_file_uris and uri.startswith("file://"):
+            raise SpecError(field_path, FILE_URIS_OFF)
     return spec
+
+
+def artifact_uris(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
+    """Every URI the pod fetches, with its field path."""
+    found = [("spec.model.uri", spec.model.uri)]
+    if spec.model.profile is not None:
+        found.append(("spec.model.profile.uri", spec.model.profile.uri))
+    if spec.analysis.validation is not None:
+        found.append(("spec.analysis.validation.uri", spec.analysis.validation.uri))
+    return found
 
 
 def validate_name(name: str) -> None:
@@ -492,6 +531,7 @@ def cross_field_problems(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
     problems.extend(_env_problems(spec.serving.env))
     problems.extend(spec.serving.pod_field_problems())
     problems.extend(_fetcher_env_problems(spec.model))
+    problems.extend(_validation_problems(spec))
     problems.extend(_request_limit_problems(spec.serving.resources))
     return problems
 
@@ -549,6 +589,34 @@ def _env_problems(env: tuple[EnvVar, ...]) -> list[tuple[str, str]]:
         if var.name in seen:
             problems.append((f"spec.serving.env[{index}]", f"Duplicate value: {var.name!r}"))
         seen.add(var.name)
+    return problems
+
+
+def _validation_problems(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
+    """The CRD's CEL rules on spec.analysis.validation: the threshold's range for its metric,
+    and an object-store dataset only beside an object-store model (one fetcher identity)."""
+    validation = spec.analysis.validation
+    if validation is None:
+        return []
+    problems: list[tuple[str, str]] = []
+    low, high = THRESHOLD_RANGES[validation.metric]
+    if (low is not None and validation.threshold < low) or (
+        high is not None and validation.threshold > high
+    ):
+        if low is not None and high is not None:
+            bounds = f"{low} to {high}"
+        else:
+            bounds = f"at least {low}" if low is not None else f"at most {high}"
+        problems.append(
+            (
+                "spec.analysis.validation.threshold",
+                f"out of range for the metric: {validation.metric} takes {bounds}",
+            )
+        )
+    if validation.uri.startswith(FETCHED_SCHEMES) and not spec.model.uri.startswith(
+        FETCHED_SCHEMES
+    ):
+        problems.append(("spec.analysis.validation.uri", VALIDATION_STORE_NEEDS_MODEL_STORE))
     return problems
 
 
