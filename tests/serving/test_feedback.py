@@ -165,7 +165,7 @@ def test_unknown_model_is_a_404(classifier_server: ServerProcess) -> None:
     status, answer = post(
         classifier_server, v2_feedback(ROWS, [0] * 8), "/v2/models/other/feedback"
     )
-    assert status == 404, answer
+    assert (status, answer["reason"]) == (404, "model_not_found"), answer
 
 
 def test_feedback_is_not_inference_traffic(
