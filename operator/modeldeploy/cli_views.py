@@ -102,7 +102,7 @@ def _conditions(obj: Obj) -> dict[str, Mapping[str, Any]]:
 
 
 def pod_verdict(pod: Obj) -> str:
-    """What the pod's sidecar says: Healthy, Breaching (naming a drift), NoData, or '-'."""
+    """What the pod's sidecar says: Healthy, Breaching (naming a quality rule), NoData, or '-'."""
     cond = _conditions(pod).get(names.POD_COND_METRICS_HEALTHY)
     if cond is None:
         return "-"
@@ -112,8 +112,8 @@ def pod_verdict(pod: Obj) -> str:
         return "NoData"
     if cond.get("status") != "False":
         return "-"
-    drift = cond.get("reason") in (names.REASON_PREDICTION_DRIFT, names.REASON_FEATURE_DRIFT)
-    return f"Breaching ({cond['reason']})" if drift else "Breaching"
+    quality = cond.get("reason") in names.MODEL_QUALITY_REASONS
+    return f"Breaching ({cond['reason']})" if quality else "Breaching"
 
 
 def verdict_message(pod: Obj) -> str:

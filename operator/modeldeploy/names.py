@@ -54,6 +54,16 @@ REASON_WITHIN_THRESHOLDS: Final = "WithinThresholds"
 # Drift against spec.model.profile (PSI over the window; docs/monitor.md#drift).
 REASON_PREDICTION_DRIFT: Final = "PredictionDrift"
 REASON_FEATURE_DRIFT: Final = "FeatureDrift"
+# Labelled feedback over analysis.feedbackWindow (docs/monitor.md#live-accuracy-from-feedback).
+REASON_ACCURACY_BELOW_THRESHOLD: Final = "AccuracyBelowThreshold"
+REASON_MAE_ABOVE_THRESHOLD: Final = "MAEAboveThreshold"
+# Breaches about what the model answers rather than whether it answers (named in `status`).
+MODEL_QUALITY_REASONS: Final = (
+    REASON_PREDICTION_DRIFT,
+    REASON_FEATURE_DRIFT,
+    REASON_ACCURACY_BELOW_THRESHOLD,
+    REASON_MAE_ABOVE_THRESHOLD,
+)
 # Also written by the sidecar: whether the model server loaded its model, and if not why (the
 # reason is the server's LoadError cause, e.g. Sha256Mismatch), so the operator can say why a
 # pod is not ready without talking to it.
@@ -188,6 +198,10 @@ ENV_MONITOR_MAX_ERROR_RATE: Final = "MODELDEPLOY_MONITOR_MAX_ERROR_RATE"
 ENV_MONITOR_MAX_LATENCY_P99_MS: Final = "MODELDEPLOY_MONITOR_MAX_LATENCY_P99_MS"
 ENV_MONITOR_MAX_PREDICTION_DRIFT: Final = "MODELDEPLOY_MONITOR_MAX_PREDICTION_DRIFT"
 ENV_MONITOR_MAX_FEATURE_DRIFT: Final = "MODELDEPLOY_MONITOR_MAX_FEATURE_DRIFT"
+ENV_MONITOR_MIN_ACCURACY: Final = "MODELDEPLOY_MONITOR_MIN_ACCURACY"
+ENV_MONITOR_MAX_MAE: Final = "MODELDEPLOY_MONITOR_MAX_MAE"
+ENV_MONITOR_FEEDBACK_WINDOW_SECONDS: Final = "MODELDEPLOY_MONITOR_FEEDBACK_WINDOW_SECONDS"
+ENV_MONITOR_MIN_FEEDBACK: Final = "MODELDEPLOY_MONITOR_MIN_FEEDBACK"
 
 # --- the sidecar's per-namespace RBAC -------------------------------------------------------
 # A RoleBinding of the sidecar's ServiceAccount to a fixed ClusterRole the chart creates

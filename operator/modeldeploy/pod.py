@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from modeldeploy import names
 from modeldeploy.podsettings import PodFields, Tuning, dump
-from modeldeploy.spec import FETCHED_SCHEMES, ModelDeploymentSpec, effective_image
+from modeldeploy.spec import FETCHED_SCHEMES, Analysis, ModelDeploymentSpec, effective_image
 
 TOKEN_EXPIRATION_SECONDS: Final = 3607  # the kubelet's usual bound-token lifetime
 _TMP_MOUNT: Final = "/tmp"
@@ -182,6 +182,19 @@ def _server_resources(spec: ModelDeploymentSpec) -> dict[str, Any]:
     }
 
 
+def _feedback_env(analysis: Analysis) -> dict[str, str]:
+    """The feedback window and minimum, only when a feedback threshold uses them: pods of
+    specs without one stay exactly as before."""
+    if not analysis.thresholds.feedback_rules:
+        return {}
+    return {
+        names.ENV_MONITOR_FEEDBACK_WINDOW_SECONDS: _number(
+            analysis.feedback_window.total_seconds()
+        ),
+        names.ENV_MONITOR_MIN_FEEDBACK: str(analysis.min_feedback),
+    }
+
+
 def _monitor(
     spec: ModelDeploymentSpec, md_name: str, md_uid: str, settings: PodSettings
 ) -> dict[str, Any]:
@@ -208,10 +221,13 @@ def _monitor(
                 for name, value in (
                     (names.ENV_MONITOR_MAX_PREDICTION_DRIFT, analysis.thresholds.prediction_drift),
                     (names.ENV_MONITOR_MAX_FEATURE_DRIFT, analysis.thresholds.feature_drift),
+                    (names.ENV_MONITOR_MIN_ACCURACY, analysis.thresholds.min_accuracy),
+                    (names.ENV_MONITOR_MAX_MAE, analysis.thresholds.max_mae),
                 )
                 if value is not None
             }
         ),
+        *_env(_feedback_env(analysis)),
     ]
     return {
         "name": names.CONTAINER_MONITOR,

@@ -62,6 +62,8 @@ _DURATION_SCHEMA: Final = {
 _PAUSE_BOUNDS: Final = DurationBounds("0s", "24h")
 _WINDOW_BOUNDS: Final = DurationBounds("5s", "1h")
 _DEADLINE_BOUNDS: Final = DurationBounds("30s", "24h")
+# Labels arrive late, so the feedback window reaches further back than the analysis window.
+_FEEDBACK_WINDOW_BOUNDS: Final = DurationBounds("5s", "6h")
 
 # A duration is written "30s" or "1h30m", held as a timedelta, and written back canonically.
 PauseDuration = Annotated[
@@ -79,6 +81,14 @@ WindowDuration = Annotated[
     PlainSerializer(format_duration, return_type=str),
     WithJsonSchema(_DURATION_SCHEMA),
     _WINDOW_BOUNDS,
+]
+FeedbackWindowDuration = Annotated[
+    timedelta,
+    BeforeValidator(_to_duration),
+    AfterValidator(_FEEDBACK_WINDOW_BOUNDS),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(_DURATION_SCHEMA),
+    _FEEDBACK_WINDOW_BOUNDS,
 ]
 DeadlineDuration = Annotated[
     timedelta,
@@ -360,6 +370,14 @@ class Thresholds(_Spec):
     # PSI against spec.model.profile; no default, so existing specs keep their hash.
     prediction_drift: float | None = Field(default=None, gt=0, le=100)
     feature_drift: float | None = Field(default=None, gt=0, le=100)
+    # Labelled feedback over analysis.feedbackWindow; no default either.
+    min_accuracy: float | None = Field(default=None, ge=0, le=1)
+    max_mae: float | None = Field(default=None, ge=0, alias="maxMAE")
+
+    @property
+    def feedback_rules(self) -> bool:
+        """A feedback threshold is set (else feedbackWindow and minFeedback change nothing)."""
+        return self.min_accuracy is not None or self.max_mae is not None
 
 
 ValidationMetric = Literal["accuracy", "f1", "mae", "r2"]
@@ -389,6 +407,8 @@ class Analysis(_Spec):
     on_no_data: Literal["hold", "pass", "fail"] = "hold"
     thresholds: Thresholds = Thresholds()
     validation: Validation | None = None
+    feedback_window: FeedbackWindowDuration = timedelta(minutes=5)
+    min_feedback: int = Field(default=50, ge=1, le=1_000_000)
 
 
 class Rollback(_Spec):

@@ -565,13 +565,14 @@ def bad_body(i: int) -> bytes:
     return BAD_BODIES[i % len(BAD_BODIES)]
 
 
-def infer(endpoint: Endpoint, body: bytes, timeout: float = 10) -> int:
-    """POST one v2 infer request on a fresh connection; the HTTP status, or 0 without one."""
+def infer(endpoint: Endpoint, body: bytes, timeout: float = 10, route: str = "infer") -> int:
+    """POST one v2 request (`route`: infer, or feedback) on a fresh connection; the HTTP
+    status, or 0 without one."""
     connection = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=timeout)
     try:
         connection.request(
             "POST",
-            f"/v2/models/{endpoint.model}/infer",
+            f"/v2/models/{endpoint.model}/{route}",
             body=body,
             headers={"Content-Type": "application/json"},
         )
@@ -600,8 +601,9 @@ class LoadGenerator:
         max_seconds: float = 120.0,
         max_requests: int = 5000,
         body: Callable[[int], bytes] = good_body,
+        route: str = "infer",
     ) -> None:
-        self.targets, self.rate, self.body = targets, rate, body
+        self.targets, self.rate, self.body, self.route = targets, rate, body, route
         self.max_seconds, self.max_requests = max_seconds, max_requests
         self.results: list[Result] = []
         self._lock = threading.Lock()
@@ -645,7 +647,7 @@ class LoadGenerator:
                 continue  # nothing to route to yet: this slot is skipped
             target = targets[number % len(targets)]
             sent = time.monotonic()
-            status = infer(target, self.body(number))
+            status = infer(target, self.body(number), route=self.route)
             result = Result(sent, time.monotonic(), target.pod, target.revision, status)
             with self._lock:
                 self.results.append(result)

@@ -371,6 +371,27 @@ INVALID: list[Invalid] = [
         True,
     ),
     Invalid(
+        "min-accuracy-above-one",
+        _spec(analysis={"thresholds": {"minAccuracy": 1.5}}),
+        "spec.analysis.thresholds.minAccuracy",
+        "less than or equal to 1",
+        True,
+    ),
+    Invalid(
+        "max-mae-negative",
+        _spec(analysis={"thresholds": {"maxMAE": -1}}),
+        "spec.analysis.thresholds.maxMAE",
+        "greater than or equal to 0",
+        True,
+    ),
+    Invalid(
+        "feedback-window-too-long",
+        _spec(analysis={"feedbackWindow": "7h"}),
+        "spec.analysis.feedbackWindow",
+        "must be between 5s and 6h",
+        True,
+    ),
+    Invalid(
         "window-negative",
         _spec(analysis={"window": "-30s"}),
         "spec.analysis.window",
