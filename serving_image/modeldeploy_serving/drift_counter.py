@@ -1,11 +1,16 @@
-"""Count served rows per profile bin, for the sidecar's drift scores. The hot path is a few
-numpy calls per batch into count arrays (all numeric columns binned at once; each categorical
-column and the predictions through a lookup built at load); Prometheus series are built only
-when /metrics is scraped (a custom collector), never per request."""
+"""Count served rows per profile bin, for the sidecar's drift scores. The hot path only keeps a
+reference to each batch's rows and predictions; they are binned together once 1024 rows are
+waiting, and whenever /metrics is read, so the sidecar always sees every served row. Binning
+many rows at once costs a handful of numpy calls for all of them (all numeric columns binned
+together; each categorical column and the predictions through a lookup built at load) instead
+of a handful per batch: measured at 15 µs per batch for 20 columns, which at 4 rows per batch
+was 5% of a LogisticRegression's request. Prometheus series are built only when /metrics is
+scraped (a custom collector), never per request."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Final
 
 import numpy as np
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -16,12 +21,18 @@ from .drift import PREDICTION, Binning, CategoryIndex, Profile
 from .errors import InvalidArtifact
 from .signature import PREDICT, ModelSignature
 
+# Rows waiting before they are binned: enough to make the numpy calls' overhead vanish per row,
+# small enough (a few hundred KB for wide rows) to never matter for memory.
+FLUSH_ROWS: Final = 1024
+
 
 class DriftCounter(Collector):
     """Called from the event loop only (after each predict() batch, and by the scrape)."""
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
+        self._waiting: list[tuple[np.ndarray, np.ndarray | None]] = []
+        self._waiting_rows = 0
         self._features = [np.zeros(b.bins, dtype=np.int64) for b in profile.features]
         p = profile.prediction
         self._prediction = None if p is None else np.zeros(p.bins, dtype=np.int64)
@@ -54,6 +65,26 @@ class DriftCounter(Collector):
     def observe(
         self, rows: np.ndarray, outputs: Sequence[str], results: Sequence[np.ndarray]
     ) -> None:
+        predicted = None
+        if self._prediction is not None and PREDICT in outputs:
+            predicted = results[outputs.index(PREDICT)]
+        self._waiting.append((rows, predicted))
+        self._waiting_rows += len(rows)
+        if self._waiting_rows >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Bin every row waiting (at the threshold, and before each scrape)."""
+        if not self._waiting:
+            return
+        waiting, self._waiting, self._waiting_rows = self._waiting, [], 0
+        rows = waiting[0][0] if len(waiting) == 1 else np.concatenate([r for r, _ in waiting])
+        self._count_features(rows)
+        predicted = [p.reshape(len(p), -1)[:, 0] for _, p in waiting if p is not None]
+        if predicted and self._prediction is not None and self._predicted is not None:
+            self._prediction += self._predicted.counts(np.concatenate(predicted))
+
+    def _count_features(self, rows: np.ndarray) -> None:
         if len(self._numeric):
             picked = rows if self._all_numeric else rows[:, self._numeric]
             values = np.asarray(picked, dtype=np.float64)
@@ -63,11 +94,9 @@ class DriftCounter(Collector):
             self._numeric_counts += np.bincount(bins.ravel(), minlength=self._numeric_total)
         for column, bins in self._categorical:
             self._features[column] += bins.counts(rows[:, column])
-        if self._prediction is not None and self._predicted is not None and PREDICT in outputs:
-            predicted = results[outputs.index(PREDICT)]
-            self._prediction += self._predicted.counts(predicted.reshape(len(predicted), -1)[:, 0])
 
     def collect(self) -> Iterator[Metric]:
+        self.flush()
         labels = [names.LABEL_FEATURE, names.LABEL_BIN]
         rows = CounterMetricFamily(
             names.DRIFT_ROWS, "Served rows per reference-profile bin.", labels=labels

@@ -29,7 +29,7 @@ from modeldeploy_serving.drift import (
     ProfileError,
     parse_profile,
 )
-from modeldeploy_serving.drift_counter import DriftCounter
+from modeldeploy_serving.drift_counter import FLUSH_ROWS, DriftCounter
 from modeldeploy_serving.monitor.parse import parse_sample
 from modeldeploy_serving.monitor.psi import drift_score, psi, reference_shares, window_shares
 from modeldeploy_serving.monitor.verdict import OnNoData, Status, Thresholds, evaluate
@@ -225,10 +225,28 @@ def test_the_server_counter_bins_like_the_profile() -> None:
     counter = DriftCounter(profile)
     rows = frame.to_numpy(dtype=object)[:50]
     rows[0, 0], rows[1, 1] = np.nan, -1e9
-    counter.observe(rows, ("predict",), (np.zeros(50),))
+    for batch in (rows[:1], rows[1:8], rows[8:]):  # served in batches, binned together
+        counter.observe(batch, ("predict",), (np.zeros(len(batch)),))
+    scraped = {m.name: m for m in counter.collect()}  # a scrape bins whatever is waiting
     for index, binning in enumerate(profile.features):
         assert counter._features[index].tolist() == binning.counts(rows[:, index]).tolist()
     assert counter._prediction is not None and counter._prediction.sum() == 50
+    served = [
+        s.value for s in scraped["modeldeploy_drift_rows"].samples if s.name.endswith("_total")
+    ]
+    assert sum(served) == 50 * (len(profile.features) + 1)
+
+
+def test_rows_are_binned_at_the_threshold_without_a_scrape() -> None:
+    frame, _ = training_frame()
+    profile = parse_profile(build_profile(frame, _Constant()))
+    counter = DriftCounter(profile)
+    rows = frame.to_numpy(dtype=float)[:8]
+    for _ in range(FLUSH_ROWS // 8 - 1):
+        counter.observe(rows, ("predict",), (np.zeros(8),))
+    assert counter._features[0].sum() == 0  # waiting: nothing binned per batch
+    counter.observe(rows, ("predict",), (np.zeros(8),))
+    assert counter._features[0].sum() == FLUSH_ROWS
 
 
 @given(
