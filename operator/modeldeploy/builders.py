@@ -119,17 +119,26 @@ def controller_revision(
     spec: Mapping[str, Any],
     spec_hash: str,
     default_image: str,
+    resolved: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The spec a revision was created from, kept so its Deployment can be rendered again
     without the current spec (a deleted Deployment, a `rollback --to N`), the way StatefulSets
-    and DaemonSets keep their history. Immutable once created, like the revision itself."""
+    and DaemonSets keep their history. Immutable once created, like the revision itself.
+    `resolved`: what the spec's mlflow:// URI meant then (registry.Resolution.to_dict)."""
     name = names.revision_name(owner.name, revision)
+    data: dict[str, Any] = {
+        "spec": dict(spec),
+        "specHash": spec_hash,
+        "defaultImage": default_image,
+    }
+    if resolved is not None:
+        data["resolved"] = dict(resolved)
     return {
         "apiVersion": "apps/v1",
         "kind": "ControllerRevision",
         "metadata": _metadata(owner, name, child_labels(owner.name, revision)),
         "revision": revision,
-        "data": {"spec": dict(spec), "specHash": spec_hash, "defaultImage": default_image},
+        "data": data,
     }
 
 

@@ -15,17 +15,18 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 
-from modeldeploy import metrics, names
+from modeldeploy import metrics, names, registry, registry_client
 from modeldeploy.cache import ObservedCache, resource_version
 from modeldeploy.diagnosis import Problem, deployment_problem, pod_problem
 from modeldeploy.k8s import ApiError, Kube
 from modeldeploy.pod import PodSettings
-from modeldeploy.reconcile import Reconciliation, plan
+from modeldeploy.reconcile import Reconciliation, plan, registry_need
 from modeldeploy.workqueue import Key, WorkQueue
 
 log = logging.getLogger("modeldeploy.controller")
@@ -35,6 +36,10 @@ RETRY_MIN_S = 0.5
 RETRY_MAX_S = 60.0
 # The API refused an object for good (400, 403, 422): try again now and then, quietly.
 REFUSED_RETRY_S = 60.0
+# An mlflow:// URI that did not resolve is asked again with backoff (it may be registered soon).
+REGISTRY_RETRY_MIN_S = 5.0
+REGISTRY_RETRY_MAX_S = 300.0
+RESOLUTIONS_KEPT = 1024
 TRANSIENT = (ApiError, aiohttp.ClientError, asyncio.TimeoutError)
 
 
@@ -92,8 +97,15 @@ class Controller:
         allow_file_uris: bool = False,
         pod_settings: PodSettings | None = None,
         monitor_role: str = names.DEFAULT_MONITOR_CLUSTER_ROLE,
+        mlflow_tracking_uri: str | None = None,
     ) -> None:
         self.kube = kube
+        self.mlflow_tracking_uri = mlflow_tracking_uri
+        self._http: aiohttp.ClientSession | None = None  # for the model registry, made on use
+        # (namespace, name, spec hash, reference) -> what it resolved to, until recorded in a
+        # ControllerRevision (read from there afterwards, so a restart asks nothing again).
+        self._resolutions: dict[tuple[str, str, str, registry.Reference], registry.Resolution] = {}
+        self._registry_failures: dict[Key, tuple[int, str]] = {}  # count, last message
         self.default_image = default_image
         self.allow_file_uris = allow_file_uris
         self.pod_settings = pod_settings or PodSettings()
@@ -124,6 +136,8 @@ class Controller:
     async def close(self) -> None:
         await self.queue.drain()
         await self.kube.close()
+        if self._http is not None:
+            await self._http.close()
 
     # --- event intake (called by the kopf handlers) ------------------------------------------
     def on_modeldeployment(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -135,6 +149,7 @@ class Controller:
             self._failures.pop(key, None)
             self._failure_class.pop(key, None)
             self._refused.pop(key, None)
+            self._registry_failures.pop(key, None)
             self.cache.forget(*key)
             self._update_phase_gauge()
             self.queue.forget(key)
@@ -255,6 +270,7 @@ class Controller:
             {"kind": kind, "name": obj_name, "message": message}
             for (kind, obj_name), message in sorted((self._refused.get(key) or {}).items())
         ]
+        resolved = await self._resolve(key, body, observed)
         result = plan(
             body,
             observed,
@@ -263,7 +279,12 @@ class Controller:
             allow_file_uris=self.allow_file_uris,
             pod_settings=self.pod_settings,
             monitor_role=self.monitor_role,
+            resolved=resolved,
         )
+        if isinstance(resolved, registry.Problem):
+            failures = self._registry_failures.get(key, (0, ""))[0]
+            delay = min(REGISTRY_RETRY_MAX_S, REGISTRY_RETRY_MIN_S * 2**failures)
+            result = replace(result, requeue_after=delay)
         refused_before = dict(self._refused.get(key) or {})
         await self._execute(key, body, result)
         if refused := self._refused.get(key):
@@ -271,6 +292,47 @@ class Controller:
             self._refused[key] = {k: v for k, v in refused.items() if k in wanted}
         if self._refused.get(key, {}) != refused_before:
             self.queue.trigger(key)  # plan again, so status tells what the API refused
+        return result
+
+    async def _resolve(
+        self, key: Key, body: dict[str, Any], observed: dict[str, Any]
+    ) -> registry.Resolution | registry.Problem | None:
+        """What the spec's mlflow:// URI means: recorded with its revision, remembered, or
+        asked of the tracking server (once per spec hash while it answers)."""
+        need = registry_need(
+            body,
+            observed,
+            default_image=self.default_image,
+            default_tracking_uri=self.mlflow_tracking_uri,
+        )
+        if need is None:
+            self._registry_failures.pop(key, None)
+            return None
+        spec_hash, found = need
+        if not isinstance(found, registry.Reference):
+            return found
+        remembered = (*key, spec_hash, found)
+        if (known := self._resolutions.get(remembered)) is not None:
+            return known
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        spec_format = str(((body.get("spec") or {}).get("model") or {}).get("format", "joblib"))
+        result = await registry_client.resolve(self._http, found, spec_format)
+        if isinstance(result, registry.Problem):
+            count, said = self._registry_failures.get(key, (0, ""))
+            if said != result.message:
+                log.warning("%s/%s: %s: %s", *key, result.reason, result.message)
+            self._registry_failures[key] = (count + 1, result.message)
+            return result
+        if self._registry_failures.pop(key, None) is not None:
+            log.info("%s/%s: %s resolves again", *key, found)
+        log.info(
+            "%s/%s: %s is registry version %s (run %s): %s",
+            *key, found, result.registry_version, result.run_id or "-", result.artifact_uri,
+        )  # fmt: skip
+        if len(self._resolutions) >= RESOLUTIONS_KEPT:
+            self._resolutions.clear()  # all are recorded in ControllerRevisions by now
+        self._resolutions[remembered] = result
         return result
 
     def _backoff(self, key: Key, err: BaseException) -> float:

@@ -70,6 +70,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         allow_file_uris=memo.allow_file_uris,
         pod_settings=PodSettings(monitor_image=memo.monitor_image),
         monitor_role=memo.monitor_role,
+        mlflow_tracking_uri=memo.mlflow_tracking_uri,
     )
     logging.getLogger("modeldeploy").info(
         "operator started (%s)",

@@ -30,7 +30,8 @@ def revision_hash(spec: ModelDeploymentSpec, *, default_image: str) -> str:
     serving["image"] = effective_image(spec, default_image)
     document = {
         "scheme": HASH_SCHEME,
-        "model": spec.model.model_dump(by_alias=True, mode="json"),
+        # Unset optional fields are left out, so adding one never changes existing hashes.
+        "model": spec.model.model_dump(by_alias=True, mode="json", exclude_none=True),
         "serving": serving,
         "analysis": spec.analysis.model_dump(by_alias=True, mode="json"),
     }

@@ -79,6 +79,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="development only: serve models from file:// URIs (paths on the node, readable by "
         "whoever writes a ModelDeployment); without it such specs are reported InvalidSpec",
     )
+    parser.add_argument(
+        "--mlflow-tracking-uri",
+        default=os.environ.get(names.ENV_MLFLOW_TRACKING_URI) or None,
+        metavar="URL",
+        help="MLflow tracking server that resolves mlflow:// model URIs whose spec names none "
+        "(spec.model.registry.trackingUri); the pods fetch proxied artifacts from it too "
+        "(env MODELDEPLOY_MLFLOW_TRACKING_URI)",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=__version__)
     return parser.parse_args(argv)
@@ -105,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         allow_file_uris=args.allow_file_uris,
         monitor_image=args.monitor_image or args.serving_image,
         monitor_role=args.monitor_cluster_role,
+        mlflow_tracking_uri=args.mlflow_tracking_uri,
         namespaced=bool(args.namespace),
         namespaces=list(args.namespace),
         leader_election=args.leader_election,

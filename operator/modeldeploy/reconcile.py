@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from modeldeploy import builders, conditions, names, rollout
+from modeldeploy import builders, conditions, names, registry, rollout
 from modeldeploy.analysis import OnNoData, PodView, analyze, pod_view
 from modeldeploy.diagnosis import Problem, problems_by_revision
 from modeldeploy.hashing import revision_hash
@@ -21,6 +21,7 @@ from modeldeploy.status import (
     render_status,
     state_from_status,
     status_patch,
+    unresolved_status,
     with_refusals,
 )
 
@@ -42,7 +43,7 @@ class Reconciliation:
     breach_started: datetime | None = None  # when the breach that caused a rollback began
     breach_pod: str | None = None  # the pod whose condition caused it
     requeue_after: float | None = None
-    outcome: str = "ok"  # "ok" | "invalid"
+    outcome: str = "ok"  # "ok" | "invalid" | "unresolved" (an mlflow:// URI did not resolve)
     lost: tuple[int, ...] = ()  # revisions to keep that have neither Deployment nor history
 
 
@@ -55,9 +56,11 @@ def plan(
     allow_file_uris: bool = False,
     pod_settings: PodSettings | None = None,
     monitor_role: str = names.DEFAULT_MONITOR_CLUSTER_ROLE,
+    resolved: registry.Resolution | registry.Problem | None = None,
 ) -> Reconciliation:
     """`pod_settings` and `monitor_role` (the ClusterRole bound for the sidecar) are the
-    operator's own settings, from its flags."""
+    operator's own settings, from its flags. `resolved` is what the spec's mlflow:// URI
+    resolved to (see `registry_need`), or why it could not be."""
     meta = body["metadata"]
     settings = pod_settings or PodSettings()
     stored_status: Mapping[str, Any] = body.get("status") or {}
@@ -66,6 +69,8 @@ def plan(
         spec = parse_spec(body.get("spec") or {}, allow_file_uris=allow_file_uris)
     except SpecError as err:
         return _invalid(body, err, now)
+    if isinstance(resolved, registry.Problem):
+        return _unresolved(body, resolved, now)
 
     owner = builders.Owner.from_body(body)
     spec_hash = revision_hash(spec, default_image=default_image)
@@ -79,7 +84,7 @@ def plan(
     for revision, words in _refused_revisions(owner.name, refused).items():
         # The API will not store this revision's Deployment: its pods can never exist.
         problems[revision] = Problem(names.REASON_APPLY_FAILED, words, terminal=True)
-    obs = replace(obs, problems=problems)
+    obs = replace(obs, problems=problems, registry=_registered(resolved))
     policy = policy_from(spec)
     new_state, decision = rollout.step(state, obs, policy, now)
 
@@ -87,6 +92,7 @@ def plan(
     apply: list[dict[str, Any]] = [*builders.sidecar_rbac(owner.namespace, monitor_role)]
     apply.append(builders.service(owner, decision.service_revision))
     lost: list[int] = []
+    resolved_events: list[dict[str, str]] = []
     for revision in sorted(decision.replicas):
         if revision == decision.render_revision:
             if revision not in histories:  # recorded before its Deployment exists
@@ -97,9 +103,13 @@ def plan(
                         spec=body.get("spec") or {},
                         spec_hash=spec_hash,
                         default_image=default_image,
+                        resolved=resolved.to_dict() if resolved else None,
                     )
                 )
-            apply.append(_deployment(owner, spec, revision, spec_hash, default_image, settings))
+                if resolved is not None:
+                    resolved_events.append(_resolved_event(spec, revision, resolved))
+            served = served_spec(spec, resolved)
+            apply.append(_deployment(owner, served, revision, spec_hash, default_image, settings))
         elif revision not in deployments:
             # Deleted by hand (or never created before a crash): render it from its history.
             restored = _from_history(
@@ -154,6 +164,7 @@ def plan(
     others = [r for r in refused if r["kind"] != "Deployment"]  # revisions fail as problems
     desired, refusal = with_refusals(desired, others, stored_status, meta.get("generation"), now)
     events = [{"type": e.type, "reason": e.reason, "message": e.message} for e in decision.events]
+    events += resolved_events
     if refusal:
         events.append({"type": "Warning", "reason": names.REASON_APPLY_FAILED, "message": refusal})
     reasons, breach = rollbacks(state, new_state)
@@ -241,9 +252,93 @@ def _from_history(
         spec = parse_spec(data["spec"], allow_file_uris=allow_file_uris)
         image = str(data["defaultImage"])
         hash_ = str(data["specHash"])
-        return _deployment(owner, spec, revision, hash_, image, settings, replicas)
+        resolved = registry.Resolution.from_dict(data["resolved"]) if "resolved" in data else None
+        if resolved is None and spec.model.uri.startswith(registry.SCHEME):
+            return None  # never rendered without what its reference meant then
+        served = served_spec(spec, resolved)
+        return _deployment(owner, served, revision, hash_, image, settings, replicas)
     except (KeyError, TypeError, SpecError):
         return None
+
+
+# --- mlflow:// models --------------------------------------------------------------------------
+
+
+def registry_need(
+    body: Mapping[str, Any],
+    observed: Mapping[str, list[dict[str, Any]]],
+    *,
+    default_image: str,
+    default_tracking_uri: str | None,
+) -> tuple[str, registry.Reference | registry.Resolution | registry.Problem] | None:
+    """What the controller must find out before planning, keyed by the spec hash: None for a
+    spec with no mlflow:// URI (or an invalid one: `plan` reports it); the Resolution recorded
+    in the revision's ControllerRevision when there is one (no registry call: an alias that
+    moved since does not move a revision); else the Reference to resolve, or a Problem."""
+    try:
+        spec = parse_spec(body.get("spec") or {})
+    except SpecError:
+        return None
+    tracking = spec.model.registry.tracking_uri if spec.model.registry else None
+    need = registry.reference(spec.model.uri, tracking, default_tracking_uri)
+    if need is None:
+        return None
+    spec_hash = revision_hash(spec, default_image=default_image)
+    for history in observed.get("controllerrevisions", []):
+        data = history.get("data") or {}
+        if data.get("specHash") == spec_hash and isinstance(data.get("resolved"), Mapping):
+            try:
+                return spec_hash, registry.Resolution.from_dict(data["resolved"])
+            except (KeyError, TypeError):
+                break
+    return spec_hash, need
+
+
+def served_spec(
+    spec: ModelDeploymentSpec, resolved: registry.Resolution | None
+) -> ModelDeploymentSpec:
+    """The spec the pods run: an mlflow:// URI replaced by the artifact it resolved to (the
+    spec hash stays the one of the spec as written)."""
+    if resolved is None:
+        return spec
+    model = spec.model.model_copy(
+        update={"uri": resolved.artifact_uri, "format": resolved.format, "registry": None}
+    )
+    return spec.model_copy(update={"model": model})
+
+
+def _registered(resolved: registry.Resolution | None) -> rollout.Registered | None:
+    if resolved is None:
+        return None
+    return rollout.Registered(resolved.registry_version, resolved.run_id)
+
+
+def _resolved_event(
+    spec: ModelDeploymentSpec, revision: int, resolved: registry.Resolution
+) -> dict[str, str]:
+    run = f", run {resolved.run_id}" if resolved.run_id else ""
+    return {
+        "type": "Normal",
+        "reason": names.REASON_MODEL_RESOLVED,
+        "message": f"r{revision}: {spec.model.uri} is registry version "
+        f"{resolved.registry_version}{run}: {resolved.artifact_uri} ({resolved.format})",
+    }
+
+
+def _unresolved(
+    body: Mapping[str, Any], problem: registry.Problem, now: datetime
+) -> Reconciliation:
+    """An mlflow:// URI that did not resolve: say so once, touch nothing that serves."""
+    stored: Mapping[str, Any] = body.get("status") or {}
+    desired = unresolved_status(
+        stored, problem.reason, problem.message, body["metadata"].get("generation"), now
+    )
+    patch = status_patch(stored, desired)
+    events: tuple[dict[str, str], ...] = ()
+    if patch is not None:
+        events = ({"type": "Warning", "reason": problem.reason, "message": problem.message},)
+    phase = str(desired["phase"])
+    return Reconciliation(status=patch, events=events, phase=phase, outcome="unresolved")
 
 
 def policy_from(spec: ModelDeploymentSpec) -> rollout.Policy:

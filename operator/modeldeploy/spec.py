@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from modeldeploy import names, uris
+from modeldeploy import names, registry, uris
 from modeldeploy.units import (
     DURATION_MAX_LENGTH,
     DURATION_PATTERN,
@@ -110,7 +110,7 @@ Quantity = Annotated[
     Field(max_length=QUANTITY_MAX_LENGTH, pattern=QUANTITY_PATTERN),
 ]
 
-URI_SCHEMES: Final = ("pvc://", "http://", "https://", "file://")
+URI_SCHEMES: Final = ("pvc://", "http://", "https://", "file://", "mlflow://")
 FILE_URIS_OFF: Final = (
     "file:// URIs are allowed only when the operator runs with --allow-file-uris "
     "(development); use pvc:// or http(s)://"
@@ -121,22 +121,34 @@ def _rule(holds: Callable[[str], object], message: str) -> Callable[[str], str |
     return lambda uri: None if holds(uri) else message
 
 
+_HOST_RULES: Final = (
+    uris.port_problem,
+    uris.encoded_host_problem,
+    uris.numeric_host_problem,
+    uris.bracket_problem,
+    uris.wrapped_ipv4_problem,
+    uris.address_problem,
+    uris.metadata_host_problem,
+)
+_TRAVERSAL: Final = _rule(
+    lambda uri: (
+        ".." not in uri
+        and "\\" not in uri
+        and not any(code in uri.lower() for code in ("%2e", "%25", "%5c"))
+    ),
+    "must not contain '..', a backslash, or an encoded '.', '%' or backslash (path traversal)",
+)
+
 # Checked in the CRD's order with the same regexes (CEL there, Python here). The host rules
 # normalise fully in modeldeploy.uris; the CRD's CEL refuses the spellings it can see.
 _URI_RULES: Final[tuple[Callable[[str], str | None], ...]] = (
     _rule(
         lambda uri: uri.startswith(URI_SCHEMES),
-        "must start with one of the allowed schemes 'pvc://', 'http://', 'https://', 'file://'",
+        "must start with one of the allowed schemes 'pvc://', 'http://', 'https://', 'file://', "
+        "'mlflow://'",
     ),
     _rule(lambda uri: re.fullmatch(r"[^\s]+", uri), "must not contain whitespace"),
-    _rule(
-        lambda uri: (
-            ".." not in uri
-            and "\\" not in uri
-            and not any(code in uri.lower() for code in ("%2e", "%25", "%5c"))
-        ),
-        "must not contain '..', a backslash, or an encoded '.', '%' or backslash (path traversal)",
-    ),
+    _TRAVERSAL,
     _rule(
         lambda uri: (
             not uri.startswith("pvc://")
@@ -150,18 +162,33 @@ _URI_RULES: Final[tuple[Callable[[str], str | None], ...]] = (
         ),
         "must have the form 'http(s)://<host>/<path>', with no credentials and no fragment",
     ),
-    uris.port_problem,
-    uris.encoded_host_problem,
-    uris.numeric_host_problem,
-    uris.bracket_problem,
-    uris.wrapped_ipv4_problem,
-    uris.address_problem,
-    uris.metadata_host_problem,
+    *_HOST_RULES,
     _rule(
         lambda uri: not uri.startswith("file://") or re.fullmatch(r"file:///[^?#]+", uri),
         "must have the form 'file:///<absolute path>'",
     ),
+    _rule(
+        lambda uri: not uri.startswith(registry.SCHEME) or re.fullmatch(registry.URI_PATTERN, uri),
+        "must have the form 'mlflow://<registered model name>/<version>' or "
+        "'mlflow://<registered model name>/@<alias>'",
+    ),
 )
+
+# A tracking server URI: http(s), a host and an optional path; the host rules of model URIs.
+TRACKING_URI_PATTERN: Final = r"https?://[^/@?#:][^/@?#]*(/[^?#]*)?"
+
+
+def _check_tracking_uri(uri: str) -> str:
+    if not re.fullmatch(TRACKING_URI_PATTERN, uri) or re.search(r"\s", uri):
+        raise ValueError(
+            "must have the form 'http(s)://<host>[:<port>][/<path>]', with no credentials, "
+            "query or fragment"
+        )
+    with_path = uri if "/" in uri.split("://", 1)[1] else f"{uri}/"
+    for rule in (_TRAVERSAL, *_HOST_RULES):
+        if (problem := rule(with_path)) is not None:
+            raise ValueError(problem)
+    return uri.rstrip("/")
 
 
 def _check_uri(uri: str) -> str:
@@ -187,6 +214,14 @@ class _Spec(BaseModel):
     )
 
 
+class Registry(_Spec):
+    """Where an mlflow:// URI is resolved (else the operator's --mlflow-tracking-uri)."""
+
+    tracking_uri: Annotated[str, AfterValidator(_check_tracking_uri)] = Field(
+        min_length=1, max_length=2048
+    )
+
+
 class ModelSource(_Spec):
     name: str = Field(
         min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
@@ -197,6 +232,7 @@ class ModelSource(_Spec):
     uri: Annotated[str, AfterValidator(_check_uri)] = Field(min_length=1, max_length=2048)
     sha256: str = Field(max_length=64, pattern=r"^[a-f0-9]{64}$")
     format: Literal["joblib", "skops"] = "joblib"
+    registry: Registry | None = None
 
 
 class ResourceList(_Spec):
@@ -384,6 +420,8 @@ def cross_field_problems(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
         problems.append(("spec.rollout.steps", "weights must be strictly increasing"))
     if spec.serving.port == names.MONITOR_PORT:
         problems.append(("spec.serving.port", "must not be 9090, the monitoring sidecar's port"))
+    if spec.model.registry is not None and not spec.model.uri.startswith(registry.SCHEME):
+        problems.append(("spec.model.registry", "must be set only with an 'mlflow://' uri"))
     problems.extend(_env_problems(spec.serving.env))
     problems.extend(_request_limit_problems(spec.serving.resources))
     return problems
