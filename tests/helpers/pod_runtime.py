@@ -203,6 +203,7 @@ class PodProcesses:
         workdir: Path,
         kubeconfig: Callable[[dict[str, Any]], Path],
         monitor_flags: Mapping[str, str],
+        server_overrides: Mapping[str, str] | None = None,
     ) -> None:
         meta = pod["metadata"]
         self.name = str(meta["name"])
@@ -210,7 +211,7 @@ class PodProcesses:
         # The server runs as ServerProcess does (modeldeploy-server); the monitor as its
         # container says. Both take their configuration from their container's env.
         assert container(pod, names.CONTAINER_SERVER)["command"] == [names.COMMAND_SERVER]
-        self.server_env = container_env(pod, names.CONTAINER_SERVER)
+        self.server_env = {**container_env(pod, names.CONTAINER_SERVER), **(server_overrides or {})}
         self.monitor_env = container_env(pod, names.CONTAINER_MONITOR)
         monitor = container(pod, names.CONTAINER_MONITOR)
         self.monitor_command = [*monitor["command"], *monitor.get("args", [])]
@@ -297,9 +298,13 @@ class PodRuntime:
         workdir: Path,
         monitor_flags: Mapping[str, str] = FAST_MONITOR_FLAGS,
         on_pod: Handler | None = None,
+        server_overrides: Mapping[str, str] | None = None,
     ) -> None:
+        """`server_overrides`: env the server gets beyond its container's (tests-only flags,
+        e.g. MODELDEPLOY_ALLOW_LOOPBACK_DOWNLOADS for an artifact served on 127.0.0.1)."""
         self.cluster, self.namespace, self.workdir = cluster, namespace, workdir
         self.monitor_flags = monitor_flags
+        self.server_overrides = dict(server_overrides or {})
         self.on_pod = on_pod or (lambda *_: None)
         workdir.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, PodProcesses] = {}
@@ -352,7 +357,11 @@ class PodRuntime:
             known = self.procs.get(name)
             if running and known is None:
                 self.procs[name] = PodProcesses(
-                    pod, self.workdir, self._sidecar_kubeconfig, self.monitor_flags
+                    pod,
+                    self.workdir,
+                    self._sidecar_kubeconfig,
+                    self.monitor_flags,
+                    self.server_overrides,
                 )
             elif not running and known is not None:
                 del self.procs[name]

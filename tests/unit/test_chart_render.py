@@ -319,6 +319,12 @@ def test_model_pods_default_to_the_operators_image() -> None:
     assert f"--serving-image={ctr['image']}" in ctr["args"]
 
 
+def test_an_mlflow_tracking_uri_becomes_the_operators_flag() -> None:
+    assert not any(a.startswith("--mlflow") for a in container(render())["args"])
+    ctr = container(render({"mlflow": {"trackingUri": "http://mlflow.mlflow.svc:5000"}}))
+    assert "--mlflow-tracking-uri=http://mlflow.mlflow.svc:5000" in ctr["args"]
+
+
 def test_optional_objects_render_when_enabled() -> None:
     docs = render(EVERYTHING_ON)
     assert {"PodDisruptionBudget", "ServiceMonitor", "PodMonitor", "ConfigMap"} <= set(kinds(docs))
