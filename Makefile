@@ -9,10 +9,10 @@ CLUSTER_DIR := .cluster
 export KUBECONFIG ?= $(CURDIR)/$(CLUSTER_DIR)/kubeconfig
 
 .PHONY: help install tools mlflow image cluster-up cluster-down cluster-status run stop test test-unit \
-	test-serving test-integration lint bench bench-serving bench-serving-quick bench-operator bench-rollback clean
+	test-serving test-integration lint lock audit release-image bench bench-serving bench-serving-quick bench-operator bench-rollback bench-e2e clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found; install Python >= 3.11" >&2; exit 2; }
@@ -70,6 +70,25 @@ lint: $(STAMP) ## ruff + mypy
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+lock: $(STAMP) ## re-pin the serving image's dependencies with hashes (UPGRADE=1: newest allowed)
+	$(BIN)/python scripts/lock.py $(if $(UPGRADE),--upgrade)
+
+audit: $(STAMP) ## known vulnerabilities in the image's locked set (pip-audit; ignore list in serving_image/audit-ignore.toml)
+	$(BIN)/python scripts/audit.py $(AUDIT_FLAGS)
+
+# The published image: built by Docker from the same Dockerfile on the official Python base, which
+# must be pinned by digest (a re-pushed tag would change what the image is built on); its SBOM
+# goes beside it in dist/.
+RELEASE_IMAGE ?= ghcr.io/modeldeploy/modeldeploy:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+release-image: $(STAMP) ## the release image (needs PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:<digest>) and its SBOM
+	@[[ "$(PYTHON_IMAGE)" =~ ^[^@[:space:]]+@sha256:[0-9a-f]{64}$$ ]] || { \
+	  echo "error: release-image needs the base pinned by digest:" \
+	       "PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:<64 hex> (docs/security.md)" >&2; exit 2; }
+	docker build -f serving_image/Dockerfile --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) -t $(RELEASE_IMAGE) .
+	mkdir -p dist
+	$(BIN)/cyclonedx-py requirements --pyproject pyproject.toml --output-reproducible \
+	  --output-file dist/modeldeploy-$(notdir $(subst :,-,$(RELEASE_IMAGE))).cdx.json serving_image/requirements.lock
+
 bench: bench-serving bench-operator bench-rollback ## all benchmarks (JSON in bench/results/)
 
 bench-serving-quick: $(STAMP) ## a 4-minute smoke run of the serving benchmark
@@ -83,6 +102,9 @@ bench-operator: $(STAMP) tools
 
 bench-rollback: $(STAMP) tools
 	$(BIN)/python bench/rollback/run.py
+
+bench-e2e: $(STAMP) tools ## the real node: cluster-up warm (COLD=1: also cold), rollback, apply → prediction, drops at 200 req/s
+	$(BIN)/python bench/e2e/run.py $(if $(COLD),--cold)
 
 clean: cluster-down
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -45,6 +45,7 @@ _BOUNDS = (
     ("maxLength", "at most {} characters"),
     ("minItems", "at least {} items"),
     ("maxItems", "at most {} items"),
+    ("maxProperties", "at most {} entries"),
 )
 
 
@@ -116,8 +117,10 @@ def _row(path: str, node: dict[str, Any], required: bool) -> str:
 
 def _type(node: dict[str, Any]) -> str:
     if node.get("x-kubernetes-int-or-string"):
-        return "quantity (integer or string)"
+        return "quantity (integer or string)" if node.get("pattern") else "integer or string"
     kind = str(node.get("type", ""))
+    if isinstance(node.get("additionalProperties"), dict):
+        return f"map of {node['additionalProperties'].get('type')}s"
     if kind == "array":
         item = node["items"]
         return f"list of {'objects' if item.get('type') == 'object' else item.get('type')}"
@@ -147,6 +150,8 @@ def _validation(node: dict[str, Any], required: bool, path: str) -> str:
         parts.append("unique items")
     if node.get("x-kubernetes-preserve-unknown-fields"):
         parts.append("free-form")
+    if isinstance(values := node.get("additionalProperties"), dict):
+        parts.append(f"values: {_validation(values, False, path)}")
     parts += [_rule(rule, path) for rule in node.get("x-kubernetes-validations", [])]
     return "; ".join(parts)
 

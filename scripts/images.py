@@ -2,10 +2,12 @@
 
     python scripts/images.py base      # Python base: debootstrap of Debian bookworm, packed as OCI
     python scripts/images.py serving   # serving_image/Dockerfile built by buildah on that base
-    python scripts/images.py print [--ref]   # cached serving archive (or name); exit 1 if none
+    python scripts/images.py print [--ref|--sbom]   # cached archive (name, SBOM); exit 1 if none
 
 Both images are OCI archives under <cache>/images/, named by a hash of their inputs, so a second
-run is a cache hit in well under a second. The serving image is built from the Dockerfile itself
+run is a cache hit in well under a second. The serving archive has its CycloneDX SBOM beside it
+(serving-<hash>.cdx.json), made from serving_image/requirements.lock, which the Dockerfile
+installs with --require-hashes. The serving image is built from the Dockerfile itself
 (its PYTHON_IMAGE argument points at the local base): there is no second recipe. pip inside the
 build gets this host's index settings and CA bundle from a directory bind-mounted over /root (pip
 reads ~/.config/pip/pip.conf). /root exists in every base, so the mount creates no mountpoint and
@@ -44,6 +46,7 @@ from image_inputs import (
 ROOT: Final = Path(__file__).resolve().parent.parent
 DOCKERFILE: Final = ROOT / "serving_image" / "Dockerfile"
 IGNOREFILE: Final = ROOT / "serving_image" / "Dockerfile.dockerignore"
+LOCKFILE: Final = ROOT / "serving_image" / "requirements.lock"  # `make lock`
 CACHE: Final = Path(
     os.environ.get("MODELDEPLOY_CACHE")
     or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modeldeploy"
@@ -319,14 +322,44 @@ def _link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
+def sbom_path(archive: Path) -> Path:
+    return archive.with_suffix(".cdx.json")
+
+
+def write_sbom(archive: Path, logfile: Path) -> Path:
+    """The image's CycloneDX SBOM beside its archive: the project and every locked dependency.
+
+    From the lock rather than the built tree: `pip install --require-hashes` in the Dockerfile
+    installs exactly the locked files and nothing else, so the two agree by construction."""
+    sbom = sbom_path(archive)
+    if not sbom.exists():
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        partial = sbom.with_suffix(".partial")
+        run(
+            [
+                Path(sys.executable).parent / "cyclonedx-py",
+                "requirements",
+                f"--pyproject={ROOT / 'pyproject.toml'}",
+                "--output-reproducible",
+                f"--output-file={partial}",
+                LOCKFILE,
+            ],
+            logfile,
+        )
+        partial.rename(sbom)
+        log(f"SBOM {sbom}")
+    return sbom
+
+
 def build_serving() -> Path:
     key = serving_key()
     archive = serving_archive(key)
+    logfile = IMAGES / "logs" / "serving.log"
     if archive.exists():
+        write_sbom(archive, logfile)  # archives built before SBOMs existed get one too
         return archive
     base = build_base()
     require_tools()
-    logfile = IMAGES / "logs" / "serving.log"
     started = time.monotonic()
     with scratch() as work:
         base_name = ensure_base_in_store(base, logfile)
@@ -355,6 +388,7 @@ def build_serving() -> Path:
         # The archive is the cache; keep the store small.
         run(buildah("rmi", name, f"{SERVING_NAME}:dev"), logfile)
     log(f"serving image {archive} ({time.monotonic() - started:.0f} s)")
+    write_sbom(archive, logfile)
     return archive
 
 
@@ -367,6 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("serving", help="build (or find) the serving image")
     show = commands.add_parser("print", help="path of the cached serving archive; exit 1 if none")
     show.add_argument("--ref", action="store_true", help="print the image name instead")
+    show.add_argument("--sbom", action="store_true", help="print the SBOM's path instead")
     args = parser.parse_args(argv)
     try:
         if args.command == "print":
@@ -374,7 +409,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not serving_archive(key).exists():
                 log("no serving image for these sources; build it with `make image`")
                 return 1
-            print(f"{SERVING_NAME}:{serving_tag(key)}" if args.ref else serving_archive(key))
+            archive = serving_archive(key)
+            print(
+                f"{SERVING_NAME}:{serving_tag(key)}"
+                if args.ref
+                else sbom_path(archive)
+                if args.sbom
+                else archive
+            )
             return 0
         with locked():
             print(build_base() if args.command == "base" else build_serving())

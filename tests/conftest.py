@@ -10,6 +10,9 @@ from hypothesis import settings
 
 from tests.kube import BACKENDS, KubeCluster
 
+# The `object_stores` fixture (real S3, GCS and Azure Blob servers) for any test folder.
+pytest_plugins = ["tests.helpers.object_stores"]
+
 # Property tests judge results, not speed: a shared 2-core machine makes hypothesis' default
 # 200 ms per-example deadline a source of flakes (speed is measured by `make bench*`).
 settings.register_profile("modeldeploy", deadline=None)

@@ -26,8 +26,15 @@ declare -A binaries=(
   [runc]="runc"
   [cni]="bridge host-local loopback portmap"
   [metrics-server]="metrics-server"
+  # Object stores for the storage tests (tests/helpers/object_stores.py starts them).
+  [seaweedfs]="weed"
+  [fake-gcs-server]="fake-gcs-server"
 )
 order=(etcd kwok helm k8s)
+# MODELDEPLOY_OBJECT_STORES=0 skips the storage tests' servers (their tests then skip, saying so).
+if [ "${MODELDEPLOY_OBJECT_STORES:-1}" != 0 ]; then
+  order+=(fake-gcs-server seaweedfs)
+fi
 if [ "${MODELDEPLOY_REAL_NODE:-1}" != 0 ]; then
   order+=(runc cni containerd metrics-server)
 fi
@@ -38,7 +45,7 @@ tags_for() {
   case $1 in
   containerd) echo "no_btrfs,no_devmapper,no_zfs" ;;
   runc) echo "seccomp" ;;
-  cni | metrics-server) echo "" ;;
+  cni | metrics-server | seaweedfs | fake-gcs-server) echo "" ;;
   *) echo "selinux,notest,grpcnotrace" ;;
   esac
 }
@@ -117,6 +124,22 @@ for c in "${order[@]}"; do
   fi
   for b in ${binaries[$c]}; do ln -sfn "$out/$b" "$bindir/$b"; done
 done
+
+# Azurite (Microsoft's Azure Storage emulator) from npm, for the storage tests: installed from
+# tools/azurite's lockfile into the cache, keyed by that lockfile, without install scripts.
+if [ "${MODELDEPLOY_OBJECT_STORES:-1}" != 0 ]; then
+  command -v npm >/dev/null || { echo "error: npm is missing (it installs Azurite for the storage tests; MODELDEPLOY_OBJECT_STORES=0 skips them)" >&2; exit 2; }
+  out="$cache/build/azurite-$(cat "$here/azurite/package.json" "$here/azurite/package-lock.json" | sha256sum | cut -c1-16)"
+  if [ ! -x "$out/node_modules/.bin/azurite-blob" ]; then
+    echo "installing azurite into $out ..." >&2
+    tmp="$out.tmp.$$"
+    rm -rf "$tmp"; mkdir -p "$tmp"
+    cp "$here/azurite/package.json" "$here/azurite/package-lock.json" "$tmp/"
+    (cd "$tmp" && npm ci --ignore-scripts --omit=dev --no-audit --no-fund --loglevel=error >&2)
+    rm -rf "$out"; mv "$tmp" "$out"
+  fi
+  ln -sfn "$out/node_modules/.bin/azurite-blob" "$bindir/azurite-blob"
+fi
 
 # Images for the real node, without a registry: one static binary each, packed as an OCI archive
 # with umoci and cached by a hash of its inputs; $cache/images/<name>.tar links to the current one.

@@ -119,18 +119,23 @@ def controller_revision(
     spec: Mapping[str, Any],
     spec_hash: str,
     default_image: str,
+    images: Mapping[str, Any] | None = None,
     resolved: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The spec a revision was created from, kept so its Deployment can be rendered again
     without the current spec (a deleted Deployment, a `rollback --to N`), the way StatefulSets
-    and DaemonSets keep their history. Immutable once created, like the revision itself.
-    `resolved`: what the spec's mlflow:// URI meant then (registry.Resolution.to_dict)."""
+    and DaemonSets keep their history. Immutable once created, like the revision itself, so
+    `images` (imagepolicy.as_data: the serving and sidecar images and the serving image's
+    scikit-learn) stay what the revision runs across operator upgrades, and `resolved` (what
+    the spec's mlflow:// URI meant then, registry.Resolution.to_dict) what it serves."""
     name = names.revision_name(owner.name, revision)
     data: dict[str, Any] = {
         "spec": dict(spec),
         "specHash": spec_hash,
         "defaultImage": default_image,
     }
+    if images is not None:
+        data["images"] = dict(images)
     if resolved is not None:
         data["resolved"] = dict(resolved)
     return {
@@ -208,6 +213,30 @@ def hpa(owner: Owner, spec: ModelDeploymentSpec, *, revision: int) -> dict[str, 
             owner, names.hpa_name(owner.name), child_labels(owner.name, revision)
         ),
         "spec": hpa_spec,
+    }
+
+
+def disruption_budget(
+    owner: Owner, spec: ModelDeploymentSpec, *, revision: int
+) -> dict[str, Any] | None:
+    """The PodDisruptionBudget `<name>-r<revision>` over one revision's pods, or None without
+    `spec.disruption`. Per revision, like the Deployment, so each one's budget counts its own
+    pods (a canary's few pods never borrow the stable's)."""
+    if spec.disruption is None:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(
+            owner, names.revision_name(owner.name, revision), child_labels(owner.name, revision)
+        ),
+        "spec": {
+            "selector": {"matchLabels": revision_selector(owner.name, revision)},
+            "maxUnavailable": spec.disruption.pdb_value(),
+            # A pod that is not ready serves nothing: a drain may always evict it, so a revision
+            # whose model fails to load never blocks node maintenance.
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
     }
 
 

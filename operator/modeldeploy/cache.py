@@ -1,10 +1,11 @@
 """What the operator last saw of each ModelDeployment's children, fed by the watches.
 
-The reconcile reads Deployments, Pods, HPAs and ControllerRevisions from here instead of
-listing them per reconcile. kopf feeds it from its index handlers, which run for every object
-of the initial listings before any handler runs, so a reconcile never plans from a half-filled
-cache. The controller also feeds back what its own writes returned: a newer resourceVersion
-wins, so the next plan does not act again on a stale copy while the watch event is on its way.
+The reconcile reads Deployments, Pods, HPAs, ControllerRevisions and PodDisruptionBudgets
+from here instead of listing them per reconcile. kopf feeds it from its index handlers, which
+run for every object of the initial listings before any handler runs, so a reconcile never
+plans from a half-filled cache. The controller also feeds back what its own writes returned:
+a newer resourceVersion wins, so the next plan does not act again on a stale copy while the
+watch event is on its way.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ OBSERVED: Final = {
     "Pod": "pods",
     "HorizontalPodAutoscaler": "hpas",
     "ControllerRevision": "controllerrevisions",
+    "PodDisruptionBudget": "pdbs",
+    "NetworkPolicy": "networkpolicies",
 }
 
 _Owner = tuple[str, str]  # (namespace, ModelDeployment name)

@@ -26,8 +26,8 @@ def connect(kubeconfig: str | None, context: str | None) -> tuple[client.ApiClie
     """An API client and the default namespace: the kubeconfig context's, else in-cluster."""
     try:
         # The client's config loaders carry no type hints.
-        api = config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
-        contexts, current = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        api = config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call, unused-ignore]
+        contexts, current = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call, unused-ignore]
         chosen = (
             next((c for c in contexts if c["name"] == context), current) if context else current
         )
@@ -37,7 +37,7 @@ def connect(kubeconfig: str | None, context: str | None) -> tuple[client.ApiClie
         if kubeconfig or context:
             raise CliError(f"cannot load kubeconfig: {err}") from err
     try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        config.load_incluster_config()  # type: ignore[no-untyped-call, unused-ignore]
     except config.ConfigException as err:
         raise CliError("no kubeconfig found and not running in a cluster") from err
     with open(f"{names.SERVICE_ACCOUNT_MOUNT}/namespace") as f:
@@ -121,7 +121,7 @@ class Kube:
 
         Raises CliError when the object is deleted.
         """
-        stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+        stream = watch.Watch().stream(  # type: ignore[no-untyped-call, unused-ignore]
             self._api.list_namespaced_custom_object,
             names.GROUP, names.VERSION, namespace, names.PLURAL,
             field_selector=f"metadata.name={name}", timeout_seconds=seconds,

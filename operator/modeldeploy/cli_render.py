@@ -206,6 +206,8 @@ def status_lines(obj: Obj, now: datetime, color: bool = False) -> list[str]:
         fields.append(("Weight", paint(str(unachievable[0].get("message", "")), YELLOW, color)))
     if breach := status.get("lastBreach"):
         fields.append(("Last breach", paint(breach_text(breach, now), RED, color)))
+    if line := image_line(status.get("image") or {}, color):
+        fields.append(("Image", line))
     if quarantined := status.get("quarantinedSpecHashes"):
         count = len(quarantined)
         fields.append(("Quarantined", f"{count} spec{'s' if count != 1 else ''} (retry to re-run)"))
@@ -214,6 +216,15 @@ def status_lines(obj: Obj, now: datetime, color: bool = False) -> list[str]:
     if conditions := status.get("conditions"):
         lines += ["", "Conditions:", *condition_lines(conditions, now, color)]
     return lines
+
+
+def image_line(image: Mapping[str, Any], color: bool = False) -> str:
+    """The serving image, and the upgrade policy's word when the default is not in use."""
+    serving, state = str(image.get("serving") or "-"), str(image.get("state") or "")
+    if not state or state in (names.IMAGE_UP_TO_DATE, names.IMAGE_PINNED):
+        return serving if image.get("serving") else ""
+    code = RED if state == names.IMAGE_UPGRADE_ROLLED_BACK else YELLOW
+    return f"{serving}  {paint(state, code, color)}: {image.get('message', '')}"
 
 
 # --- history ----------------------------------------------------------------------------------

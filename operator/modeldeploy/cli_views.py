@@ -102,7 +102,7 @@ def _conditions(obj: Obj) -> dict[str, Mapping[str, Any]]:
 
 
 def pod_verdict(pod: Obj) -> str:
-    """What the pod's sidecar says: Healthy, Breaching, NoData, or '-' while it is silent."""
+    """What the pod's sidecar says: Healthy, Breaching (naming a drift), NoData, or '-'."""
     cond = _conditions(pod).get(names.POD_COND_METRICS_HEALTHY)
     if cond is None:
         return "-"
@@ -110,7 +110,10 @@ def pod_verdict(pod: Obj) -> str:
         return "Healthy"
     if cond.get("reason") == names.REASON_INSUFFICIENT_DATA:
         return "NoData"
-    return "Breaching" if cond.get("status") == "False" else "-"
+    if cond.get("status") != "False":
+        return "-"
+    drift = cond.get("reason") in (names.REASON_PREDICTION_DRIFT, names.REASON_FEATURE_DRIFT)
+    return f"Breaching ({cond['reason']})" if drift else "Breaching"
 
 
 def _restarts(pod: Obj) -> int:
@@ -155,6 +158,8 @@ def tree_lines(
     ]
     if status.get("message"):
         lines.append(f"  {status['message']}")
+    for warning in status.get("warnings") or []:  # risks served anyway (docs/security.md)
+        lines.append(f"  warning: {warning}")
     by_rev = {_revision(d): d for d in deployments}
     roles = [(role, status.get(role)) for role in ("stable", "canary", "previous")]
     shown = {int(r["revision"]) for _, r in roles if r}

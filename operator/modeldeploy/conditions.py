@@ -25,7 +25,7 @@ from typing import Final
 
 from modeldeploy import names, rollout
 from modeldeploy.rollout import Condition, Decision, Observation, Phase, Policy, Revision
-from modeldeploy.serial import iso
+from modeldeploy.serial import shown
 
 WEIGHT_TOLERANCE: Final = 5  # percentage points a step's real share may exceed its weight
 MAX_STABLE_SEARCHED: Final = 1000
@@ -143,10 +143,10 @@ def _where(s: rollout.RolloutState, obs: Observation, p: Policy, d: Decision) ->
         if s.step >= len(steps):
             return f"{what(c)} scaling up for the cutover: {pods}"
         step = f"{what(c)} at {s.weight}% (step {s.step + 1}/{len(steps)}): {pods}"
-        return f"{step}; next step at {iso(d.next_step_at)}" if d.next_step_at else step
+        return f"{step}; next step at {shown(d.next_step_at)}" if d.next_step_at else step
     if stable and s.bake_until:
         warm = f"; r{s.previous.number} stays warm" if s.previous else ""
-        return f"{what(stable)} bakes until {iso(s.bake_until)}{warm}"
+        return f"{what(stable)} bakes until {shown(s.bake_until)}{warm}"
     return "waiting"
 
 

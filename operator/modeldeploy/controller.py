@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -23,10 +24,16 @@ import aiohttp
 
 from modeldeploy import metrics, names, registry, registry_client
 from modeldeploy.cache import ObservedCache, resource_version
+from modeldeploy.containment import EgressSettings
 from modeldeploy.diagnosis import Problem, deployment_problem, pod_problem
+from modeldeploy.imagepolicy import ImagePolicy, UpgradeSlots
 from modeldeploy.k8s import ApiError, Kube
+from modeldeploy.notices import ObjectSeries, notices, object_series
 from modeldeploy.pod import PodSettings
-from modeldeploy.reconcile import Reconciliation, plan, registry_need
+from modeldeploy.reconcile import Reconciliation, plan
+from modeldeploy.resolutions import registry_need
+from modeldeploy.status import merged
+from modeldeploy.webhook import WebhookSender
 from modeldeploy.workqueue import Key, WorkQueue
 
 log = logging.getLogger("modeldeploy.controller")
@@ -75,6 +82,11 @@ def _echo(ours: str, seen: str) -> bool:
     return ours == seen
 
 
+def _upgrading(body: dict[str, Any]) -> bool:
+    image = (body.get("status") or {}).get("image") or {}
+    return bool(image.get("state") == names.IMAGE_UPGRADING)
+
+
 def _stub(key: Key) -> dict[str, Any]:
     return {"metadata": {"namespace": key[0], "name": key[1]}}
 
@@ -97,9 +109,13 @@ class Controller:
         allow_file_uris: bool = False,
         pod_settings: PodSettings | None = None,
         monitor_role: str = names.DEFAULT_MONITOR_CLUSTER_ROLE,
+        webhook: WebhookSender | None = None,
+        image_policy: ImagePolicy | None = None,
+        egress: EgressSettings | None = None,
         mlflow_tracking_uri: str | None = None,
     ) -> None:
         self.kube = kube
+        self.webhook = webhook
         self.mlflow_tracking_uri = mlflow_tracking_uri
         self._http: aiohttp.ClientSession | None = None  # for the model registry, made on use
         # (namespace, name, spec hash, reference) -> what it resolved to, until recorded in a
@@ -107,9 +123,12 @@ class Controller:
         self._resolutions: dict[tuple[str, str, str, registry.Reference], registry.Resolution] = {}
         self._registry_failures: dict[Key, tuple[int, str]] = {}  # count, last message
         self.default_image = default_image
+        self.image_policy = replace(image_policy or ImagePolicy(), default_image=default_image)
+        self.upgrade_slots = UpgradeSlots(self.image_policy.max_canaries)
         self.allow_file_uris = allow_file_uris
         self.pod_settings = pod_settings or PodSettings()
         self.monitor_role = monitor_role
+        self.egress = egress or EgressSettings()
         self.clock = clock
         self.queue = WorkQueue(self.reconcile)
         self._bodies: dict[Key, dict[str, Any]] = {}
@@ -119,7 +138,8 @@ class Controller:
         self._failures: dict[Key, int] = {}
         self._failure_class: dict[Key, str] = {}  # logged once until it changes or recovers
         self._refused: dict[Key, dict[tuple[str, str], str]] = {}  # (kind, name) -> API's words
-        self._phases: dict[Key, str] = {}
+        # What the gauges show: per object, and counted by phase (only the leader's are set).
+        self._series: dict[Key, ObjectSeries] = {}
         self._breach_seen: dict[tuple[str, str], datetime] = {}  # (namespace, pod) -> first seen
         self.cache = ObservedCache()
         self._child_problems: dict[tuple[str, str, str], Problem | None] = {}  # Deployments
@@ -132,9 +152,14 @@ class Controller:
         if leading:
             for key in list(self._bodies):
                 self.queue.trigger(key)
+        else:
+            for key in list(self._series):
+                self._publish(key, None)
 
     async def close(self) -> None:
         await self.queue.drain()
+        if self.webhook is not None:
+            await self.webhook.close()
         await self.kube.close()
         if self._http is not None:
             await self._http.close()
@@ -145,13 +170,14 @@ class Controller:
         key = (meta["namespace"], meta["name"])
         if event_type == "DELETED":
             self._bodies.pop(key, None)
-            self._phases.pop(key, None)
             self._failures.pop(key, None)
             self._failure_class.pop(key, None)
             self._refused.pop(key, None)
             self._registry_failures.pop(key, None)
+            for waiting in self.upgrade_slots.forget(key):
+                self.queue.trigger(waiting)
             self.cache.forget(*key)
-            self._update_phase_gauge()
+            self._publish(key, None)
             self.queue.forget(key)
             return
         self._remember(key, body)
@@ -219,6 +245,13 @@ class Controller:
         """A child as a watch (or our own write) returned it; called by kopf's index handlers."""
         self.cache.put(kind, body)
 
+    def remember(self, body: dict[str, Any]) -> None:
+        """A ModelDeployment as the initial listing returned it (kopf's index handler), so the
+        first reconcile already knows every image upgrade a former leader started."""
+        meta = body["metadata"]
+        if not meta.get("deletionTimestamp"):
+            self._remember((meta["namespace"], meta["name"]), body)
+
     def _remember(self, key: Key, body: dict[str, Any]) -> None:
         known = self._bodies.get(key)
         if known is None or resource_version(body) >= resource_version(known):
@@ -271,6 +304,7 @@ class Controller:
             for (kind, obj_name), message in sorted((self._refused.get(key) or {}).items())
         ]
         resolved = await self._resolve(key, body, observed)
+        upgrading = [k for k, b in self._bodies.items() if _upgrading(b)]
         result = plan(
             body,
             observed,
@@ -279,14 +313,27 @@ class Controller:
             allow_file_uris=self.allow_file_uris,
             pod_settings=self.pod_settings,
             monitor_role=self.monitor_role,
+            image_rollout=self.image_policy.rollout,
+            image_sklearn_version=self.image_policy.sklearn_version,
+            upgrade_slot=self.upgrade_slots.free_for(key, upgrading),
+            egress=self.egress,
             resolved=resolved,
         )
         if isinstance(resolved, registry.Problem):
             failures = self._registry_failures.get(key, (0, ""))[0]
             delay = min(REGISTRY_RETRY_MAX_S, REGISTRY_RETRY_MIN_S * 2**failures)
             result = replace(result, requeue_after=delay)
+        # Before any await: the next reconcile of another ModelDeployment sees this decision.
+        for waiting in self.upgrade_slots.settle(
+            key,
+            held=key in upgrading or key in self.upgrade_slots.holders,
+            holds=result.image_upgrade,
+            waits=result.image_state == names.IMAGE_WAITING_FOR_SLOT,
+        ):
+            self.queue.trigger(waiting)
         refused_before = dict(self._refused.get(key) or {})
         await self._execute(key, body, result)
+        self._publish(key, merged(body.get("status") or {}, result.status or {}))
         if refused := self._refused.get(key):
             wanted = {(o["kind"], o["metadata"]["name"]) for o in result.apply}
             self._refused[key] = {k: v for k, v in refused.items() if k in wanted}
@@ -389,9 +436,12 @@ class Controller:
         for event in result.events:
             log.info("%s/%s: %s %s: %s", *key, event["type"], event["reason"], event["message"])
             await self._post_event(body, event)
-        if result.phase:
-            self._phases[key] = result.phase
-            self._update_phase_gauge()
+        if self.webhook is not None:
+            before = body.get("status") or {}
+            after = merged(before, result.status or {})
+            when = self.clock().isoformat(timespec="milliseconds")
+            for notice in notices(body["metadata"], before, after, result.events, when):
+                self.webhook.offer(notice)
         for reason in result.rollbacks:
             metrics.ROLLBACKS.labels(reason).inc()
         started = self._breach_seen.get((namespace, result.breach_pod or ""))
@@ -467,9 +517,26 @@ class Controller:
             }
         )
 
-    def _update_phase_gauge(self) -> None:
-        counts = dict.fromkeys(names.PHASES, 0)
-        for phase in self._phases.values():
-            counts[phase] = counts.get(phase, 0) + 1
-        for phase, count in counts.items():
-            metrics.MANAGED.labels(phase).set(count)
+    def _publish(self, key: Key, status: dict[str, Any] | None) -> None:
+        """Point the per-object gauges at this status (None: remove its series), and recount
+        the phases when this object's changed."""
+        series = object_series(status) if status is not None else None
+        old = self._series.get(key)
+        if series == old:
+            return
+        if old is not None:
+            metrics.INFO.remove(*key, old.phase, old.stable_revision, old.canary_revision)
+        if series is None:
+            del self._series[key]  # old was not None
+            metrics.CANARY_WEIGHT.remove(*key)
+            metrics.CANARY_TRAFFIC.remove(*key)
+        else:
+            self._series[key] = series
+            labels = (series.phase, series.stable_revision, series.canary_revision)
+            metrics.INFO.labels(*key, *labels).set(1)
+            metrics.CANARY_WEIGHT.labels(*key).set(series.canary_weight)
+            metrics.CANARY_TRAFFIC.labels(*key).set(series.canary_traffic)
+        if (old and old.phase) != (series and series.phase):
+            counts = Counter(s.phase for s in self._series.values())
+            for phase in {*names.PHASES, *counts}:
+                metrics.MANAGED.labels(phase).set(counts[phase])

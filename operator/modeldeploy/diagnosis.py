@@ -7,7 +7,8 @@ the order a pod is read:
 1. the sidecar's `modeldeploy.io/ModelReady=False` condition: the model server's own reason
    (its LoadError cause, e.g. Sha256Mismatch, with the server's message);
 2. container states: waiting reasons the kubelet sets (ImagePullBackOff, CrashLoopBackOff, ...)
-   and the last termination (OOMKilled, or a termination message naming a load cause);
+   and the last termination (OOMKilled, or a termination message naming a load cause, such as
+   the fetcher init container's FetchFailed);
 3. `PodScheduled=False/Unschedulable`: the scheduler's message (insufficient cpu, missing PVC);
 and, for pods that could not even be created, the Deployment's `ReplicaFailure=True` condition
 (the ReplicaSet's FailedCreate message, e.g. forbidden by Pod Security or a LimitRange).
@@ -126,6 +127,8 @@ def _container_problem(container: Mapping[str, Any]) -> Problem | None:
     waiting, terminated = state.get("waiting") or {}, state.get("terminated") or {}
     if cause := _load_cause(terminated) or _load_cause(last):
         return cause
+    if failed := _fetch_failure(name, terminated) or _fetch_failure(name, last):
+        return failed
     if terminated.get("reason") == REASON_OOM_KILLED or (
         waiting.get("reason") == "CrashLoopBackOff" and last.get("reason") == REASON_OOM_KILLED
     ):
@@ -157,6 +160,16 @@ def _load_cause(terminated: Mapping[str, Any]) -> Problem | None:
     if sep and _load_terminal(cause):
         return _problem(cause, detail.splitlines()[0] if detail else "", True)
     return None
+
+
+def _fetch_failure(container: str, terminated: Mapping[str, Any]) -> Problem | None:
+    """The fetcher's `FetchFailed: <detail>` (wrong credentials, missing object): named as
+    such rather than as the crash loop it causes, and not terminal."""
+    text = str(terminated.get("message") or "").strip()
+    cause, sep, detail = text.partition(": ")
+    if not sep or cause != names.REASON_FETCH_FAILED:
+        return None
+    return _problem(cause, f"container {container}: {detail.splitlines()[0]}", False)
 
 
 def _load_terminal(cause: str) -> bool:

@@ -23,6 +23,7 @@ from modeldeploy.controller import Controller
 from modeldeploy.k8s import Credentials, Kube
 from modeldeploy.leader import LeaderElector, default_identity
 from modeldeploy.pod import PodSettings
+from modeldeploy.webhook import WebhookSender
 
 MANAGED = {names.LABEL_MANAGED_BY: names.MANAGED_BY}
 
@@ -71,6 +72,9 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         pod_settings=PodSettings(monitor_image=memo.monitor_image),
         monitor_role=memo.monitor_role,
         mlflow_tracking_uri=memo.mlflow_tracking_uri,
+        webhook=WebhookSender(memo.notify_url) if memo.notify_url else None,
+        image_policy=memo.image_policy,
+        egress=memo.egress,
     )
     logging.getLogger("modeldeploy").info(
         "operator started (%s)",
@@ -115,6 +119,11 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 # Index handlers run for every object of the initial listings before kopf lets any handler
 # run, so the first reconcile already sees every child: the controller plans from this cache
 # and never lists per reconcile. (They index nothing in kopf; the controller keeps the copies.)
+@kopf.index(names.GROUP, names.VERSION, names.PLURAL)
+async def observe_modeldeployment(body: kopf.Body, memo: Any, **_: Any) -> None:
+    memo.controller.remember(dict(body))  # statuses first: image-upgrade slots in use
+
+
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
 async def observe_deployment(body: kopf.Body, memo: Any, **_: Any) -> None:
     memo.controller.observe("Deployment", dict(body))
@@ -128,6 +137,16 @@ async def observe_pod(body: kopf.Body, memo: Any, **_: Any) -> None:
 @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
 async def observe_hpa(body: kopf.Body, memo: Any, **_: Any) -> None:
     memo.controller.observe("HorizontalPodAutoscaler", dict(body))
+
+
+@kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
+async def observe_budget(body: kopf.Body, memo: Any, **_: Any) -> None:
+    memo.controller.observe("PodDisruptionBudget", dict(body))
+
+
+@kopf.index("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
+async def observe_network_policy(body: kopf.Body, memo: Any, **_: Any) -> None:
+    memo.controller.observe("NetworkPolicy", dict(body))
 
 
 @kopf.index("apps", "v1", "controllerrevisions", labels=MANAGED)
@@ -149,6 +168,8 @@ async def pod_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) 
 @kopf.on.event("apps", "v1", "controllerrevisions", labels=MANAGED)
 @kopf.on.event("v1", "services", labels=MANAGED)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
 async def child_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
     memo.controller.on_child(_event_type(event), dict(body))
 

@@ -22,18 +22,24 @@ HASH_LENGTH: Final = 10
 def revision_hash(spec: ModelDeploymentSpec, *, default_image: str) -> str:
     """A stable short hex digest of the fields that define a model revision.
 
-    `default_image` is the operator's serving image: a spec without its own image runs that
-    one, so upgrading the operator's image is a new revision and rolls out like any other.
+    `default_image` is the image a spec without its own runs: the one the image policy chose
+    (imagepolicy.choose), so a new operator default makes a new revision only under that
+    policy, and a revision hashes alike across operator upgrades.
     Values are taken after parsing, so "60s" and "1m", or `cpu: 1` and `cpu: "1"`, hash alike.
     """
     serving = spec.serving.model_dump(by_alias=True, mode="json", exclude_none=True)
     serving["image"] = effective_image(spec, default_image)
+    if not serving.get("allowSklearnUpgrade"):  # unset and false run the same pods
+        serving.pop("allowSklearnUpgrade", None)
+    # A declaration about the artifact, not what runs: editing it starts no rollout.
+    model = spec.model.model_dump(
+        by_alias=True, mode="json", exclude={"sklearn_version"}, exclude_none=True
+    )
     document = {
         "scheme": HASH_SCHEME,
-        # Unset optional fields are left out, so adding one never changes existing hashes.
-        "model": spec.model.model_dump(by_alias=True, mode="json", exclude_none=True),
+        "model": model,
         "serving": serving,
-        "analysis": spec.analysis.model_dump(by_alias=True, mode="json"),
+        "analysis": spec.analysis.model_dump(by_alias=True, mode="json", exclude_none=True),
     }
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:HASH_LENGTH]

@@ -44,6 +44,8 @@ RESOURCES: Final = {
     "ControllerRevision": Resource("apps/v1", "controllerrevisions"),
     "Service": Resource("v1", "services"),
     "HorizontalPodAutoscaler": Resource("autoscaling/v2", "horizontalpodautoscalers"),
+    "PodDisruptionBudget": Resource("policy/v1", "poddisruptionbudgets"),
+    "NetworkPolicy": Resource("networking.k8s.io/v1", "networkpolicies"),
     "Pod": Resource("v1", "pods"),
     "Event": Resource("v1", "events"),
     "ServiceAccount": Resource("v1", "serviceaccounts"),
@@ -84,11 +86,11 @@ class Credentials:
 
         cfg = client.Configuration()
         try:
-            config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
+            config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call, unused-ignore]
         except config.ConfigException:
             if kubeconfig:
                 raise
-            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call, unused-ignore]
         ctx: ssl.SSLContext | bool
         if cfg.verify_ssl:
             ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)

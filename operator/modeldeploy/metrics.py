@@ -31,3 +31,22 @@ API_REQUESTS = Counter(
     ["kind"],  # read | write | lease (leader election's own reads and renewals)
 )
 LEADER = Gauge(f"{PREFIX}_leader", "1 while this operator process holds the leader Lease.")
+
+# Per ModelDeployment, for alerts on one object. Exported by the leader only (a standby's
+# copies would be stale), and removed with the object.
+OBJECT_LABELS: Final = ("namespace", "name")
+INFO = Gauge(
+    f"{PREFIX}_modeldeployment_info",
+    "1 per ModelDeployment, its phase and revisions in the labels (revision '' when none).",
+    [*OBJECT_LABELS, "phase", "stable_revision", "canary_revision"],
+)
+CANARY_WEIGHT = Gauge(
+    f"{PREFIX}_canary_weight",
+    "The canary's configured traffic weight in percent (0 without a canary).",
+    list(OBJECT_LABELS),
+)
+CANARY_TRAFFIC = Gauge(
+    f"{PREFIX}_canary_traffic",
+    "The canary's share of the Service's ready endpoints in percent: the traffic it can get.",
+    list(OBJECT_LABELS),
+)

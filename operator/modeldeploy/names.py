@@ -23,6 +23,9 @@ MANAGED_BY: Final = "modeldeploy"
 LABEL_NAME: Final = f"{GROUP}/name"
 LABEL_REVISION: Final = f"{GROUP}/revision"
 LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+# Argo CD's default tracking label and its annotation-based tracking key: never on our pods.
+LABEL_ARGOCD_INSTANCE: Final = "app.kubernetes.io/instance"
+ANNOTATION_ARGOCD_TRACKING_ID: Final = "argocd.argoproj.io/tracking-id"
 
 ANNOTATION_RETRY: Final = f"{GROUP}/retry"
 ANNOTATION_ROLLBACK_TO: Final = f"{GROUP}/rollback-to"
@@ -48,6 +51,9 @@ POD_COND_METRICS_HEALTHY: Final = f"{GROUP}/MetricsHealthy"
 REASON_METRIC_BREACH: Final = "MetricBreach"
 REASON_INSUFFICIENT_DATA: Final = "InsufficientData"
 REASON_WITHIN_THRESHOLDS: Final = "WithinThresholds"
+# Drift against spec.model.profile (PSI over the window; docs/monitor.md#drift).
+REASON_PREDICTION_DRIFT: Final = "PredictionDrift"
+REASON_FEATURE_DRIFT: Final = "FeatureDrift"
 # Also written by the sidecar: whether the model server loaded its model, and if not why (the
 # reason is the server's LoadError cause, e.g. Sha256Mismatch), so the operator can say why a
 # pod is not ready without talking to it.
@@ -63,10 +69,21 @@ TERMINAL_LOAD_CAUSES: Final = (
     "WarmupFailed",
     "ArtifactTooLarge",
 )
+# A download that failed (denied, missing, unreachable): may fix itself (a Secret created, an
+# object uploaded), so the rollout waits for it until its progress deadline.
+REASON_FETCH_FAILED: Final = "FetchFailed"
 
 # --- containers and children ------------------------------------------------------------------
 CONTAINER_SERVER: Final = "model-server"
 CONTAINER_MONITOR: Final = "monitor"
+# The init container that downloads an object-store artifact (s3://, gs://, azure://) with the
+# credentials of spec.model.env/envFrom; the only container that sees them.
+CONTAINER_FETCHER: Final = "fetch-model"
+FETCHED_MODEL_DIR: Final = "/mnt/models/fetched"  # an emptyDir, read-only in the model server
+# Webhooks of cloud workload identity inject their token into every container unless told to
+# skip some (AWS: comma-separated, Azure: semicolon-separated); only the fetcher needs it.
+ANNOTATION_EKS_SKIP_CONTAINERS: Final = "eks.amazonaws.com/skip-containers"
+ANNOTATION_AZURE_SKIP_CONTAINERS: Final = "azure.workload.identity/skip-containers"
 SIDECAR_SERVICE_ACCOUNT: Final = "modeldeploy-monitor"
 
 
@@ -80,6 +97,10 @@ def service_name(md_name: str) -> str:
 
 
 def hpa_name(md_name: str) -> str:
+    return md_name
+
+
+def network_policy_name(md_name: str) -> str:
     return md_name
 
 
@@ -127,10 +148,22 @@ ENV_MODEL_URI: Final = "MODELDEPLOY_MODEL_URI"
 ENV_MODEL_NAME: Final = "MODELDEPLOY_MODEL_NAME"
 ENV_MODEL_VERSION: Final = "MODELDEPLOY_MODEL_VERSION"
 ENV_SHA256: Final = "MODELDEPLOY_SHA256"
+ENV_PROFILE_URI: Final = "MODELDEPLOY_PROFILE_URI"  # set only with spec.model.profile
+ENV_PROFILE_SHA256: Final = "MODELDEPLOY_PROFILE_SHA256"
 ENV_FORMAT: Final = "MODELDEPLOY_FORMAT"
 ENV_PORT: Final = "MODELDEPLOY_PORT"
 ENV_DRAIN_SECONDS: Final = "MODELDEPLOY_DRAIN_SECONDS"
 ENV_RUNTIME: Final = "MODELDEPLOY_RUNTIME"  # set only when spec.serving.runtime is
+# spec.serving.tuning: each set only when its field is (the server's flags of the same name).
+ENV_MICRO_BATCHING: Final = "MODELDEPLOY_MICRO_BATCHING"
+ENV_BATCH_MAX_ROWS: Final = "MODELDEPLOY_BATCH_MAX_ROWS"
+ENV_BATCH_MAX_WAIT_MS: Final = "MODELDEPLOY_BATCH_MAX_WAIT_MS"
+ENV_MAX_QUEUED_ROWS: Final = "MODELDEPLOY_MAX_QUEUED_ROWS"
+ENV_MAX_REQUEST_BYTES: Final = "MODELDEPLOY_MAX_REQUEST_BYTES"
+ENV_MAX_REQUEST_ROWS: Final = "MODELDEPLOY_MAX_REQUEST_ROWS"
+ENV_BODY_TIMEOUT: Final = "MODELDEPLOY_BODY_TIMEOUT"
+# Set only when spec.serving.allowSklearnUpgrade is true (the server's own switch).
+ENV_ALLOW_SKLEARN_MISMATCH: Final = "MODELDEPLOY_ALLOW_SKLEARN_VERSION_MISMATCH"
 ENV_MONITOR_METRICS_URL: Final = "MODELDEPLOY_MONITOR_METRICS_URL"
 ENV_MONITOR_POD_NAME: Final = "MODELDEPLOY_MONITOR_POD_NAME"
 ENV_MONITOR_POD_NAMESPACE: Final = "MODELDEPLOY_MONITOR_POD_NAMESPACE"
@@ -140,6 +173,8 @@ ENV_MONITOR_MIN_REQUESTS: Final = "MODELDEPLOY_MONITOR_MIN_REQUESTS"
 ENV_MONITOR_ON_NO_DATA: Final = "MODELDEPLOY_MONITOR_ON_NO_DATA"
 ENV_MONITOR_MAX_ERROR_RATE: Final = "MODELDEPLOY_MONITOR_MAX_ERROR_RATE"
 ENV_MONITOR_MAX_LATENCY_P99_MS: Final = "MODELDEPLOY_MONITOR_MAX_LATENCY_P99_MS"
+ENV_MONITOR_MAX_PREDICTION_DRIFT: Final = "MODELDEPLOY_MONITOR_MAX_PREDICTION_DRIFT"
+ENV_MONITOR_MAX_FEATURE_DRIFT: Final = "MODELDEPLOY_MONITOR_MAX_FEATURE_DRIFT"
 
 # --- the sidecar's per-namespace RBAC -------------------------------------------------------
 # A RoleBinding of the sidecar's ServiceAccount to a fixed ClusterRole the chart creates
@@ -189,6 +224,7 @@ REASON_MODEL_RESOLVED: Final = "ModelResolved"  # Event: a registry reference be
 
 # --- the operator's own settings -------------------------------------------------------------
 ENV_SERVING_IMAGE: Final = "MODELDEPLOY_SERVING_IMAGE"
+ENV_NOTIFY_URL: Final = "MODELDEPLOY_NOTIFY_URL"
 # The image model pods run when a spec names none (built from serving_image/Dockerfile).
 DEFAULT_SERVING_IMAGE: Final = "ghcr.io/modeldeploy/modeldeploy:0.1.0"
 # The sidecar's image: the operator's choice (default: its serving image, which holds both
@@ -196,12 +232,32 @@ DEFAULT_SERVING_IMAGE: Final = "ghcr.io/modeldeploy/modeldeploy:0.1.0"
 ENV_SIDECAR_IMAGE: Final = "MODELDEPLOY_SIDECAR_IMAGE"
 # The MLflow tracking server for mlflow:// models whose spec names none (--mlflow-tracking-uri).
 ENV_MLFLOW_TRACKING_URI: Final = "MODELDEPLOY_MLFLOW_TRACKING_URI"
+# Where model pods may reach the API server (the sidecar reports there), for their
+# NetworkPolicy: comma-separated CIDRs and ports.
+ENV_API_SERVER_CIDRS: Final = "MODELDEPLOY_API_SERVER_CIDRS"
+ENV_API_SERVER_PORTS: Final = "MODELDEPLOY_API_SERVER_PORTS"
+
+# The serving image policy (imagepolicy.py): how a new default image reaches existing revisions.
+ENV_SERVING_IMAGE_ROLLOUT: Final = "MODELDEPLOY_SERVING_IMAGE_ROLLOUT"
+ENV_SERVING_IMAGE_MAX_CANARIES: Final = "MODELDEPLOY_SERVING_IMAGE_MAX_CANARIES"
+ENV_SERVING_IMAGE_SKLEARN: Final = "MODELDEPLOY_SERVING_IMAGE_SKLEARN_VERSION"
+IMAGE_ROLLOUT_MANUAL: Final = "manual"  # new default image only with a new revision
+IMAGE_ROLLOUT_PROGRESSIVE: Final = "progressive"  # the operator starts image-upgrade canaries
+# status.image.state: where a ModelDeployment stands with the operator's default image.
+IMAGE_UP_TO_DATE: Final = "UpToDate"  # the desired revision runs the default image
+IMAGE_PINNED: Final = "Pinned"  # spec.serving.image names the image
+IMAGE_UPGRADE_AVAILABLE: Final = "UpgradeAvailable"  # manual: waits for a new revision
+IMAGE_WAITING_FOR_SLOT: Final = "WaitingForSlot"  # progressive: all upgrade slots are taken
+IMAGE_UPGRADING: Final = "Upgrading"  # an image-upgrade canary (or its bake) is in flight
+IMAGE_UPGRADE_ROLLED_BACK: Final = "UpgradeRolledBack"  # quarantined; `retry` tries again
+IMAGE_SKLEARN_MISMATCH: Final = "SklearnMismatch"  # the default image's minor differs
+IMAGE_SKLEARN_UNKNOWN: Final = "SklearnVersionUnknown"  # one side undeclared: no evidence
 
 # --- the CRD itself ---------------------------------------------------------------------------
 # Equal to the CRD's modeldeploy.io/schema-version annotation (a unit test keeps them equal);
 # an operator seeing an older value knows the installed CRD may prune fields it relies on.
 ANNOTATION_SCHEMA_VERSION: Final = f"{GROUP}/schema-version"
-CRD_SCHEMA_VERSION: Final = "3"
+CRD_SCHEMA_VERSION: Final = "5"
 # A DNS-1035 label short enough that `<name>-r<revision>` stays a valid 63-character label.
 MAX_MD_NAME_LENGTH: Final = 52
 

@@ -5,6 +5,11 @@ read-only root filesystem; only the sidecar gets a ServiceAccount token, through
 volume on that container alone, so code in a (possibly malicious) model file cannot reach the
 Kubernetes API; and the sidecar runs the operator's image (`PodSettings.monitor_image`), never
 the spec's serving image.
+
+An object-store artifact (s3://, gs://, azure://) is downloaded by a first init container, the
+fetcher, into an emptyDir the model server reads. The fetcher alone gets spec.model.env and
+envFrom (store credentials); it verifies the sha256 but never deserializes the artifact, so no
+model code runs where credentials are.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from modeldeploy import names
-from modeldeploy.spec import ModelDeploymentSpec, effective_image
+from modeldeploy.podsettings import PodFields, Tuning, dump
+from modeldeploy.spec import FETCHED_SCHEMES, ModelDeploymentSpec, effective_image
 
 TOKEN_EXPIRATION_SECONDS: Final = 3607  # the kubelet's usual bound-token lifetime
 _TMP_MOUNT: Final = "/tmp"
@@ -32,6 +38,8 @@ class PodSettings:
     drain_seconds: int = 3
     termination_grace_seconds: int = 30
     tmp_size_limit: str = "256Mi"
+    # The fetched artifact's emptyDir: above the server's default artifact limit (1Gi).
+    fetched_model_size_limit: str = "2Gi"
     # The sidecar holds the pod's API token, so it runs the operator's image, never the spec's.
     monitor_image: str = names.DEFAULT_SERVING_IMAGE
     # Measured in a pod on the real node: 143 MB RSS, steady (84 MB of it heap, grown in the
@@ -62,11 +70,32 @@ def pod_template(
     settings: PodSettings,
 ) -> dict[str, Any]:
     image = effective_image(spec, default_image)
-    model_uri, model_volumes, model_mounts = _model_location(spec.model.uri)
+    model_uri, model_volumes, model_mounts = _model_location(spec, settings)
+    fetchers = [_fetcher(spec, image, settings)] if _fetched(spec) else []
+    metadata = _pod_metadata(spec.serving, labels)
+    if spec.serving.service_account_name is not None:
+        # The operator's annotations win: they keep identity webhooks off the other containers.
+        metadata["annotations"] = {**metadata.get("annotations", {}), **_identity_skips()}
+    if spec.model.profile is not None:
+        _, profile_volumes, profile_mounts = _claim_location(spec.model.profile.uri, "profile")
+        claims = {
+            v["persistentVolumeClaim"]["claimName"]
+            for v in model_volumes
+            if "persistentVolumeClaim" in v
+        }
+        for volume, mount in zip(profile_volumes, profile_mounts, strict=True):
+            if volume["persistentVolumeClaim"]["claimName"] not in claims:  # else mounted already
+                model_volumes.append(volume)
+                model_mounts.append(mount)
     return {
-        "metadata": {"labels": dict(labels)},
+        "metadata": metadata,
         "spec": {
-            "serviceAccountName": names.SIDECAR_SERVICE_ACCOUNT,
+            **_scheduling(spec.serving),
+            # The spec's own identity (cloud workload identity) or the sidecar's account. No
+            # container mounts a token but the sidecar, through its own projected volume.
+            "serviceAccountName": (
+                spec.serving.service_account_name or names.SIDECAR_SERVICE_ACCOUNT
+            ),
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,  # no env vars describing every Service in the namespace
             "terminationGracePeriodSeconds": settings.termination_grace_seconds,
@@ -77,9 +106,10 @@ def pod_template(
                 "fsGroup": settings.run_as_user,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
-            # A native sidecar (restartPolicy Always): it starts before the server and is
-            # stopped only after the server has drained, so verdicts cover the whole life.
-            "initContainers": [_monitor(spec, md_name, md_uid, settings)],
+            # The fetcher first (it must finish before anything else starts), then the native
+            # sidecar (restartPolicy Always): it starts before the server and is stopped only
+            # after the server has drained, so verdicts cover the whole life.
+            "initContainers": [*fetchers, _monitor(spec, md_name, md_uid, settings)],
             "containers": [_server(spec, image, model_uri, model_mounts, settings)],
             "volumes": [
                 {"name": "server-tmp", "emptyDir": {"sizeLimit": settings.tmp_size_limit}},
@@ -109,16 +139,15 @@ def _server(
         names.ENV_PORT: str(serving.port),
         names.ENV_DRAIN_SECONDS: str(settings.drain_seconds),
     }
+    if model.profile is not None:  # unset: no drift counting, pods unchanged
+        env[names.ENV_PROFILE_URI] = _claim_location(model.profile.uri, "profile")[0]
+        env[names.ENV_PROFILE_SHA256] = model.profile.sha256
     if serving.runtime is not None:  # unset: the server's own default (auto), pods unchanged
         env[names.ENV_RUNTIME] = serving.runtime
-    resources = {
-        key: value.as_dict()
-        for key, value in (
-            ("requests", serving.resources.requests),
-            ("limits", serving.resources.limits),
-        )
-        if value is not None and value.as_dict()
-    }
+    env |= tuning_env(serving.tuning)
+    if serving.allow_sklearn_upgrade:  # the opt-in would be moot if the server still refused
+        env[names.ENV_ALLOW_SKLEARN_MISMATCH] = "true"
+    resources = _server_resources(spec)
     return {
         "name": names.CONTAINER_SERVER,
         "image": image,
@@ -132,6 +161,20 @@ def _server(
         "securityContext": _container_security(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [{"name": "server-tmp", "mountPath": _TMP_MOUNT}, *model_mounts],
+    }
+
+
+def _server_resources(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    """The model server's; the fetcher gets the same (it holds the same bytes in memory, and an
+    init container's request adds nothing to the pod's when it is not larger)."""
+    serving = spec.serving
+    return {
+        key: value.as_dict()
+        for key, value in (
+            ("requests", serving.resources.requests),
+            ("limits", serving.resources.limits),
+        )
+        if value is not None and value.as_dict()
     }
 
 
@@ -153,6 +196,16 @@ def _monitor(
                 names.ENV_MONITOR_ON_NO_DATA: analysis.on_no_data,
                 names.ENV_MONITOR_MAX_ERROR_RATE: _number(analysis.thresholds.error_rate),
                 names.ENV_MONITOR_MAX_LATENCY_P99_MS: _number(analysis.thresholds.latency_p99_ms),
+            }
+        ),
+        *_env(
+            {
+                name: _number(value)
+                for name, value in (
+                    (names.ENV_MONITOR_MAX_PREDICTION_DRIFT, analysis.thresholds.prediction_drift),
+                    (names.ENV_MONITOR_MAX_FEATURE_DRIFT, analysis.thresholds.feature_drift),
+                )
+                if value is not None
             }
         ),
     ]
@@ -182,6 +235,53 @@ def _monitor(
             {"name": "monitor-token", "mountPath": names.SERVICE_ACCOUNT_MOUNT, "readOnly": True},
         ],
     }
+
+
+def _pod_metadata(serving: PodFields, labels: dict[str, str]) -> dict[str, Any]:
+    """The user's pod labels under the operator's (its selector labels always win; admission
+    refuses colliding keys anyway), and the user's pod annotations. Pods only: the Deployment,
+    Service and HPA carry the operator's labels alone."""
+    metadata: dict[str, Any] = {"labels": {**(serving.pod_labels or {}), **labels}}
+    if serving.pod_annotations:
+        metadata["annotations"] = dict(serving.pod_annotations)
+    return metadata
+
+
+def _scheduling(serving: PodFields) -> dict[str, Any]:
+    """Scheduling and pull settings, each only when set (so unset ones leave pods unchanged)."""
+    fields = {
+        "nodeSelector": dict(serving.node_selector) if serving.node_selector else None,
+        "tolerations": dump(serving.tolerations),
+        "affinity": dump(serving.affinity),
+        "topologySpreadConstraints": dump(serving.topology_spread_constraints),
+        "priorityClassName": serving.priority_class_name,
+        "imagePullSecrets": dump(serving.image_pull_secrets),
+    }
+    return {key: value for key, value in fields.items() if value}
+
+
+def tuning_env(tuning: Tuning | None) -> dict[str, str]:
+    """spec.serving.tuning as the server's MODELDEPLOY_<FLAG> variables, each only when set."""
+    if tuning is None:
+        return {}
+    batching = tuning.batching
+    values: dict[str, object] = {
+        names.ENV_MAX_REQUEST_BYTES: tuning.max_request_bytes,
+        names.ENV_MAX_REQUEST_ROWS: tuning.max_request_rows,
+        names.ENV_BODY_TIMEOUT: (
+            None if tuning.body_timeout is None else _number(tuning.body_timeout.total_seconds())
+        ),
+    }
+    if batching is not None:
+        values |= {
+            names.ENV_MICRO_BATCHING: (
+                None if batching.enabled is None else str(batching.enabled).lower()
+            ),
+            names.ENV_BATCH_MAX_ROWS: batching.max_rows,
+            names.ENV_BATCH_MAX_WAIT_MS: batching.max_wait_ms,
+            names.ENV_MAX_QUEUED_ROWS: batching.max_queued_rows,
+        }
+    return {name: str(value) for name, value in values.items() if value is not None}
 
 
 def _token_volume() -> dict[str, Any]:
@@ -215,17 +315,93 @@ def _token_volume() -> dict[str, Any]:
     }
 
 
-def _model_location(uri: str) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+def _fetched(spec: ModelDeploymentSpec) -> bool:
+    return spec.model.uri.startswith(FETCHED_SCHEMES)
+
+
+def _fetched_path(spec: ModelDeploymentSpec) -> str:
+    return f"{names.FETCHED_MODEL_DIR}/model.{spec.model.format}"
+
+
+def _fetcher(spec: ModelDeploymentSpec, image: str, settings: PodSettings) -> dict[str, Any]:
+    """Download, verify the sha256, write to the emptyDir, exit. The security-relevant choices
+    are flags, which win over any MODELDEPLOY_* variable an envFrom Secret might carry."""
+    model = spec.model
+    env = _env(
+        {
+            names.ENV_MODEL_URI: model.uri,
+            names.ENV_MODEL_NAME: model.name,
+            names.ENV_MODEL_VERSION: model.version,
+            names.ENV_SHA256: model.sha256,
+            names.ENV_FORMAT: model.format,
+        }
+    )
+    user_env = [var.model_dump(by_alias=True, exclude_none=True) for var in model.env or ()]
+    env_from = [
+        source.model_dump(by_alias=True, exclude_none=True) for source in model.env_from or ()
+    ]
+    resources = _server_resources(spec)
+    return {
+        "name": names.CONTAINER_FETCHER,
+        "image": image,
+        "command": [names.COMMAND_SERVER],
+        # Never deserialize here: the artifact may be code (joblib), and credentials are here.
+        "args": [
+            f"--fetch-to={_fetched_path(spec)}",
+            "--skip-load-check",
+            "--no-allow-loopback-downloads",
+        ],
+        "env": [*env, *user_env],
+        **({"envFrom": env_from} if env_from else {}),
+        "resources": resources,
+        "securityContext": _container_security(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [
+            {"name": "fetcher-tmp", "mountPath": _TMP_MOUNT},
+            {"name": "model", "mountPath": names.FETCHED_MODEL_DIR},
+        ],
+    }
+
+
+def _identity_skips() -> dict[str, str]:
+    """Workload-identity webhooks: inject the cloud token into the fetcher only (GKE's metadata
+    server answers the whole pod; docs/storage.md says so)."""
+    others = [names.CONTAINER_SERVER, names.CONTAINER_MONITOR]
+    return {
+        names.ANNOTATION_EKS_SKIP_CONTAINERS: ",".join(others),
+        names.ANNOTATION_AZURE_SKIP_CONTAINERS: ";".join(others),
+    }
+
+
+def _model_location(
+    spec: ModelDeploymentSpec, settings: PodSettings
+) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """pvc://claim/path becomes a read-only mount and a file:// URI; an object-store URI the
+    fetcher's emptyDir, read-only here; other URIs pass through."""
+    uri = spec.model.uri
+    if _fetched(spec):
+        volumes = [
+            {"name": "model", "emptyDir": {"sizeLimit": settings.fetched_model_size_limit}},
+            {"name": "fetcher-tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        ]
+        fetched = {"name": "model", "mountPath": names.FETCHED_MODEL_DIR, "readOnly": True}
+        return f"file://{_fetched_path(spec)}", volumes, [fetched]
+    return _claim_location(uri, "model")
+
+
+def _claim_location(
+    uri: str, volume_name: str
+) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
     """pvc://claim/path becomes a read-only mount and a file:// URI; other URIs pass through."""
     if not uri.startswith("pvc://"):
         return uri, [], []
     claim, path = uri.removeprefix("pvc://").split("/", 1)
     mount = f"{names.MODEL_MOUNT_ROOT}/{claim}"
-    volume = {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+    volume = {"name": volume_name, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
     return (
         f"file://{mount}/{path}",
         [volume],
-        [{"name": "model", "mountPath": mount, "readOnly": True}],
+        [{"name": volume_name, "mountPath": mount, "readOnly": True}],
     )
 
 

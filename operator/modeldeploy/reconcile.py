@@ -10,10 +10,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from modeldeploy import builders, conditions, names, registry, rollout
+from modeldeploy import builders, conditions, imagepolicy, names, registry, resolutions, rollout
 from modeldeploy.analysis import OnNoData, PodView, analyze, pod_view
+from modeldeploy.containment import EgressSettings, network_policy, spec_warnings
 from modeldeploy.diagnosis import Problem, problems_by_revision
 from modeldeploy.hashing import revision_hash
+from modeldeploy.imagepolicy import ImagePolicy, Images
 from modeldeploy.pod import PodSettings
 from modeldeploy.spec import ModelDeploymentSpec, SpecError, parse_spec, validate_name
 from modeldeploy.status import (
@@ -45,6 +47,8 @@ class Reconciliation:
     requeue_after: float | None = None
     outcome: str = "ok"  # "ok" | "invalid" | "unresolved" (an mlflow:// URI did not resolve)
     lost: tuple[int, ...] = ()  # revisions to keep that have neither Deployment nor history
+    image_upgrade: bool = False  # an image-upgrade canary (or its bake) holds a slot
+    image_state: str = ""  # status.image.state (names.IMAGE_*)
 
 
 def plan(
@@ -56,11 +60,18 @@ def plan(
     allow_file_uris: bool = False,
     pod_settings: PodSettings | None = None,
     monitor_role: str = names.DEFAULT_MONITOR_CLUSTER_ROLE,
+    image_rollout: str = names.IMAGE_ROLLOUT_MANUAL,
+    image_sklearn_version: str | None = None,
+    upgrade_slot: bool = False,
+    egress: EgressSettings | None = None,
     resolved: registry.Resolution | registry.Problem | None = None,
 ) -> Reconciliation:
-    """`pod_settings` and `monitor_role` (the ClusterRole bound for the sidecar) are the
-    operator's own settings, from its flags. `resolved` is what the spec's mlflow:// URI
-    resolved to (see `registry_need`), or why it could not be."""
+    """`pod_settings`, `monitor_role` (the ClusterRole bound for the sidecar), `default_image`,
+    `image_rollout` and `image_sklearn_version` (imagepolicy.ImagePolicy) and `egress` (where
+    model pods must reach, for their NetworkPolicy) are the operator's own settings, from its
+    flags; `upgrade_slot`: whether this ModelDeployment may start an image-upgrade canary now
+    (the controller counts them across ModelDeployments). `resolved` is what the spec's
+    mlflow:// URI resolved to (see `resolutions.registry_need`), or why it could not be."""
     meta = body["metadata"]
     settings = pod_settings or PodSettings()
     stored_status: Mapping[str, Any] = body.get("status") or {}
@@ -73,28 +84,41 @@ def plan(
         return _unresolved(body, resolved, now)
 
     owner = builders.Owner.from_body(body)
-    spec_hash = revision_hash(spec, default_image=default_image)
     deployments = _by_revision(observed.get("deployments", []))
+    histories = _by_revision(observed.get("controllerrevisions", []))
+    state = state_from_status(stored_status)
+    image_policy = ImagePolicy(default_image, image_rollout, image_sklearn_version)
+    images = _Images(histories, deployments)
+    replaced = state.canary if state.canary and not state.restoring else state.stable
+    current_images = images.of(replaced)
+    choice = imagepolicy.choose(
+        spec,
+        (replaced.spec_hash, current_images) if replaced and current_images else None,
+        image_policy,
+        slot=upgrade_slot,
+        quarantined=state.quarantined,
+    )
+    spec_hash = revision_hash(spec, default_image=choice.image)
+    images.new = (spec_hash, _new_images(choice.image, current_images, image_policy, settings))
     pods = [pod_view(p) for p in observed.get("pods", [])]
     ready = _ready(deployments, pods)
-    state = state_from_status(stored_status)
     obs = _observation(spec, spec_hash, meta, deployments, pods, ready, state, now)
     refused = list(observed.get("refused") or [])
     problems = problems_by_revision(observed.get("pods", []), deployments)
     for revision, words in _refused_revisions(owner.name, refused).items():
         # The API will not store this revision's Deployment: its pods can never exist.
         problems[revision] = Problem(names.REASON_APPLY_FAILED, words, terminal=True)
-    obs = replace(obs, problems=problems, registry=_registered(resolved))
+    obs = replace(obs, problems=problems, registry=resolutions.registered(resolved))
     policy = policy_from(spec)
     new_state, decision = rollout.step(state, obs, policy, now)
 
-    histories = _by_revision(observed.get("controllerrevisions", []))
     apply: list[dict[str, Any]] = [*builders.sidecar_rbac(owner.namespace, monitor_role)]
     apply.append(builders.service(owner, decision.service_revision))
     lost: list[int] = []
     resolved_events: list[dict[str, str]] = []
     for revision in sorted(decision.replicas):
         if revision == decision.render_revision:
+            runs = images.recorded(revision) or images.new[1]
             if revision not in histories:  # recorded before its Deployment exists
                 apply.append(
                     builders.controller_revision(
@@ -102,21 +126,27 @@ def plan(
                         revision=revision,
                         spec=body.get("spec") or {},
                         spec_hash=spec_hash,
-                        default_image=default_image,
+                        default_image=choice.image,
+                        images=imagepolicy.as_data(runs),
                         resolved=resolved.to_dict() if resolved else None,
                     )
                 )
                 if resolved is not None:
-                    resolved_events.append(_resolved_event(spec, revision, resolved))
-            served = served_spec(spec, resolved)
-            apply.append(_deployment(owner, served, revision, spec_hash, default_image, settings))
+                    resolved_events.append(resolutions.resolved_event(spec, revision, resolved))
+            # A revision keeps what its reference meant when it was made.
+            meant = resolutions.recorded(histories.get(revision)) or resolved
+            served = resolutions.served_spec(spec, meant)
+            revision_settings = _with_monitor(settings, runs)
+            apply.append(
+                _deployment(owner, served, revision, spec_hash, choice.image, revision_settings)
+            )
         elif revision not in deployments:
             # Deleted by hand (or never created before a crash): render it from its history.
             restored = _from_history(
                 owner,
                 revision,
                 histories.get(revision),
-                settings,
+                _with_monitor(settings, images.recorded(revision)),
                 allow_file_uris,
                 replicas=decision.replicas[revision],
             )
@@ -132,6 +162,15 @@ def plan(
         apply.append(hpa)
     elif observed.get("hpas"):
         delete.append(("HorizontalPodAutoscaler", names.hpa_name(owner.name)))
+    running = {revision for revision, count in decision.replicas.items() if count != 0}
+    budgets, unwanted = _budgets(owner, spec, running, observed.get("pdbs", []))
+    apply += budgets
+    delete += unwanted
+    policy_object = network_policy(owner, spec, egress or EgressSettings())
+    if policy_object is not None:
+        apply.append(policy_object)
+    elif observed.get("networkpolicies"):
+        delete.append(("NetworkPolicy", names.network_policy_name(owner.name)))
 
     scale: dict[str, int] = {}
     for revision, replicas in decision.replicas.items():
@@ -161,6 +200,9 @@ def plan(
         replicas=obs.replicas,
         now=now,
     )
+    upgrading = _upgrade_in_flight(spec, new_state, images)
+    desired["image"] = _image_status(choice, upgrading, new_state, images, image_policy)
+    desired["warnings"] = spec_warnings(spec) or None
     others = [r for r in refused if r["kind"] != "Deployment"]  # revisions fail as problems
     desired, refusal = with_refusals(desired, others, stored_status, meta.get("generation"), now)
     events = [{"type": e.type, "reason": e.reason, "message": e.message} for e in decision.events]
@@ -180,6 +222,8 @@ def plan(
         breach_pod=breach.pod if breach else None,
         requeue_after=decision.requeue_after,
         lost=tuple(lost),
+        image_upgrade=upgrading,
+        image_state=desired["image"]["state"],
     )
 
 
@@ -200,6 +244,107 @@ def rollbacks(
     breached = {h.revision for h in automatic}
     breach = after.last_breach
     return reasons, breach if breach and breach.revision in breached else None
+
+
+def _budgets(
+    owner: builders.Owner,
+    spec: ModelDeploymentSpec,
+    revisions: set[int],
+    observed: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """One PodDisruptionBudget per revision that runs pods (rendered from the current spec: a
+    budget is not part of a revision), and the deletions of those no longer wanted: their
+    revision went or was scaled to zero (kept as history), or `spec.disruption` was removed."""
+    wanted = [
+        budget
+        for revision in sorted(revisions)
+        if (budget := builders.disruption_budget(owner, spec, revision=revision)) is not None
+    ]
+    kept = {b["metadata"]["name"] for b in wanted}
+    gone = [
+        ("PodDisruptionBudget", name)
+        for revision in sorted(_by_revision(observed))
+        if (name := names.revision_name(owner.name, revision)) not in kept
+    ]
+    return wanted, gone
+
+
+class _Images:
+    """The images each revision runs: recorded ones, and those of a revision this plan makes."""
+
+    def __init__(
+        self, histories: Mapping[int, dict[str, Any]], deployments: Mapping[int, dict[str, Any]]
+    ) -> None:
+        self.histories, self.deployments = histories, deployments
+        self.new: tuple[str, Images] | None = None  # (spec hash, images) of the desired spec
+
+    def recorded(self, number: int) -> Images | None:
+        return imagepolicy.recorded(self.histories.get(number), self.deployments.get(number))
+
+    def of(self, rev: rollout.Revision | None) -> Images | None:
+        if rev is None:
+            return None
+        found = self.recorded(rev.number)
+        if found is None and self.new and self.new[0] == rev.spec_hash:
+            return self.new[1]
+        return found
+
+
+def _new_images(
+    image: str, current: Images | None, policy: ImagePolicy, settings: PodSettings
+) -> Images:
+    """What a revision created now records: the sidecar is this operator's; the serving
+    image's scikit-learn is known for the default image (its flag) or a kept one."""
+    if image == policy.default_image:
+        sklearn = policy.sklearn_version
+    else:
+        sklearn = current.sklearn if current and current.server == image else None
+    return Images(image, settings.monitor_image, sklearn)
+
+
+def _with_monitor(settings: PodSettings, images: Images | None) -> PodSettings:
+    """A revision keeps the sidecar image it was created with (an operator upgrade that
+    changes it must not restart every revision's pods); unknown: the operator's own."""
+    if images is None or not images.monitor:
+        return settings
+    return replace(settings, monitor_image=images.monitor)
+
+
+def _upgrade_in_flight(spec: ModelDeploymentSpec, s: rollout.RolloutState, images: _Images) -> bool:
+    if s.canary and s.stable and not s.restoring:
+        new, old = s.canary, s.stable
+    elif s.previous and s.stable and s.bake_until is not None:
+        new, old = s.stable, s.previous
+    else:
+        return False
+    pairs = [(r.spec_hash, i) if (i := images.of(r)) else None for r in (new, old)]
+    return imagepolicy.upgrade_in_flight(spec, pairs[0], pairs[1])
+
+
+def _image_status(
+    choice: imagepolicy.Choice,
+    upgrading: bool,
+    s: rollout.RolloutState,
+    images: _Images,
+    policy: ImagePolicy,
+) -> dict[str, Any]:
+    """status.image: the image that serves, the operator's default and where the
+    ModelDeployment stands with it (`kubectl get md -o wide`, `kubectl modeldeploy status`)."""
+    serving = images.of(s.stable) or images.of(s.canary)
+    state, message = choice.state, choice.message
+    if upgrading:
+        new = s.canary or s.stable
+        old = s.stable if s.canary else s.previous
+        to, was = images.of(new), images.of(old)
+        state = names.IMAGE_UPGRADING
+        if new and old and to and was:
+            message = f"r{new.number} moves r{old.number}'s model from {was.server} to {to.server}"
+    return {
+        "serving": serving.server if serving else None,
+        "default": policy.default_image,
+        "state": state,
+        "message": message,
+    }
 
 
 def _refused_revisions(md_name: str, refused: list[dict[str, Any]]) -> dict[int, str]:
@@ -252,77 +397,16 @@ def _from_history(
         spec = parse_spec(data["spec"], allow_file_uris=allow_file_uris)
         image = str(data["defaultImage"])
         hash_ = str(data["specHash"])
-        resolved = registry.Resolution.from_dict(data["resolved"]) if "resolved" in data else None
+        resolved = resolutions.recorded(history)
         if resolved is None and spec.model.uri.startswith(registry.SCHEME):
             return None  # never rendered without what its reference meant then
-        served = served_spec(spec, resolved)
+        served = resolutions.served_spec(spec, resolved)
         return _deployment(owner, served, revision, hash_, image, settings, replicas)
     except (KeyError, TypeError, SpecError):
         return None
 
 
 # --- mlflow:// models --------------------------------------------------------------------------
-
-
-def registry_need(
-    body: Mapping[str, Any],
-    observed: Mapping[str, list[dict[str, Any]]],
-    *,
-    default_image: str,
-    default_tracking_uri: str | None,
-) -> tuple[str, registry.Reference | registry.Resolution | registry.Problem] | None:
-    """What the controller must find out before planning, keyed by the spec hash: None for a
-    spec with no mlflow:// URI (or an invalid one: `plan` reports it); the Resolution recorded
-    in the revision's ControllerRevision when there is one (no registry call: an alias that
-    moved since does not move a revision); else the Reference to resolve, or a Problem."""
-    try:
-        spec = parse_spec(body.get("spec") or {})
-    except SpecError:
-        return None
-    tracking = spec.model.registry.tracking_uri if spec.model.registry else None
-    need = registry.reference(spec.model.uri, tracking, default_tracking_uri)
-    if need is None:
-        return None
-    spec_hash = revision_hash(spec, default_image=default_image)
-    for history in observed.get("controllerrevisions", []):
-        data = history.get("data") or {}
-        if data.get("specHash") == spec_hash and isinstance(data.get("resolved"), Mapping):
-            try:
-                return spec_hash, registry.Resolution.from_dict(data["resolved"])
-            except (KeyError, TypeError):
-                break
-    return spec_hash, need
-
-
-def served_spec(
-    spec: ModelDeploymentSpec, resolved: registry.Resolution | None
-) -> ModelDeploymentSpec:
-    """The spec the pods run: an mlflow:// URI replaced by the artifact it resolved to (the
-    spec hash stays the one of the spec as written)."""
-    if resolved is None:
-        return spec
-    model = spec.model.model_copy(
-        update={"uri": resolved.artifact_uri, "format": resolved.format, "registry": None}
-    )
-    return spec.model_copy(update={"model": model})
-
-
-def _registered(resolved: registry.Resolution | None) -> rollout.Registered | None:
-    if resolved is None:
-        return None
-    return rollout.Registered(resolved.registry_version, resolved.run_id)
-
-
-def _resolved_event(
-    spec: ModelDeploymentSpec, revision: int, resolved: registry.Resolution
-) -> dict[str, str]:
-    run = f", run {resolved.run_id}" if resolved.run_id else ""
-    return {
-        "type": "Normal",
-        "reason": names.REASON_MODEL_RESOLVED,
-        "message": f"r{revision}: {spec.model.uri} is registry version "
-        f"{resolved.registry_version}{run}: {resolved.artifact_uri} ({resolved.format})",
-    }
 
 
 def _unresolved(

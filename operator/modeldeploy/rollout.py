@@ -24,7 +24,7 @@ from typing import Any, Final, TypeAlias
 from modeldeploy import names
 from modeldeploy.analysis import Health, Verdict
 from modeldeploy.diagnosis import Problem
-from modeldeploy.serial import dump, iso, load
+from modeldeploy.serial import dump, load, shown
 
 QUARANTINE_LIMIT: Final = 20  # oldest quarantined spec hashes are forgotten beyond this
 
@@ -514,7 +514,7 @@ def _cutover(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Mov
         msg = f"{what} restored by request; r{old.number} scaled to zero"
         s = _record(s, c, Outcome.PROMOTED, _MANUAL, msg, now, p, started=started)
         return replace(s, stable=c), _event(names.REASON_ROLLED_BACK, msg)
-    msg = f"{what} serves 100%; r{old.number} stays warm until {iso(until)}"
+    msg = f"{what} serves 100%; r{old.number} stays warm until {shown(until)}"
     return replace(s, stable=c, previous=old, bake_until=until), _event(names.REASON_PROMOTED, msg)
 
 
@@ -713,7 +713,7 @@ def _situation(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> _
             msg = f"r{c.number} (model {c.model_version}) cannot become ready: {problem}"
             return _Situation(Phase.FAILED, problem.reason, msg)
         if s.waiting_since and now - s.waiting_since >= p.progress_deadline:
-            msg = f"r{c.number} has had no ready pod since {iso(s.waiting_since)}"
+            msg = f"r{c.number} has had no ready pod since {shown(s.waiting_since)}"
             msg += f": {problem}" if problem else ""
             return _Situation(Phase.FAILED, names.REASON_PROGRESS_DEADLINE_EXCEEDED, msg)
         msg = f"deploying r{c.number} (model {c.model_version}): waiting for a ready pod"
@@ -759,7 +759,7 @@ def _in_flight(
     if _ready(obs, stable) == 0:
         msg = f"{where} holds: r{stable.number} has no ready pod"
         return _Situation(Phase.PROGRESSING, names.REASON_WAITING_FOR_REPLICAS, msg)
-    msg = f"{where} is healthy; next step at {iso(next_step_at(s, p) or now)}"
+    msg = f"{where} is healthy; next step at {shown(next_step_at(s, p) or now)}"
     return _Situation(Phase.PROGRESSING, names.REASON_STEP_PAUSE, msg)
 
 
@@ -774,7 +774,7 @@ def _baking(
         msg = f"paused in the bake of r{stable.number}; {warm}"
         return _Situation(Phase.PROGRESSING, names.REASON_PAUSED, msg)
     if s.bake_until and now < s.bake_until:
-        msg = f"r{stable.number} serves 100%; {warm} until {iso(s.bake_until)}"
+        msg = f"r{stable.number} serves 100%; {warm} until {shown(s.bake_until)}"
         return _Situation(Phase.PROGRESSING, names.REASON_BAKING, msg)
     verdict = obs.verdicts.get(stable.number)
     said = verdict.message if verdict else "no verdict yet"

@@ -56,3 +56,8 @@ def camel(name: str) -> str:
 def iso(t: datetime) -> str:
     text = t.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def shown(t: datetime) -> str:
+    """A time in a message for people: whole seconds (`iso` keeps microseconds for state)."""
+    return iso(t.replace(microsecond=0))

@@ -8,31 +8,30 @@ it. `parse_spec` turns every problem into one typed `SpecError` naming the field
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PlainSerializer,
     ValidationError,
     WithJsonSchema,
 )
-from pydantic.alias_generators import to_camel
 
 from modeldeploy import names, registry, uris
+from modeldeploy.podsettings import Disruption, PodFields, SpecModel
 from modeldeploy.units import (
     DURATION_MAX_LENGTH,
     DURATION_PATTERN,
     QUANTITY_MAX_LENGTH,
     QUANTITY_PATTERN,
+    DurationBounds,
     format_duration,
     parse_duration,
     parse_quantity,
@@ -49,19 +48,6 @@ class SpecError(ValueError):
 
 
 # --- field types --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DurationBounds:
-    """Inclusive bounds of a duration field; the CRD states the same ones in CEL."""
-
-    low: str
-    high: str
-
-    def __call__(self, value: timedelta) -> timedelta:
-        if not parse_duration(self.low) <= value <= parse_duration(self.high):
-            raise ValueError(f"must be between {self.low} and {self.high}")
-        return value
 
 
 def _to_duration(value: object) -> object:
@@ -110,11 +96,22 @@ Quantity = Annotated[
     Field(max_length=QUANTITY_MAX_LENGTH, pattern=QUANTITY_PATTERN),
 ]
 
-URI_SCHEMES: Final = ("pvc://", "http://", "https://", "file://", "mlflow://")
+SKLEARN_VERSION_PATTERN: Final = r"^[0-9]+\.[0-9]+([.+-]?[0-9A-Za-z][0-9A-Za-z.+-]*)?$"
+# Object stores: downloaded by the fetcher init container, the only one that sees the
+# credentials of spec.model.env/envFrom (modeldeploy.pod).
+FETCHED_SCHEMES: Final = ("s3://", "gs://", "azure://")
+URI_SCHEMES: Final = ("pvc://", "http://", "https://", "file://", *FETCHED_SCHEMES, "mlflow://")
+# spec.model.env/envFrom: an mlflow:// model whose registry keeps artifacts in an object store
+# is fetched by the same init container, with the same credentials.
+ENV_SCHEMES: Final = (*FETCHED_SCHEMES, "mlflow://")
 FILE_URIS_OFF: Final = (
     "file:// URIs are allowed only when the operator runs with --allow-file-uris "
-    "(development); use pvc:// or http(s)://"
+    "(development); use pvc://, http(s):// or an object store"
 )
+# Bucket and account names as the stores define them (the CRD's CEL uses the same regexes).
+S3_URI: Final = r"s3://[a-z0-9][-.a-z0-9]{1,61}[a-z0-9]/[^?#]+"
+GS_URI: Final = r"gs://[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9]/[^?#]+"
+AZURE_URI: Final = r"azure://[a-z0-9]{3,24}/[a-z0-9][-a-z0-9]{1,61}[a-z0-9]/[^?#]+"
 
 
 def _rule(holds: Callable[[str], object], message: str) -> Callable[[str], str | None]:
@@ -144,8 +141,8 @@ _TRAVERSAL: Final = _rule(
 _URI_RULES: Final[tuple[Callable[[str], str | None], ...]] = (
     _rule(
         lambda uri: uri.startswith(URI_SCHEMES),
-        "must start with one of the allowed schemes 'pvc://', 'http://', 'https://', 'file://', "
-        "'mlflow://'",
+        "must start with one of the allowed schemes 'pvc://', 'http://', 'https://', "
+        "'file://', 's3://', 'gs://', 'azure://', 'mlflow://'",
     ),
     _rule(lambda uri: re.fullmatch(r"[^\s]+", uri), "must not contain whitespace"),
     _TRAVERSAL,
@@ -166,6 +163,21 @@ _URI_RULES: Final[tuple[Callable[[str], str | None], ...]] = (
     _rule(
         lambda uri: not uri.startswith("file://") or re.fullmatch(r"file:///[^?#]+", uri),
         "must have the form 'file:///<absolute path>'",
+    ),
+    _rule(
+        lambda uri: not uri.startswith("s3://") or re.fullmatch(S3_URI, uri),
+        "must have the form 's3://<bucket>/<key>' (bucket: 3-63 lowercase letters, digits, "
+        "'.' and '-'; no query or fragment)",
+    ),
+    _rule(
+        lambda uri: not uri.startswith("gs://") or re.fullmatch(GS_URI, uri),
+        "must have the form 'gs://<bucket>/<object>' (bucket: 3-222 lowercase letters, digits, "
+        "'.', '_' and '-'; no query or fragment)",
+    ),
+    _rule(
+        lambda uri: not uri.startswith("azure://") or re.fullmatch(AZURE_URI, uri),
+        "must have the form 'azure://<account>/<container>/<blob>' (account: 3-24 lowercase "
+        "letters and digits; container: 3-63 lowercase letters, digits and '-')",
     ),
     _rule(
         lambda uri: not uri.startswith(registry.SCHEME) or re.fullmatch(registry.URI_PATTERN, uri),
@@ -201,17 +213,55 @@ def _check_uri(uri: str) -> str:
 # --- the models -------------------------------------------------------------------------------
 
 
-class _Spec(BaseModel):
-    """Frozen, camelCase on the wire, and no unknown fields: a field the API server kept but
-    this operator does not know means the CRD is newer than the operator."""
+class _Spec(SpecModel):
+    """Frozen, camelCase on the wire, no unknown fields (modeldeploy.podsettings.SpecModel)."""
 
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-    )
+
+# Kubernetes names: a Secret or ConfigMap (DNS subdomain), a data key, a ServiceAccount.
+_OBJECT_NAME: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_DATA_KEY: Final = r"^[-._a-zA-Z0-9]+$"
+_ENV_NAME: Final = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class KeyRef(_Spec):
+    """One key of a Secret or ConfigMap in the ModelDeployment's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=_OBJECT_NAME)
+    key: str = Field(min_length=1, max_length=253, pattern=_DATA_KEY)
+    optional: bool | None = None
+
+
+class EnvVarSource(_Spec):
+    secret_key_ref: KeyRef | None = None
+    config_map_key_ref: KeyRef | None = None
+
+
+class FetcherEnvVar(_Spec):
+    """An environment variable of the fetcher: a literal or a Secret/ConfigMap key."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=_ENV_NAME)
+    value: str | None = Field(default=None, max_length=4096)
+    value_from: EnvVarSource | None = None
+
+
+class LocalObjectRef(_Spec):
+    name: str = Field(min_length=1, max_length=253, pattern=_OBJECT_NAME)
+    optional: bool | None = None
+
+
+class EnvFromSource(_Spec):
+    """Every key of a Secret or ConfigMap as an environment variable of the fetcher."""
+
+    prefix: str | None = Field(default=None, max_length=128, pattern=_ENV_NAME)
+    secret_ref: LocalObjectRef | None = None
+    config_map_ref: LocalObjectRef | None = None
+
+
+class Profile(_Spec):
+    """The reference profile for drift; its URI obeys the model URI's rules."""
+
+    uri: Annotated[str, AfterValidator(_check_uri)] = Field(min_length=1, max_length=2048)
+    sha256: str = Field(max_length=64, pattern=r"^[a-f0-9]{64}$")
 
 
 class Registry(_Spec):
@@ -232,6 +282,15 @@ class ModelSource(_Spec):
     uri: Annotated[str, AfterValidator(_check_uri)] = Field(min_length=1, max_length=2048)
     sha256: str = Field(max_length=64, pattern=r"^[a-f0-9]{64}$")
     format: Literal["joblib", "skops"] = "joblib"
+    # The scikit-learn version the artifact was saved with, as declared by its producer: the
+    # operator never moves the model onto an image of another minor version (imagepolicy.py).
+    sklearn_version: str | None = Field(
+        default=None, max_length=32, pattern=SKLEARN_VERSION_PATTERN
+    )
+    # Unset, not (): a default would change the spec hash of every existing revision.
+    env: tuple[FetcherEnvVar, ...] | None = Field(default=None, max_length=32)
+    env_from: tuple[EnvFromSource, ...] | None = Field(default=None, max_length=8)
+    profile: Profile | None = None
     registry: Registry | None = None
 
 
@@ -260,7 +319,8 @@ class EnvVar(_Spec):
     value: str = Field(default="", max_length=4096)
 
 
-class Serving(_Spec):
+class Serving(PodFields):
+    # Pod settings and server tuning: modeldeploy.podsettings.PodFields.
     image: str | None = Field(default=None, min_length=1, max_length=512, pattern=r"^[^\s]+$")
     port: int = Field(default=8080, ge=1024, le=65535)
     resources: Resources = DEFAULT_RESOURCES
@@ -268,6 +328,15 @@ class Serving(_Spec):
     # Unset means auto. No default on purpose: a defaulted field would change the spec hash, and
     # so restart every existing revision, on the operator upgrade that introduces it.
     runtime: Literal["auto", "sklearn", "onnx"] | None = None
+    # Opt-in: the operator may move this model onto an image of another scikit-learn minor
+    # version, and the server loads it there (warning instead of refusing).
+    allow_sklearn_upgrade: bool | None = None
+    # The pod's own identity, for cloud workload identity (IRSA, GKE, Azure); unset: the
+    # operator's per-namespace monitor ServiceAccount. No container mounts an API token but the
+    # sidecar (modeldeploy.pod).
+    service_account_name: str | None = Field(
+        default=None, min_length=1, max_length=253, pattern=_OBJECT_NAME
+    )
 
 
 class ScalingPolicy(_Spec):
@@ -317,6 +386,9 @@ class Rollout(_Spec):
 class Thresholds(_Spec):
     error_rate: float = Field(default=0.01, gt=0, le=1)
     latency_p99_ms: float = Field(default=250, gt=0, le=600_000)
+    # PSI against spec.model.profile; no default, so existing specs keep their hash.
+    prediction_drift: float | None = Field(default=None, gt=0, le=100)
+    feature_drift: float | None = Field(default=None, gt=0, le=100)
 
 
 class Analysis(_Spec):
@@ -331,6 +403,35 @@ class Rollback(_Spec):
     history_limit: int = Field(default=10, ge=1, le=50)
 
 
+def _canonical_cidr(value: str) -> str:
+    # Canonical only ("10.0.0.0/8", not "10.0.0.1/8"): what the NetworkPolicy API stores.
+    try:
+        network = ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        raise ValueError(
+            "must be a CIDR with no host bits set, e.g. '10.0.0.0/8' or '2001:db8::/32'"
+        ) from None
+    if str(network) != value:
+        raise ValueError(f"must be written canonically, as {str(network)!r}")
+    return value
+
+
+class EgressRule(_Spec):
+    """One more destination the model pods may connect to (the model source of an http(s)://
+    URI, an in-cluster object store). NetworkPolicy matches addresses, never host names."""
+
+    cidr: Annotated[str, AfterValidator(_canonical_cidr)] = Field(min_length=1, max_length=49)
+    ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = Field(default=(), max_length=8)
+
+
+class NetworkPolicy(_Spec):
+    """The ModelDeployment's own NetworkPolicy (docs/security.md). Not part of the spec hash:
+    it changes what the pods may reach, not what a revision is."""
+
+    enabled: bool = True
+    egress: tuple[EgressRule, ...] = Field(default=(), max_length=16)
+
+
 class ModelDeploymentSpec(_Spec):
     model: ModelSource
     serving: Serving = Serving()
@@ -339,6 +440,9 @@ class ModelDeploymentSpec(_Spec):
     rollout: Rollout = Rollout()
     analysis: Analysis = Analysis()
     rollback: Rollback = Rollback()
+    # Not part of a revision (outside the spec hash): a budget changes in place on every one.
+    disruption: Disruption | None = None
+    network_policy: NetworkPolicy = NetworkPolicy()
 
     @property
     def autoscaling_enabled(self) -> bool:
@@ -373,6 +477,9 @@ def parse_spec(raw: Mapping[str, Any], *, allow_file_uris: bool = True) -> Model
         raise SpecError(field_path, message)
     if not allow_file_uris and spec.model.uri.startswith("file://"):
         raise SpecError("spec.model.uri", FILE_URIS_OFF)
+    profile = spec.model.profile
+    if not allow_file_uris and profile is not None and profile.uri.startswith("file://"):
+        raise SpecError("spec.model.profile.uri", FILE_URIS_OFF)
     return spec
 
 
@@ -423,7 +530,50 @@ def cross_field_problems(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
     if spec.model.registry is not None and not spec.model.uri.startswith(registry.SCHEME):
         problems.append(("spec.model.registry", "must be set only with an 'mlflow://' uri"))
     problems.extend(_env_problems(spec.serving.env))
+    problems.extend(spec.serving.pod_field_problems())
+    problems.extend(_fetcher_env_problems(spec.model))
     problems.extend(_request_limit_problems(spec.serving.resources))
+    return problems
+
+
+def _fetcher_env_problems(model: ModelSource) -> list[tuple[str, str]]:
+    """The CRD's CEL rules on spec.model.env and envFrom, in the same order."""
+    problems: list[tuple[str, str]] = []
+    if (model.env or model.env_from) and not model.uri.startswith(ENV_SCHEMES):
+        problems.append(
+            (
+                "spec.model.env",
+                "must only be set with an object-store URI (s3://, gs://, azure://) or an "
+                "mlflow:// one: only the fetcher init container gets this environment",
+            )
+        )
+    seen: set[str] = set()
+    for index, var in enumerate(model.env or ()):
+        path = f"spec.model.env[{index}]"
+        if var.name.startswith(names.RESERVED_ENV_PREFIX):
+            problems.append(
+                (f"{path}.name", "must not start with 'MODELDEPLOY_' (reserved for the operator)")
+            )
+        if var.value is not None and var.value_from is not None:
+            problems.append((path, "must set either `value` or `valueFrom`, not both"))
+        source = var.value_from
+        if source is not None and (source.secret_key_ref is None) == (
+            source.config_map_key_ref is None
+        ):
+            problems.append(
+                (f"{path}.valueFrom", "must set exactly one of `secretKeyRef`, `configMapKeyRef`")
+            )
+        if var.name in seen:
+            problems.append((path, f"Duplicate value: {var.name!r}"))
+        seen.add(var.name)
+    for index, source_from in enumerate(model.env_from or ()):
+        path = f"spec.model.envFrom[{index}]"
+        if (source_from.secret_ref is None) == (source_from.config_map_ref is None):
+            problems.append((path, "must set exactly one of `secretRef`, `configMapRef`"))
+        if (source_from.prefix or "").startswith(names.RESERVED_ENV_PREFIX):
+            problems.append(
+                (f"{path}.prefix", "must not start with 'MODELDEPLOY_' (reserved for the operator)")
+            )
     return problems
 
 

@@ -35,6 +35,7 @@ OWNED = (
     "lastBreach",
     "bakeUntil",
     "rolloutState",
+    "image",  # the serving image policy's view (reconcile._image_status)
     "rollout",  # the memory's former home (an object); cleared on the first write
     "weight",  # formerly the canary's weight (an integer); now canaryWeight
 )
@@ -342,3 +343,17 @@ def _without_nulls(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_without_nulls(v) for v in value]
     return value
+
+
+def merged(target: Any, patch: Any) -> Any:
+    """`target` after the API server applies the merge patch `patch` (RFC 7386): what the
+    stored status is after a write, without reading it back."""
+    if not isinstance(patch, Mapping):
+        return patch
+    result = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merged(result.get(key), value)
+    return result

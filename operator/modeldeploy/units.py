@@ -7,6 +7,7 @@ server's CEL `duration()` and this module read every accepted string the same wa
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Final
@@ -81,3 +82,16 @@ def parse_quantity(text: str | int) -> Decimal:
     if suffix not in _SUFFIX:  # an exponent; a bare "E" is exa (10^18), not one
         return Decimal(number.group(0)) * Decimal(10) ** Decimal(suffix[1:])
     return Decimal(number.group(0)) * _SUFFIX[suffix]
+
+
+@dataclass(frozen=True)
+class DurationBounds:
+    """Inclusive bounds of a duration field; the CRD states the same ones in CEL."""
+
+    low: str
+    high: str
+
+    def __call__(self, value: timedelta) -> timedelta:
+        if not parse_duration(self.low) <= value <= parse_duration(self.high):
+            raise ValueError(f"must be between {self.low} and {self.high}")
+        return value

@@ -17,15 +17,24 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import unquote, urlsplit
 
-from . import download
+from . import download, stores
 from .errors import ArtifactTooLarge, FetchFailed, OutputNotWritable, Sha256Mismatch
 
 _CHUNK = 1024 * 1024
 
 
 def fetch(uri: str, *, max_bytes: int, timeout: float, allow_loopback: bool = False) -> bytes:
-    """The artifact's bytes from a local path, file:// or http(s):// URI (downloads never
-    reach loopback, link-local or metadata addresses; `allow_loopback` is for tests)."""
+    """The artifact's bytes from a local path, file://, http(s):// or object-store URI
+    (downloads never reach loopback, link-local or metadata addresses; `allow_loopback` is for
+    tests)."""
+    if urlsplit(uri).scheme.lower() in stores.SCHEMES:
+        return stores.fetch(
+            uri,
+            max_bytes=max_bytes,
+            timeout=timeout,
+            allow_loopback=allow_loopback,
+            environ=os.environ,
+        )
     path = local_path(uri)
     if path is None:
         return _download(uri, max_bytes=max_bytes, timeout=timeout, allow_loopback=allow_loopback)
@@ -33,9 +42,9 @@ def fetch(uri: str, *, max_bytes: int, timeout: float, allow_loopback: bool = Fa
 
 
 def local_path(uri: str) -> Path | None:
-    """The file a local path or file:// URI names; None for http(s)."""
+    """The file a local path or file:// URI names; None for http(s) and object stores."""
     parts = urlsplit(uri)
-    if parts.scheme in ("http", "https"):
+    if parts.scheme in ("http", "https", *stores.SCHEMES):
         return None
     if parts.scheme == "file" and parts.netloc not in ("", "localhost"):
         raise FetchFailed(f"{uri}: a file:// URI names no host; use file:///absolute/path")

@@ -32,6 +32,7 @@ from .errors import ModelError, Overloaded, Unavailable
 
 _TIMER_TICK = 0.001
 PredictFn = Callable[[np.ndarray, Sequence[str]], tuple[np.ndarray, ...]]
+OnPredicted = Callable[[np.ndarray, Sequence[str], Sequence[np.ndarray]], None]
 
 
 @dataclass(slots=True)
@@ -54,6 +55,7 @@ class PredictQueue:
         inline_below_seconds: float,
         initial_predict_seconds: float,
         on_batch: Callable[[int], None],
+        on_predicted: OnPredicted | None = None,
     ) -> None:
         self._predict = predict
         self._inline_below = inline_below_seconds
@@ -64,6 +66,7 @@ class PredictQueue:
         self._max_wait = max_wait_seconds
         self._max_queued_rows = max_queued_rows
         self._on_batch = on_batch
+        self._on_predicted = on_predicted  # None (no drift profile): nothing more per batch
         self._pending: deque[_Pending] = deque()
         self._queued_rows = 0
         self._last_batch_requests = 0
@@ -186,6 +189,8 @@ class PredictQueue:
             for item in batch:
                 _settle(item, exception=exc)
             return
+        if self._on_predicted is not None:
+            self._on_predicted(rows, batch[0].outputs, results)
         start = 0
         for item in batch:
             end = start + len(item.rows)

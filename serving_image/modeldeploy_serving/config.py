@@ -22,7 +22,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 RUNTIMES = ("auto", "sklearn", "onnx")
 RuntimeChoice = Literal["auto", "sklearn", "onnx"]
 # pvc:// is resolved by the operator into a mounted path; the server sees a local path.
-URI_SCHEMES = ("", "file", "http", "https")
+# s3, gs and azure are fetched by the init container (the `storage` extra's clients).
+URI_SCHEMES = ("", "file", "http", "https", "s3", "gs", "azure")
 _SIZE_UNITS = {
     "": 1,
     "K": 1000,
@@ -68,6 +69,8 @@ class ServerConfig:
     allow_sklearn_version_mismatch: bool
     runtime: RuntimeChoice
     signature_file: Path | None
+    profile_uri: str
+    profile_sha256: str
     fetch_to: Path | None
     skip_load_check: bool
     termination_log: Path | None
@@ -80,7 +83,10 @@ def _model_uri(value: str) -> str:
     if len(scheme) == 1:  # a Windows drive letter is not a scheme; keep paths portable
         scheme = ""
     if scheme not in URI_SCHEMES:
-        raise ValueError(f"scheme {scheme!r} not allowed; use a path, file://, http:// or https://")
+        raise ValueError(
+            f"scheme {scheme!r} not allowed; use a path, file://, http(s)://, s3://, gs:// or "
+            "azure://"
+        )
     if not value.strip():
         raise ValueError("must not be empty")
     return value
@@ -90,6 +96,14 @@ def _sha256(value: str) -> str:
     if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
         raise ValueError("must be 64 hexadecimal characters")
     return value.lower()
+
+
+def _optional_uri(value: str) -> str:
+    return _model_uri(value) if value else ""
+
+
+def _optional_sha256(value: str) -> str:
+    return _sha256(value) if value else ""
 
 
 def _model_name(value: str) -> str:
@@ -200,7 +214,12 @@ _REQUIRED = object()
 MiB = 1024**2
 
 FLAGS: tuple[_Flag, ...] = (
-    _Flag("model-uri", _model_uri, _REQUIRED, "artifact location: path, file://, http(s)://"),
+    _Flag(
+        "model-uri",
+        _model_uri,
+        _REQUIRED,
+        "artifact location: path, file://, http(s)://, s3://, gs://, azure://",
+    ),
     _Flag("model-name", _model_name, _REQUIRED, "served name, as in /v2/models/<name>/infer"),
     _Flag("model-version", _text(128), "", "free-form version reported in metadata and metrics"),
     _Flag("sha256", _sha256, _REQUIRED, "sha256 of the artifact bytes; nothing else is loaded"),
@@ -298,6 +317,13 @@ FLAGS: tuple[_Flag, ...] = (
         "JSON file with the input columns and an example row (default: <artifact>.signature.json "
         "beside a local artifact, if present)",
     ),
+    _Flag(
+        "profile-uri",
+        _optional_uri,
+        "",
+        "reference profile (modeldeploy-profile): count served rows per bin for drift",
+    ),
+    _Flag("profile-sha256", _optional_sha256, "", "sha256 of the profile; required with it"),
     _Flag("fetch-to", _optional_path, None, "init-container mode: verify, write here, exit"),
     _Flag("skip-load-check", _bool, False, "init-container mode: do not test-load", kind="switch"),
     _Flag(
@@ -356,4 +382,6 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> ServerConfi
         flag.field or flag.dest: _resolve(flag, getattr(namespace, flag.dest), environ)
         for flag in FLAGS
     }
+    if bool(values["profile_uri"]) != bool(values["profile_sha256"]):
+        raise ConfigError("--profile-uri and --profile-sha256 go together")
     return ServerConfig(**values)

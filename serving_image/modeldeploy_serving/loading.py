@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -9,10 +10,12 @@ from typing import TYPE_CHECKING
 
 from . import artifact
 from .config import ServerConfig
-from .errors import FetchFailed, LoadError
+from .errors import FetchFailed, InvalidArtifact, LoadError
 
 if TYPE_CHECKING:
+    from .drift import Profile
     from .model import LoadedModel
+    from .signature import ModelSignature
 
 log = logging.getLogger(__name__)
 SIGNATURE_SUFFIX = ".signature.json"
@@ -34,6 +37,8 @@ def load_verified(config: ServerConfig) -> LoadedModel:
     started = time.monotonic()
     data = fetch_verified(config)
     loaded = _deserialize(config, data)
+    if config.profile_uri:
+        loaded = dataclasses.replace(loaded, profile=load_profile(config, loaded.signature))
     log.info(
         "model %s version %r loaded: %s, %d bytes, sha256 %s, %d features, outputs %s, "
         "saved with scikit-learn %s, runtime %s, %.0f ms (of which compiling %.0f ms)",
@@ -50,6 +55,34 @@ def load_verified(config: ServerConfig) -> LoadedModel:
         loaded.compile_seconds * 1000,
     )
     return loaded
+
+
+def load_profile(config: ServerConfig, signature: ModelSignature) -> Profile:
+    """The reference profile, fetched and verified like the model; one for another model's
+    columns is refused (InvalidArtifact): the pod never becomes ready with it."""
+    import orjson
+
+    from .drift import ProfileError, parse_profile
+    from .drift_counter import check_profile
+
+    data = artifact.fetch(
+        config.profile_uri,
+        max_bytes=16 * 1024 * 1024,
+        timeout=config.download_timeout,
+        allow_loopback=config.allow_loopback_downloads,
+    )
+    artifact.verify(data, config.profile_sha256, source=config.profile_uri)
+    try:
+        profile = parse_profile(orjson.loads(data))
+    except (orjson.JSONDecodeError, ProfileError) as exc:
+        raise InvalidArtifact(f"profile {config.profile_uri}: {exc}") from None
+    check_profile(profile, signature)
+    log.info(
+        "drift profile loaded: %d features, sha256 %s",
+        len(profile.features),
+        config.profile_sha256[:12],
+    )
+    return profile
 
 
 def fetch_to(config: ServerConfig, destination: Path) -> None:

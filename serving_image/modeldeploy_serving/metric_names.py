@@ -42,3 +42,11 @@ LABEL_PROTOCOL: Final = "protocol"
 LABEL_STATUS_CLASS: Final = "status_class"
 LABEL_REASON: Final = "reason"
 LABEL_RUNTIME: Final = "runtime"
+
+# Drift (only with a reference profile, see drift.py). Counter, labels feature, bin: rows of
+# served batches per bin of each input column, and of the predictions under feature
+# DRIFT_PREDICTION. Gauge, same labels: the profile's reference share of each bin.
+DRIFT_ROWS: Final = f"{PREFIX}_drift_rows"
+DRIFT_REFERENCE: Final = f"{PREFIX}_drift_reference_share"
+LABEL_FEATURE: Final = "feature"
+LABEL_BIN: Final = "bin"

@@ -20,6 +20,7 @@ from sklearn.exceptions import InconsistentVersionWarning
 
 from .columns import parse_signature_file
 from .config import ModelFormat
+from .drift import Profile
 from .errors import (
     IncompatibleSklearnVersion,
     InvalidArtifact,
@@ -43,6 +44,7 @@ class LoadedModel:
     warmup_seconds: float  # one predict() on one row: a first guess of how slow the model is
     compile_seconds: float  # conversion to the compiled runtime and its parity check
     _methods: dict[str, Callable[[np.ndarray], Any]]
+    profile: Profile | None = None  # the reference profile for drift counting, when configured
 
     def run(self, rows: np.ndarray, outputs: Sequence[str]) -> tuple[np.ndarray, ...]:
         """One array per requested output, each with len(rows) rows."""
@@ -96,6 +98,12 @@ def _deserialize(
 
 
 def _load_joblib(data: bytes) -> Any:
+    # Logged before unpickling, so the line is there even if the payload never returns.
+    log.warning(
+        "loading a joblib/pickle artifact: unpickling runs any code it contains, and its sha256 "
+        "proves only that these are the bytes the spec named; save the model with skops "
+        "(format: skops), which loads trusted types only (docs/security.md)"
+    )
     try:
         return joblib.load(io.BytesIO(data))
     except Exception as exc:  # unpickling raises anything: EOFError, ImportError, KeyError...

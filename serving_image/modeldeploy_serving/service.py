@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .batching import PredictQueue
+from .batching import OnPredicted, PredictQueue
 from .config import ServerConfig
+from .drift_counter import DriftCounter
 from .errors import ModelNotFound, ModelNotReady
 from .metrics import ServerMetrics
 from .signature import ModelSignature
@@ -68,6 +69,7 @@ class InferenceService:
             inline_below_seconds=config.inline_predict_below_ms / 1000,
             initial_predict_seconds=model.warmup_seconds,
             on_batch=self._metrics.observe_batch,
+            on_predicted=self._drift_observer(model),
         )
         self._queue.start()
         self._metrics.set_runtime(model.signature.runtime)
@@ -75,6 +77,13 @@ class InferenceService:
             self._state = ModelState.READY
             self._metrics.set_ready(True)
             log.info("ready: serving %s on /v2/models/%s/infer", self.name, self.name)
+
+    def _drift_observer(self, model: LoadedModel) -> OnPredicted | None:
+        if model.profile is None:
+            return None
+        counter = DriftCounter(model.profile)
+        self._metrics.registry.register(counter)
+        return counter.observe
 
     def load_failed(self, cause: str, line: str) -> None:
         self._state = ModelState.FAILED

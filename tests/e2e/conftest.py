@@ -15,6 +15,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,11 +82,18 @@ class E2E:
 
 @pytest.fixture(scope="session")
 def real_node(cluster: KubeCluster) -> RealNode:
+    try:
+        return find_real_node(cluster)
+    except LookupError as err:
+        pytest.skip(f"the local cluster has no real node: {err}")
+
+
+def find_real_node(cluster: KubeCluster) -> RealNode:
+    """The cluster's real node once Ready; LookupError says why there is none."""
     nodes = cluster.get_json("nodes", "-l", f"{REAL_NODE_LABEL}=true")["items"]
     if not nodes:
         why = ROOT / ".cluster" / "node" / "unavailable"
-        reason = why.read_text().strip() if why.exists() else "no node labelled real-node"
-        pytest.skip(f"the local cluster has no real node: {reason}")
+        raise LookupError(why.read_text().strip() if why.exists() else "no node labelled real-node")
     node = nodes[0]
     name = node["metadata"]["name"]
     wait_until(lambda: _ready(cluster, name), 60, f"node {name} Ready")
@@ -102,16 +110,24 @@ def _ready(cluster: KubeCluster, node: str) -> bool:
 def image(real_node: RealNode) -> Image:
     """The project image, built from serving_image/Dockerfile and imported into the node's
     containerd by `make cluster-up` (rebuilt only when its inputs change)."""
-    ref = [sys.executable, str(ROOT / "scripts" / "images.py"), "print", "--ref"]
-    out = subprocess.run(ref, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
+    found = built_image()
+    if found is None:
         # The sources changed since the cluster came up: `up` on a running cluster builds
         # their image and imports it into the node (minutes, once per change).
         up = [sys.executable, str(ROOT / "scripts" / "cluster.py"), "up", "--dir", str(CLUSTER_DIR)]
         subprocess.run(up, check=False, timeout=1800)
-        out = subprocess.run(ref, capture_output=True, text=True, check=False)
+        found = built_image()
+    if found is None:
+        pytest.fail("the serving image of these sources is not built (`make image`)")
+    return found
+
+
+def built_image() -> Image | None:
+    """The serving image of the current sources, if it is built."""
+    ref = [sys.executable, str(ROOT / "scripts" / "images.py"), "print", "--ref"]
+    out = subprocess.run(ref, capture_output=True, text=True, check=False)
     if out.returncode != 0:
-        pytest.fail(f"the serving image is not built: {out.stderr.strip()}")
+        return None
     repository, _, tag = out.stdout.strip().rpartition(":")
     return Image(repository, tag)
 
@@ -128,13 +144,25 @@ def store(real_node: RealNode, tmp_path_factory: pytest.TempPathFactory) -> Iter
         example_models.stop(directory)
 
 
-@pytest.fixture(scope="session")
+# Package scope: the release's cluster-wide objects (its ClusterRoles, its verdict admission
+# policy) are gone before the next tier starts, so no other test meets a second copy of them.
+@pytest.fixture(scope="package")
 def e2e(
     cluster: KubeCluster, real_node: RealNode, image: Image, store: ModelStore
 ) -> Iterator[E2E]:
-    """The chart installed once per session, serving three fresh restricted namespaces."""
-    served = tuple(f"{PREFIX}-{i}" for i in range(3))
-    operator_ns = f"{PREFIX}-system"
+    """The chart installed once for the e2e tier, serving three fresh restricted namespaces."""
+    with installed(cluster, real_node, image, store, PREFIX) as found:
+        yield found
+
+
+@contextmanager
+def installed(
+    cluster: KubeCluster, node: RealNode, image: Image, store: ModelStore, prefix: str
+) -> Iterator[E2E]:
+    """The chart's operator running from `image`, serving three restricted namespaces named
+    after `prefix`; uninstalled and the namespaces deleted afterwards."""
+    served = tuple(f"{prefix}-{i}" for i in range(3))
+    operator_ns = f"{prefix}-system"
     for ns in (*served, operator_ns):
         _namespace(cluster, ns)
     values = {
@@ -157,7 +185,7 @@ def e2e(
         "180s",
     )
     try:
-        yield E2E(cluster, real_node, image, store, served, operator_ns)
+        yield E2E(cluster, node, image, store, served, operator_ns)
     finally:
         cluster.helm("uninstall", RELEASE, "--namespace", operator_ns, check=False)
         for ns in (*served, operator_ns):

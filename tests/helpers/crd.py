@@ -56,10 +56,13 @@ def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
 
 
 def walk(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
-    """Every (path, node) in a schema, parents first; array items are `path[]`."""
+    """Every (path, node) in a schema, parents first; array items are `path[]`, map values
+    `path{}`."""
     nodes = [(path, schema)]
     for name, prop in schema.get("properties", {}).items():
         nodes += walk(prop, f"{path}.{name}" if path else name)
     if "items" in schema:
         nodes += walk(schema["items"], f"{path}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        nodes += walk(schema["additionalProperties"], f"{path}{{}}")
     return nodes

@@ -28,6 +28,7 @@ TIMEOUT_S = 5.0
 class Sample:
     at: float  # time.monotonic() when sent
     status: int  # 0: no answer (see error)
+    done: float = 0.0  # time.monotonic() when the answer (or the failure) arrived
     version: str | None = None
     error: str | None = None
 
@@ -39,6 +40,7 @@ class Load:
     rate: float = 50.0  # requests per second
     connections: int = 4
     samples: list[Sample] = field(default_factory=list)
+    first_refusal: str | None = None  # status, server and body of the first non-2xx answer
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -78,7 +80,8 @@ class Load:
         text += f"; {sum(errors.values())} connection errors"
         if errors:
             text += f" ({', '.join(f'{e}: {n}' for e, n in errors.most_common())})"
-        return text + f"; versions {dict(self.versions(start))}"
+        text += f"; versions {dict(self.versions(start))}"
+        return text + (f"; first refusal: {self.first_refusal}" if self.first_refusal else "")
 
     # --- the event loop side
     async def _run(self) -> None:
@@ -106,7 +109,11 @@ class Load:
                     answer = await response.json()
                     sample.version = answer.get("model_version")
                 else:
-                    await response.read()
+                    body = await response.read()
+                    if self.first_refusal is None:  # who answered, when a run goes wrong
+                        server = response.headers.get("Server", "?")
+                        self.first_refusal = f"{response.status} from {server}: {body[:200]!r}"
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
             sample.error = type(err).__name__
+        sample.done = time.monotonic()
         self.samples.append(sample)

@@ -1,8 +1,12 @@
 """A "process kubelet" for KWOK pods, and a load generator that routes like the Service.
 
 KWOK runs a ModelDeployment's pods on fake nodes: they turn Running and Ready, but no container
-runs. :class:`PodRuntime` watches those pods and, for every Running pod, starts what its two
+runs. :class:`PodRuntime` watches those pods and, for every Running pod, starts what its
 containers would run, as real processes on 127.0.0.1:
+
+- the ``fetch-model`` init container, when the pod has one (object-store models), to completion
+  first, with its env resolved from the pod's Secrets and ConfigMaps as the kubelet would; the
+  server then reads the file it wrote;
 
 - ``modeldeploy-server`` with the ``MODELDEPLOY_*`` env of the pod's model-server container;
 - ``modeldeploy-monitor`` with the ``MODELDEPLOY_MONITOR_*`` env of its monitor (a native
@@ -23,6 +27,7 @@ count and time, to 127.0.0.1 only.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import signal
@@ -169,14 +174,35 @@ def container(pod: Mapping[str, Any], name: str) -> dict[str, Any]:
     raise AssertionError(f"pod {pod['metadata']['name']} has no container {name!r}")
 
 
-def container_env(pod: Mapping[str, Any], name: str) -> dict[str, str]:
-    """The env of one container as the kubelet resolves it, downward API included."""
+# (kind "secret" or "configmap", name) -> its data as text, as the kubelet would read it.
+DataLookup = Callable[[str, str], dict[str, str]]
+
+
+def _no_lookup(kind: str, name: str) -> dict[str, str]:
+    raise AssertionError(f"no {kind} lookup given for {name}")
+
+
+def container_env(
+    pod: Mapping[str, Any], name: str, lookup: DataLookup = _no_lookup
+) -> dict[str, str]:
+    """The env of one container as the kubelet resolves it: downward API, Secret and
+    ConfigMap keys (`lookup`), envFrom (explicit env wins)."""
+    spec = container(pod, name)
     env: dict[str, str] = {}
-    for var in container(pod, name).get("env", []):
-        if "value" in var:
-            env[var["name"]] = var["value"]
-        elif path := var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath"):
+    for source in spec.get("envFrom", []):
+        kind, ref = ("secret", source["secretRef"]) if "secretRef" in source else (
+            "configmap", source["configMapRef"])  # fmt: skip
+        for key, value in lookup(kind, ref["name"]).items():
+            env[source.get("prefix", "") + key] = value
+    for var in spec.get("env", []):
+        source = var.get("valueFrom", {})
+        if "valueFrom" not in var:
+            env[var["name"]] = var.get("value", "")
+        elif path := source.get("fieldRef", {}).get("fieldPath"):
             env[var["name"]] = _field(pod, path)
+        elif ref := source.get("secretKeyRef") or source.get("configMapKeyRef"):
+            kind = "secret" if "secretKeyRef" in source else "configmap"
+            env[var["name"]] = lookup(kind, ref["name"])[ref["key"]]
         else:
             raise AssertionError(f"{name}: env {var['name']} has a source we cannot fill")
     return env
@@ -203,6 +229,7 @@ class PodProcesses:
         workdir: Path,
         kubeconfig: Callable[[dict[str, Any]], Path],
         monitor_flags: Mapping[str, str],
+        lookup: DataLookup = _no_lookup,
         server_overrides: Mapping[str, str] | None = None,
     ) -> None:
         meta = pod["metadata"]
@@ -212,6 +239,7 @@ class PodProcesses:
         # container says. Both take their configuration from their container's env.
         assert container(pod, names.CONTAINER_SERVER)["command"] == [names.COMMAND_SERVER]
         self.server_env = {**container_env(pod, names.CONTAINER_SERVER), **(server_overrides or {})}
+        self.lookup = lookup
         self.monitor_env = container_env(pod, names.CONTAINER_MONITOR)
         monitor = container(pod, names.CONTAINER_MONITOR)
         self.monitor_command = [*monitor["command"], *monitor.get("args", [])]
@@ -229,6 +257,10 @@ class PodProcesses:
 
     def _start(self) -> None:
         try:
+            if any(
+                c["name"] == names.CONTAINER_FETCHER for c in self.pod["spec"]["initContainers"]
+            ):
+                self._fetch()
             self.server = ServerProcess(None, name=self.model, env=self.server_env)
             metrics_url = f"http://127.0.0.1:{self.server.port}{names.PATH_METRICS}"
             self._start_monitor(metrics_url)
@@ -238,6 +270,26 @@ class PodProcesses:
             pass  # its DELETED event stops the server
         except Exception as err:  # reported by PodRuntime.errors
             self.error = f"{self.name}: {err}"
+
+    def _fetch(self) -> None:
+        """The fetcher init container, run to completion before the others start. Its
+        emptyDir is a local directory; its store is on this machine's loopback, which a pod's
+        fetcher refuses, so that one flag is overridden (as the server's port is)."""
+        fetcher = container(self.pod, names.CONTAINER_FETCHER)
+        target = self.workdir / self.name / "fetched" / f"model.{self.server_env[names.ENV_FORMAT]}"
+        args = [a for a in fetcher["args"] if not a.startswith(("--fetch-to", "--no-allow-loop"))]
+        termination = self.workdir / f"{self.name}.fetcher.termination-log"
+        program, *rest = fetcher["command"]
+        command = [str(Path(sys.executable).parent / program), *rest, *args]
+        command += [f"--fetch-to={target}", "--allow-loopback-downloads"]
+        command += [f"--termination-log={termination}"]
+        env = server_env(container_env(self.pod, names.CONTAINER_FETCHER, self.lookup))
+        with (self.workdir / f"{self.name}.fetcher.log").open("ab") as log:
+            done = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if done.returncode:
+            said = termination.read_text() if termination.exists() else ""
+            raise RuntimeError(f"fetcher exited {done.returncode}: {said.strip()}")
+        self.server_env[names.ENV_MODEL_URI] = target.as_uri()
 
     def _start_monitor(self, metrics_url: str) -> None:
         overrides = {
@@ -361,6 +413,7 @@ class PodRuntime:
                     self.workdir,
                     self._sidecar_kubeconfig,
                     self.monitor_flags,
+                    self._data,
                     self.server_overrides,
                 )
             elif not running and known is not None:
@@ -370,6 +423,13 @@ class PodRuntime:
                 timer = threading.Timer(STOP_GRACE_S, known.stop)
                 timer.daemon = True
                 timer.start()
+
+    def _data(self, kind: str, name: str) -> dict[str, str]:
+        """A Secret's or ConfigMap's data as text (what the kubelet puts into env)."""
+        found = self.cluster.get_json(kind, name, "-n", self.namespace)
+        if kind == "secret":
+            return {k: base64.b64decode(v).decode() for k, v in found.get("data", {}).items()}
+        return dict(found.get("data", {}))
 
     def _sidecar_kubeconfig(self, pod: dict[str, Any]) -> Path:
         """A token of the ServiceAccount the operator made for sidecars, bound to `pod` (what

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from kubernetes.client.exceptions import ApiException
+
 from modeldeploy import names
 from modeldeploy.status import state_from_status
 from modeldeploy_serving.monitor.report import condition_patch, verdict_event
@@ -44,9 +46,22 @@ class Rest:
         self, method: str, path: str, body: Any = None, content_type: str = "application/json"
     ) -> tuple[int, Any]:
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        resp = self._api.call_api(method, self._host + path, header_params=headers, body=body)
-        resp.read()
-        return int(resp.status), json.loads(resp.data) if resp.data else None
+        try:
+            # The client's own call path (auth, TLS); kubernetes < 37 is pinned (see pyproject),
+            # whose call_api takes the path first and raises on any non-2xx answer.
+            resp = self._api.call_api(
+                path,
+                method,
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+            )
+            status, data = int(resp.status), resp.data
+        except ApiException as err:
+            status, data = int(err.status), err.body
+        return status, json.loads(data) if data else None
 
     def get(self, path: str) -> Any:
         """The object at `path`, or None if there is none."""

@@ -149,6 +149,25 @@ INVALID: list[Invalid] = [
     Invalid("model-name-slash", _model(name="a/b"), "spec.model.name", "should match"),
     Invalid("version-empty", _model(version=""), "spec.model.version", "at least 1 chars long"),
     Invalid(
+        "profile-uri-metadata-host",
+        _model(profile={"uri": "http://169.254.169.254/p.json", "sha256": SHA}),
+        "spec.model.profile.uri",
+        _ADDRESS,
+        True,
+    ),
+    Invalid(
+        "profile-sha256-missing",
+        _model(profile={"uri": "https://h.example/p.json"}),
+        "spec.model.profile.sha256",
+        "Required value",
+    ),
+    Invalid(
+        "feature-drift-zero",
+        _spec(analysis={"thresholds": {"featureDrift": 0}}),
+        "spec.analysis.thresholds.featureDrift",
+        "greater than 0",
+    ),
+    Invalid(
         "uri-scheme-ftp",
         _model(uri="ftp://host/model.joblib"),
         "spec.model.uri",
@@ -156,8 +175,8 @@ INVALID: list[Invalid] = [
         True,
     ),
     Invalid(
-        "uri-scheme-s3",
-        _model(uri="s3://bucket/m.joblib"),
+        "uri-scheme-hdfs",
+        _model(uri="hdfs://namenode/m.joblib"),
         "spec.model.uri",
         "allowed schemes",
         True,
@@ -395,6 +414,40 @@ INVALID: list[Invalid] = [
         "less than or equal to 50",
         True,
     ),
+    # --- networkPolicy ---
+    Invalid(
+        "egress-not-a-cidr",
+        _spec(networkPolicy={"egress": [{"cidr": "models.example.com"}]}),
+        "spec.networkPolicy.egress[0].cidr",
+        "must be a CIDR with no host bits set",
+        True,
+    ),
+    Invalid(
+        "egress-host-bits",
+        _spec(networkPolicy={"egress": [{"cidr": "10.1.2.3/8"}]}),
+        "spec.networkPolicy.egress[0].cidr",
+        "must be a CIDR with no host bits set",
+        True,
+    ),
+    Invalid(
+        "egress-no-prefix-length",
+        _spec(networkPolicy={"egress": [{"cidr": "10.1.2.3"}]}),
+        "spec.networkPolicy.egress[0].cidr",
+        "must be a CIDR",
+    ),
+    Invalid(
+        "egress-ipv6-not-canonical",
+        _spec(networkPolicy={"egress": [{"cidr": "2001:DB8::/32"}]}),
+        "spec.networkPolicy.egress[0].cidr",
+        "canonical",
+    ),
+    Invalid(
+        "egress-port-zero",
+        _spec(networkPolicy={"egress": [{"cidr": "10.0.0.0/8", "ports": [0]}]}),
+        "spec.networkPolicy.egress[0].ports[0]",
+        "greater than or equal to 1",
+        True,
+    ),
     # --- serving ---
     Invalid(
         "port-monitor",
@@ -488,3 +541,8 @@ INVALID: list[Invalid] = [
         admission=False,
     ),
 ]
+
+# Pod settings, server tuning and disruption budgets have their own table (it needs `Invalid`).
+from tests.helpers.pod_setting_cases import POD_SETTING_CASES  # noqa: E402
+
+INVALID += POD_SETTING_CASES

@@ -20,6 +20,7 @@ from modeldeploy.builders import Owner, hpa, revision_deployment, service, sidec
 from modeldeploy.spec import parse_spec
 from tests.helpers.crd import apply_defaults, spec_schema
 from tests.helpers.spec_cases import INVALID, Invalid, valid_manifest
+from tests.helpers.storage_cases import STORAGE_INVALID
 from tests.kube import KubeCluster
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
@@ -41,7 +42,7 @@ def dry_run(cluster: KubeCluster, obj: dict[str, Any], *extra: str) -> Any:
 
 # --- rejected, naming the field ------------------------------------------------------------------
 
-ADMISSION_CASES = [c for c in INVALID if c.admission]
+ADMISSION_CASES = [c for c in (*INVALID, *STORAGE_INVALID) if c.admission]
 
 
 def test_the_table_is_large_enough() -> None:
@@ -199,6 +200,12 @@ FULL_STATUS = {
     },
     "previous": {"revision": 1, "specHash": "0123456789", "weight": 0, "traffic": 0},
     "rolloutState": '{"step":0,"weight":10}',
+    "image": {
+        "serving": "example.org/modeldeploy:1",
+        "default": "example.org/modeldeploy:2",
+        "state": "UpgradeAvailable",
+        "message": "example.org/modeldeploy:2 is available",
+    },
     "quarantinedSpecHashes": ["fedcba9876"],
     "history": [
         {
@@ -242,8 +249,9 @@ def test_status_is_a_subresource_with_printer_columns(cluster: KubeCluster, ns: 
     assert table[0].split() == header
     assert table[1].split()[:6] == ["columns", "Progressing", "3", "10%", "33%", "3/3"]
     wide = cluster.kubectl("get", names.SHORT_NAME, "columns", "-n", ns, "-o", "wide").stdout
-    assert wide.split("\n")[0].split()[-4:] == ["MODEL", "STABLE-REV", "CANARY-REV", "MESSAGE"]
-    assert wide.split("\n")[1].split()[7:10] == ["iris", "1", "2"]
+    header = ["MODEL", "STABLE-REV", "CANARY-REV", "IMAGE", "MESSAGE"]
+    assert wide.split("\n")[0].split()[-5:] == header
+    assert wide.split("\n")[1].split()[7:11] == ["iris", "1", "2", "UpgradeAvailable"]
 
 
 def test_status_schema_rejects_an_unknown_phase(cluster: KubeCluster, ns: str) -> None:

@@ -278,9 +278,9 @@ def test_idle_operator_makes_zero_writes(
         Children's resourceVersions also move when their controllers write status (the HPA
         reports it cannot read metrics), so the operator's own managedFields entries are what
         would change if the operator wrote to them."""
-        items = cluster.get_json("md,deployments,services,hpa", "-n", ns, "--show-managed-fields")[
-            "items"
-        ]
+        items = cluster.get_json(
+            "md,deployments,services,hpa,networkpolicies", "-n", ns, "--show-managed-fields"
+        )["items"]
         result: dict[str, Any] = {}
         for i in items:
             key = f"{i['kind']}/{i['metadata']['name']}"

@@ -56,7 +56,7 @@ def test_flags_win_over_the_environment() -> None:
         (REQUIRED, {"MODELDEPLOY_FORMAT": "pickle"}, "MODELDEPLOY_FORMAT: must be one of joblib"),
         ([*REQUIRED, "--port", "70000"], {}, "--port: must be between 0 and 65535"),
         (REQUIRED, {"MODELDEPLOY_PORT": "http"}, "MODELDEPLOY_PORT: invalid literal"),
-        ([*REQUIRED, "--model-uri", "s3://b/m"], {}, "--model-uri: scheme 's3' not allowed"),
+        ([*REQUIRED, "--model-uri", "ftp://b/m"], {}, "--model-uri: scheme 'ftp' not allowed"),
         ([*REQUIRED, "--model-name", "a/b"], {}, "--model-name: must be 1-128 characters"),
         ([*REQUIRED, "--max-request-bytes", "lots"], {}, "--max-request-bytes: must be a byte"),
         (REQUIRED, {"MODELDEPLOY_MICRO_BATCHING": "maybe"}, "must be true or false"),

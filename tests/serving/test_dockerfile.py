@@ -106,3 +106,16 @@ def test_build_context_allow_list_covers_what_is_copied(source: str) -> None:
     assert f"!{source}" in allowed
     copied = " ".join(args for name, args in instructions() if name == "COPY")
     assert source.rstrip("/") in copied
+
+
+def test_dependencies_install_only_from_the_hash_locked_set() -> None:
+    build = stages()[0]
+    installs = [args for name, args in build if name == "RUN" and "pip install" in args]
+    assert installs, "the build stage installs the project"
+    locked = [a for a in installs if "--require-hashes" in a]
+    assert len(locked) == 1 and "--requirement serving_image/requirements.lock" in locked[0]
+    assert "--only-binary=:all:" in locked[0]
+    for args in installs:
+        if args not in locked:  # the project itself: nothing more may be fetched
+            assert all(f in args for f in ("--no-deps", "--no-build-isolation", "--no-index"))
+    assert any("pip check" in args for name, args in build if name == "RUN")

@@ -40,6 +40,18 @@ def classifier_bytes(directory: Path, fmt: models.Format = "joblib") -> bytes:
 
 
 # --- the load pipeline, in-process: one test per refusal ---------------------------------------
+@pytest.mark.parametrize("fmt", ["joblib", "skops"])
+def test_only_a_pickle_artifact_logs_a_warning_recommending_skops(
+    tmp_path: Path, fmt: models.Format, caplog: pytest.LogCaptureFixture
+) -> None:
+    saved = models.train_classifier(tmp_path, fmt)
+    with caplog.at_level("WARNING", logger="modeldeploy_serving"):
+        loading.load_verified(config_for(saved))
+    pickle = [r for r in caplog.records if "joblib/pickle" in r.getMessage()]
+    assert len(pickle) == (fmt == "joblib")
+    assert all(r.levelname == "WARNING" and "skops" in r.getMessage() for r in pickle)
+
+
 def test_sha256_mismatch_is_refused_before_deserializing(tmp_path: Path) -> None:
     saved = models.train_classifier(tmp_path)
     with pytest.raises(errors.Sha256Mismatch) as caught:

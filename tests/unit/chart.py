@@ -118,6 +118,9 @@ NAMESPACED_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
     | {("apps", "controllerrevisions", v) for v in CRUD}
     | {("", "services", v) for v in CRUD}
     | {("autoscaling", "horizontalpodautoscalers", v) for v in CRUD}
+    # Budgets are watched, never read by name: no get.
+    | {("policy", "poddisruptionbudgets", v) for v in CRUD if v != "get"}
+    | {("networking.k8s.io", "networkpolicies", v) for v in CRUD if v != "get"}
     | {("", "pods", v) for v in ("get", "list", "watch")}
     | {("", "events", "create")}
     # RBAC cannot limit create by name (the name is in the body); patch is limited below.

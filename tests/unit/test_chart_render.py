@@ -134,6 +134,33 @@ def test_the_monitor_runs_the_operators_image_unless_told() -> None:
     assert "--monitor-image=ops.example/monitor:1" in args
 
 
+def test_the_webhook_url_comes_from_the_values_or_a_secret() -> None:
+    def notify_env(values: dict[str, Any]) -> list[dict[str, Any]]:
+        env = container(render(values))["env"]
+        return [e for e in env if e["name"] == names.ENV_NOTIFY_URL]
+
+    assert notify_env({}) == []
+    url = "https://hooks.example/modeldeploy"
+    assert notify_env({"notifications": {"webhook": {"url": url}}}) == [
+        {"name": names.ENV_NOTIFY_URL, "value": url}
+    ]
+    secret = {"notifications": {"webhook": {"url": url, "existingSecret": "hook"}}}
+    (env,) = notify_env(secret)
+    assert env["valueFrom"] == {"secretKeyRef": {"name": "hook", "key": "url"}}
+
+
+def test_network_policy_api_server_values_become_operator_flags() -> None:
+    args = container(render({}))["args"]
+    assert not [a for a in args if a.startswith("--api-server-")]  # the operator's defaults
+    values = {"apiServerCIDRs": ["10.0.0.5/32", "fd00::/64"], "apiServerPorts": [6443]}
+    args = container(render({"networkPolicy": values}))["args"]
+    assert [a for a in args if a.startswith("--api-server-")] == [
+        "--api-server-cidr=10.0.0.5/32",
+        "--api-server-cidr=fd00::/64",
+        "--api-server-port=6443",
+    ]
+
+
 def test_the_verdict_policy_names_the_operators_identities() -> None:
     docs = render({"watchNamespaces": ["team-a"]})
     policy = one(docs, "ValidatingAdmissionPolicy")
@@ -323,6 +350,22 @@ def test_an_mlflow_tracking_uri_becomes_the_operators_flag() -> None:
     assert not any(a.startswith("--mlflow") for a in container(render())["args"])
     ctr = container(render({"mlflow": {"trackingUri": "http://mlflow.mlflow.svc:5000"}}))
     assert "--mlflow-tracking-uri=http://mlflow.mlflow.svc:5000" in ctr["args"]
+
+
+def test_serving_image_policy_values_become_operator_flags() -> None:
+    args = container(render())["args"]
+    assert "--serving-image-rollout=manual" in args
+    assert "--serving-image-max-canaries=1" in args
+    assert not [a for a in args if a.startswith("--serving-image-sklearn-version")]
+    policy = {"rollout": "progressive", "maxCanaries": 3, "sklearnVersion": "1.5.2"}
+    args = container(render({"servingImage": policy}))["args"]
+    assert {
+        "--serving-image-rollout=progressive",
+        "--serving-image-max-canaries=3",
+        "--serving-image-sklearn-version=1.5.2",
+    } <= set(args)
+    refused = helm("template", RELEASE, str(CHART), values={"servingImage": {"rollout": "auto"}})
+    assert refused.returncode != 0
 
 
 def test_optional_objects_render_when_enabled() -> None:

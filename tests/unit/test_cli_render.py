@@ -217,3 +217,17 @@ def test_history_shows_the_registry_version_of_mlflow_models() -> None:
     assert lines[1].split()[:5] == ["1", "1", "v3", "run", "ecbfe6d1"]
     assert lines[2].split()[:3] == ["2", "1.1", "-"]  # a revision from another source
     assert lines[-1] == "rolling out: r4 (version 3, registry v4)"
+
+
+def test_status_says_when_an_image_upgrade_waits() -> None:
+    obj = stable()
+    obj["status"]["image"] = {
+        "serving": "img:1",
+        "default": "img:2",
+        "state": names.IMAGE_UPGRADE_AVAILABLE,
+        "message": "img:2 is available; keeps img:1",
+    }
+    lines = cli_render.status_lines(obj, NOW)
+    assert field(lines, "Image") == "img:1  UpgradeAvailable: img:2 is available; keeps img:1"
+    obj["status"]["image"].update(serving="img:2", state=names.IMAGE_UP_TO_DATE)
+    assert field(cli_render.status_lines(obj, NOW), "Image") == "img:2"

@@ -128,10 +128,20 @@ def test_tree_lists_cold_revisions_and_colours_only_trouble() -> None:
     assert "└─ Deployment missing" in lines  # r3 has none here
 
 
+def test_tree_shows_the_status_warnings_under_the_message() -> None:
+    md = progressing()
+    md["status"]["warnings"] = ["the model is a joblib/pickle artifact: ..."]
+    lines = cli_views.tree_lines(md, [deployment(3, 2, 2)], [], NOW)
+    assert lines[2] == "  warning: the model is a joblib/pickle artifact: ..."
+    assert lines[3].startswith("r3 stable")
+
+
 @pytest.mark.parametrize(
     ("status", "reason", "verdict"),
     [("True", "WithinThresholds", "Healthy"), ("False", "MetricBreach", "Breaching"),
-     ("False", "InsufficientData", "NoData"), (None, "", "-")],
+     ("False", "InsufficientData", "NoData"), (None, "", "-"),
+     ("False", "FeatureDrift", "Breaching (FeatureDrift)"),
+     ("False", "PredictionDrift", "Breaching (PredictionDrift)")],
 )  # fmt: skip
 def test_pod_verdict(status: str | None, reason: str, verdict: str) -> None:
     assert cli_views.pod_verdict(pod("p", 1, verdict=status, reason=reason)) == verdict

@@ -41,6 +41,7 @@ COMPARED = (
     "maxLength",
     "pattern",
     "maxItems",
+    "maxProperties",
     "durationBounds",
 )
 _DURATION_RULE = re.compile(
@@ -113,7 +114,8 @@ def _constraints(kind: str, metadata: list[Any]) -> dict[str, Any]:
         elif isinstance(item, at.MinLen):
             node["minItems" if kind == "array" else "minLength"] = item.min_length
         elif isinstance(item, at.MaxLen):
-            node["maxItems" if kind == "array" else "maxLength"] = item.max_length
+            key = {"array": "maxItems", "object": "maxProperties"}.get(kind, "maxLength")
+            node[key] = item.max_length
         elif isinstance(item, WithJsonSchema) and item.json_schema:
             node |= {k: v for k, v in item.json_schema.items() if k != "type"}
         elif isinstance(item, DurationBounds):
@@ -128,6 +130,8 @@ def _kind(annotation: Any) -> str:
         return "object"
     if get_origin(annotation) is tuple:
         return "array"
+    if get_origin(annotation) is dict:
+        return "object"
     if get_origin(annotation) is Literal:
         return "string"
     return {bool: "boolean", int: "integer", float: "number", str: "string", timedelta: "string"}[
@@ -142,6 +146,10 @@ def _pydantic_node(annotation: Any, metadata: list[Any], path: str, out: dict[st
     node |= {"type": kind, **_constraints(kind, metadata)}
     if get_origin(annotation) is Literal:
         node["enum"] = list(get_args(annotation))
+    if get_origin(annotation) is dict:  # a map: its values' schema under `path{}`
+        node["required"] = []
+        _pydantic_node(get_args(annotation)[1], [], f"{path}{{}}", out)
+        return
     if kind == "object":
         node["required"] = sorted(
             f.alias or n for n, f in annotation.model_fields.items() if f.is_required()

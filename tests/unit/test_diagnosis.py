@@ -64,8 +64,13 @@ def _running(name: str) -> dict[str, Any]:
     }
 
 
-def _waiting(reason: str, message: str, last: dict[str, Any] | None = None) -> dict[str, Any]:
-    status = _running(names.CONTAINER_SERVER)
+def _waiting(
+    reason: str,
+    message: str,
+    last: dict[str, Any] | None = None,
+    name: str = names.CONTAINER_SERVER,
+) -> dict[str, Any]:
+    status = _running(name)
     status["state"] = {"waiting": {"reason": reason, "message": message}}
     if last:
         status["lastState"] = {"terminated": last}
@@ -204,6 +209,28 @@ POD_CASES = [
         "CrashLoopBackOff",
         False,
         "last exit: Error (exit code 2): usage: bad flag --x",
+    ),
+    Case(
+        "a fetcher that cannot download says why, not that it crash-loops",
+        pod(
+            init=[
+                _waiting(
+                    "CrashLoopBackOff",
+                    "back-off 20s restarting failed container=fetch-model",
+                    {
+                        "reason": "Error",
+                        "exitCode": 3,
+                        "message": "FetchFailed: s3://b/m.joblib: access denied (AccessDenied: "
+                        "Access Denied); check the credentials given in spec.model.env\n",
+                    },
+                    name=names.CONTAINER_FETCHER,
+                ),
+                _running(names.CONTAINER_MONITOR),
+            ]
+        ),
+        "FetchFailed",
+        False,
+        "container fetch-model: s3://b/m.joblib: access denied (AccessDenied",
     ),
     Case(
         "crash loop after an OOM kill is OOMKilled",

@@ -28,6 +28,12 @@ def _hash(changes: dict[str, Any], default_image: str = IMAGE) -> str:
 BASE = _hash({})
 
 
+def test_optional_fields_left_unset_keep_the_hash_of_older_operators() -> None:
+    # The hash of the minimal spec before model.profile and the drift thresholds existed: an
+    # operator upgrade must not restart every revision.
+    assert _hash({}, default_image="img") == "5328c7623f"
+
+
 def test_hash_is_short_hex_and_stable() -> None:
     assert re.fullmatch(r"[0-9a-f]{10}", BASE)
     assert _hash({}) == BASE
@@ -50,6 +56,9 @@ def test_hash_is_short_hex_and_stable() -> None:
         {"analysis.onNoData": "fail"},
         {"analysis.thresholds": {"errorRate": 0.02}},
         {"analysis.thresholds": {"latencyP99Ms": 300}},
+        {"analysis.thresholds": {"featureDrift": 0.25}},
+        {"analysis.thresholds": {"predictionDrift": 0.25}},
+        {"model.profile": {"uri": "https://models.example.com/p.json", "sha256": "c" * 64}},
     ],
     ids=lambda c: next(iter(c)),
 )

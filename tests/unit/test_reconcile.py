@@ -9,8 +9,8 @@ from typing import Any
 from modeldeploy import names
 from modeldeploy.pod import PodSettings
 from modeldeploy.reconcile import Reconciliation, plan
+from modeldeploy.status import merged as merge
 from modeldeploy.status import status_patch
-from tests.helpers.merge_patch import merge
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 IMAGE = "registry.example.com/modeldeploy:1"
@@ -98,6 +98,7 @@ def test_a_new_modeldeployment_gets_its_children_and_a_floor_sized_first_revisio
         "ControllerRevision",
         "Deployment",
         "HorizontalPodAutoscaler",
+        "NetworkPolicy",
     ]
     history = result.apply[3]
     assert (history["metadata"]["name"], history["revision"]) == ("iris-r1", 1)

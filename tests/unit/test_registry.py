@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 
 from modeldeploy import names, registry
-from modeldeploy.reconcile import plan, registry_need, served_spec
+from modeldeploy.hashing import revision_hash
+from modeldeploy.reconcile import plan
+from modeldeploy.resolutions import registry_need, served_spec
 from modeldeploy.spec import SpecError, parse_spec
+from modeldeploy.status import merged as merge
 from modeldeploy.status import state_from_status
-from tests.helpers.merge_patch import merge
 from tests.unit.test_reconcile import IMAGE, NOW, body
 
 TRACKING = "http://mlflow.ml.svc:5000"
@@ -364,3 +366,56 @@ def test_a_deleted_revision_is_rendered_from_what_it_resolved_to_then() -> None:
 def test_served_spec_keeps_other_sources_as_written() -> None:
     spec = parse_spec(body()["spec"])
     assert served_spec(spec, None) is spec
+
+
+def test_artifacts_in_an_object_store_are_fetched_with_the_specs_credentials() -> None:
+    """A registry whose artifacts live in S3 (no --serve-artifacts): the fetcher init container
+    downloads the file with spec.model.env, which the model server never sees."""
+    secret = {
+        "name": "AWS_ACCESS_KEY_ID",
+        "valueFrom": {"secretKeyRef": {"name": "s3", "key": "id"}},
+    }
+    md = mlflow_body(env=[secret])
+    in_s3 = registry.Resolution("3", "r3", "s3://mlflow-artifacts/1/models/m-1/model.pkl", "joblib")
+    result = plan(md, {}, default_image=IMAGE, now=NOW, resolved=in_s3)
+    pod = next(o for o in result.apply if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    fetcher = pod["initContainers"][0]
+    assert fetcher["name"] == names.CONTAINER_FETCHER
+    fetcher_env = {e["name"]: e for e in fetcher["env"]}
+    assert fetcher_env[names.ENV_MODEL_URI]["value"] == in_s3.artifact_uri
+    assert fetcher_env["AWS_ACCESS_KEY_ID"] == secret
+    server_env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert server_env[names.ENV_MODEL_URI].startswith(f"file://{names.FETCHED_MODEL_DIR}/")
+    assert "AWS_ACCESS_KEY_ID" not in server_env
+
+
+def test_a_revision_hashed_with_an_older_image_keeps_its_resolution() -> None:
+    """Under the image policy the serving revision may run an older image than the operator's
+    default (its spec hash was computed with that image): its recorded resolution still
+    answers, so an operator upgrade asks the registry nothing and an alias that moved since
+    moves nothing."""
+    md = mlflow_body(registry={"trackingUri": TRACKING})
+    spec = parse_spec(md["spec"])
+    old = "registry.example/serving:old"
+    data = {"specHash": revision_hash(spec, default_image=old), "defaultImage": old,
+            "resolved": RESOLVED.to_dict()}  # fmt: skip
+    need = registry_need(
+        md, {"controllerrevisions": [{"revision": 1, "data": data}]},
+        default_image=IMAGE, default_tracking_uri=None,
+    )  # fmt: skip
+    assert need == (revision_hash(spec, default_image=IMAGE), RESOLVED)
+
+
+def test_a_revision_renders_what_it_recorded_whatever_the_registry_says_now() -> None:
+    md = mlflow_body()
+    first = plan(md, {}, default_image=IMAGE, now=NOW, resolved=RESOLVED)
+    history = next(o for o in first.apply if o["kind"] == "ControllerRevision")
+    md["status"] = merge({}, first.status or {})
+    moved = registry.Resolution("4", "r4", RESOLVED.artifact_uri.replace("m-1", "m-4"), "skops")
+    seen = {"controllerrevisions": [history], "deployments": [], "pods": []}
+    result = plan(md, seen, default_image=IMAGE, now=NOW, resolved=moved)
+    r1 = next(o for o in result.apply if o["kind"] == "Deployment")
+    assert r1["metadata"]["name"] == "iris-r1"
+    server = r1["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in server["env"]}
+    assert env[names.ENV_MODEL_URI] == RESOLVED.artifact_uri

@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from modeldeploy.status import merged as merge
 from modeldeploy.status import status_patch
-from tests.helpers.merge_patch import merge
 
 leaves = st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from(["a", "b", ""])
 values = st.recursive(

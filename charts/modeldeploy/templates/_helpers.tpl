@@ -90,10 +90,20 @@ server-side apply), no escalate or impersonate, and `bind` on the sidecar's Clus
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# One NetworkPolicy per ModelDeployment, server-side applied; deleted when its spec turns it
+# off. Never read one at a time, so no get.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # Each revision's spec, kept so a deleted revision Deployment can be rendered again.
 - apiGroups: ["apps"]
   resources: ["controllerrevisions"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# One PodDisruptionBudget per revision (spec.disruption): watched so a deleted one comes back.
+# Nothing reads one by name, so no get.
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # Pods: read the sidecar's MetricsHealthy condition.
 - apiGroups: [""]
   resources: ["pods"]

@@ -60,7 +60,10 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
         min_requests=args.min_requests,
         on_no_data=OnNoData(args.on_no_data),
         thresholds=Thresholds(
-            max_error_rate=args.max_error_rate, max_latency_p99_ms=args.max_latency_p99_ms
+            max_error_rate=args.max_error_rate,
+            max_latency_p99_ms=args.max_latency_p99_ms,
+            max_prediction_drift=args.max_prediction_drift,
+            max_feature_drift=args.max_feature_drift,
         ),
         scrape_interval_seconds=args.scrape_interval_seconds,
         refresh_seconds=args.refresh_seconds,
@@ -97,6 +100,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--on-no-data", "no data means", choices=[m.value for m in OnNoData], default="hold")
     add("--max-error-rate", "model errors per request, 0..1", type=_fraction, default=None)
     add("--max-latency-p99-ms", "p99 latency threshold", type=_positive, default=None)
+    add("--max-prediction-drift", "PSI of the predictions", type=_positive, default=None)
+    add("--max-feature-drift", "PSI of the worst input column", type=_positive, default=None)
     add("--scrape-interval-seconds", "scrape period", type=_positive, default=2.0)
     add("--refresh-seconds", "rewrite an unchanged verdict this often", type=_positive, default=60)
     add("--host", "address for /healthz and /metrics", default="0.0.0.0")

@@ -17,7 +17,7 @@ from prometheus_client import (
 
 from modeldeploy.names import PATH_METRICS, PATH_MONITOR_HEALTH
 from modeldeploy_serving.metric_names import PREFIX
-from modeldeploy_serving.monitor.verdict import Status, Verdict
+from modeldeploy_serving.monitor.verdict import Status, Verdict, drift_scores
 from modeldeploy_serving.monitor.window import WindowStats
 
 MONITOR_PREFIX: Final = f"{PREFIX}_monitor"
@@ -27,6 +27,8 @@ VERDICT: Final = f"{MONITOR_PREFIX}_verdict"  # gauge, label status: 1 for the c
 WINDOW_REQUESTS: Final = f"{MONITOR_PREFIX}_window_requests"
 WINDOW_ERROR_RATE: Final = f"{MONITOR_PREFIX}_window_error_rate"
 WINDOW_P99: Final = f"{MONITOR_PREFIX}_window_latency_p99_seconds"
+# Gauge, label feature (the prediction under drift.PREDICTION): PSI against the profile.
+WINDOW_DRIFT: Final = f"{MONITOR_PREFIX}_window_drift_psi"
 
 
 class MonitorMetrics:
@@ -43,6 +45,9 @@ class MonitorMetrics:
             WINDOW_ERROR_RATE, "Error rate, last window (NaN: none)", registry=r
         )
         self.p99 = Gauge(WINDOW_P99, "p99 latency, last window (NaN: none)", registry=r)
+        self.drift = Gauge(
+            WINDOW_DRIFT, "PSI against the reference profile, last window", ["feature"], registry=r
+        )
         for result in ("ok", "error"):
             self.scrapes.labels(result)
         for status in Status:
@@ -61,6 +66,8 @@ class MonitorMetrics:
             self.requests.set(stats.requests)
             self.error_rate.set(_or_nan(stats.error_rate))
             self.p99.set(_or_nan(stats.latency_p99_seconds))
+            for name, (score, _) in drift_scores(stats).items():
+                self.drift.labels(name).set(score)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -37,10 +37,10 @@ class KubeReporter:
         """From a kubeconfig file, or the Pod's projected service-account token."""
         try:
             if kubeconfig:
-                api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+                api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call, unused-ignore]
             else:
                 configuration = client.Configuration()
-                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call, unused-ignore]
                 api = client.ApiClient(configuration)
         except (ConfigException, OSError) as exc:
             raise ConfigError(f"no Kubernetes credentials: {exc}") from exc

@@ -8,12 +8,13 @@ server may add labels (protocol, model, ...) without breaking the monitor.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Final
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from modeldeploy_serving import metric_names
-from modeldeploy_serving.monitor.window import Sample
+from modeldeploy_serving.monitor.window import Distributions, Sample
 
 CLIENT_ERROR_CLASS: Final = "4xx"  # status_class of requests rejected as the client's fault
 
@@ -21,6 +22,8 @@ _REQUESTS_TOTAL: Final = f"{metric_names.REQUESTS}_total"
 _MODEL_ERRORS_TOTAL: Final = f"{metric_names.MODEL_ERRORS}_total"
 _LATENCY_BUCKET: Final = f"{metric_names.REQUEST_LATENCY}_bucket"
 # Exported by prometheus-client's ProcessCollector: the surest sign the server restarted.
+_DRIFT_ROWS: Final = f"{metric_names.DRIFT_ROWS}_total"
+_BIN: Final = metric_names.LABEL_BIN
 _PROCESS_START: Final = "process_start_time_seconds"
 # Per-series creation times (absent when the server disables them): the fallback sign.
 _CREATED: Final = frozenset(
@@ -39,6 +42,8 @@ def parse_sample(text: str, t: float) -> Sample:
     buckets: defaultdict[float, float] = defaultdict(float)
     created: list[float] = []
     process_start: float | None = None
+    drift_rows: defaultdict[str, dict[int, float]] = defaultdict(dict)
+    reference: defaultdict[str, dict[int, float]] = defaultdict(dict)
     try:
         families = list(text_string_to_metric_families(text))
     except ValueError as exc:
@@ -59,14 +64,30 @@ def parse_sample(text: str, t: float) -> Sample:
                 created.append(value)
             elif name == _PROCESS_START:
                 process_start = value
+            elif name == _DRIFT_ROWS:
+                drift_rows[labels[metric_names.LABEL_FEATURE]][int(labels[_BIN])] = value
+            elif name == metric_names.DRIFT_REFERENCE:
+                reference[labels[metric_names.LABEL_FEATURE]][int(labels[_BIN])] = value
     return Sample(
         t=t,
+        drift=_distributions(drift_rows),
+        reference=_distributions(reference),
         requests=requests,
         model_errors=model_errors,
         client_errors=client_errors,
         buckets=tuple(sorted(buckets.items())),
         started=process_start if process_start is not None else min(created, default=None),
     )
+
+
+def _distributions(bins: Mapping[str, dict[int, float]]) -> Distributions:
+    """Bins in index order; a distribution with a gap in its bins is a bad exposition."""
+    out: dict[str, tuple[float, ...]] = {}
+    for name, by_index in bins.items():
+        if sorted(by_index) != list(range(len(by_index))):
+            raise ParseError(f"drift series of {name!r} lack bins")
+        out[name] = tuple(by_index[i] for i in range(len(by_index)))
+    return out
 
 
 def _bound(le: str) -> float:

@@ -3,7 +3,10 @@
 Status and reason (the condition the sidecar writes on its Pod):
 
 - ``True / WithinThresholds``: enough requests, every configured threshold holds.
-- ``False / MetricBreach``: enough requests and a threshold is crossed.
+- ``False / MetricBreach``: enough requests and an error-rate or latency threshold is crossed.
+- ``False / PredictionDrift`` or ``FeatureDrift``: enough requests, the errors and latency hold,
+  and the PSI of the predictions (or of the worst input column) against the reference profile
+  is above its threshold; the message names the feature, the score and the rows counted.
 - Fewer than ``min_requests`` requests (checked first: a few unlucky requests prove nothing), or
   no latency samples while a latency threshold is set, is no data. ``on_no_data`` decides the
   status, and it is never a silent pass: the reason stays ``InsufficientData`` and the message
@@ -19,10 +22,14 @@ from enum import StrEnum
 from typing import Final
 
 from modeldeploy.names import (
+    REASON_FEATURE_DRIFT,
     REASON_INSUFFICIENT_DATA,
     REASON_METRIC_BREACH,
+    REASON_PREDICTION_DRIFT,
     REASON_WITHIN_THRESHOLDS,
 )
+from modeldeploy_serving.drift import PREDICTION
+from modeldeploy_serving.monitor.psi import drift_score
 from modeldeploy_serving.monitor.window import WindowStats
 
 # Not a metric verdict: the sidecar cannot see the model server. Operators treat it like any
@@ -31,6 +38,8 @@ REASON_SCRAPE_FAILED: Final = "ScrapeFailed"
 
 ERROR_RATE: Final = "errorRate"  # metric names as they appear in messages (the CRD's field names)
 LATENCY_P99_MS: Final = "latencyP99Ms"
+PREDICTION_DRIFT: Final = "predictionDrift"
+FEATURE_DRIFT: Final = "featureDrift"
 
 
 class Status(StrEnum):
@@ -53,6 +62,8 @@ class OnNoData(StrEnum):
 class Thresholds:
     max_error_rate: float | None = None  # fraction in [0, 1]
     max_latency_p99_ms: float | None = None
+    max_prediction_drift: float | None = None  # PSI of the predictions
+    max_feature_drift: float | None = None  # PSI of the worst input column
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +105,8 @@ def evaluate(
     ]
     if breaches:
         return Verdict(Status.FALSE, REASON_METRIC_BREACH, f"{'; '.join(breaches)} {over}")
+    if drifted := drift_breach(stats, thresholds, span):
+        return drifted
     missing = _missing(stats, thresholds)
     if missing:
         return _no_data(f"no {' or '.join(missing)} samples {over}", on_no_data)
@@ -110,6 +123,45 @@ def _checks(stats: WindowStats, thresholds: Thresholds) -> list[tuple[str, float
         (LATENCY_P99_MS, None if p99_s is None else p99_s * 1000.0, thresholds.max_latency_p99_ms),
     ]
     return [(name, v, t) for name, v, t in candidates if v is not None and t is not None]
+
+
+def drift_scores(stats: WindowStats) -> dict[str, tuple[float, float]]:
+    """PSI and rows counted of every distribution with both window rows and a reference."""
+    scores: dict[str, tuple[float, float]] = {}
+    for name, counts in stats.drift.items():
+        reference = stats.reference.get(name)
+        rows = sum(counts)
+        if reference is not None and len(reference) == len(counts) and rows > 0:
+            scores[name] = (drift_score(counts, reference), rows)
+    return scores
+
+
+def drift_breach(stats: WindowStats, thresholds: Thresholds, span: str) -> Verdict | None:
+    """Prediction drift first (what users see), then the worst feature."""
+    scores = drift_scores(stats)
+    limit = thresholds.max_prediction_drift
+    if limit is not None and PREDICTION in scores and scores[PREDICTION][0] > limit:
+        score, rows = scores[PREDICTION]
+        message = f"{PREDICTION_DRIFT} PSI {_num(score)} > {_num(limit)} {span} ({_rows(rows)})"
+        return Verdict(Status.FALSE, REASON_PREDICTION_DRIFT, message)
+    limit = thresholds.max_feature_drift
+    features = {name: value for name, value in scores.items() if name != PREDICTION}
+    if limit is None or not features:
+        return None
+    worst = max(features, key=lambda name: features[name][0])
+    score, rows = features[worst]
+    if score <= limit:
+        return None
+    message = (
+        f"{FEATURE_DRIFT} feature {worst!r} PSI {_num(score)} > {_num(limit)} {span} "
+        f"({_rows(rows)})"
+    )
+    return Verdict(Status.FALSE, REASON_FEATURE_DRIFT, message)
+
+
+def _rows(rows: float) -> str:
+    n = round(rows)
+    return f"{n} row" if n == 1 else f"{n} rows"
 
 
 def _missing(stats: WindowStats, thresholds: Thresholds) -> list[str]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from itertools import pairwise
 
+# Drift: distribution (feature name, or the prediction key) -> count (or share) per bin.
+Distributions = Mapping[str, tuple[float, ...]]
 # (upper bound in seconds, cumulative count), sorted by bound, the last bound is +Inf.
 Buckets = tuple[tuple[float, float], ...]
 
@@ -32,6 +34,8 @@ class Sample:
     started: float | None = (
         None  # earliest ``_created`` timestamp; changes when the server restarts
     )
+    drift: Distributions = field(default_factory=dict)  # cumulative rows per profile bin
+    reference: Distributions = field(default_factory=dict)  # the profile's share per bin
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,8 @@ class WindowStats:
     client_errors: float
     buckets: Buckets  # latency histogram increase over the window
     resets: int  # counter resets seen inside the window
+    drift: Distributions = field(default_factory=dict)  # rows per bin over the window
+    reference: Distributions = field(default_factory=dict)  # from the newest sample
 
     @property
     def error_rate(self) -> float | None:
@@ -92,6 +98,7 @@ def window_stats(samples: Iterable[Sample], window_seconds: float) -> WindowStat
     ordered = list(samples)
     requests = model_errors = client_errors = 0.0
     buckets: dict[float, float] = {}
+    drift: dict[str, list[float]] = {}
     resets = 0
     for prev, cur in pairwise(ordered):
         if is_reset(prev, cur):
@@ -104,6 +111,7 @@ def window_stats(samples: Iterable[Sample], window_seconds: float) -> WindowStat
         client_errors += cur.client_errors - base.client_errors
         if _bounds(cur.buckets) != sorted(buckets) and buckets:
             buckets = {}  # a new bucket layout (new server build): start the histogram over
+        _add_drift(drift, base.drift, cur.drift)
         before = dict(base.buckets)
         for bound, count in cur.buckets:
             buckets[bound] = buckets.get(bound, 0.0) + count - before.get(bound, 0.0)
@@ -116,7 +124,21 @@ def window_stats(samples: Iterable[Sample], window_seconds: float) -> WindowStat
         client_errors=client_errors,
         buckets=tuple(sorted(buckets.items())),
         resets=resets,
+        drift={name: tuple(counts) for name, counts in drift.items()},
+        reference=ordered[-1].reference,
     )
+
+
+def _add_drift(into: dict[str, list[float]], before: Distributions, after: Distributions) -> None:
+    """Add each bin's increase; a distribution whose bins changed (a new profile) starts over."""
+    for name, counts in after.items():
+        old = before.get(name, (0.0,) * len(counts))
+        if len(old) != len(counts):
+            old = (0.0,) * len(counts)
+        if name not in into or len(into[name]) != len(counts):
+            into[name] = [0.0] * len(counts)
+        for index, (was, now) in enumerate(zip(old, counts, strict=True)):
+            into[name][index] += max(0.0, now - was)
 
 
 def is_reset(prev: Sample, cur: Sample) -> bool:

@@ -1,0 +1,120 @@
+"""Drift rollbacks end to end: real control plane, KWOK pods running the real server and sidecar
+(tests/helpers/pod_runtime.py), each revision pinned to a reference profile built here with
+`build_profile` from its training data.
+
+One story: r1, a good classifier under traffic drawn like its training data, is promoted; r2, a
+good model trained on data far from what clients send (so the live inputs drifted away from its
+reference), is rolled back with FeatureDrift; r3, a constant predictor shipped with r1's profile
+(a bad export), is rolled back with PredictionDrift. Requests carry 8 rows, so a 5 s window
+holds hundreds of rows and sampling noise stays near (bins - 1) / rows, well under 0.5.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression
+
+from modeldeploy import names
+from modeldeploy_serving.profile import build_profile
+from tests.helpers.operator_proc import OperatorProcess
+from tests.helpers.pod_runtime import LoadGenerator, PodRuntime, v2_body
+from tests.integration.test_rollback_e2e import (
+    apply,
+    condition,
+    history,
+    runtime,
+    spec_for,
+    wait_md,
+    wait_phase,
+    wait_proven,
+)
+from tests.kube import KubeCluster
+from tests.serving.models import SavedModel, save
+
+pytestmark = pytest.mark.kwok
+__all__ = ["runtime"]  # the fixture, shared with the rollback tests
+
+ROWS_PER_REQUEST = 8
+THRESHOLD = 0.5
+
+
+def training(shift: float = 0.0, n: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    features = np.random.default_rng(7).normal(size=(n, 6)) + shift
+    labels = np.digitize(features[:, 0] - shift + 0.5 * features[:, 1], [-0.5, 0.5])
+    return features, labels
+
+
+def reference_body(i: int) -> bytes:
+    """Client traffic: drawn like r1's training data."""
+    return v2_body(np.random.default_rng(i).normal(size=(ROWS_PER_REQUEST, 6)).round(4))
+
+
+def profiled(
+    estimator: Any, features: np.ndarray, directory: Path, name: str, profile_of: Any = None
+) -> tuple[SavedModel, dict[str, str]]:
+    saved = save(estimator, directory, name)
+    raw = orjson.dumps(build_profile(features, profile_of or estimator))
+    path = directory / f"{name}.profile.json"
+    path.write_bytes(raw)
+    return saved, {"uri": path.resolve().as_uri(), "sha256": hashlib.sha256(raw).hexdigest()}
+
+
+def drift_spec(
+    saved: SavedModel, version: str, profile: dict[str, str], **thresholds: float
+) -> dict[str, Any]:
+    spec = spec_for(saved, version)
+    spec["model"]["profile"] = profile
+    spec["analysis"]["minRequests"] = 20
+    spec["analysis"]["thresholds"].update(thresholds)
+    return spec
+
+
+def test_feature_and_prediction_drift_roll_back_a_good_model_is_promoted(
+    cluster: KubeCluster,
+    op_namespace: str,
+    runtime: PodRuntime,
+    operator: OperatorProcess,
+    tmp_path: Path,
+) -> None:
+    ns = op_namespace
+    x1, y1 = training()
+    good = LogisticRegression(max_iter=500).fit(x1, y1)
+    r1, r1_profile = profiled(good, x1, tmp_path, "good")
+    x2, y2 = training(shift=4.0)
+    r2, r2_profile = profiled(LogisticRegression(max_iter=500).fit(x2, y2), x2, tmp_path, "far")
+    constant = DummyClassifier(strategy="most_frequent").fit(x1, y1)
+    r3, _ = profiled(constant, x1, tmp_path, "constant")
+    both = {"predictionDrift": THRESHOLD, "featureDrift": THRESHOLD}
+
+    with LoadGenerator(
+        runtime.service_endpoints, rate=20, max_seconds=240, body=reference_body
+    ) as load:
+        apply(cluster, ns, drift_spec(r1, "1", r1_profile, **both))
+        wait_phase(cluster, ns, names.PHASE_STABLE)
+        wait_proven(cluster, ns, 1)  # within both drift thresholds on real traffic
+
+        # Prediction drift unset: the far model's answers on these inputs may skew as well,
+        # and this revision is about its inputs.
+        apply(cluster, ns, drift_spec(r2, "2", r2_profile, featureDrift=THRESHOLD))
+        md = wait_md(cluster, ns, "r2 rolled back", lambda md: bool(history(md, 2)), 120)
+        assert history(md, 2) == [(names.OUTCOME_ROLLED_BACK, names.REASON_FEATURE_DRIFT)]
+        breach = md["status"]["lastBreach"]
+        assert breach["reason"] == names.REASON_FEATURE_DRIFT
+        assert "featureDrift feature '" in breach["message"] and " rows)" in breach["message"]
+        assert md["status"]["stable"]["revision"] == 1
+
+        apply(cluster, ns, drift_spec(r3, "3", r1_profile, **both))
+        md = wait_md(cluster, ns, "r3 rolled back", lambda md: bool(history(md, 3)), 120)
+        assert history(md, 3) == [(names.OUTCOME_ROLLED_BACK, names.REASON_PREDICTION_DRIFT)]
+        degraded = condition(md, names.COND_DEGRADED)
+        assert degraded["reason"] == names.REASON_PREDICTION_DRIFT
+        assert "predictionDrift PSI" in degraded["message"]
+        assert md["status"]["stable"]["revision"] == 1
+        assert load.statuses(3)[200] > 0  # r3 answered real requests: 200 OK, wrong answers
