@@ -257,10 +257,22 @@ class EnvFromSource(_Spec):
     config_map_ref: LocalObjectRef | None = None
 
 
-class Profile(_Spec):
-    """The reference profile for drift; its URI obeys the model URI's rules."""
+# The server reads the profile itself: no fetcher, no registry (the CRD's first profile rule).
+PROFILE_SCHEMES: Final = ("pvc://", "http://", "https://", "file://")
 
-    uri: Annotated[str, AfterValidator(_check_uri)] = Field(min_length=1, max_length=2048)
+
+def _check_profile_uri(uri: str) -> str:
+    if not uri.startswith(PROFILE_SCHEMES):
+        raise ValueError(
+            "must start with one of the allowed schemes 'pvc://', 'http://', 'https://', 'file://'"
+        )
+    return _check_uri(uri)
+
+
+class Profile(_Spec):
+    """The reference profile for drift; its URI obeys the model URI's rules, fewer schemes."""
+
+    uri: Annotated[str, AfterValidator(_check_profile_uri)] = Field(min_length=1, max_length=2048)
     sha256: str = Field(max_length=64, pattern=r"^[a-f0-9]{64}$")
 
 

@@ -155,6 +155,16 @@ INVALID: list[Invalid] = [
         _ADDRESS,
         True,
     ),
+    *(
+        Invalid(
+            f"profile-uri-{scheme}",
+            _model(profile={"uri": f"{scheme}://models-bucket/p.json", "sha256": SHA}),
+            "spec.model.profile.uri",
+            "must start with one of the allowed schemes 'pvc://', 'http://', 'https://', 'file://'",
+            True,
+        )
+        for scheme in ("s3", "mlflow")  # the server reads the profile: no fetcher, no registry
+    ),
     Invalid(
         "profile-sha256-missing",
         _model(profile={"uri": "https://h.example/p.json"}),
