@@ -202,7 +202,8 @@ def plan(
     )
     upgrading = _upgrade_in_flight(spec, new_state, images)
     desired["image"] = _image_status(choice, upgrading, new_state, images, image_policy)
-    desired["warnings"] = spec_warnings(spec) or None
+    # What the pods serve: an mlflow:// model warns about the format and source it resolved to.
+    desired["warnings"] = spec_warnings(resolutions.served_spec(spec, resolved)) or None
     others = [r for r in refused if r["kind"] != "Deployment"]  # revisions fail as problems
     desired, refusal = with_refusals(desired, others, stored_status, meta.get("generation"), now)
     events = [{"type": e.type, "reason": e.reason, "message": e.message} for e in decision.events]

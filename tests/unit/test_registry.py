@@ -419,3 +419,13 @@ def test_a_revision_renders_what_it_recorded_whatever_the_registry_says_now() ->
     server = r1["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e.get("value") for e in server["env"]}
     assert env[names.ENV_MODEL_URI] == RESOLVED.artifact_uri
+
+
+def test_warnings_are_about_what_the_registry_resolved_to() -> None:
+    """The spec says `format: joblib` (the default) and mlflow://: the pods get a skops file
+    from the tracking server's proxy, so no pickle warning, but the egress one."""
+    result = plan(mlflow_body(), {}, default_image=IMAGE, now=NOW, resolved=RESOLVED)
+    assert result.status is not None
+    warnings = result.status["warnings"]
+    assert not any("pickle" in w for w in warnings)
+    assert any("no egress to the model's http(s) server" in w for w in warnings)
