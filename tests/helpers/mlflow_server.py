@@ -13,6 +13,7 @@ import sys
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.kube import ROOT, free_port, wait_until
 
@@ -146,6 +147,23 @@ class MlflowServer:
             raise AssertionError(f"registering {name} failed:\n{done.stderr[-3000:]}")
         found = json.loads(done.stdout.strip().splitlines()[-1])
         return Registered(**found)
+
+    def register_source(self, name: str, source: str) -> str:
+        """Register a model version whose artifacts live at `source` (e.g. an s3:// prefix, as
+        a server with an object-store artifact root and no proxy records them); its version."""
+        self._post("registered-models/create", {"name": name})
+        created = self._post("model-versions/create", {"name": name, "source": source})
+        return str(created["model_version"]["version"])
+
+    def _post(self, path: str, body: dict[str, str]) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"{self.url}/api/2.0/mlflow/{path}",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return dict(json.loads(resp.read()))
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         body = json.dumps({"name": name, "alias": alias, "version": version}).encode()

@@ -2,6 +2,9 @@
 registered by mlflow's own client, the real operator resolving through the server's REST API,
 and real model servers for the KWOK pods fetching the artifact through the server's proxy.
 
+A registry whose artifacts live in S3 (the real SeaweedFS of scripts/object_stores.py): the
+pods' fetcher init container downloads them with the spec's credentials from a real Secret.
+
 The tracking server listens on 127.0.0.1, which a spec may never name; the operator learns it
 from its own setting (--mlflow-tracking-uri, here through its environment variable), and the
 pods' servers run with the tests-only --allow-loopback-downloads."""
@@ -18,10 +21,12 @@ import pytest
 
 from modeldeploy import names
 from tests.helpers.mlflow_server import MlflowServer, Registered
+from tests.helpers.object_stores import BUCKET, Stores
 from tests.helpers.operator_proc import OperatorProcess
 from tests.helpers.pod_runtime import PodRuntime, good_body, infer
 from tests.integration.test_cli import cli
 from tests.kube import KubeCluster, wait_until
+from tests.serving.models import train_classifier
 
 pytestmark = pytest.mark.kwok
 
@@ -215,3 +220,50 @@ def test_an_unknown_alias_deploys_nothing_and_says_why(
     assert found["phase"] == names.PHASE_FAILED
     assert "alias nobody not found" in found["message"]
     assert cluster.get_json("deployments", "-n", ns)["items"] == []
+
+
+def test_artifacts_in_s3_are_fetched_with_the_specs_credentials(
+    cluster: KubeCluster,
+    ns: str,
+    mlflow: MlflowServer,
+    object_stores: Stores,
+    runtime: PodRuntime,
+    tmp_path: Path,
+) -> None:
+    """The registry names an s3:// location (no proxy): the operator cannot read the bucket,
+    so it serves mlflow.sklearn's model.pkl from there, and the fetcher downloads it with
+    spec.model.env, whose secret comes from a real Secret the model server never sees."""
+    model = train_classifier(tmp_path, name="mlflow-s3")
+    object_stores.put_s3("mlflow/fraud-s3/1/model.pkl", model.path.read_bytes())
+    prefix = f"s3://{BUCKET}/mlflow/fraud-s3/1"
+    version = mlflow.register_source("fraud-s3", prefix)
+    s3 = object_stores.s3_env()
+    cluster.kubectl(
+        "create", "secret", "generic", "s3-reader", "-n", ns,
+        f"--from-literal=secret-key={s3['AWS_SECRET_ACCESS_KEY']}",
+    )  # fmt: skip
+    body = manifest(ns, f"mlflow://fraud-s3/{version}", model.sha256, "s3-1")
+    body["spec"]["model"]["env"] = [
+        *({"name": k, "value": v} for k, v in s3.items() if k != "AWS_SECRET_ACCESS_KEY"),
+        {
+            "name": "AWS_SECRET_ACCESS_KEY",
+            "valueFrom": {"secretKeyRef": {"name": "s3-reader", "key": "secret-key"}},
+        },
+    ]
+    apply(cluster, body)
+    found = wait_status(cluster, ns, "r1 Stable", lambda s: s.get("phase") == names.PHASE_STABLE)
+    assert found["status"]["stable"]["registryVersion"] == version
+    history = cluster.get_json("controllerrevision", f"{MD}-r1", "-n", ns)
+    assert history["data"]["resolved"] == {
+        "registryVersion": version,
+        "runId": "",
+        "artifactUri": f"{prefix}/model.pkl",
+        "format": "joblib",
+    }
+    (pod,) = cluster.get_json("pods", "-n", ns, "-l", f"{names.LABEL_NAME}={MD}")["items"]
+    init = [c["name"] for c in pod["spec"]["initContainers"]]
+    assert init == [names.CONTAINER_FETCHER, names.CONTAINER_MONITOR]
+    server = next(c for c in pod["spec"]["containers"] if c["name"] == names.CONTAINER_SERVER)
+    assert "secretKeyRef" not in json.dumps(server) and "AWS_" not in json.dumps(server)
+    wait_until(lambda: serves(runtime, 1), 120, "r1's server answering", interval=0.5)
+    assert runtime.errors() == []
