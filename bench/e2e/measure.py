@@ -245,6 +245,9 @@ def rollbacks(e2e: E2E, reps: int, rate: float) -> list[dict[str, float]]:
                 60,
                 "the canary's pod gone",
             )
+            # What clients see: kept-alive connections outlive the endpoint's removal.
+            last = max(s.done for s in load.since(applied) if s.status != 200)
+            samples[-1]["to_last_failed_answer_s"] = last - first
     return samples
 
 

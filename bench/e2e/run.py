@@ -7,6 +7,8 @@
    end to end: a model that fails every real request rolled out as a canary under steady load
    through the ClusterIP, the real sidecar (default 2 s scrape interval) writing its pod's
    condition, the chart's operator in the cluster scaling the canary to zero. ≥ 10 rollbacks.
+   Also the last failed answer: clients kept alive on the canary until its drain told them to
+   reconnect.
 3. `kubectl apply` of a new ModelDeployment → the first 200 answer through its Service's ClusterIP.
 4. Requests dropped (non-2xx and connection errors) during a promotion at a steady 200 req/s.
 
@@ -109,6 +111,9 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
     return {"targets": TARGETS, "met": met}
 
 
+_LAST = "to_last_failed_answer_s"
+
+
 def table(result: dict[str, Any]) -> str:
     cold = result.get("cluster_up_cold")
     warm = result["cluster_up_warm"]["seconds"]
@@ -135,6 +140,11 @@ def table(result: dict[str, Any]) -> str:
         ),
         _row("… → the sidecar's condition seen", back["to_condition_s"]),
         _row("… → canary Deployment at 0 replicas", back["to_scaled_to_zero_s"]),
+        *(
+            [_row("… → the last failed answer (kept-alive clients)", back[_LAST])]
+            if _LAST in back
+            else []
+        ),
         f"| … failed requests before it left | {back['failed_requests']['n']} | "
         f"{back['failed_requests']['p50']:g} | {back['failed_requests']['max']:g} | |",
         _row(

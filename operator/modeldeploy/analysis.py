@@ -37,12 +37,15 @@ from typing import Any
 
 from modeldeploy.names import (
     LABEL_REVISION,
+    MODEL_RUNTIME_MARK,
     POD_COND_METRICS_HEALTHY,
+    POD_COND_MODEL_READY,
     REASON_INSUFFICIENT_DATA,
     REASON_METRIC_BREACH,
     REASON_NO_READY_REPLICAS,
     REASON_WARMING_UP,
     REASON_WITHIN_THRESHOLDS,
+    RUNTIMES,
 )
 
 
@@ -75,6 +78,7 @@ class PodView:
     metrics: str | None = None  # MetricsHealthy status: "True" | "False" | "Unknown" | None
     reason: str = ""
     message: str = ""
+    runtime: str | None = None  # what predicts, from ModelReady=True's message (sklearn | onnx)
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,26 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
         metrics=None if metrics is None else str(metrics.get("status")),
         reason=str((metrics or {}).get("reason") or ""),
         message=str((metrics or {}).get("message") or ""),
+        runtime=model_runtime(conditions.get(POD_COND_MODEL_READY)),
     )
+
+
+def model_runtime(model_ready: Mapping[str, Any] | None) -> str | None:
+    """The runtime a loaded model server names in its ModelReady condition, if any."""
+    if not model_ready or model_ready.get("status") != "True":
+        return None
+    _, mark, runtime = str(model_ready.get("message") or "").rpartition(MODEL_RUNTIME_MARK)
+    return runtime if mark and runtime in RUNTIMES else None
+
+
+def runtimes(pods: Iterable[PodView]) -> dict[int, str]:
+    """Per revision, the runtime its ready pods report: one name, or "mixed" if they differ
+    (an `auto` choice can differ between pods only if conversion failed on some)."""
+    seen: dict[int, set[str]] = {}
+    for pod in pods:
+        if pod.revision is not None and pod.ready and not pod.terminating and pod.runtime:
+            seen.setdefault(pod.revision, set()).add(pod.runtime)
+    return {rev: next(iter(names)) if len(names) == 1 else "mixed" for rev, names in seen.items()}
 
 
 def analyze(

@@ -259,7 +259,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         if session.output:
             session.emit(cli_render.status_document(obj))
         else:
-            session.say(cli_render.status_lines(obj, session.now(), color))
+            _, pods = session.kube.children(session.namespace, args.name)
+            health = cli_views.health_lines(obj, pods, color)
+            session.say(cli_render.status_lines(obj, session.now(), color) + health)
     else:  # history
         if session.output:
             session.emit(cli_render.history_document(obj))

@@ -103,6 +103,8 @@ def _revision_line(rev: Mapping[str, Any]) -> str:
         parts.append(f"sha256 {str(rev['sha256'])[:SHA_SHOWN]}")
     if "readyReplicas" in rev:
         parts.append(f"ready {rev['readyReplicas']}")
+    if rev.get("runtime"):
+        parts.append(f"runtime {rev['runtime']}")
     return "  ".join(parts)
 
 

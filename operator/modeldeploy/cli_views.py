@@ -102,7 +102,7 @@ def _conditions(obj: Obj) -> dict[str, Mapping[str, Any]]:
 
 
 def pod_verdict(pod: Obj) -> str:
-    """What the pod's sidecar says: Healthy, Breaching (naming a drift), NoData, or '-'."""
+    """What the pod's sidecar says: Healthy, Breaching (naming a quality rule), NoData, or '-'."""
     cond = _conditions(pod).get(names.POD_COND_METRICS_HEALTHY)
     if cond is None:
         return "-"
@@ -112,8 +112,39 @@ def pod_verdict(pod: Obj) -> str:
         return "NoData"
     if cond.get("status") != "False":
         return "-"
-    drift = cond.get("reason") in (names.REASON_PREDICTION_DRIFT, names.REASON_FEATURE_DRIFT)
-    return f"Breaching ({cond['reason']})" if drift else "Breaching"
+    quality = cond.get("reason") in names.MODEL_QUALITY_REASONS
+    return f"Breaching ({cond['reason']})" if quality else "Breaching"
+
+
+def verdict_message(pod: Obj) -> str:
+    """The sidecar's figures for its last window (error rate, p99, drift scores) or ''."""
+    cond = _conditions(pod).get(names.POD_COND_METRICS_HEALTHY) or {}
+    return str(cond.get("message") or "")
+
+
+def health_lines(obj: Obj, pods: Sequence[Obj], color: bool = False) -> list[str]:
+    """The `status` view's Health section: each serving pod's verdict with its figures."""
+    status = obj.get("status") or {}
+    roles = {
+        int(rev["revision"]): role
+        for role in ("canary", "stable", "previous")
+        if (rev := status.get(role))
+    }
+    serving = [
+        p
+        for p in pods
+        if _revision(p) in roles and not (p.get("metadata") or {}).get("deletionTimestamp")
+    ]
+    serving.sort(key=lambda p: (-_revision(p), str((p.get("metadata") or {}).get("name"))))
+    lines = []
+    for pod in serving:
+        verdict = pod_verdict(pod)
+        shown = paint(verdict, RED, color) if verdict.startswith("Breaching") else verdict
+        message = verdict_message(pod)
+        name = (pod.get("metadata") or {}).get("name")
+        head = f"  r{_revision(pod)} {roles[_revision(pod)]}  {name}  {shown}"
+        lines.append(f"{head}: {message}" if message else head)
+    return ["", "Health (each pod's sidecar, over its last window):", *lines] if lines else []
 
 
 def _restarts(pod: Obj) -> int:
@@ -134,7 +165,7 @@ def pod_line(pod: Obj, now: datetime, color: bool) -> str:
     state = "ready" if ready else paint(f"not ready{why}", YELLOW, color)
     if meta.get("deletionTimestamp"):
         state = "terminating"
-    shown = paint(verdict, RED, color) if verdict == "Breaching" else verdict
+    shown = paint(verdict, RED, color) if verdict.startswith("Breaching") else verdict
     restarts = _restarts(pod)
     count = paint(f"restarts {restarts}", YELLOW, color) if restarts else "restarts 0"
     since = age(meta.get("creationTimestamp"), now)
@@ -189,8 +220,10 @@ def tree_lines(
             key=lambda p: str((p.get("metadata") or {}).get("name")),
         )
         for i, pod in enumerate(mine):
-            branch = "└─" if i == len(mine) - 1 else "├─"
-            lines.append(f"   {branch} {pod_line(pod, now, color)}")
+            last = i == len(mine) - 1
+            lines.append(f"   {'└─' if last else '├─'} {pod_line(pod, now, color)}")
+            if message := verdict_message(pod):
+                lines.append(f"   {'  ' if last else '│ '}   {message}")
     return lines
 
 

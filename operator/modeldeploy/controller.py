@@ -198,7 +198,9 @@ class Controller:
         conditions = {
             c.get("type"): (c.get("status"), c.get("reason"))
             for c in body.get("status", {}).get("conditions", [])
-            if c.get("type") in ("Ready", names.POD_COND_METRICS_HEALTHY)
+            # ModelReady: its True message names the runtime shown in status.
+            if c.get("type")
+            in ("Ready", names.POD_COND_METRICS_HEALTHY, names.POD_COND_MODEL_READY)
         }
         breaching = conditions.get(names.POD_COND_METRICS_HEALTHY, (None,))[0] == "False"
         pod_key = (meta["namespace"], meta["name"])

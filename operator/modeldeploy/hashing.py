@@ -35,11 +35,20 @@ def revision_hash(spec: ModelDeploymentSpec, *, default_image: str) -> str:
     model = spec.model.model_dump(
         by_alias=True, mode="json", exclude={"sklearn_version"}, exclude_none=True
     )
+    analysis = spec.analysis.model_dump(by_alias=True, mode="json", exclude_none=True)
+    if not spec.analysis.thresholds.feedback_rules:
+        # Unused without a feedback threshold (the sidecar is not told them), and left out so
+        # specs from before they existed keep their hash.
+        analysis.pop("feedbackWindow")
+        analysis.pop("minFeedback")
     document = {
         "scheme": HASH_SCHEME,
         "model": model,
         "serving": serving,
-        "analysis": spec.analysis.model_dump(by_alias=True, mode="json", exclude_none=True),
+        # exclude_none: a spec without the optional validation gate, drift or feedback
+        # thresholds hashes as it did before they existed, so an operator upgrade restarts no
+        # revision.
+        "analysis": analysis,
     }
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:HASH_LENGTH]

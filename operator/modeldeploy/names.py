@@ -54,11 +54,24 @@ REASON_WITHIN_THRESHOLDS: Final = "WithinThresholds"
 # Drift against spec.model.profile (PSI over the window; docs/monitor.md#drift).
 REASON_PREDICTION_DRIFT: Final = "PredictionDrift"
 REASON_FEATURE_DRIFT: Final = "FeatureDrift"
+# Labelled feedback over analysis.feedbackWindow (docs/monitor.md#live-accuracy-from-feedback).
+REASON_ACCURACY_BELOW_THRESHOLD: Final = "AccuracyBelowThreshold"
+REASON_MAE_ABOVE_THRESHOLD: Final = "MAEAboveThreshold"
+# Breaches about what the model answers rather than whether it answers (named in `status`).
+MODEL_QUALITY_REASONS: Final = (
+    REASON_PREDICTION_DRIFT,
+    REASON_FEATURE_DRIFT,
+    REASON_ACCURACY_BELOW_THRESHOLD,
+    REASON_MAE_ABOVE_THRESHOLD,
+)
 # Also written by the sidecar: whether the model server loaded its model, and if not why (the
 # reason is the server's LoadError cause, e.g. Sha256Mismatch), so the operator can say why a
 # pod is not ready without talking to it.
 POD_COND_MODEL_READY: Final = f"{GROUP}/ModelReady"
 REASON_MODEL_LOADED: Final = "ModelLoaded"  # ModelReady=True
+# ModelReady=True's message ends with this and the runtime that serves (status.<role>.runtime).
+MODEL_RUNTIME_MARK: Final = "; runtime "
+RUNTIMES: Final = ("sklearn", "onnx")
 REASON_MODEL_LOADING: Final = "Loading"  # ModelReady=False while fetching, verifying, warming up
 # Load failures a restart cannot fix: the same bytes fail the same way (serving errors.py causes).
 TERMINAL_LOAD_CAUSES: Final = (
@@ -68,6 +81,7 @@ TERMINAL_LOAD_CAUSES: Final = (
     "IncompatibleSklearnVersion",
     "WarmupFailed",
     "ArtifactTooLarge",
+    "ValidationFailed",  # the model missed its threshold on spec.analysis.validation's dataset
 )
 # A download that failed (denied, missing, unreachable): may fix itself (a Secret created, an
 # object uploaded), so the rollout waits for it until its progress deadline.
@@ -79,6 +93,8 @@ CONTAINER_MONITOR: Final = "monitor"
 # The init container that downloads an object-store artifact (s3://, gs://, azure://) with the
 # credentials of spec.model.env/envFrom; the only container that sees them.
 CONTAINER_FETCHER: Final = "fetch-model"
+# Its twin for an object-store validation dataset (spec.analysis.validation), same credentials.
+CONTAINER_VALIDATION_FETCHER: Final = "fetch-validation"
 FETCHED_MODEL_DIR: Final = "/mnt/models/fetched"  # an emptyDir, read-only in the model server
 # Webhooks of cloud workload identity inject their token into every container unless told to
 # skip some (AWS: comma-separated, Azure: semicolon-separated); only the fetcher needs it.
@@ -140,6 +156,7 @@ PATH_METRICS: Final = "/metrics"
 PATH_MONITOR_HEALTH: Final = "/healthz"
 COMMAND_SERVER: Final = "modeldeploy-server"
 COMMAND_MONITOR: Final = "modeldeploy-monitor"
+COMMAND_PRESTOP: Final = "modeldeploy-prestop"
 SERVICE_ACCOUNT_MOUNT: Final = "/var/run/secrets/kubernetes.io/serviceaccount"
 MODEL_MOUNT_ROOT: Final = "/mnt/models"  # pvc://<claim>/<path> is mounted at <root>/<claim>
 RESERVED_ENV_PREFIX: Final = "MODELDEPLOY_"  # users may not set env vars with this prefix
@@ -164,6 +181,12 @@ ENV_MAX_REQUEST_ROWS: Final = "MODELDEPLOY_MAX_REQUEST_ROWS"
 ENV_BODY_TIMEOUT: Final = "MODELDEPLOY_BODY_TIMEOUT"
 # Set only when spec.serving.allowSklearnUpgrade is true (the server's own switch).
 ENV_ALLOW_SKLEARN_MISMATCH: Final = "MODELDEPLOY_ALLOW_SKLEARN_VERSION_MISMATCH"
+# The validation gate (spec.analysis.validation), set only when it is configured.
+ENV_VALIDATION_URI: Final = "MODELDEPLOY_VALIDATION_URI"
+ENV_VALIDATION_SHA256: Final = "MODELDEPLOY_VALIDATION_SHA256"
+ENV_VALIDATION_METRIC: Final = "MODELDEPLOY_VALIDATION_METRIC"
+ENV_VALIDATION_THRESHOLD: Final = "MODELDEPLOY_VALIDATION_THRESHOLD"
+ENV_VALIDATION_LABEL_COLUMN: Final = "MODELDEPLOY_VALIDATION_LABEL_COLUMN"
 ENV_MONITOR_METRICS_URL: Final = "MODELDEPLOY_MONITOR_METRICS_URL"
 ENV_MONITOR_POD_NAME: Final = "MODELDEPLOY_MONITOR_POD_NAME"
 ENV_MONITOR_POD_NAMESPACE: Final = "MODELDEPLOY_MONITOR_POD_NAMESPACE"
@@ -175,6 +198,10 @@ ENV_MONITOR_MAX_ERROR_RATE: Final = "MODELDEPLOY_MONITOR_MAX_ERROR_RATE"
 ENV_MONITOR_MAX_LATENCY_P99_MS: Final = "MODELDEPLOY_MONITOR_MAX_LATENCY_P99_MS"
 ENV_MONITOR_MAX_PREDICTION_DRIFT: Final = "MODELDEPLOY_MONITOR_MAX_PREDICTION_DRIFT"
 ENV_MONITOR_MAX_FEATURE_DRIFT: Final = "MODELDEPLOY_MONITOR_MAX_FEATURE_DRIFT"
+ENV_MONITOR_MIN_ACCURACY: Final = "MODELDEPLOY_MONITOR_MIN_ACCURACY"
+ENV_MONITOR_MAX_MAE: Final = "MODELDEPLOY_MONITOR_MAX_MAE"
+ENV_MONITOR_FEEDBACK_WINDOW_SECONDS: Final = "MODELDEPLOY_MONITOR_FEEDBACK_WINDOW_SECONDS"
+ENV_MONITOR_MIN_FEEDBACK: Final = "MODELDEPLOY_MONITOR_MIN_FEEDBACK"
 
 # --- the sidecar's per-namespace RBAC -------------------------------------------------------
 # A RoleBinding of the sidecar's ServiceAccount to a fixed ClusterRole the chart creates
@@ -257,7 +284,7 @@ IMAGE_SKLEARN_UNKNOWN: Final = "SklearnVersionUnknown"  # one side undeclared: n
 # Equal to the CRD's modeldeploy.io/schema-version annotation (a unit test keeps them equal);
 # an operator seeing an older value knows the installed CRD may prune fields it relies on.
 ANNOTATION_SCHEMA_VERSION: Final = f"{GROUP}/schema-version"
-CRD_SCHEMA_VERSION: Final = "5"
+CRD_SCHEMA_VERSION: Final = "7"
 # A DNS-1035 label short enough that `<name>-r<revision>` stays a valid 63-character label.
 MAX_MD_NAME_LENGTH: Final = 52
 

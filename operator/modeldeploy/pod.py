@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from modeldeploy import names
 from modeldeploy.podsettings import PodFields, Tuning, dump
-from modeldeploy.spec import FETCHED_SCHEMES, ModelDeploymentSpec, effective_image
+from modeldeploy.spec import FETCHED_SCHEMES, Analysis, ModelDeploymentSpec, effective_image
 
 TOKEN_EXPIRATION_SECONDS: Final = 3607  # the kubelet's usual bound-token lifetime
 _TMP_MOUNT: Final = "/tmp"
@@ -30,8 +30,9 @@ class PodSettings:
     """Operator-wide pod settings (from the chart), not part of any ModelDeployment."""
 
     run_as_user: int = names.RUN_AS_USER
-    # The preStop pause lets EndpointSlice removal reach every proxy before the server stops
-    # accepting; the grace period must cover the pause plus the longest request.
+    # The preStop hook starts the drain (every answer closes its connection), then pauses so
+    # EndpointSlice removal reaches every proxy before the server stops accepting; the grace
+    # period must cover the pause plus the longest request.
     pre_stop_seconds: int = 5
     # After SIGTERM the server keeps answering this long, each answer closing its keep-alive
     # connection, so clients pinned to this pod by conntrack move to another one unharmed.
@@ -60,6 +61,10 @@ class PodSettings:
             )
 
 
+def _pre_stop(settings: PodSettings) -> list[str]:
+    return [names.COMMAND_PRESTOP, str(settings.pre_stop_seconds)]
+
+
 def pod_template(
     spec: ModelDeploymentSpec,
     *,
@@ -77,16 +82,12 @@ def pod_template(
         # The operator's annotations win: they keep identity webhooks off the other containers.
         metadata["annotations"] = {**metadata.get("annotations", {}), **_identity_skips()}
     if spec.model.profile is not None:
-        _, profile_volumes, profile_mounts = _claim_location(spec.model.profile.uri, "profile")
-        claims = {
-            v["persistentVolumeClaim"]["claimName"]
-            for v in model_volumes
-            if "persistentVolumeClaim" in v
-        }
-        for volume, mount in zip(profile_volumes, profile_mounts, strict=True):
-            if volume["persistentVolumeClaim"]["claimName"] not in claims:  # else mounted already
-                model_volumes.append(volume)
-                model_mounts.append(mount)
+        _mount_claim(spec.model.profile.uri, "profile", model_volumes, model_mounts)
+    if (validation := spec.analysis.validation) is not None:
+        if validation.uri.startswith(FETCHED_SCHEMES):  # admission: only when the model's is
+            fetchers.append(_validation_fetcher(spec, image))
+        else:
+            _mount_claim(validation.uri, "validation-data", model_volumes, model_mounts)
     return {
         "metadata": metadata,
         "spec": {
@@ -147,6 +148,7 @@ def _server(
     env |= tuning_env(serving.tuning)
     if serving.allow_sklearn_upgrade:  # the opt-in would be moot if the server still refused
         env[names.ENV_ALLOW_SKLEARN_MISMATCH] = "true"
+    env |= validation_env(spec)  # empty without a validation gate: pods unchanged
     resources = _server_resources(spec)
     return {
         "name": names.CONTAINER_SERVER,
@@ -156,7 +158,9 @@ def _server(
         "ports": [{"name": names.PORT_NAME_HTTP, "containerPort": serving.port, "protocol": "TCP"}],
         "readinessProbe": _http_probe(names.PATH_READY, names.PORT_NAME_HTTP, period=2, failures=2),
         "livenessProbe": _http_probe(names.PATH_LIVE, names.PORT_NAME_HTTP, period=10, failures=3),
-        "lifecycle": {"preStop": {"sleep": {"seconds": settings.pre_stop_seconds}}},
+        # Starts the drain and pauses; an image without the command skips the pause and
+        # drains for --drain-seconds after SIGTERM.
+        "lifecycle": {"preStop": {"exec": {"command": _pre_stop(settings)}}},
         "resources": resources,
         "securityContext": _container_security(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -175,6 +179,19 @@ def _server_resources(spec: ModelDeploymentSpec) -> dict[str, Any]:
             ("limits", serving.resources.limits),
         )
         if value is not None and value.as_dict()
+    }
+
+
+def _feedback_env(analysis: Analysis) -> dict[str, str]:
+    """The feedback window and minimum, only when a feedback threshold uses them: pods of
+    specs without one stay exactly as before."""
+    if not analysis.thresholds.feedback_rules:
+        return {}
+    return {
+        names.ENV_MONITOR_FEEDBACK_WINDOW_SECONDS: _number(
+            analysis.feedback_window.total_seconds()
+        ),
+        names.ENV_MONITOR_MIN_FEEDBACK: str(analysis.min_feedback),
     }
 
 
@@ -204,10 +221,13 @@ def _monitor(
                 for name, value in (
                     (names.ENV_MONITOR_MAX_PREDICTION_DRIFT, analysis.thresholds.prediction_drift),
                     (names.ENV_MONITOR_MAX_FEATURE_DRIFT, analysis.thresholds.feature_drift),
+                    (names.ENV_MONITOR_MIN_ACCURACY, analysis.thresholds.min_accuracy),
+                    (names.ENV_MONITOR_MAX_MAE, analysis.thresholds.max_mae),
                 )
                 if value is not None
             }
         ),
+        *_env(_feedback_env(analysis)),
     ]
     return {
         "name": names.CONTAINER_MONITOR,
@@ -323,16 +343,43 @@ def _fetched_path(spec: ModelDeploymentSpec) -> str:
     return f"{names.FETCHED_MODEL_DIR}/model.{spec.model.format}"
 
 
+# The validation dataset fetched from an object store lands beside the model, in the same emptyDir.
+FETCHED_VALIDATION_PATH: Final = f"{names.FETCHED_MODEL_DIR}/validation-data"
+
+
 def _fetcher(spec: ModelDeploymentSpec, image: str, settings: PodSettings) -> dict[str, Any]:
+    return _fetch_container(
+        spec, image, names.CONTAINER_FETCHER, spec.model.uri, spec.model.sha256, _fetched_path(spec)
+    )
+
+
+def _validation_fetcher(spec: ModelDeploymentSpec, image: str) -> dict[str, Any]:
+    """The validation dataset, fetched with the model's credentials (admission allows an
+    object-store dataset only beside an object-store model, so both share one identity)."""
+    validation = spec.analysis.validation
+    assert validation is not None
+    return _fetch_container(
+        spec,
+        image,
+        names.CONTAINER_VALIDATION_FETCHER,
+        validation.uri,
+        validation.sha256,
+        FETCHED_VALIDATION_PATH,
+    )
+
+
+def _fetch_container(
+    spec: ModelDeploymentSpec, image: str, name: str, uri: str, sha256: str, target: str
+) -> dict[str, Any]:
     """Download, verify the sha256, write to the emptyDir, exit. The security-relevant choices
     are flags, which win over any MODELDEPLOY_* variable an envFrom Secret might carry."""
     model = spec.model
     env = _env(
         {
-            names.ENV_MODEL_URI: model.uri,
+            names.ENV_MODEL_URI: uri,
             names.ENV_MODEL_NAME: model.name,
             names.ENV_MODEL_VERSION: model.version,
-            names.ENV_SHA256: model.sha256,
+            names.ENV_SHA256: sha256,
             names.ENV_FORMAT: model.format,
         }
     )
@@ -342,12 +389,12 @@ def _fetcher(spec: ModelDeploymentSpec, image: str, settings: PodSettings) -> di
     ]
     resources = _server_resources(spec)
     return {
-        "name": names.CONTAINER_FETCHER,
+        "name": name,
         "image": image,
         "command": [names.COMMAND_SERVER],
         # Never deserialize here: the artifact may be code (joblib), and credentials are here.
         "args": [
-            f"--fetch-to={_fetched_path(spec)}",
+            f"--fetch-to={target}",
             "--skip-load-check",
             "--no-allow-loopback-downloads",
         ],
@@ -360,6 +407,24 @@ def _fetcher(spec: ModelDeploymentSpec, image: str, settings: PodSettings) -> di
             {"name": "fetcher-tmp", "mountPath": _TMP_MOUNT},
             {"name": "model", "mountPath": names.FETCHED_MODEL_DIR},
         ],
+    }
+
+
+def validation_env(spec: ModelDeploymentSpec) -> dict[str, str]:
+    """spec.analysis.validation as the server's MODELDEPLOY_VALIDATION_* variables."""
+    validation = spec.analysis.validation
+    if validation is None:
+        return {}
+    if validation.uri.startswith(FETCHED_SCHEMES):
+        uri = f"file://{FETCHED_VALIDATION_PATH}"
+    else:
+        uri = _claim_location(validation.uri, "validation-data")[0]
+    return {
+        names.ENV_VALIDATION_URI: uri,
+        names.ENV_VALIDATION_SHA256: validation.sha256,
+        names.ENV_VALIDATION_METRIC: validation.metric,
+        names.ENV_VALIDATION_THRESHOLD: _number(validation.threshold),
+        names.ENV_VALIDATION_LABEL_COLUMN: validation.label_column,
     }
 
 
@@ -403,6 +468,21 @@ def _claim_location(
         [volume],
         [{"name": volume_name, "mountPath": mount, "readOnly": True}],
     )
+
+
+def _mount_claim(
+    uri: str, volume_name: str, volumes: list[dict[str, Any]], mounts: list[dict[str, Any]]
+) -> None:
+    """Mount the claim of a pvc:// URI (profile, validation data) unless it is mounted already
+    (the model's claim, say): one volume per claim."""
+    _, new_volumes, new_mounts = _claim_location(uri, volume_name)
+    claims = {
+        v["persistentVolumeClaim"]["claimName"] for v in volumes if "persistentVolumeClaim" in v
+    }
+    for volume, mount in zip(new_volumes, new_mounts, strict=True):
+        if volume["persistentVolumeClaim"]["claimName"] not in claims:
+            volumes.append(volume)
+            mounts.append(mount)
 
 
 def _container_security() -> dict[str, Any]:

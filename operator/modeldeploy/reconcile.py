@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from modeldeploy import builders, conditions, imagepolicy, names, registry, resolutions, rollout
-from modeldeploy.analysis import OnNoData, PodView, analyze, pod_view
+from modeldeploy.analysis import OnNoData, PodView, analyze, pod_view, runtimes
 from modeldeploy.containment import EgressSettings, network_policy, spec_warnings
 from modeldeploy.diagnosis import Problem, problems_by_revision
 from modeldeploy.hashing import revision_hash
@@ -198,6 +198,7 @@ def plan(
         generation=meta.get("generation"),
         ready=ready,
         replicas=obs.replicas,
+        runtimes=runtimes(pods),
         now=now,
     )
     upgrading = _upgrade_in_flight(spec, new_state, images)

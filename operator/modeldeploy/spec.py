@@ -62,6 +62,8 @@ _DURATION_SCHEMA: Final = {
 _PAUSE_BOUNDS: Final = DurationBounds("0s", "24h")
 _WINDOW_BOUNDS: Final = DurationBounds("5s", "1h")
 _DEADLINE_BOUNDS: Final = DurationBounds("30s", "24h")
+# Labels arrive late, so the feedback window reaches further back than the analysis window.
+_FEEDBACK_WINDOW_BOUNDS: Final = DurationBounds("5s", "6h")
 
 # A duration is written "30s" or "1h30m", held as a timedelta, and written back canonically.
 PauseDuration = Annotated[
@@ -79,6 +81,14 @@ WindowDuration = Annotated[
     PlainSerializer(format_duration, return_type=str),
     WithJsonSchema(_DURATION_SCHEMA),
     _WINDOW_BOUNDS,
+]
+FeedbackWindowDuration = Annotated[
+    timedelta,
+    BeforeValidator(_to_duration),
+    AfterValidator(_FEEDBACK_WINDOW_BOUNDS),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(_DURATION_SCHEMA),
+    _FEEDBACK_WINDOW_BOUNDS,
 ]
 DeadlineDuration = Annotated[
     timedelta,
@@ -104,6 +114,13 @@ URI_SCHEMES: Final = ("pvc://", "http://", "https://", "file://", *FETCHED_SCHEM
 # spec.model.env/envFrom: an mlflow:// model whose registry keeps artifacts in an object store
 # is fetched by the same init container, with the same credentials.
 ENV_SCHEMES: Final = (*FETCHED_SCHEMES, "mlflow://")
+VALIDATION_STORE_NEEDS_MODEL_STORE: Final = (
+    "may name an object store (s3://, gs://, azure://) only when spec.model.uri does: the "
+    "dataset is fetched with the model's fetcher credentials"
+)
+VALIDATION_NOT_MLFLOW: Final = (
+    "must not be an mlflow:// URI: only the model is resolved through a registry"
+)
 FILE_URIS_OFF: Final = (
     "file:// URIs are allowed only when the operator runs with --allow-file-uris "
     "(development); use pvc://, http(s):// or an object store"
@@ -210,6 +227,12 @@ def _check_uri(uri: str) -> str:
     return uri
 
 
+# Where an artifact (the model, its validation dataset) lives, and the digest it must match.
+# mlflow:// is for the model only: _validation_problems refuses it for the dataset.
+ArtifactUri = Annotated[str, AfterValidator(_check_uri), Field(min_length=1, max_length=2048)]
+Sha256 = Annotated[str, Field(max_length=64, pattern=r"^[a-f0-9]{64}$")]
+
+
 # --- the models -------------------------------------------------------------------------------
 
 
@@ -272,8 +295,8 @@ def _check_profile_uri(uri: str) -> str:
 class Profile(_Spec):
     """The reference profile for drift; its URI obeys the model URI's rules, fewer schemes."""
 
-    uri: Annotated[str, AfterValidator(_check_profile_uri)] = Field(min_length=1, max_length=2048)
-    sha256: str = Field(max_length=64, pattern=r"^[a-f0-9]{64}$")
+    uri: Annotated[str, AfterValidator(_check_profile_uri), Field(min_length=1, max_length=2048)]
+    sha256: Sha256
 
 
 class Registry(_Spec):
@@ -291,8 +314,8 @@ class ModelSource(_Spec):
     version: str = Field(
         min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.+]*[A-Za-z0-9])?$"
     )
-    uri: Annotated[str, AfterValidator(_check_uri)] = Field(min_length=1, max_length=2048)
-    sha256: str = Field(max_length=64, pattern=r"^[a-f0-9]{64}$")
+    uri: ArtifactUri
+    sha256: Sha256
     format: Literal["joblib", "skops"] = "joblib"
     # The scikit-learn version the artifact was saved with, as declared by its producer: the
     # operator never moves the model onto an image of another minor version (imagepolicy.py).
@@ -401,6 +424,35 @@ class Thresholds(_Spec):
     # PSI against spec.model.profile; no default, so existing specs keep their hash.
     prediction_drift: float | None = Field(default=None, gt=0, le=100)
     feature_drift: float | None = Field(default=None, gt=0, le=100)
+    # Labelled feedback over analysis.feedbackWindow; no default either.
+    min_accuracy: float | None = Field(default=None, ge=0, le=1)
+    max_mae: float | None = Field(default=None, ge=0, alias="maxMAE")
+
+    @property
+    def feedback_rules(self) -> bool:
+        """A feedback threshold is set (else feedbackWindow and minFeedback change nothing)."""
+        return self.min_accuracy is not None or self.max_mae is not None
+
+
+ValidationMetric = Literal["accuracy", "f1", "mae", "r2"]
+# The range a threshold can be met in: mae is an error (>= 0, lower is better); accuracy and f1
+# are shares; r2 is at most 1 and may be negative. The CRD states the same rule in CEL.
+THRESHOLD_RANGES: Final[dict[str, tuple[float | None, float | None]]] = {
+    "accuracy": (0, 1),
+    "f1": (0, 1),
+    "mae": (0, None),
+    "r2": (None, 1),
+}
+
+
+class Validation(_Spec):
+    """A labelled dataset each new revision must score well enough on before it turns ready."""
+
+    uri: ArtifactUri
+    sha256: Sha256
+    metric: ValidationMetric
+    threshold: float
+    label_column: str = Field(default="label", min_length=1, max_length=256)
 
 
 class Analysis(_Spec):
@@ -408,6 +460,9 @@ class Analysis(_Spec):
     min_requests: int = Field(default=20, ge=1, le=1_000_000)
     on_no_data: Literal["hold", "pass", "fail"] = "hold"
     thresholds: Thresholds = Thresholds()
+    validation: Validation | None = None
+    feedback_window: FeedbackWindowDuration = timedelta(minutes=5)
+    min_feedback: int = Field(default=50, ge=1, le=1_000_000)
 
 
 class Rollback(_Spec):
@@ -487,12 +542,20 @@ def parse_spec(raw: Mapping[str, Any], *, allow_file_uris: bool = True) -> Model
         raise SpecError(_field_path(first["loc"]), _message(first)) from None
     for field_path, message in cross_field_problems(spec):
         raise SpecError(field_path, message)
-    if not allow_file_uris and spec.model.uri.startswith("file://"):
-        raise SpecError("spec.model.uri", FILE_URIS_OFF)
-    profile = spec.model.profile
-    if not allow_file_uris and profile is not None and profile.uri.startswith("file://"):
-        raise SpecError("spec.model.profile.uri", FILE_URIS_OFF)
+    for field_path, uri in artifact_uris(spec):
+        if not allow_file_uris and uri.startswith("file://"):
+            raise SpecError(field_path, FILE_URIS_OFF)
     return spec
+
+
+def artifact_uris(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
+    """Every URI the pod fetches, with its field path."""
+    found = [("spec.model.uri", spec.model.uri)]
+    if spec.model.profile is not None:
+        found.append(("spec.model.profile.uri", spec.model.profile.uri))
+    if spec.analysis.validation is not None:
+        found.append(("spec.analysis.validation.uri", spec.analysis.validation.uri))
+    return found
 
 
 def validate_name(name: str) -> None:
@@ -544,6 +607,7 @@ def cross_field_problems(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
     problems.extend(_env_problems(spec.serving.env))
     problems.extend(spec.serving.pod_field_problems())
     problems.extend(_fetcher_env_problems(spec.model))
+    problems.extend(_validation_problems(spec))
     problems.extend(_request_limit_problems(spec.serving.resources))
     return problems
 
@@ -601,6 +665,37 @@ def _env_problems(env: tuple[EnvVar, ...]) -> list[tuple[str, str]]:
         if var.name in seen:
             problems.append((f"spec.serving.env[{index}]", f"Duplicate value: {var.name!r}"))
         seen.add(var.name)
+    return problems
+
+
+def _validation_problems(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
+    """The CRD's CEL rules on spec.analysis.validation: the threshold's range for its metric,
+    no registry reference (the shared URI rules admit mlflow:// for the model), and an
+    object-store dataset only beside an object-store model (one fetcher identity)."""
+    validation = spec.analysis.validation
+    if validation is None:
+        return []
+    problems: list[tuple[str, str]] = []
+    low, high = THRESHOLD_RANGES[validation.metric]
+    if (low is not None and validation.threshold < low) or (
+        high is not None and validation.threshold > high
+    ):
+        if low is not None and high is not None:
+            bounds = f"{low} to {high}"
+        else:
+            bounds = f"at least {low}" if low is not None else f"at most {high}"
+        problems.append(
+            (
+                "spec.analysis.validation.threshold",
+                f"out of range for the metric: {validation.metric} takes {bounds}",
+            )
+        )
+    if validation.uri.startswith(registry.SCHEME):
+        problems.append(("spec.analysis.validation.uri", VALIDATION_NOT_MLFLOW))
+    if validation.uri.startswith(FETCHED_SCHEMES) and not spec.model.uri.startswith(
+        FETCHED_SCHEMES
+    ):
+        problems.append(("spec.analysis.validation.uri", VALIDATION_STORE_NEEDS_MODEL_STORE))
     return problems
 
 

@@ -119,6 +119,7 @@ def _revision(
     weight: int,
     ready: Mapping[int, int],
     shares: Mapping[int, int],
+    runtimes: Mapping[int, str],
     step: int | None = None,
     next_step_at: datetime | None = None,
 ) -> dict[str, Any] | None:
@@ -134,6 +135,8 @@ def _revision(
         "readyReplicas": ready.get(rev.number, 0),
         **_registered(rev.registry),
     }
+    if rev.number in runtimes:
+        out["runtime"] = runtimes[rev.number]
     if step is not None:
         out["step"] = step
     if next_step_at is not None:
@@ -163,8 +166,11 @@ def render_status(
     ready: Mapping[int, int],
     replicas: Mapping[int, int],
     now: datetime,
+    runtimes: Mapping[int, str] | None = None,
 ) -> dict[str, Any]:
-    """`ready` and `replicas` are the observed ready and desired pods per revision."""
+    """`ready` and `replicas` are the observed ready and desired pods per revision; `runtimes`
+    what predicts in each revision's ready pods."""
+    runtimes = runtimes or {}
     canary_weight = state.weight if state.canary else 0
     shares = traffic_shares(ready, decision.service_revision)
     kept = {r: n if n is not None else replicas.get(r, 0) for r, n in decision.replicas.items()}
@@ -177,11 +183,11 @@ def render_status(
         "readyPods": f"{sum(ready.get(r, 0) for r in kept)}/{sum(kept.values())}",
         "readyReplicas": sum(ready.values()),
         "conditions": _conditions(stored, conditions, generation, now),
-        "stable": _revision(state.stable, 100 - canary_weight, ready, shares),
+        "stable": _revision(state.stable, 100 - canary_weight, ready, shares, runtimes),
         "canary": _revision(
-            state.canary, canary_weight, ready, shares, state.step, decision.next_step_at
+            state.canary, canary_weight, ready, shares, runtimes, state.step, decision.next_step_at
         ),
-        "previous": _revision(state.previous, 0, ready, shares),
+        "previous": _revision(state.previous, 0, ready, shares, runtimes),
         "bakeUntil": _time(state.bake_until),
         "quarantinedSpecHashes": list(state.quarantined),
         "history": [

@@ -18,10 +18,12 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
+from typing import Protocol
 
 import orjson
 from aiohttp import web
 
+from . import feedback as scoring
 from .config import ServerConfig
 from .errors import (
     ClientError,
@@ -34,7 +36,9 @@ from .errors import (
 )
 from .metrics import ServerMetrics
 from .protocol import body, v1, v2
+from .protocol import feedback as feedback_protocol
 from .service import InferenceService
+from .signature import PREDICT, ModelSignature
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,12 @@ SERVER_NAME = "modeldeploy-server"
 REQUEST_ID_HEADER = "X-Request-Id"
 # A caller's id is echoed only if it is short and plain: it goes into the log line.
 _CALLER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+class _ParseFeedback(Protocol):
+    def __call__(
+        self, raw: bytes, signature: ModelSignature, want: scoring.Target, *, max_rows: int
+    ) -> feedback_protocol.FeedbackRequest: ...
 
 
 def create_app(
@@ -78,6 +88,9 @@ def create_app(
     add.add_post("/v2/models/{name}/infer", routes.v2_infer)
     add.add_post("/v2/models/{name}/versions/{version}/infer", routes.v2_infer)
     add.add_post("/v1/models/{name}:predict", routes.v1_predict)
+    add.add_post("/v2/models/{name}/feedback", routes.v2_feedback)
+    add.add_post("/v2/models/{name}/versions/{version}/feedback", routes.v2_feedback)
+    add.add_post("/v1/models/{name}:feedback", routes.v1_feedback)
     add.add_get("/metrics", routes.metrics)
     return app
 
@@ -98,7 +111,7 @@ class _Routes:
 
     async def ready(self, _: web.Request) -> web.Response:
         if self._service.ready:
-            return _json({"ready": True})
+            return _json({"ready": True, "runtime": self._service.runtime})
         service = self._service  # `cause` is CamelCase (e.g. Sha256Mismatch), `reason` prose
         body = {
             "ready": False,
@@ -206,7 +219,62 @@ class _Routes:
         self._metrics.observe_request(protocol, clock.since_body())
         return web.Response(body=raw, content_type=JSON)
 
-    async def _read_body(self, request: web.Request, clock: _Clock) -> bytes:
+    # --- feedback: labelled rows, scored; never inference traffic -----------------------------
+    async def v2_feedback(self, request: web.Request) -> web.Response:
+        return await self._answer_feedback(request, feedback_protocol.parse_v2)
+
+    async def v1_feedback(self, request: web.Request) -> web.Response:
+        return await self._answer_feedback(request, feedback_protocol.parse_v1)
+
+    async def _answer_feedback(self, request: web.Request, parse: _ParseFeedback) -> web.Response:
+        """Like inference, but counted only in the feedback series: a flood of bad feedback
+        cannot move the error rate, the p99 or the drift counters."""
+        try:
+            score, request_id = await self._score_feedback(request, parse)
+        except ModelError as exc:
+            request_id = _request_id(request)
+            self._error_log.warning(
+                "model error on feedback %s (%s): %s", request_id, exc.reason, exc.message
+            )
+            self._metrics.observe_feedback(None, exc)
+            hidden = type(exc)(
+                f"the model failed on these feedback rows ({exc.reason}); "
+                f"the server log has the details under request id {request_id}"
+            )
+            return _error_response(hidden, request_id)
+        except ServingError as exc:
+            self._metrics.observe_feedback(None, exc)
+            return _error_response(exc)
+        except Exception:
+            request_id = _request_id(request)
+            log.exception("unexpected error answering feedback (request id %s)", request_id)
+            error = ServingError(f"internal server error; see the server log for {request_id}")
+            self._metrics.observe_feedback(None, error)
+            return _error_response(error, request_id)
+        self._metrics.observe_feedback(score)
+        service = self._service
+        answer: dict[str, object] = {"model_name": service.name}
+        if service.version:
+            answer["model_version"] = service.version
+        if request_id is not None:
+            answer["id"] = request_id
+        return _json({**answer, **score.summary()})
+
+    async def _score_feedback(
+        self, request: web.Request, parse: _ParseFeedback
+    ) -> tuple[scoring.Score, str | None]:
+        service = self._service
+        signature = service.require_model(
+            request.match_info["name"], request.match_info.get("version")
+        )
+        want = scoring.target(signature)
+        raw = await self._read_body(request, None)
+        parsed = parse(raw, signature, want, max_rows=self._max_rows)
+        (predictions,) = await service.predict(parsed.rows, (PREDICT,), observed=False)
+        return scoring.score(predictions, parsed.labels, want), parsed.id
+
+    async def _read_body(self, request: web.Request, clock: _Clock | None) -> bytes:
+        """`clock` None (feedback): the upload is not timed in the inference series."""
         _check_body_headers(request, self._max_bytes)
         started = time.perf_counter()
         try:
@@ -221,8 +289,9 @@ class _Routes:
                 f"body is larger than the limit of {self._max_bytes} bytes"
             ) from None
         finally:
-            clock.body_complete = time.perf_counter()
-            self._metrics.observe_upload(clock.body_complete - started)
+            if clock is not None:
+                clock.body_complete = time.perf_counter()
+                self._metrics.observe_upload(clock.body_complete - started)
 
 
 class _Clock:

@@ -40,6 +40,7 @@ class _Pending:
     rows: np.ndarray
     outputs: tuple[str, ...]
     future: asyncio.Future[tuple[np.ndarray, ...]]
+    observed: bool  # served traffic (drift counts it); False for feedback rows
 
 
 class PredictQueue:
@@ -89,8 +90,14 @@ class PredictQueue:
         self._pending.clear()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def submit(self, rows: np.ndarray, outputs: tuple[str, ...]) -> tuple[np.ndarray, ...]:
-        """The requested outputs for these rows, in order. Raises ModelError or Overloaded."""
+    async def submit(
+        self, rows: np.ndarray, outputs: tuple[str, ...], *, observed: bool = True
+    ) -> tuple[np.ndarray, ...]:
+        """The requested outputs for these rows, in order. Raises ModelError or Overloaded.
+
+        `observed=False` (feedback): predicted like any request, never batched with served
+        traffic, and never shown to `on_predicted` (drift counts what clients are served).
+        """
         # An empty queue admits any request, so one large request is never shed forever.
         if self._pending and self._queued_rows + len(rows) > self._max_queued_rows:
             raise Overloaded(
@@ -98,7 +105,7 @@ class PredictQueue:
                 f"(limit {self._max_queued_rows}); retry shortly"
             )
         future: asyncio.Future[tuple[np.ndarray, ...]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(rows, outputs, future))
+        self._pending.append(_Pending(rows, outputs, future, observed))
         self._queued_rows += len(rows)
         self._wakeup.set()
         if self._batch_full is not None and self._queued_rows >= self._max_batch_rows:
@@ -149,7 +156,8 @@ class PredictQueue:
         skipped: list[_Pending] = []
         while self._pending and rows < self._max_batch_rows:
             item = self._pending.popleft()
-            if item.outputs == first.outputs and rows + len(item.rows) <= self._max_batch_rows:
+            same = item.outputs == first.outputs and item.observed == first.observed
+            if same and rows + len(item.rows) <= self._max_batch_rows:
                 batch.append(item)
                 rows += len(item.rows)
                 self._queued_rows -= len(item.rows)
@@ -189,7 +197,7 @@ class PredictQueue:
             for item in batch:
                 _settle(item, exception=exc)
             return
-        if self._on_predicted is not None:
+        if self._on_predicted is not None and batch[0].observed:
             self._on_predicted(rows, batch[0].outputs, results)
         start = 0
         for item in batch:

@@ -8,6 +8,7 @@ the environment variable it came from.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ ModelFormat = Literal["joblib", "skops"]
 LOG_LEVELS = ("debug", "info", "warning", "error")
 RUNTIMES = ("auto", "sklearn", "onnx")
 RuntimeChoice = Literal["auto", "sklearn", "onnx"]
+# Metrics of the validation gate; see validation.py for which direction is better.
+VALIDATION_METRICS = ("accuracy", "f1", "mae", "r2")
+ValidationMetric = Literal["accuracy", "f1", "mae", "r2"]
 # pvc:// is resolved by the operator into a mounted path; the server sees a local path.
 # s3, gs and azure are fetched by the init container (the `storage` extra's clients).
 URI_SCHEMES = ("", "file", "http", "https", "s3", "gs", "azure")
@@ -71,6 +75,11 @@ class ServerConfig:
     signature_file: Path | None
     profile_uri: str
     profile_sha256: str
+    validation_uri: str
+    validation_sha256: str
+    validation_metric: ValidationMetric
+    validation_threshold: float | None
+    validation_label_column: str
     fetch_to: Path | None
     skip_load_check: bool
     termination_log: Path | None
@@ -90,6 +99,13 @@ def _model_uri(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty")
     return value
+
+
+def _finite(value: str) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"must be a finite number; got {value}")
+    return number
 
 
 def _sha256(value: str) -> str:
@@ -324,6 +340,27 @@ FLAGS: tuple[_Flag, ...] = (
         "reference profile (modeldeploy-profile): count served rows per bin for drift",
     ),
     _Flag("profile-sha256", _optional_sha256, "", "sha256 of the profile; required with it"),
+    _Flag(
+        "validation-uri",
+        _optional_uri,
+        "",
+        "labelled dataset (CSV with a header row) scored after warm-up; the server becomes "
+        "ready only if the model meets --validation-threshold on it",
+    ),
+    _Flag("validation-sha256", _optional_sha256, "", "sha256 of the validation dataset"),
+    _Flag(
+        "validation-metric",
+        _choice(VALIDATION_METRICS),
+        "accuracy",
+        "accuracy, f1 (macro) and r2 must reach the threshold; mae must not exceed it",
+    ),
+    _Flag("validation-threshold", _finite, None, "the value the validation metric must meet"),
+    _Flag(
+        "validation-label-column",
+        _text(256),
+        "label",
+        "the dataset's column holding the true label or target",
+    ),
     _Flag("fetch-to", _optional_path, None, "init-container mode: verify, write here, exit"),
     _Flag("skip-load-check", _bool, False, "init-container mode: do not test-load", kind="switch"),
     _Flag(
@@ -384,4 +421,8 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> ServerConfi
     }
     if bool(values["profile_uri"]) != bool(values["profile_sha256"]):
         raise ConfigError("--profile-uri and --profile-sha256 go together")
+    if values["validation_uri"]:
+        for needed in ("validation-sha256", "validation-threshold"):
+            if values[needed.replace("-", "_")] in ("", None):
+                raise ConfigError(f"--validation-uri needs --{needed} too")
     return ServerConfig(**values)

@@ -166,5 +166,13 @@ class CompiledRuntimeFailed(LoadError):
     cause = "CompiledRuntimeFailed"
 
 
+class ValidationFailed(LoadError):
+    """The model loaded but missed its validation threshold on the labelled dataset, or the
+    dataset itself cannot be scored (a missing column, a value the model refuses)."""
+
+    exit_code = 12
+    cause = "ValidationFailed"
+
+
 # Exit code for invalid flags or environment (argparse's own convention).
 EXIT_USAGE = 2

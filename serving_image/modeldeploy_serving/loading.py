@@ -33,9 +33,11 @@ def fetch_verified(config: ServerConfig) -> bytes:
 
 
 def load_verified(config: ServerConfig) -> LoadedModel:
-    """Only bytes whose sha256 matched ever reach the deserializer."""
+    """Only bytes whose sha256 matched ever reach the deserializer. With a validation dataset,
+    the warmed-up model must also meet its threshold on it (validation.py)."""
     started = time.monotonic()
     data = fetch_verified(config)
+    dataset = _fetch_dataset(config)  # before deserializing: a wrong sha256 fails fast
     loaded = _deserialize(config, data)
     if config.profile_uri:
         loaded = dataclasses.replace(loaded, profile=load_profile(config, loaded.signature))
@@ -54,6 +56,8 @@ def load_verified(config: ServerConfig) -> LoadedModel:
         (time.monotonic() - started) * 1000,
         loaded.compile_seconds * 1000,
     )
+    if dataset is not None:
+        _validate(config, loaded, dataset)
     return loaded
 
 
@@ -83,6 +87,35 @@ def load_profile(config: ServerConfig, signature: ModelSignature) -> Profile:
         config.profile_sha256[:12],
     )
     return profile
+
+
+def _fetch_dataset(config: ServerConfig) -> bytes | None:
+    uri, sha256 = config.validation_uri, config.validation_sha256
+    if not uri:
+        return None
+    data = artifact.fetch(
+        uri,
+        max_bytes=config.max_artifact_bytes,
+        timeout=config.download_timeout,
+        allow_loopback=config.allow_loopback_downloads,
+    )
+    artifact.verify(data, sha256, source=f"validation dataset {uri}")
+    return data
+
+
+def _validate(config: ServerConfig, loaded: LoadedModel, dataset: bytes) -> None:
+    from . import validation
+
+    assert config.validation_threshold is not None
+    result = validation.check(
+        loaded,
+        dataset,
+        metric=config.validation_metric,
+        threshold=config.validation_threshold,
+        label_column=config.validation_label_column,
+        source=config.validation_uri,
+    )
+    log.info("validation passed: %s", result)
 
 
 def fetch_to(config: ServerConfig, destination: Path) -> None:

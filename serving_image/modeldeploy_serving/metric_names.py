@@ -50,3 +50,16 @@ DRIFT_ROWS: Final = f"{PREFIX}_drift_rows"
 DRIFT_REFERENCE: Final = f"{PREFIX}_drift_reference_share"
 LABEL_FEATURE: Final = "feature"
 LABEL_BIN: Final = "bin"
+
+# Feedback (POST .../feedback, labelled rows; never inference traffic, never in the series
+# above). Counters: rows scored, labelled task (classification|regression, from the estimator);
+# rows predicted correctly (classification); the sum of absolute errors (regression). The
+# sidecar's accuracy is correct / rows and its MAE absolute error / rows, over its feedback
+# window. Counter, label status_class: feedback requests answered.
+FEEDBACK_ROWS: Final = f"{PREFIX}_feedback_rows"
+FEEDBACK_CORRECT: Final = f"{PREFIX}_feedback_correct_rows"
+FEEDBACK_ABSOLUTE_ERROR: Final = f"{PREFIX}_feedback_absolute_error"
+FEEDBACK_REQUESTS: Final = f"{PREFIX}_feedback_requests"
+LABEL_TASK: Final = "task"
+TASK_CLASSIFICATION: Final = "classification"
+TASK_REGRESSION: Final = "regression"

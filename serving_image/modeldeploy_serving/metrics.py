@@ -15,6 +15,7 @@ from prometheus_client import (
 
 from . import metric_names as names
 from .errors import ClientError, ModelError, ServingError
+from .feedback import Score
 
 # Sub-millisecond resolution: a linear model answers in ~0.2 ms, a forest in a few ms.
 LATENCY_BUCKETS = (
@@ -99,6 +100,28 @@ class ServerMetrics:
             [names.LABEL_RUNTIME],
             registry=self.registry,
         )
+        self._feedback_requests = Counter(
+            names.FEEDBACK_REQUESTS,
+            "Feedback requests answered, by HTTP status class (never inference traffic).",
+            [names.LABEL_STATUS_CLASS],
+            registry=self.registry,
+        )
+        self._feedback_rows = Counter(
+            names.FEEDBACK_ROWS,
+            "Labelled feedback rows scored, by task (classification or regression).",
+            [names.LABEL_TASK],
+            registry=self.registry,
+        )
+        self._feedback_correct = Counter(
+            names.FEEDBACK_CORRECT,
+            "Feedback rows the model predicted correctly (classification).",
+            registry=self.registry,
+        )
+        self._feedback_error = Counter(
+            names.FEEDBACK_ABSOLUTE_ERROR,
+            "Sum of the absolute errors of feedback rows (regression).",
+            registry=self.registry,
+        )
         # Children resolved once: label lookup is the costly part of counting on the hot path.
         self._request_children = {
             (protocol, status): self._requests.labels(protocol, status)
@@ -136,6 +159,17 @@ class ServerMetrics:
             self._model_errors.inc()
         if error is None or isinstance(error, ModelError):
             self._latency.observe(seconds)
+
+    def observe_feedback(self, score: Score | None, error: ServingError | None = None) -> None:
+        status = 200 if error is None else error.status
+        self._feedback_requests.labels(f"{status // 100}xx").inc()
+        if score is None:
+            return
+        self._feedback_rows.labels(score.task).inc(score.rows)
+        if score.task == names.TASK_CLASSIFICATION:
+            self._feedback_correct.inc(score.correct)
+        else:
+            self._feedback_error.inc(score.absolute_error)
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

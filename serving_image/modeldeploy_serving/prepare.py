@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
+from sklearn.base import is_classifier, is_regressor
 from sklearn.utils import get_tags
 
 from . import columns as columns_module
@@ -71,6 +72,7 @@ def prepare(estimator: Any, runtime: Runtime, signature_file: SignatureFile | No
         outputs=tuple(specs.values()),
         columns=columns,
         frame=frame,
+        task=_task(estimator),
     )
     started = time.perf_counter()
     warmup_seconds = _time_one(methods[PREDICT], example[:1])
@@ -118,6 +120,13 @@ def describe(prefix: str, exc: BaseException) -> str:
 
 
 # --- steps ------------------------------------------------------------------------------------
+
+
+def _task(estimator: Any) -> Literal["classification", "regression"] | None:
+    """From the estimator's tags (a Pipeline answers for its last step)."""
+    if is_classifier(estimator):
+        return "classification"
+    return "regression" if is_regressor(estimator) else None
 
 
 def _n_features(estimator: Any) -> int:

@@ -3,9 +3,10 @@ init container.
 
 Serving: the HTTP server starts first (liveness answers during a long load), the model loads on
 a background thread, readiness turns true after the warm-up prediction. A load failure is one
-log line plus the termination log, and the server stays up but never ready. SIGTERM: readiness
-false at once, keep serving for --drain-seconds, stop accepting, let in-flight requests finish
-(at most --shutdown-timeout), exit 0.
+log line plus the termination log, and the server stays up but never ready. SIGUSR1 (sent by the
+preStop hook, prestop.py): start draining (readiness false, every answer closes its connection)
+and keep serving. SIGTERM: the same at once, keep serving for --drain-seconds, stop accepting,
+let in-flight requests finish (at most --shutdown-timeout), exit 0.
 
 Init-container mode exits 0 on success, else the LoadError's exit code (see errors.py).
 """
@@ -31,6 +32,7 @@ from .config import ConfigError, ServerConfig, parse_config
 from .connections import ConnectionGuard, GuardedSite
 from .errors import EXIT_USAGE, LoadError
 from .metrics import ServerMetrics
+from .prestop import DRAIN_SIGNAL
 from .service import InferenceService
 
 if TYPE_CHECKING:
@@ -102,6 +104,7 @@ async def serve(config: ServerConfig) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(DRAIN_SIGNAL, _drain_early, service)
     loader = asyncio.create_task(_load(config, service))
     await stop.wait()
 
@@ -119,6 +122,12 @@ async def serve(config: ServerConfig) -> int:
     loader.cancel()
     log.info("stopped")
     return 0
+
+
+def _drain_early(service: InferenceService) -> None:
+    if not service.draining:
+        log.info("draining (preStop): readiness is false; every answer closes its connection")
+    service.begin_drain()
 
 
 async def _load(config: ServerConfig, service: InferenceService) -> None:

@@ -51,6 +51,11 @@ class InferenceService:
         return self._state is ModelState.READY
 
     @property
+    def runtime(self) -> str | None:
+        """What predicts: "sklearn" or "onnx" (None until loaded)."""
+        return self._model.signature.runtime if self._model is not None else None
+
+    @property
     def not_ready_reason(self) -> str:
         return self._reason
 
@@ -119,7 +124,10 @@ class InferenceService:
             raise ModelNotReady(f"model {name!r} is not ready: {self._reason}")
         return self._model.signature
 
-    async def predict(self, rows: np.ndarray, outputs: tuple[str, ...]) -> tuple[np.ndarray, ...]:
-        """Raises ModelError (the routes log it with the request id), Overloaded, Unavailable."""
+    async def predict(
+        self, rows: np.ndarray, outputs: tuple[str, ...], *, observed: bool = True
+    ) -> tuple[np.ndarray, ...]:
+        """Raises ModelError (the routes log it with the request id), Overloaded, Unavailable.
+        `observed=False`: feedback rows, kept out of the drift counters."""
         assert self._queue is not None, "require_model() is called first"
-        return await self._queue.submit(rows, outputs)
+        return await self._queue.submit(rows, outputs, observed=observed)

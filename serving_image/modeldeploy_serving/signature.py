@@ -57,6 +57,8 @@ class ModelSignature:
     frame: bool = False
     # What computes predictions: RUNTIME_SKLEARN or RUNTIME_ONNX.
     runtime: str = RUNTIME_SKLEARN
+    # What feedback scores (accuracy or absolute error); None: neither, feedback is refused.
+    task: Literal["classification", "regression"] | None = None
 
     @property
     def default_output(self) -> str:

@@ -51,6 +51,8 @@ from tests.serving.process import ServerProcess, server_env
 
 # The monitor's contract defaults are for production; tests want verdicts within a second.
 FAST_MONITOR_FLAGS: Mapping[str, str] = {"scrape-interval-seconds": "0.2"}
+# The init containers that download an object-store artifact, run before the server.
+_FETCHERS = (names.CONTAINER_FETCHER, names.CONTAINER_VALIDATION_FETCHER)
 STOP_GRACE_S = 0.3  # a retired pod leaves the routing at once; its processes stop after this
 
 Handler = Callable[[str, dict[str, Any], float], None]
@@ -230,6 +232,7 @@ class PodProcesses:
         kubeconfig: Callable[[dict[str, Any]], Path],
         monitor_flags: Mapping[str, str],
         lookup: DataLookup = _no_lookup,
+        not_ready: Callable[[dict[str, Any]], None] = lambda _: None,
         server_overrides: Mapping[str, str] | None = None,
     ) -> None:
         meta = pod["metadata"]
@@ -239,7 +242,7 @@ class PodProcesses:
         # container says. Both take their configuration from their container's env.
         assert container(pod, names.CONTAINER_SERVER)["command"] == [names.COMMAND_SERVER]
         self.server_env = {**container_env(pod, names.CONTAINER_SERVER), **(server_overrides or {})}
-        self.lookup = lookup
+        self.lookup, self.not_ready = lookup, not_ready
         self.monitor_env = container_env(pod, names.CONTAINER_MONITOR)
         monitor = container(pod, names.CONTAINER_MONITOR)
         self.monitor_command = [*monitor["command"], *monitor.get("args", [])]
@@ -257,39 +260,66 @@ class PodProcesses:
 
     def _start(self) -> None:
         try:
-            if any(
-                c["name"] == names.CONTAINER_FETCHER for c in self.pod["spec"]["initContainers"]
-            ):
-                self._fetch()
+            for init in self.pod["spec"]["initContainers"]:
+                if init["name"] in _FETCHERS:
+                    self._fetch(init["name"])
             self.server = ServerProcess(None, name=self.model, env=self.server_env)
             metrics_url = f"http://127.0.0.1:{self.server.port}{names.PATH_METRICS}"
             self._start_monitor(metrics_url)
-            self.server.wait_ready()
-            self.ready.set()
+            if self._wait_ready(self.server):
+                self.ready.set()
         except PodGone:
             pass  # its DELETED event stops the server
         except Exception as err:  # reported by PodRuntime.errors
             self.error = f"{self.name}: {err}"
 
-    def _fetch(self) -> None:
-        """The fetcher init container, run to completion before the others start. Its
+    def _wait_ready(self, server: ServerProcess, timeout: float = 60) -> bool:
+        """True once the server is ready; False if the pod leaves first. A server that stays
+        live and never ready because its load failed (a missed validation gate, say) is no
+        error: the pod is marked not ready, as the kubelet's readiness probe would, and the
+        operator takes it from there."""
+        deadline = time.monotonic() + timeout
+        marked = False
+        while not self.retired.is_set():
+            try:
+                server.wait_ready(timeout=1)
+                return True
+            except RuntimeError:
+                if server.process.poll() is not None:
+                    raise
+            if not marked and _load_failed(server):
+                self.not_ready(self.pod)
+                marked = True
+            elif not marked and time.monotonic() > deadline:
+                raise RuntimeError("server never became ready:\n" + server.log_text)
+        return False
+
+    def _fetch(self, name: str) -> None:
+        """A fetcher init container, run to completion before the others start. Its
         emptyDir is a local directory; its store is on this machine's loopback, which a pod's
         fetcher refuses, so that one flag is overridden (as the server's port is)."""
-        fetcher = container(self.pod, names.CONTAINER_FETCHER)
-        target = self.workdir / self.name / "fetched" / f"model.{self.server_env[names.ENV_FORMAT]}"
+        fetcher = container(self.pod, name)
+        file_name, server_var = {
+            names.CONTAINER_FETCHER: (
+                f"model.{self.server_env[names.ENV_FORMAT]}",
+                names.ENV_MODEL_URI,
+            ),
+            names.CONTAINER_VALIDATION_FETCHER: ("validation-data", names.ENV_VALIDATION_URI),
+        }[name]
+        target = self.workdir / self.name / "fetched" / file_name
         args = [a for a in fetcher["args"] if not a.startswith(("--fetch-to", "--no-allow-loop"))]
-        termination = self.workdir / f"{self.name}.fetcher.termination-log"
+        termination = self.workdir / f"{self.name}.{name}.termination-log"
         program, *rest = fetcher["command"]
         command = [str(Path(sys.executable).parent / program), *rest, *args]
         command += [f"--fetch-to={target}", "--allow-loopback-downloads"]
         command += [f"--termination-log={termination}"]
-        env = server_env(container_env(self.pod, names.CONTAINER_FETCHER, self.lookup))
-        with (self.workdir / f"{self.name}.fetcher.log").open("ab") as log:
+        env = server_env(container_env(self.pod, name, self.lookup))
+        with (self.workdir / f"{self.name}.{name}.log").open("ab") as log:
             done = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         if done.returncode:
             said = termination.read_text() if termination.exists() else ""
-            raise RuntimeError(f"fetcher exited {done.returncode}: {said.strip()}")
-        self.server_env[names.ENV_MODEL_URI] = target.as_uri()
+            raise RuntimeError(f"{name} exited {done.returncode}: {said.strip()}")
+        self.server_env[server_var] = target.as_uri()
 
     def _start_monitor(self, metrics_url: str) -> None:
         overrides = {
@@ -334,6 +364,13 @@ class PodProcesses:
             except subprocess.TimeoutExpired:
                 self.monitor.kill()
                 self.monitor.wait()
+
+
+def _load_failed(server: ServerProcess) -> bool:
+    """The server's readiness answer names a load failure (it stays live, never ready)."""
+    reply = server.request("GET", "/v2/health/ready")
+    cause = reply.json().get("cause") if reply.status == 503 else None
+    return cause not in (None, names.REASON_MODEL_LOADING)
 
 
 # --- the process kubelet ----------------------------------------------------------------------
@@ -414,6 +451,7 @@ class PodRuntime:
                     self._sidecar_kubeconfig,
                     self.monitor_flags,
                     self._data,
+                    self._not_ready,
                     self.server_overrides,
                 )
             elif not running and known is not None:
@@ -423,6 +461,19 @@ class PodRuntime:
                 timer = threading.Timer(STOP_GRACE_S, known.stop)
                 timer.daemon = True
                 timer.start()
+
+    def _not_ready(self, pod: dict[str, Any]) -> None:
+        """What the kubelet writes when the readiness probe fails (KWOK set Ready at start)."""
+        conditions = [
+            {"type": kind, "status": "False", "reason": "ContainersNotReady"}
+            for kind in ("Ready", "ContainersReady")
+        ]
+        self.cluster.kubectl(
+            "patch", "pod", pod["metadata"]["name"], "-n", self.namespace,
+            "--subresource=status", "--type=strategic",
+            "-p", json.dumps({"status": {"conditions": conditions}}),
+            check=False,  # a pod already gone needs no patch
+        )  # fmt: skip
 
     def _data(self, kind: str, name: str) -> dict[str, str]:
         """A Secret's or ConfigMap's data as text (what the kubelet puts into env)."""
@@ -520,13 +571,14 @@ def bad_body(i: int) -> bytes:
     return BAD_BODIES[i % len(BAD_BODIES)]
 
 
-def infer(endpoint: Endpoint, body: bytes, timeout: float = 10) -> int:
-    """POST one v2 infer request on a fresh connection; the HTTP status, or 0 without one."""
+def infer(endpoint: Endpoint, body: bytes, timeout: float = 10, route: str = "infer") -> int:
+    """POST one v2 request (`route`: infer, or feedback) on a fresh connection; the HTTP
+    status, or 0 without one."""
     connection = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=timeout)
     try:
         connection.request(
             "POST",
-            f"/v2/models/{endpoint.model}/infer",
+            f"/v2/models/{endpoint.model}/{route}",
             body=body,
             headers={"Content-Type": "application/json"},
         )
@@ -555,8 +607,9 @@ class LoadGenerator:
         max_seconds: float = 120.0,
         max_requests: int = 5000,
         body: Callable[[int], bytes] = good_body,
+        route: str = "infer",
     ) -> None:
-        self.targets, self.rate, self.body = targets, rate, body
+        self.targets, self.rate, self.body, self.route = targets, rate, body, route
         self.max_seconds, self.max_requests = max_seconds, max_requests
         self.results: list[Result] = []
         self._lock = threading.Lock()
@@ -600,7 +653,7 @@ class LoadGenerator:
                 continue  # nothing to route to yet: this slot is skipped
             target = targets[number % len(targets)]
             sent = time.monotonic()
-            status = infer(target, self.body(number))
+            status = infer(target, self.body(number), route=self.route)
             result = Result(sent, time.monotonic(), target.pod, target.revision, status)
             with self._lock:
                 self.results.append(result)

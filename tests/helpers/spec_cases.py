@@ -59,6 +59,11 @@ def _model(**fields: Any) -> Callable[[dict[str, Any]], None]:
     return lambda m: m["spec"]["model"].update(fields)
 
 
+def _validation(**fields: Any) -> Callable[[dict[str, Any]], None]:
+    gate = {"uri": "https://data.example.com/v.csv", "sha256": SHA, "metric": "f1"}
+    return _spec(analysis={"validation": {**gate, "threshold": 0.8, **fields}})
+
+
 def _drop_model_field(name: str) -> Callable[[dict[str, Any]], None]:
     return lambda m: m["spec"]["model"].pop(name)
 
@@ -376,6 +381,27 @@ INVALID: list[Invalid] = [
         True,
     ),
     Invalid(
+        "min-accuracy-above-one",
+        _spec(analysis={"thresholds": {"minAccuracy": 1.5}}),
+        "spec.analysis.thresholds.minAccuracy",
+        "less than or equal to 1",
+        True,
+    ),
+    Invalid(
+        "max-mae-negative",
+        _spec(analysis={"thresholds": {"maxMAE": -1}}),
+        "spec.analysis.thresholds.maxMAE",
+        "greater than or equal to 0",
+        True,
+    ),
+    Invalid(
+        "feedback-window-too-long",
+        _spec(analysis={"feedbackWindow": "7h"}),
+        "spec.analysis.feedbackWindow",
+        "must be between 5s and 6h",
+        True,
+    ),
+    Invalid(
         "window-negative",
         _spec(analysis={"window": "-30s"}),
         "spec.analysis.window",
@@ -414,6 +440,64 @@ INVALID: list[Invalid] = [
         _spec(analysis={"minRequests": 0}),
         "spec.analysis.minRequests",
         "greater than or equal to 1",
+        True,
+    ),
+    Invalid(
+        "validation-accuracy-above-1",
+        _validation(metric="accuracy", threshold=1.5),
+        "spec.analysis.validation.threshold",
+        "out of range for the metric",
+        True,
+    ),
+    Invalid(
+        "validation-mae-negative",
+        _validation(metric="mae", threshold=-0.1),
+        "spec.analysis.validation.threshold",
+        "out of range for the metric",
+        True,
+    ),
+    Invalid(
+        "validation-metric-unknown",
+        _validation(metric="auc"),
+        "spec.analysis.validation.metric",
+        "Unsupported value",
+    ),
+    Invalid(
+        "validation-sha256-short",
+        _validation(sha256=SHA[:10]),
+        "spec.analysis.validation.sha256",
+        "should match",
+    ),
+    # The model's URI rules, reused: one case per kind is enough here.
+    Invalid(
+        "validation-uri-scheme",
+        _validation(uri="ftp://data.example.com/v.csv"),
+        "spec.analysis.validation.uri",
+        "must start with one of the allowed schemes",
+        True,
+    ),
+    Invalid(
+        "validation-uri-metadata",
+        _validation(uri="http://169.254.169.254/v.csv"),
+        "spec.analysis.validation.uri",
+        "loopback, link-local or cloud metadata",
+        True,
+    ),
+    # The shared URI rules admit mlflow:// for the model; a dataset is never resolved.
+    Invalid(
+        "validation-uri-mlflow",
+        _validation(uri="mlflow://holdout/3"),
+        "spec.analysis.validation.uri",
+        "must not be an mlflow:// URI",
+        True,
+    ),
+    # An object-store dataset is fetched with the model's fetcher credentials: only beside an
+    # object-store model.
+    Invalid(
+        "validation-uri-store-beside-https-model",
+        _validation(uri="s3://holdout-data/iris/v.csv"),
+        "spec.analysis.validation.uri",
+        "may name an object store (s3://, gs://, azure://) only when spec.model.uri does",
         True,
     ),
     # --- rollback ---

@@ -25,7 +25,9 @@ from modeldeploy import names
 from modeldeploy_serving.profile import build_profile
 from tests.helpers.operator_proc import OperatorProcess
 from tests.helpers.pod_runtime import LoadGenerator, PodRuntime, v2_body
+from tests.integration.test_cli import cli
 from tests.integration.test_rollback_e2e import (
+    MD,
     apply,
     condition,
     history,
@@ -66,6 +68,11 @@ def profiled(
     return saved, {"uri": path.resolve().as_uri(), "sha256": hashlib.sha256(raw).hexdigest()}
 
 
+def stable_runtime(md: dict[str, Any]) -> str | None:
+    runtime = (md["status"].get("stable") or {}).get("runtime")
+    return str(runtime) if runtime else None
+
+
 def drift_spec(
     saved: SavedModel, version: str, profile: dict[str, str], **thresholds: float
 ) -> dict[str, Any]:
@@ -99,6 +106,14 @@ def test_feature_and_prediction_drift_roll_back_a_good_model_is_promoted(
         apply(cluster, ns, drift_spec(r1, "1", r1_profile, **both))
         wait_phase(cluster, ns, names.PHASE_STABLE)
         wait_proven(cluster, ns, 1)  # within both drift thresholds on real traffic
+        # The compiled runtime serves it, and status says so (from the pods' ModelReady).
+        wait_md(cluster, ns, "r1's runtime in status", lambda md: stable_runtime(md) == "onnx", 60)
+        # What a person reads: each serving pod's figures, the drift scores among them.
+        shown = cli(cluster, "status", MD, "-n", ns)
+        assert shown.returncode == 0, shown.stderr
+        [health] = [line for line in shown.stdout.splitlines() if line.startswith("  r1 stable")]
+        assert "Healthy: " in health and "predictionDrift PSI " in health, health
+        assert "featureDrift '" in health and f"<= {THRESHOLD:g}" in health, health
 
         # Prediction drift unset: the far model's answers on these inputs may skew as well,
         # and this revision is about its inputs.

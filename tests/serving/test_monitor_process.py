@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from modeldeploy import names
+from modeldeploy.analysis import model_runtime
 from modeldeploy.names import (
     API_VERSION,
     KIND,
@@ -351,6 +353,19 @@ def _model_ready(api: FakeApi, server: ServerProcess, tmp_path: Path, kubeconfig
         wait_until(lambda: _scrapes(monitor, "ok") >= seen + 5, timeout=30, what="5 more scrapes")
         assert api.conditions(POD_COND_MODEL_READY) == written, "written once, not per scrape"
         return written
+
+
+def test_a_loaded_model_names_its_runtime_in_model_ready(
+    tmp_path: Path, launch: Callable[..., ServerProcess], fake_api: FakeApi, kubeconfig: Path
+) -> None:
+    """The operator shows each revision's runtime in status from this message."""
+    saved = models.train_classifier(tmp_path)
+    server = launch(saved).wait_ready()
+    runtime = server.request("GET", "/v2/health/ready").json()["runtime"]
+    assert runtime in names.RUNTIMES
+    (condition,) = _model_ready(fake_api, server, tmp_path, kubeconfig)
+    assert (condition["status"], condition["reason"]) == ("True", names.REASON_MODEL_LOADED)
+    assert model_runtime(condition) == runtime
 
 
 def test_a_wrong_sha256_is_written_as_model_ready_false(

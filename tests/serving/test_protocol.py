@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from modeldeploy import names
 from tests.serving.models import SavedModel, sample_rows, save
 from tests.serving.process import ServerProcess
 
@@ -31,7 +32,9 @@ def test_health_endpoints_report_live_and_ready(served: tuple[SavedModel, Server
     _, server = served
     live = server.request("GET", "/v2/health/live")
     assert (live.status, live.json()) == (200, {"live": True})
-    assert server.request("GET", "/v2/health/ready").json() == {"ready": True}
+    ready = server.request("GET", "/v2/health/ready").json()
+    assert ready == {"ready": True, "runtime": ready.get("runtime")}
+    assert ready["runtime"] in names.RUNTIMES
     reply = server.request("GET", f"/v2/models/{server.name}/ready")
     assert (reply.status, reply.json()) == (200, {"name": server.name, "ready": True})
 

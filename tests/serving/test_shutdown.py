@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -11,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.serving.models import SavedModel
-from tests.serving.process import ServerProcess
+from tests.serving.process import SERVER, ServerProcess
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -134,6 +135,58 @@ def test_keep_alive_clients_are_told_to_reconnect_while_draining(
     assert all(status == 200 for status, _ in after), after
     assert all(header == "close" for _, header in after), after
     assert server.process.wait(timeout=30) == 0
+
+
+def test_the_pre_stop_hook_starts_the_drain_before_sigterm(
+    trained: dict[str, SavedModel], launch: Callable[..., ServerProcess]
+) -> None:
+    """The kubelet runs `modeldeploy-prestop` when the pod is deleted and sends SIGTERM only after
+    it returns. From the hook on, kept-alive clients are told to reconnect, so a rolled-back
+    canary stops answering them at once, not after the pause; the server keeps serving until
+    SIGTERM and readiness is false meanwhile."""
+    server = launch(trained["classifier-joblib"]).wait_ready()
+    base = f"http://127.0.0.1:{server.port}"
+    hook = [str(SERVER.parent / "modeldeploy-prestop"), "1", str(server.process.pid)]
+
+    async def scenario() -> tuple[list[tuple[int, str]], int]:
+        async with aiohttp.ClientSession(base) as session:
+
+            async def answer() -> tuple[int, str]:
+                async with session.post("/v1/models/model:predict", json=BODY) as response:
+                    await response.read()
+                    return response.status, response.headers.get("Connection", "").lower()
+
+            before = await asyncio.gather(*(answer() for _ in range(4)))
+            assert all(header != "close" for _, header in before), before
+            paused = await asyncio.create_subprocess_exec(*hook)
+            # Polls another process's state: there is no event to wait on.
+            deadline = time.monotonic() + 10
+            while server.request("GET", "/v2/health/ready").status == 200:
+                assert time.monotonic() < deadline, "the hook never started the drain"
+                await asyncio.sleep(0.02)
+            during = await asyncio.gather(*(answer() for _ in range(8)))
+            return during, await paused.wait()
+
+    during, hook_exit = asyncio.run(scenario())
+    assert hook_exit == 0
+    assert during == [(200, "close")] * 8
+    assert server.process.poll() is None, "the hook must not stop the server"
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=30) == 0
+
+
+def test_the_pre_stop_hook_never_signals_a_process_that_is_not_the_server() -> None:
+    """SIGUSR1 would kill a shell that a custom image runs as PID 1: the hook only pauses."""
+    bystander = subprocess.Popen(["sleep", "30"])
+    try:
+        hook = [str(SERVER.parent / "modeldeploy-prestop"), "0", str(bystander.pid)]
+        done = subprocess.run(hook, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0
+        assert "is not modeldeploy-server" in done.stderr
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
 
 
 def test_a_long_lived_connection_ends_after_its_request_budget(

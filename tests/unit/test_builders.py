@@ -302,8 +302,10 @@ def test_graceful_termination() -> None:
     deployment = _deployment()
     pod = deployment["spec"]["template"]["spec"]
     server = _containers(pod)[names.CONTAINER_SERVER]
-    pause = server["lifecycle"]["preStop"]["sleep"]["seconds"]
-    assert 0 < pause < pod["terminationGracePeriodSeconds"]
+    # The hook starts the server's drain, then pauses (prestop.py).
+    command, pause = server["lifecycle"]["preStop"]["exec"]["command"]
+    assert command == names.COMMAND_PRESTOP
+    assert 0 < int(pause) < pod["terminationGracePeriodSeconds"]
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     assert "readinessGates" not in pod
 

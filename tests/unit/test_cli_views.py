@@ -21,14 +21,16 @@ def pod(
     verdict: str | None = "True",
     reason: str = "WithinThresholds",
     restarts: int = 0,
+    message: str = "",
     **extra: Any,
 ) -> dict[str, Any]:
     conditions = [{"type": "Ready", "status": "True" if ready else "False",
                    "reason": "" if ready else "ContainersNotReady"}]  # fmt: skip
     if verdict is not None:
         conditions.append(
-            {"type": names.POD_COND_METRICS_HEALTHY, "status": verdict, "reason": reason}
-        )
+            {"type": names.POD_COND_METRICS_HEALTHY, "status": verdict, "reason": reason,
+             "message": message}
+        )  # fmt: skip
     return {
         "metadata": {"name": name, "labels": {names.LABEL_REVISION: str(revision)},
                      "creationTimestamp": "2026-01-02T11:00:00Z"},
@@ -115,6 +117,49 @@ def test_tree_shows_revisions_deployments_and_pods() -> None:
         "  restarts 0  1h"
     )
     assert lines[9] == "   └─ pod iris-r4-b  Breaching  ready  restarts 0  1h"
+
+
+HEALTHY = "errorRate 0 <= 0.01, predictionDrift PSI 0.01 <= 0.2 over 30s (90 requests)"
+DRIFTED = "predictionDrift PSI 0.6 > 0.2 over 30s (40 rows)"
+
+
+def test_tree_shows_each_pods_figures_under_it() -> None:
+    pods = [
+        pod("iris-r3-a", 3, message=HEALTHY),
+        pod("iris-r3-b", 3, message=HEALTHY),
+        pod("iris-r4-a", 4, verdict="False", reason="PredictionDrift", message=DRIFTED),
+    ]
+    lines = cli_views.tree_lines(
+        progressing(), [deployment(3, 2, 2), deployment(4, 1, 1)], pods, NOW
+    )
+    assert lines[4:7] == [
+        "   ├─ pod iris-r3-a  Healthy  ready  restarts 0  1h",
+        f"   │    {HEALTHY}",
+        "   └─ pod iris-r3-b  Healthy  ready  restarts 0  1h",
+    ]
+    assert lines[-2:] == [
+        "   └─ pod iris-r4-a  Breaching (PredictionDrift)  ready  restarts 0  1h",
+        f"        {DRIFTED}",
+    ]
+
+
+def test_status_health_names_each_serving_pod_with_its_figures() -> None:
+    pods = [
+        pod("iris-r3-a", 3, message=HEALTHY),
+        pod("iris-r4-a", 4, verdict="False", reason="PredictionDrift", message=DRIFTED),
+        pod("iris-r1-a", 1, message=HEALTHY),  # not in status: not serving
+        pod("iris-r4-b", 4, verdict=None),
+    ]
+    assert cli_views.health_lines(progressing(), pods) == [
+        "",
+        "Health (each pod's sidecar, over its last window):",
+        f"  r4 canary  iris-r4-a  Breaching (PredictionDrift): {DRIFTED}",
+        "  r4 canary  iris-r4-b  -",
+        f"  r3 stable  iris-r3-a  Healthy: {HEALTHY}",
+    ]
+    coloured = cli_views.health_lines(progressing(), pods, color=True)
+    assert "\x1b[31mBreaching (PredictionDrift)" in coloured[2]
+    assert cli_views.health_lines(progressing(), []) == []
 
 
 def test_tree_lists_cold_revisions_and_colours_only_trouble() -> None:

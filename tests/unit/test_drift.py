@@ -151,6 +151,24 @@ def test_window_counts_only_the_increase_and_reference_passes() -> None:
     assert judge(first, second)[0] == REASON_WITHIN_THRESHOLDS
 
 
+def test_a_healthy_verdict_shows_the_drift_scores() -> None:
+    """What `kubectl modeldeploy status` shows for a healthy pod: both scores, with their
+    thresholds when set, beside the error rate."""
+    first = parse_sample(exposition([100] * 4, [200, 200, 0], 40), 0)
+    second = parse_sample(exposition([150, 150, 150, 170], [310, 290, 0], 80), 10)
+    prediction = drift_score([110, 90, 0], [0.5, 0.5, 0.0])
+    feature = drift_score([50, 50, 50, 70], [0.25] * 4)
+    assert judge(first, second)[1] == (
+        f"predictionDrift PSI {prediction:.4g} <= 0.25, featureDrift 'a' PSI {feature:.4g} "
+        "<= 0.25 over 30s (40 requests)"
+    )
+    unset = judge(first, second, Thresholds(max_error_rate=0.01))[1]
+    assert unset == (
+        f"errorRate 0 <= 0.01, predictionDrift PSI {prediction:.4g}, "
+        f"featureDrift 'a' PSI {feature:.4g} over 30s (40 requests)"
+    )
+
+
 def test_feature_drift_names_the_feature_score_and_rows() -> None:
     first = parse_sample(exposition([0] * 4, [0, 0, 0], 0), 0)
     second = parse_sample(exposition([0, 0, 0, 200], [100, 100, 0], 40), 10)

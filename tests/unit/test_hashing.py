@@ -58,6 +58,8 @@ def test_hash_is_short_hex_and_stable() -> None:
         {"analysis.thresholds": {"latencyP99Ms": 300}},
         {"analysis.thresholds": {"featureDrift": 0.25}},
         {"analysis.thresholds": {"predictionDrift": 0.25}},
+        {"analysis.thresholds": {"minAccuracy": 0.8}},
+        {"analysis.thresholds": {"maxMAE": 2.5}},
         {"model.profile": {"uri": "https://models.example.com/p.json", "sha256": "c" * 64}},
     ],
     ids=lambda c: next(iter(c)),
@@ -84,11 +86,21 @@ def test_what_runs_in_the_pod_makes_a_new_revision(changes: dict[str, Any]) -> N
         },  # the default, written out
         {"serving.port": 8080},
         {"model.format": "joblib"},
+        # Without a feedback threshold the sidecar is not told them: nothing in the pod changes.
+        {"analysis.feedbackWindow": "1h"},
+        {"analysis.minFeedback": 500},
     ],
     ids=lambda c: next(iter(c)),
 )
 def test_how_revisions_are_scheduled_does_not(changes: dict[str, Any]) -> None:
     assert _hash(changes) == BASE
+
+
+def test_the_feedback_window_and_minimum_count_once_a_feedback_threshold_uses_them() -> None:
+    judged = {"analysis.thresholds": {"minAccuracy": 0.8}}
+    assert _hash({**judged, "analysis.feedbackWindow": "1h"}) != _hash(judged)
+    assert _hash({**judged, "analysis.minFeedback": 500}) != _hash(judged)
+    assert _hash({**judged, "analysis.feedbackWindow": "300s"}) == _hash(judged)  # the default
 
 
 def test_the_operators_default_image_counts_only_when_the_spec_has_none() -> None:

@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from modeldeploy import names
+from modeldeploy.analysis import model_runtime
 from modeldeploy_serving import errors, service
 from modeldeploy_serving.monitor.readiness import (
     REASON_NOT_READY,
@@ -38,6 +39,28 @@ SHA = "model failed to load: Sha256Mismatch: expected 00..., got ab..."
 def test_parse_ready(body: object, expected: tuple[Status, str] | None) -> None:
     parsed = parse_ready(orjson.dumps(body))
     assert (parsed.key if parsed else None) == expected
+
+
+LOADED = "model verified, loaded and warmed up"
+
+
+@pytest.mark.parametrize(
+    ("runtime", "message", "read_back"),
+    [
+        ("onnx", f"{LOADED}; runtime onnx", "onnx"),
+        ("sklearn", f"{LOADED}; runtime sklearn", "sklearn"),
+        ("evil; runtime onnx", LOADED, None),  # only known runtimes are written
+        (None, LOADED, None),  # an older server
+    ],
+)
+def test_model_ready_names_the_runtime_the_operator_reads(
+    runtime: str | None, message: str, read_back: str | None
+) -> None:
+    body = {"ready": True} if runtime is None else {"ready": True, "runtime": runtime}
+    parsed = parse_ready(orjson.dumps(body))
+    assert parsed is not None and parsed.message == message
+    assert model_runtime({"status": "True", "message": parsed.message}) == read_back
+    assert model_runtime({"status": "False", "message": parsed.message}) is None
 
 
 def test_not_json_writes_nothing() -> None:

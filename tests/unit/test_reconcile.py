@@ -143,6 +143,30 @@ def test_ready_pods_make_the_first_revision_stable_and_a_second_plan_writes_noth
     assert again.status is None and not again.events  # idempotent: nothing to write
 
 
+def loaded(pod_body: dict[str, Any], runtime: str) -> dict[str, Any]:
+    """The pod after its sidecar wrote ModelReady=True naming the runtime."""
+    condition = {
+        "type": names.POD_COND_MODEL_READY,
+        "status": "True",
+        "reason": names.REASON_MODEL_LOADED,
+        "message": f"model verified, loaded and warmed up{names.MODEL_RUNTIME_MARK}{runtime}",
+    }
+    pod_body["status"]["conditions"].append(condition)
+    return pod_body
+
+
+def test_status_shows_the_runtime_each_revisions_ready_pods_report() -> None:
+    md = stored_after(body(), run(body()))
+    pods = [loaded(pod(1, 0), "onnx"), loaded(pod(1, 1), "onnx")]
+    result = run(md, deployments=[deployment(1, 2)], pods=pods, hpas=[{}])
+    assert result.status is not None and result.status["stable"]["runtime"] == "onnx"
+    pods[1] = loaded(pod(1, 1), "sklearn")  # conversion failed on one pod only
+    again = run(stored_after(md, result), deployments=[deployment(1, 2)], pods=pods, hpas=[{}])
+    assert again.status is not None and again.status["stable"]["runtime"] == "mixed"
+    unknown = run(md, deployments=[deployment(1, 2)], pods=[pod(1, 0)], hpas=[{}])
+    assert unknown.status is not None and "runtime" not in unknown.status["stable"]
+
+
 def test_a_new_model_version_starts_a_canary_sized_from_the_weight() -> None:
     md = stored_after(body(), run(body()))
     observed = {"deployments": [deployment(1, 4)], "pods": [pod(1, i) for i in range(4)]}

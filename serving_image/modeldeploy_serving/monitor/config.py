@@ -29,6 +29,8 @@ class Config:
     deployment_uid: str
     window_seconds: float
     min_requests: int
+    feedback_window_seconds: float
+    min_feedback: int
     on_no_data: OnNoData
     thresholds: Thresholds
     scrape_interval_seconds: float
@@ -58,12 +60,16 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
         deployment_uid=args.deployment_uid,
         window_seconds=args.window_seconds,
         min_requests=args.min_requests,
+        feedback_window_seconds=args.feedback_window_seconds,
+        min_feedback=args.min_feedback,
         on_no_data=OnNoData(args.on_no_data),
         thresholds=Thresholds(
             max_error_rate=args.max_error_rate,
             max_latency_p99_ms=args.max_latency_p99_ms,
             max_prediction_drift=args.max_prediction_drift,
             max_feature_drift=args.max_feature_drift,
+            min_accuracy=args.min_accuracy,
+            max_mae=args.max_mae,
         ),
         scrape_interval_seconds=args.scrape_interval_seconds,
         refresh_seconds=args.refresh_seconds,
@@ -102,6 +108,10 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--max-latency-p99-ms", "p99 latency threshold", type=_positive, default=None)
     add("--max-prediction-drift", "PSI of the predictions", type=_positive, default=None)
     add("--max-feature-drift", "PSI of the worst input column", type=_positive, default=None)
+    add("--min-accuracy", "accuracy of labelled feedback, 0..1", type=_fraction, default=None)
+    add("--max-mae", "mean absolute error of labelled feedback", type=_non_negative, default=None)
+    add("--feedback-window-seconds", "window of the feedback rules", type=_positive, default=300.0)
+    add("--min-feedback", "fewer feedback rows: no feedback verdict", type=_count, default=50)
     add("--scrape-interval-seconds", "scrape period", type=_positive, default=2.0)
     add("--refresh-seconds", "rewrite an unchanged verdict this often", type=_positive, default=60)
     add("--host", "address for /healthz and /metrics", default="0.0.0.0")
@@ -125,6 +135,7 @@ def _number(check: Callable[[float], bool], what: str, kind: type = float) -> Ca
 
 
 _positive = _number(lambda v: v > 0, "a positive number")
+_non_negative = _number(lambda v: v >= 0, "a number >= 0")
 _fraction = _number(lambda v: 0 <= v <= 1, "a fraction between 0 and 1")
 _count = _number(lambda v: v >= 0, "a whole number >= 0", int)
 _port = _number(lambda v: 0 <= v <= 65535, "a port number", int)

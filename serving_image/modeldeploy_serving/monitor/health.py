@@ -17,7 +17,7 @@ from prometheus_client import (
 
 from modeldeploy.names import PATH_METRICS, PATH_MONITOR_HEALTH
 from modeldeploy_serving.metric_names import PREFIX
-from modeldeploy_serving.monitor.verdict import Status, Verdict, drift_scores
+from modeldeploy_serving.monitor.verdict import FeedbackEvidence, Status, Verdict, drift_scores
 from modeldeploy_serving.monitor.window import WindowStats
 
 MONITOR_PREFIX: Final = f"{PREFIX}_monitor"
@@ -29,6 +29,10 @@ WINDOW_ERROR_RATE: Final = f"{MONITOR_PREFIX}_window_error_rate"
 WINDOW_P99: Final = f"{MONITOR_PREFIX}_window_latency_p99_seconds"
 # Gauge, label feature (the prediction under drift.PREDICTION): PSI against the profile.
 WINDOW_DRIFT: Final = f"{MONITOR_PREFIX}_window_drift_psi"
+# Gauges over the feedback window: labelled rows scored, their accuracy and MAE (NaN: none).
+FEEDBACK_ROWS: Final = f"{MONITOR_PREFIX}_feedback_window_rows"
+FEEDBACK_ACCURACY: Final = f"{MONITOR_PREFIX}_feedback_window_accuracy"
+FEEDBACK_MAE: Final = f"{MONITOR_PREFIX}_feedback_window_mae"
 
 
 class MonitorMetrics:
@@ -48,6 +52,15 @@ class MonitorMetrics:
         self.drift = Gauge(
             WINDOW_DRIFT, "PSI against the reference profile, last window", ["feature"], registry=r
         )
+        self.feedback_rows = Gauge(
+            FEEDBACK_ROWS, "Labelled feedback rows, feedback window", registry=r
+        )
+        self.accuracy = Gauge(
+            FEEDBACK_ACCURACY, "Accuracy of feedback rows, feedback window (NaN: none)", registry=r
+        )
+        self.mae = Gauge(
+            FEEDBACK_MAE, "MAE of feedback rows, feedback window (NaN: none)", registry=r
+        )
         for result in ("ok", "error"):
             self.scrapes.labels(result)
         for status in Status:
@@ -59,7 +72,12 @@ class MonitorMetrics:
     def reported(self, kind: str, ok: bool) -> None:
         self.reports.labels(kind, "ok" if ok else "error").inc()
 
-    def judged(self, stats: WindowStats | None, verdict: Verdict) -> None:
+    def judged(
+        self,
+        stats: WindowStats | None,
+        verdict: Verdict,
+        feedback: FeedbackEvidence | None = None,
+    ) -> None:
         for status in Status:
             self.verdict.labels(status.value).set(1 if status == verdict.status else 0)
         if stats is not None:
@@ -68,6 +86,11 @@ class MonitorMetrics:
             self.p99.set(_or_nan(stats.latency_p99_seconds))
             for name, (score, _) in drift_scores(stats).items():
                 self.drift.labels(name).set(score)
+        if feedback is not None:
+            c = feedback.counts
+            self.feedback_rows.set(c.classified + c.regressed)
+            self.accuracy.set(c.correct / c.classified if c.classified else math.nan)
+            self.mae.set(c.absolute_error / c.regressed if c.regressed else math.nan)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -29,8 +29,14 @@ from modeldeploy_serving.monitor.health import MonitorMetrics
 from modeldeploy_serving.monitor.parse import ParseError, parse_sample
 from modeldeploy_serving.monitor.ready_loop import ReadinessReporter
 from modeldeploy_serving.monitor.scrape import ScrapeError
-from modeldeploy_serving.monitor.verdict import Status, Verdict, evaluate, scrape_failed
-from modeldeploy_serving.monitor.window import Window
+from modeldeploy_serving.monitor.verdict import (
+    FeedbackEvidence,
+    Status,
+    Verdict,
+    evaluate,
+    scrape_failed,
+)
+from modeldeploy_serving.monitor.window import Window, feedback_only
 
 SCRAPE_FAILURES_BEFORE_UNKNOWN: Final = 3
 MAX_SCRAPE_BACKOFF: Final = 10.0  # seconds; also at most 8 scrape intervals
@@ -68,6 +74,9 @@ class Monitor:
         self.readiness = readiness  # writes ModelReady (why the server is not ready), if given
         self.clock, self.wall, self.token = clock, wall, token
         self.window = Window(config.window_seconds)
+        # Labels arrive late, so feedback has its own (longer) window; its samples keep only
+        # the feedback counters, so a long window costs a few floats per scrape.
+        self.feedback_window = Window(config.feedback_window_seconds)
         self.verdict: Verdict | None = None
         self.written: report.Written | None = None
         self.pending_events: list[dict[str, Any]] = []  # oldest first
@@ -108,12 +117,23 @@ class Monitor:
         if failures := self.scrape_backoff.succeeded():
             log.info("scraping %s again after %d failures", self.source.url, failures)
         self.window.add(sample)
+        self.feedback_window.add(feedback_only(sample))
         stats = self.window.stats()
         c = self.config
-        verdict = evaluate(stats, c.thresholds, c.min_requests, c.on_no_data, c.window_seconds)
-        self.metrics.judged(stats, verdict)
+        feedback = self._feedback_evidence()
+        verdict = evaluate(
+            stats, c.thresholds, c.min_requests, c.on_no_data, c.window_seconds, feedback
+        )
+        self.metrics.judged(stats, verdict, feedback)
         self._judge(verdict)
         return c.scrape_interval_seconds
+
+    def _feedback_evidence(self) -> FeedbackEvidence | None:
+        stats = self.feedback_window.stats()
+        if stats is None:
+            return None
+        c = self.config
+        return FeedbackEvidence(stats.feedback, c.feedback_window_seconds, c.min_feedback)
 
     def _scrape_failed(self, error: str, failures: int) -> None:
         if failures == 1:

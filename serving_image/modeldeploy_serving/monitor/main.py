@@ -18,7 +18,14 @@ from modeldeploy_serving.monitor.kube import ConfigError, KubeReporter
 from modeldeploy_serving.monitor.loop import Monitor, log
 from modeldeploy_serving.monitor.ready_loop import ReadinessReporter
 from modeldeploy_serving.monitor.scrape import Scraper
-from modeldeploy_serving.monitor.verdict import ERROR_RATE, LATENCY_P99_MS, Thresholds
+from modeldeploy_serving.monitor.verdict import (
+    ERROR_RATE,
+    FEATURE_DRIFT,
+    LATENCY_P99_MS,
+    MAX_MAE,
+    MIN_ACCURACY,
+    PREDICTION_DRIFT,
+)
 
 EXIT_CONFIG = 2
 
@@ -63,7 +70,7 @@ async def serve(config: Config, reporter: KubeReporter) -> None:
         config.window_seconds,
         config.min_requests,
         config.on_no_data.value,
-        describe(config.thresholds),
+        describe(config),
         ", ".join(str(addr) for addr in runner.addresses),
     )
     task = asyncio.create_task(monitor.run())
@@ -79,15 +86,25 @@ async def serve(config: Config, reporter: KubeReporter) -> None:
         await runner.cleanup()
 
 
-def describe(thresholds: Thresholds) -> str:
+def describe(config: Config) -> str:
+    t = config.thresholds
     limits = [
-        f"{name} <= {limit:g}"
-        for name, limit in (
-            (ERROR_RATE, thresholds.max_error_rate),
-            (LATENCY_P99_MS, thresholds.max_latency_p99_ms),
+        f"{name} {op} {limit:g}"
+        for name, op, limit in (
+            (ERROR_RATE, "<=", t.max_error_rate),
+            (LATENCY_P99_MS, "<=", t.max_latency_p99_ms),
+            (PREDICTION_DRIFT, "<=", t.max_prediction_drift),
+            (FEATURE_DRIFT, "<=", t.max_feature_drift),
+            (MIN_ACCURACY, ">=", t.min_accuracy),
+            (MAX_MAE, "<=", t.max_mae),
         )
         if limit is not None
     ]
+    if t.min_accuracy is not None or t.max_mae is not None:
+        limits.append(
+            f"over a feedback window of {config.feedback_window_seconds:g}s "
+            f"from minFeedback {config.min_feedback} rows"
+        )
     return ", ".join(limits) or "none"
 
 

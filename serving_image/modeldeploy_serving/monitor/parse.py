@@ -14,7 +14,7 @@ from typing import Final
 from prometheus_client.parser import text_string_to_metric_families
 
 from modeldeploy_serving import metric_names
-from modeldeploy_serving.monitor.window import Distributions, Sample
+from modeldeploy_serving.monitor.window import Distributions, Feedback, Sample
 
 CLIENT_ERROR_CLASS: Final = "4xx"  # status_class of requests rejected as the client's fault
 
@@ -24,6 +24,9 @@ _LATENCY_BUCKET: Final = f"{metric_names.REQUEST_LATENCY}_bucket"
 # Exported by prometheus-client's ProcessCollector: the surest sign the server restarted.
 _DRIFT_ROWS: Final = f"{metric_names.DRIFT_ROWS}_total"
 _BIN: Final = metric_names.LABEL_BIN
+_FEEDBACK_ROWS: Final = f"{metric_names.FEEDBACK_ROWS}_total"
+_FEEDBACK_CORRECT: Final = f"{metric_names.FEEDBACK_CORRECT}_total"
+_FEEDBACK_ERROR: Final = f"{metric_names.FEEDBACK_ABSOLUTE_ERROR}_total"
 _PROCESS_START: Final = "process_start_time_seconds"
 # Per-series creation times (absent when the server disables them): the fallback sign.
 _CREATED: Final = frozenset(
@@ -44,6 +47,7 @@ def parse_sample(text: str, t: float) -> Sample:
     process_start: float | None = None
     drift_rows: defaultdict[str, dict[int, float]] = defaultdict(dict)
     reference: defaultdict[str, dict[int, float]] = defaultdict(dict)
+    classified = correct = regressed = absolute_error = 0.0
     try:
         families = list(text_string_to_metric_families(text))
     except ValueError as exc:
@@ -68,6 +72,15 @@ def parse_sample(text: str, t: float) -> Sample:
                 drift_rows[labels[metric_names.LABEL_FEATURE]][int(labels[_BIN])] = value
             elif name == metric_names.DRIFT_REFERENCE:
                 reference[labels[metric_names.LABEL_FEATURE]][int(labels[_BIN])] = value
+            elif name == _FEEDBACK_ROWS:
+                if labels.get(metric_names.LABEL_TASK) == metric_names.TASK_REGRESSION:
+                    regressed += value
+                else:
+                    classified += value
+            elif name == _FEEDBACK_CORRECT:
+                correct += value
+            elif name == _FEEDBACK_ERROR:
+                absolute_error += value
     return Sample(
         t=t,
         drift=_distributions(drift_rows),
@@ -77,6 +90,7 @@ def parse_sample(text: str, t: float) -> Sample:
         client_errors=client_errors,
         buckets=tuple(sorted(buckets.items())),
         started=process_start if process_start is not None else min(created, default=None),
+        feedback=Feedback(classified, correct, regressed, absolute_error),
     )
 
 

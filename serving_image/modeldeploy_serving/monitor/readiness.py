@@ -22,7 +22,12 @@ from typing import Any, Final, TypeAlias
 
 import orjson
 
-from modeldeploy.names import POD_COND_MODEL_READY, REASON_MODEL_LOADED
+from modeldeploy.names import (
+    MODEL_RUNTIME_MARK,
+    POD_COND_MODEL_READY,
+    REASON_MODEL_LOADED,
+    RUNTIMES,
+)
 from modeldeploy_serving.monitor.report import timestamp
 from modeldeploy_serving.monitor.verdict import Status, Verdict
 
@@ -48,7 +53,9 @@ def parse_ready(body: bytes) -> ModelReadiness | None:
     if not isinstance(data, dict) or not isinstance(data.get("ready"), bool):
         return None
     if data["ready"]:
-        return ModelReadiness(Status.TRUE, REASON_MODEL_LOADED, LOADED_MESSAGE)
+        runtime = data.get("runtime")
+        shown = f"{MODEL_RUNTIME_MARK}{runtime}" if runtime in RUNTIMES else ""
+        return ModelReadiness(Status.TRUE, REASON_MODEL_LOADED, LOADED_MESSAGE + shown)
     cause = data.get("cause")
     if cause == CAUSE_DRAINING:
         return None

@@ -7,6 +7,12 @@ Status and reason (the condition the sidecar writes on its Pod):
 - ``False / PredictionDrift`` or ``FeatureDrift``: enough requests, the errors and latency hold,
   and the PSI of the predictions (or of the worst input column) against the reference profile
   is above its threshold; the message names the feature, the score and the rows counted.
+- ``False / AccuracyBelowThreshold`` or ``MAEAboveThreshold``: over the feedback window (its own,
+  longer: labels arrive late), at least ``min_feedback`` labelled rows were scored and their
+  accuracy (correct / rows) is below ``min_accuracy``, or their mean absolute error above
+  ``max_mae``. Checked after error rate and latency and before drift, and also when there are
+  fewer than ``min_requests`` requests: labelled rows are evidence of their own. Fewer than
+  ``min_feedback`` rows: this rule says nothing (no breach, and no reason to withhold True).
 - Fewer than ``min_requests`` requests (checked first: a few unlucky requests prove nothing), or
   no latency samples while a latency threshold is set, is no data. ``on_no_data`` decides the
   status, and it is never a silent pass: the reason stays ``InsufficientData`` and the message
@@ -22,15 +28,17 @@ from enum import StrEnum
 from typing import Final
 
 from modeldeploy.names import (
+    REASON_ACCURACY_BELOW_THRESHOLD,
     REASON_FEATURE_DRIFT,
     REASON_INSUFFICIENT_DATA,
+    REASON_MAE_ABOVE_THRESHOLD,
     REASON_METRIC_BREACH,
     REASON_PREDICTION_DRIFT,
     REASON_WITHIN_THRESHOLDS,
 )
 from modeldeploy_serving.drift import PREDICTION
 from modeldeploy_serving.monitor.psi import drift_score
-from modeldeploy_serving.monitor.window import WindowStats
+from modeldeploy_serving.monitor.window import Feedback, WindowStats
 
 # Not a metric verdict: the sidecar cannot see the model server. Operators treat it like any
 # Unknown (no evidence either way).
@@ -40,6 +48,8 @@ ERROR_RATE: Final = "errorRate"  # metric names as they appear in messages (the 
 LATENCY_P99_MS: Final = "latencyP99Ms"
 PREDICTION_DRIFT: Final = "predictionDrift"
 FEATURE_DRIFT: Final = "featureDrift"
+MIN_ACCURACY: Final = "minAccuracy"
+MAX_MAE: Final = "maxMAE"
 
 
 class Status(StrEnum):
@@ -64,6 +74,17 @@ class Thresholds:
     max_latency_p99_ms: float | None = None
     max_prediction_drift: float | None = None  # PSI of the predictions
     max_feature_drift: float | None = None  # PSI of the worst input column
+    min_accuracy: float | None = None  # correct / rows of labelled feedback, in [0, 1]
+    max_mae: float | None = None  # mean absolute error of labelled feedback
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackEvidence:
+    """Labelled feedback scored over the feedback window, and the rows it takes to judge."""
+
+    counts: Feedback  # increases over the feedback window
+    window_seconds: float
+    min_rows: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,28 +112,34 @@ def evaluate(
     min_requests: int,
     on_no_data: OnNoData,
     window_seconds: float,
+    feedback: FeedbackEvidence | None = None,
 ) -> Verdict:
     """The verdict for one window (``None``: nothing scraped yet)."""
     requests = stats.requests if stats else 0.0
     span = f"over {_num(window_seconds)}s"
     over = f"{span} ({_count(requests)})"
+    quality = None if feedback is None else feedback_breach(feedback, thresholds)
     if stats is None or requests < max(min_requests, 1):
         few = f"{_count(requests)} {span}, fewer than minRequests {min_requests}"
-        return _no_data(few, on_no_data)
+        return quality or _no_data(few, on_no_data)
     checks = _checks(stats, thresholds)
     breaches = [
         f"{name} {_num(value)} > {_num(limit)}" for name, value, limit in checks if value > limit
     ]
     if breaches:
         return Verdict(Status.FALSE, REASON_METRIC_BREACH, f"{'; '.join(breaches)} {over}")
+    if quality:
+        return quality
     if drifted := drift_breach(stats, thresholds, span):
         return drifted
     missing = _missing(stats, thresholds)
     if missing:
         return _no_data(f"no {' or '.join(missing)} samples {over}", on_no_data)
     within = [f"{name} {_num(value)} <= {_num(limit)}" for name, value, limit in checks]
+    within += drift_within(stats, thresholds)
     summary = ", ".join(within) if within else "no thresholds set"
-    return Verdict(Status.TRUE, REASON_WITHIN_THRESHOLDS, f"{summary} {over}")
+    labelled = "" if feedback is None else feedback_summary(feedback, thresholds)
+    return Verdict(Status.TRUE, REASON_WITHIN_THRESHOLDS, f"{summary} {over}{labelled}")
 
 
 def _checks(stats: WindowStats, thresholds: Thresholds) -> list[tuple[str, float, float]]:
@@ -136,6 +163,27 @@ def drift_scores(stats: WindowStats) -> dict[str, tuple[float, float]]:
     return scores
 
 
+def drift_within(stats: WindowStats, thresholds: Thresholds) -> list[str]:
+    """The drift scores of a healthy window, for the message people read (`kubectl modeldeploy
+    status`): the predictions' PSI and the worst column's, against their thresholds if set."""
+    scores = drift_scores(stats)
+    shown: list[str] = []
+    if PREDICTION in scores:
+        shown.append(
+            _score(PREDICTION_DRIFT, scores[PREDICTION][0], thresholds.max_prediction_drift)
+        )
+    features = {name: value[0] for name, value in scores.items() if name != PREDICTION}
+    if features:
+        worst = max(features, key=lambda name: features[name])
+        label = f"{FEATURE_DRIFT} {worst!r}"
+        shown.append(_score(label, features[worst], thresholds.max_feature_drift))
+    return shown
+
+
+def _score(label: str, score: float, limit: float | None) -> str:
+    return f"{label} PSI {_num(score)}" + ("" if limit is None else f" <= {_num(limit)}")
+
+
 def drift_breach(stats: WindowStats, thresholds: Thresholds, span: str) -> Verdict | None:
     """Prediction drift first (what users see), then the worst feature."""
     scores = drift_scores(stats)
@@ -157,6 +205,58 @@ def drift_breach(stats: WindowStats, thresholds: Thresholds, span: str) -> Verdi
         f"({_rows(rows)})"
     )
     return Verdict(Status.FALSE, REASON_FEATURE_DRIFT, message)
+
+
+def feedback_rules(
+    evidence: FeedbackEvidence, thresholds: Thresholds
+) -> list[tuple[str, float | None, float]]:
+    """(threshold name, value or None below min_rows, threshold) for each feedback rule set."""
+    counts, enough = evidence.counts, max(evidence.min_rows, 1)
+    rules: list[tuple[str, float | None, float]] = []
+    if thresholds.min_accuracy is not None:
+        accuracy = None
+        if counts.classified >= enough:  # clamped: a scrape may race the two counters
+            accuracy = min(1.0, max(0.0, counts.correct / counts.classified))
+        rules.append((MIN_ACCURACY, accuracy, thresholds.min_accuracy))
+    if thresholds.max_mae is not None:
+        mae = None if counts.regressed < enough else counts.absolute_error / counts.regressed
+        rules.append((MAX_MAE, mae, thresholds.max_mae))
+    return rules
+
+
+def feedback_breach(evidence: FeedbackEvidence, thresholds: Thresholds) -> Verdict | None:
+    """Accuracy below minAccuracy, or MAE above maxMAE, once min_rows labelled rows are in."""
+    span = f"over {_num(evidence.window_seconds)}s"
+    for name, value, limit in feedback_rules(evidence, thresholds):
+        if value is None:
+            continue
+        if name == MIN_ACCURACY and value < limit:
+            rows = _rows(evidence.counts.classified)
+            message = f"{name}: accuracy {_num(value)} < {_num(limit)} {span} ({rows} of feedback)"
+            return Verdict(Status.FALSE, REASON_ACCURACY_BELOW_THRESHOLD, message)
+        if name == MAX_MAE and value > limit:
+            rows = _rows(evidence.counts.regressed)
+            message = f"{name}: MAE {_num(value)} > {_num(limit)} {span} ({rows} of feedback)"
+            return Verdict(Status.FALSE, REASON_MAE_ABOVE_THRESHOLD, message)
+    return None
+
+
+def feedback_summary(evidence: FeedbackEvidence, thresholds: Thresholds) -> str:
+    """ "; accuracy 0.93 >= 0.8 over 300s (120 rows of feedback)", or why the rule is silent."""
+    span = f"over {_num(evidence.window_seconds)}s"
+    parts = []
+    for name, value, limit in feedback_rules(evidence, thresholds):
+        accuracy = name == MIN_ACCURACY
+        c = evidence.counts
+        rows = _rows(c.classified if accuracy else c.regressed)
+        if value is None:
+            parts.append(
+                f"{name}: {rows} of feedback {span}, fewer than minFeedback {evidence.min_rows}"
+            )
+        else:
+            shown = f"accuracy {_num(value)} >= " if accuracy else f"MAE {_num(value)} <= "
+            parts.append(f"{shown}{_num(limit)} {span} ({rows} of feedback)")
+    return "".join(f"; {part}" for part in parts)
 
 
 def _rows(rows: float) -> str:

@@ -23,6 +23,40 @@ P99 = 0.99
 
 
 @dataclass(frozen=True, slots=True)
+class Feedback:
+    """Labelled feedback rows the server scored (cumulative in a Sample, increases in stats)."""
+
+    classified: float = 0.0  # rows of a classifier
+    correct: float = 0.0  # of those, predicted correctly
+    regressed: float = 0.0  # rows of a regressor
+    absolute_error: float = 0.0  # sum of their absolute errors
+
+    def fell_below(self, before: Feedback) -> bool:
+        return (
+            self.classified < before.classified
+            or self.correct < before.correct
+            or self.regressed < before.regressed
+            or self.absolute_error < before.absolute_error
+        )
+
+    def minus(self, before: Feedback) -> Feedback:
+        return Feedback(
+            self.classified - before.classified,
+            self.correct - before.correct,
+            self.regressed - before.regressed,
+            self.absolute_error - before.absolute_error,
+        )
+
+    def plus(self, other: Feedback) -> Feedback:
+        return Feedback(
+            self.classified + other.classified,
+            self.correct + other.correct,
+            self.regressed + other.regressed,
+            self.absolute_error + other.absolute_error,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Sample:
     """Cumulative values the server exported at time ``t`` (seconds, any monotonic clock)."""
 
@@ -36,6 +70,7 @@ class Sample:
     )
     drift: Distributions = field(default_factory=dict)  # cumulative rows per profile bin
     reference: Distributions = field(default_factory=dict)  # the profile's share per bin
+    feedback: Feedback = Feedback()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +86,7 @@ class WindowStats:
     resets: int  # counter resets seen inside the window
     drift: Distributions = field(default_factory=dict)  # rows per bin over the window
     reference: Distributions = field(default_factory=dict)  # from the newest sample
+    feedback: Feedback = Feedback()  # feedback scored over the window
 
     @property
     def error_rate(self) -> float | None:
@@ -93,6 +129,13 @@ class Window:
         return window_stats(self._samples, self.seconds)
 
 
+def feedback_only(sample: Sample) -> Sample:
+    """The sample as the feedback window keeps it: the feedback counters and the start time."""
+    return Sample(
+        t=sample.t, requests=0.0, model_errors=0.0, started=sample.started, feedback=sample.feedback
+    )
+
+
 def window_stats(samples: Iterable[Sample], window_seconds: float) -> WindowStats:
     """Sum the increases between consecutive samples, treating any decrease as a reset."""
     ordered = list(samples)
@@ -100,6 +143,7 @@ def window_stats(samples: Iterable[Sample], window_seconds: float) -> WindowStat
     buckets: dict[float, float] = {}
     drift: dict[str, list[float]] = {}
     resets = 0
+    feedback = Feedback()
     for prev, cur in pairwise(ordered):
         if is_reset(prev, cur):
             resets += 1
@@ -109,6 +153,7 @@ def window_stats(samples: Iterable[Sample], window_seconds: float) -> WindowStat
         requests += cur.requests - base.requests
         model_errors += cur.model_errors - base.model_errors
         client_errors += cur.client_errors - base.client_errors
+        feedback = feedback.plus(cur.feedback.minus(base.feedback))
         if _bounds(cur.buckets) != sorted(buckets) and buckets:
             buckets = {}  # a new bucket layout (new server build): start the histogram over
         _add_drift(drift, base.drift, cur.drift)
@@ -126,6 +171,7 @@ def window_stats(samples: Iterable[Sample], window_seconds: float) -> WindowStat
         resets=resets,
         drift={name: tuple(counts) for name, counts in drift.items()},
         reference=ordered[-1].reference,
+        feedback=feedback,
     )
 
 
@@ -149,6 +195,7 @@ def is_reset(prev: Sample, cur: Sample) -> bool:
         cur.requests < prev.requests
         or cur.model_errors < prev.model_errors
         or cur.client_errors < prev.client_errors
+        or cur.feedback.fell_below(prev.feedback)
     ):
         return True
     if _bounds(cur.buckets) != _bounds(prev.buckets):

@@ -7,6 +7,8 @@ response {"predictions": [...]}: one prediction per row, from the model's defaul
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..errors import InvalidInput, InvalidOutput
@@ -15,7 +17,13 @@ from . import body, named, tensors
 
 
 def parse_predict(raw: bytes, signature: ModelSignature, *, max_rows: int) -> np.ndarray:
-    request = body.decode(raw)
+    return predict_rows(body.decode(raw), signature, max_rows=max_rows)
+
+
+def predict_rows(
+    request: dict[str, Any], signature: ModelSignature, *, max_rows: int
+) -> np.ndarray:
+    """The rows of a predict body already decoded (feedback bodies add labels)."""
     field = "instances" if "instances" in request else "inputs"
     if field not in request:
         example = f'{{"instances": [[{signature.n_features} numbers], ...]}}'

@@ -32,7 +32,13 @@ class InferRequest:
 
 
 def parse_infer(raw: bytes, signature: ModelSignature, *, max_rows: int) -> InferRequest:
-    request = body.decode(raw)
+    return infer_request(body.decode(raw), signature, max_rows=max_rows)
+
+
+def infer_request(
+    request: dict[str, Any], signature: ModelSignature, *, max_rows: int
+) -> InferRequest:
+    """An infer body already decoded (feedback bodies are infer bodies plus labels)."""
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput(f"id: expected a string, got {body.json_type(request_id)}")

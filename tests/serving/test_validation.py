@@ -1,0 +1,181 @@
+"""The validation gate on a real server process: models trained here on synthetic data, scored
+at warm-up on a held-out labelled CSV; ready only when the threshold is met."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification, make_regression
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from tests.serving import models
+from tests.serving.process import ServerProcess
+
+N = models.N_FEATURES
+
+
+@pytest.fixture
+def servers() -> Iterator[list[ServerProcess]]:
+    started: list[ServerProcess] = []
+    yield started
+    for server in started:
+        server.kill()
+
+
+def _csv(directory: Path, name: str, features: np.ndarray, labels: np.ndarray) -> tuple[str, str]:
+    """A CSV with columns f0..f5 and `label`; its URI and sha256."""
+    header = ",".join([*(f"f{i}" for i in range(features.shape[1])), "label"])
+    lines = [
+        header,
+        *(
+            ",".join(map(repr, [*row, label]))
+            for row, label in zip(features.tolist(), labels.tolist(), strict=True)
+        ),
+    ]
+    path = directory / f"{name}.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path.resolve().as_uri(), hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _gate(uri: str, sha256: str, metric: str, threshold: float) -> tuple[str, ...]:
+    return (
+        "--validation-uri", uri,
+        "--validation-sha256", sha256,
+        "--validation-metric", metric,
+        "--validation-threshold", str(threshold),
+    )  # fmt: skip
+
+
+def _not_ready(server: ServerProcess) -> dict[str, Any]:
+    server.wait_for_log("model load failed")
+    reply = server.request("GET", "/v2/health/ready")
+    assert reply.status == 503
+    assert server.request("GET", "/v2/health/live").status == 200  # live, never ready
+    body: dict[str, Any] = reply.json()
+    return body
+
+
+@pytest.fixture(scope="module")
+def classification(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    directory = tmp_path_factory.mktemp("validation")
+    features, labels = make_classification(
+        n_samples=600, n_features=N, n_informative=4, n_classes=3, class_sep=2.0, random_state=3
+    )
+    train_x, train_y, held_x, held_y = features[:400], labels[:400], features[400:], labels[400:]
+    shuffled = np.random.default_rng(0).permutation(train_y)
+    uri, sha = _csv(directory, "held-out", held_x, held_y)
+    return {
+        "uri": uri,
+        "sha256": sha,
+        "good": models.save(
+            LogisticRegression(max_iter=500).fit(train_x, train_y), directory, "good"
+        ),
+        "shuffled": models.save(
+            LogisticRegression(max_iter=500).fit(train_x, shuffled), directory, "shuffled"
+        ),
+        "constant": models.save(
+            DummyClassifier(strategy="most_frequent").fit(train_x, train_y), directory, "constant"
+        ),
+    }
+
+
+def test_a_good_model_passes_the_gate_and_becomes_ready(
+    classification: dict[str, Any], servers: list[ServerProcess]
+) -> None:
+    gate = _gate(classification["uri"], classification["sha256"], "accuracy", 0.7)
+    server = ServerProcess(classification["good"], *gate)
+    servers.append(server)
+    server.wait_ready()
+    server.wait_for_log(r"validation passed: accuracy 0\.\d+ meets the threshold 0\.7 on 200")
+
+
+@pytest.mark.parametrize(("model", "metric"), [("constant", "accuracy"), ("shuffled", "f1")])
+def test_a_silently_wrong_model_fails_the_gate_with_its_reason(
+    classification: dict[str, Any], servers: list[ServerProcess], model: str, metric: str
+) -> None:
+    gate = _gate(classification["uri"], classification["sha256"], metric, 0.7)
+    server = ServerProcess(classification[model], *gate)
+    servers.append(server)
+    body = _not_ready(server)
+    assert body["cause"] == "ValidationFailed"
+    assert f"{metric} " in body["reason"] and "is below the threshold 0.7 on 200" in body["reason"]
+
+
+def test_a_wrong_dataset_sha256_is_refused(
+    classification: dict[str, Any], servers: list[ServerProcess]
+) -> None:
+    gate = _gate(classification["uri"], "0" * 64, "accuracy", 0.7)
+    server = ServerProcess(classification["good"], *gate)
+    servers.append(server)
+    body = _not_ready(server)
+    assert body["cause"] == "Sha256Mismatch"
+    assert "validation dataset" in body["reason"]
+
+
+@pytest.fixture(scope="module")
+def regression(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    directory = tmp_path_factory.mktemp("regression")
+    features, target = make_regression(n_samples=300, n_features=N, noise=5.0, random_state=4)
+    uri, sha = _csv(directory, "held-out", features[200:], target[200:])
+    return {
+        "uri": uri,
+        "sha256": sha,
+        "good": models.save(
+            LinearRegression().fit(features[:200], target[:200]), directory, "good"
+        ),
+        "constant": models.save(
+            LinearRegression().fit(features[:200], np.full(200, target[:200].mean())),
+            directory,
+            "flat",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    ("model", "metric", "threshold", "ready"),
+    [
+        ("good", "mae", 10.0, True),  # noise 5: mae about 4
+        ("good", "r2", 0.9, True),
+        ("constant", "mae", 10.0, False),
+        ("constant", "r2", 0.5, False),
+    ],
+)
+def test_a_regressor_is_gated_on_mae_or_r2(
+    regression: dict[str, Any],
+    servers: list[ServerProcess],
+    model: str,
+    metric: str,
+    threshold: float,
+    ready: bool,
+) -> None:
+    gate = _gate(regression["uri"], regression["sha256"], metric, threshold)
+    server = ServerProcess(regression[model], *gate)
+    servers.append(server)
+    if ready:
+        server.wait_ready()
+        return
+    body = _not_ready(server)
+    relation = "is above" if metric == "mae" else "is below"
+    assert body["cause"] == "ValidationFailed"
+    assert f"{metric} " in body["reason"] and f"{relation} the threshold" in body["reason"]
+
+
+def test_a_dataframe_pipeline_is_scored_through_its_named_columns(
+    tmp_path: Path, servers: list[ServerProcess]
+) -> None:
+    saved = models.train_mixed(tmp_path)
+    frame = models.mixed_frame(n_rows=120, seed=9)
+    frame["label"] = models.mixed_labels(frame)
+    path = tmp_path / "mixed.csv"
+    frame.to_csv(path, index=False)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    server = ServerProcess(saved, *_gate(path.as_uri(), digest, "accuracy", 0.6))
+    servers.append(server)
+    server.wait_ready()
+    server.wait_for_log(r"validation passed: accuracy .* on 120 validation rows")
