@@ -9,7 +9,7 @@ CLUSTER_DIR := .cluster
 export KUBECONFIG ?= $(CURDIR)/$(CLUSTER_DIR)/kubeconfig
 
 .PHONY: help install tools mlflow image cluster-up cluster-down cluster-status run stop test test-unit \
-	test-serving test-integration lint lock audit release-image bench bench-serving bench-serving-quick bench-operator bench-rollback bench-e2e clean
+	test-serving test-integration lint lock audit release-image bench bench-serving bench-serving-quick bench-drift bench-operator bench-rollback bench-e2e clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -96,6 +96,9 @@ bench-serving-quick: $(STAMP) ## a 4-minute smoke run of the serving benchmark
 
 bench-serving: $(STAMP)
 	$(BIN)/python bench/serving/run.py
+
+bench-drift: $(STAMP) ## drift counting on vs off: req/s at 8 and 64 connections, memory (QUICK=1: a smoke run)
+	$(BIN)/python bench/serving/drift.py $(if $(QUICK),--quick)
 
 bench-operator: $(STAMP) tools
 	$(BIN)/python bench/operator/run.py

@@ -152,10 +152,30 @@ class CategoryIndex:
         self._order = np.argsort(known)
         self._sorted = known[self._order]
         self._other = len(categories)
+        # Integer class labels (the usual predictions) skip the conversion to strings: the same
+        # answer, since an integer's str() is the canonical form checked here.
+        integers = [int(c) for c in categories if _canonical_int(c)]
+        self._int_order: np.ndarray | None = None
+        if integers and len(integers) == len(categories):
+            order = np.argsort(integers)
+            self._int_sorted = np.asarray(integers, dtype=np.int64)[order]
+            self._int_order = order
 
     def bins(self, values: np.ndarray) -> np.ndarray:
         if not self._other:
             return np.full(len(values), 0, dtype=np.intp)
-        strings = np.asarray(values).astype(str)
-        at = np.clip(np.searchsorted(self._sorted, strings), 0, self._other - 1)
+        values = np.asarray(values)
+        if self._int_order is not None and values.dtype.kind in "iu":
+            at = np.minimum(np.searchsorted(self._int_sorted, values), self._other - 1)
+            return np.where(self._int_sorted[at] == values, self._int_order[at], self._other)
+        strings = values.astype(str)
+        at = np.minimum(np.searchsorted(self._sorted, strings), self._other - 1)
         return np.where(self._sorted[at] == strings, self._order[at], self._other)
+
+
+def _canonical_int(text: str) -> bool:
+    """'3', '-1', '0': what str() of an integer gives (not '03', '+3', ' 3' or '1.0')."""
+    try:
+        return str(int(text)) == text
+    except ValueError:
+        return False

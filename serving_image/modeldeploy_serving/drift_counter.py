@@ -39,6 +39,12 @@ class DriftCounter(Collector):
         sizes = [profile.features[i].bins for i in numeric]
         self._offsets = np.cumsum([0, *sizes[:-1]]).astype(np.intp)
         self._numeric_total = int(sum(sizes))
+        # One count array for every numeric column; each column's counts are a view into it,
+        # so a batch adds to all of them in one operation.
+        self._numeric_counts = np.zeros(self._numeric_total, dtype=np.int64)
+        for index, start, size in zip(numeric, self._offsets.tolist(), sizes, strict=True):
+            self._features[index] = self._numeric_counts[start : start + size]
+        self._all_numeric = numeric == list(range(len(profile.features)))
         self._categorical = [
             (i, _Bins(b)) for i, b in enumerate(profile.features) if b.kind != "numeric"
         ]
@@ -49,18 +55,12 @@ class DriftCounter(Collector):
         self, rows: np.ndarray, outputs: Sequence[str], results: Sequence[np.ndarray]
     ) -> None:
         if len(self._numeric):
-            values = np.asarray(rows[:, self._numeric], dtype=np.float64)
+            picked = rows if self._all_numeric else rows[:, self._numeric]
+            values = np.asarray(picked, dtype=np.float64)
             # Edges <= value, like searchsorted(side="right"); NaN counts every edge: top bin.
             below = ~(values[:, :, None] < self._edges[None, :, :])
             bins = np.minimum(below.sum(axis=2), self._top) + self._offsets
-            flat = np.bincount(bins.ravel(), minlength=self._numeric_total)
-            for index, start, size in zip(
-                self._numeric.tolist(),
-                self._offsets.tolist(),
-                (self._top + 1).tolist(),
-                strict=True,
-            ):
-                self._features[index] += flat[start : start + size]
+            self._numeric_counts += np.bincount(bins.ravel(), minlength=self._numeric_total)
         for column, bins in self._categorical:
             self._features[column] += bins.counts(rows[:, column])
         if self._prediction is not None and self._predicted is not None and PREDICT in outputs:

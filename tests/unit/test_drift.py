@@ -22,7 +22,13 @@ from modeldeploy.names import (
     REASON_WITHIN_THRESHOLDS,
 )
 from modeldeploy_serving import profile_cli
-from modeldeploy_serving.drift import PREDICTION, Binning, ProfileError, parse_profile
+from modeldeploy_serving.drift import (
+    PREDICTION,
+    Binning,
+    CategoryIndex,
+    ProfileError,
+    parse_profile,
+)
 from modeldeploy_serving.drift_counter import DriftCounter
 from modeldeploy_serving.monitor.parse import parse_sample
 from modeldeploy_serving.monitor.psi import drift_score, psi, reference_shares, window_shares
@@ -223,3 +229,15 @@ def test_the_server_counter_bins_like_the_profile() -> None:
     for index, binning in enumerate(profile.features):
         assert counter._features[index].tolist() == binning.counts(rows[:, index]).tolist()
     assert counter._prediction is not None and counter._prediction.sum() == 50
+
+
+@given(
+    st.lists(st.sampled_from(["0", "1", "2", "-3", "07", "+4", "1.0", "x"]), unique=True),
+    st.lists(st.integers(-5, 9), max_size=20),
+)
+def test_integer_labels_bin_as_their_strings_do(categories: list[str], labels: list[int]) -> None:
+    """The integer fast path (class labels) gives the string path's answer: '07' or '1.0' is
+    not the category of 7 or 1, and an unlisted label is "other"."""
+    index = CategoryIndex(categories)
+    values = np.asarray(labels, dtype=np.int64)
+    assert index.bins(values).tolist() == index.bins(values.astype(str)).tolist()
