@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 CLUSTER_DIR := .cluster
 export KUBECONFIG ?= $(CURDIR)/$(CLUSTER_DIR)/kubeconfig
 
-.PHONY: help install tools image cluster-up cluster-down cluster-status run stop test test-unit \
+.PHONY: help install tools mlflow image cluster-up cluster-down cluster-status run stop test test-unit \
 	test-serving test-integration lint lock audit release-image bench bench-serving bench-serving-quick bench-drift bench-operator bench-rollback bench-e2e clean
 
 help: ## list the targets
@@ -27,6 +27,9 @@ install: $(STAMP) ## create .venv with the project and its dev tools
 tools: ## Debian packages for the real node, then the control plane, real node, kubectl and helm from Go modules (cached outside the repo)
 	bash tools/host-packages.sh
 	bash tools/build.sh
+
+mlflow: $(STAMP) ## the MLflow tracking server the registry tests start (own venv, cached by pin)
+	bash tools/mlflow/install.sh $(CURDIR)/$(BIN)/python
 
 image: $(STAMP) ## build serving_image/Dockerfile with buildah on a local base (cached OCI archive)
 	bash tools/host-packages.sh
@@ -49,7 +52,7 @@ run: cluster-up ## cluster + CRD + operator + the example model, a prediction (V
 stop: ## stop the operator started by `make run`
 	$(BIN)/python scripts/run_local.py --dir $(CLUSTER_DIR) --stop
 
-test: $(STAMP) tools ## the whole suite: unit, serving, integration (starts the control plane)
+test: $(STAMP) tools mlflow ## the whole suite: unit, serving, integration (starts the control plane)
 	$(BIN)/pytest tests
 
 test-unit: $(STAMP)
@@ -58,7 +61,7 @@ test-unit: $(STAMP)
 test-serving: $(STAMP)
 	$(BIN)/pytest tests/serving
 
-test-integration: $(STAMP) tools
+test-integration: $(STAMP) tools mlflow
 	$(BIN)/pytest tests/integration
 
 lint: $(STAMP) ## ruff + mypy

@@ -127,7 +127,10 @@ def start_s3(workdir: Path, host: str) -> tuple[subprocess.Popen[bytes], dict[st
         f"-s3.port={ports['s3']}",
         f"-s3.port.grpc={grpc['s3']}",
         f"-s3.config={config}",
-        "-volume.max=4",
+        # The master grows 7 volumes per collection at a time, and about a minute after start
+        # the filer's own log takes the default collection's: 4 left a bucket written later
+        # than that with none ("No writable volumes"). Volumes are sparse files until written.
+        "-volume.max=16",
         "-master.volumeSizeLimitMB=64",
     ]
     process = _start(command, workdir / "seaweedfs.log")

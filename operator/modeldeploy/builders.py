@@ -120,12 +120,14 @@ def controller_revision(
     spec_hash: str,
     default_image: str,
     images: Mapping[str, Any] | None = None,
+    resolved: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The spec a revision was created from, kept so its Deployment can be rendered again
     without the current spec (a deleted Deployment, a `rollback --to N`), the way StatefulSets
     and DaemonSets keep their history. Immutable once created, like the revision itself, so
     `images` (imagepolicy.as_data: the serving and sidecar images and the serving image's
-    scikit-learn) stay what the revision runs across operator upgrades."""
+    scikit-learn) stay what the revision runs across operator upgrades, and `resolved` (what
+    the spec's mlflow:// URI meant then, registry.Resolution.to_dict) what it serves."""
     name = names.revision_name(owner.name, revision)
     data: dict[str, Any] = {
         "spec": dict(spec),
@@ -134,6 +136,8 @@ def controller_revision(
     }
     if images is not None:
         data["images"] = dict(images)
+    if resolved is not None:
+        data["resolved"] = dict(resolved)
     return {
         "apiVersion": "apps/v1",
         "kind": "ControllerRevision",

@@ -238,8 +238,12 @@ def history_lines(obj: Obj, now: datetime, color: bool = False) -> list[str]:
     if not history:
         lines = [f"{qualified_name(obj)} has no finished rollouts yet"]
     else:
-        rows = [["", "REVISION", "VERSION", "SHA256", "OUTCOME", "STARTED", "FINISHED", "REASON"]]
-        codes = [[""] * 8]
+        # Models from an MLflow registry (mlflow:// URIs) add the registry's version and run.
+        registered = any(entry.get("registryVersion") for entry in history)
+        extra = ["REGISTRY"] if registered else []
+        rows = [["", "REVISION", "VERSION", *extra, "SHA256", "OUTCOME", "STARTED", "FINISHED"]]
+        rows[0].append("REASON")
+        codes = [[""] * len(rows[0])]
         for entry in history:
             outcome = str(entry.get("outcome", ""))
             mark = "*" if entry.get("revision") == stable_rev else ""
@@ -248,6 +252,7 @@ def history_lines(obj: Obj, now: datetime, color: bool = False) -> list[str]:
                     mark,
                     str(entry.get("revision", "")),
                     str(entry.get("modelVersion", "")),
+                    *([registry_cell(entry)] if registered else []),
                     str(entry.get("sha256", ""))[:SHA_SHOWN],
                     outcome,
                     age(entry.get("startedAt"), now),
@@ -255,17 +260,27 @@ def history_lines(obj: Obj, now: datetime, color: bool = False) -> list[str]:
                     str(entry.get("message") or entry.get("reason") or ""),
                 ]
             )
-            codes.append(
-                ["", "", "", "", OUTCOME_COLORS.get(outcome, "") if color else ""] + [""] * 3
-            )
+            painted = OUTCOME_COLORS.get(outcome, "") if color else ""
+            codes.append([""] * (4 + len(extra)) + [painted] + [""] * 3)
         lines = table(rows, codes)
         if stable_rev is not None:
             lines.append(f"* stable revision r{stable_rev}")
     if canary := status.get("canary"):
+        registry = f", registry {registry_cell(canary)}" if canary.get("registryVersion") else ""
         lines.append(
-            f"rolling out: r{canary.get('revision')} (version {canary.get('modelVersion', '?')})"
+            f"rolling out: r{canary.get('revision')} "
+            f"(version {canary.get('modelVersion', '?')}{registry})"
         )
     return lines
+
+
+def registry_cell(entry: Obj) -> str:
+    """'v3 run 1a2b3c4d' for a revision from an MLflow registry; '-' for other sources."""
+    version = entry.get("registryVersion")
+    if not version:
+        return "-"
+    run = str(entry.get("runId") or "")
+    return f"v{version} run {run[:8]}" if run else f"v{version}"
 
 
 # --- machine-readable documents (--output json|yaml) ------------------------------------------

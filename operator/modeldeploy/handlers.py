@@ -71,6 +71,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         allow_file_uris=memo.allow_file_uris,
         pod_settings=PodSettings(monitor_image=memo.monitor_image),
         monitor_role=memo.monitor_role,
+        mlflow_tracking_uri=memo.mlflow_tracking_uri,
         webhook=WebhookSender(memo.notify_url) if memo.notify_url else None,
         image_policy=memo.image_policy,
         egress=memo.egress,

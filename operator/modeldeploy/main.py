@@ -128,6 +128,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "whoever writes a ModelDeployment); without it such specs are reported InvalidSpec",
     )
     parser.add_argument(
+        "--mlflow-tracking-uri",
+        default=os.environ.get(names.ENV_MLFLOW_TRACKING_URI) or None,
+        metavar="URL",
+        help="MLflow tracking server that resolves mlflow:// model URIs whose spec names none "
+        "(spec.model.registry.trackingUri); the pods fetch proxied artifacts from it too "
+        "(env MODELDEPLOY_MLFLOW_TRACKING_URI)",
+    )
+    parser.add_argument(
         "--notify-url",
         default=os.environ.get(names.ENV_NOTIFY_URL) or None,
         metavar="URL",
@@ -195,6 +203,7 @@ def main(argv: list[str] | None = None) -> None:
         allow_file_uris=args.allow_file_uris,
         monitor_image=args.monitor_image or args.serving_image,
         monitor_role=args.monitor_cluster_role,
+        mlflow_tracking_uri=args.mlflow_tracking_uri,
         egress=egress,
         namespaced=bool(args.namespace),
         namespaces=list(args.namespace),

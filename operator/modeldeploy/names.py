@@ -242,6 +242,12 @@ REASON_PAUSED: Final = "Paused"
 REASON_RESUMED: Final = "Resumed"
 REASON_AS_EXPECTED: Final = "AsExpected"  # Degraded=False
 REASON_APPLY_FAILED: Final = "ApplyFailed"  # the API refused a child (400, 403, 422)
+# An mlflow:// model that could not be resolved (registry.py); the stable keeps serving.
+REASON_REGISTRY_MODEL_NOT_FOUND: Final = "RegistryModelNotFound"  # no such model/version/alias
+REASON_REGISTRY_UNAVAILABLE: Final = "RegistryUnavailable"  # unreachable, 5xx, 401/403, garbage
+REASON_REGISTRY_ARTIFACT_UNSUPPORTED: Final = "RegistryArtifactUnsupported"  # pods cannot fetch it
+REASON_REGISTRY_NOT_CONFIGURED: Final = "RegistryNotConfigured"  # no tracking URI anywhere
+REASON_MODEL_RESOLVED: Final = "ModelResolved"  # Event: a registry reference became an artifact
 
 # --- the operator's own settings -------------------------------------------------------------
 ENV_SERVING_IMAGE: Final = "MODELDEPLOY_SERVING_IMAGE"
@@ -251,6 +257,8 @@ DEFAULT_SERVING_IMAGE: Final = "ghcr.io/modeldeploy/modeldeploy:0.1.0"
 # The sidecar's image: the operator's choice (default: its serving image, which holds both
 # entrypoints), never the spec's. The sidecar holds the pod's API token.
 ENV_SIDECAR_IMAGE: Final = "MODELDEPLOY_SIDECAR_IMAGE"
+# The MLflow tracking server for mlflow:// models whose spec names none (--mlflow-tracking-uri).
+ENV_MLFLOW_TRACKING_URI: Final = "MODELDEPLOY_MLFLOW_TRACKING_URI"
 # Where model pods may reach the API server (the sidecar reports there), for their
 # NetworkPolicy: comma-separated CIDRs and ports.
 ENV_API_SERVER_CIDRS: Final = "MODELDEPLOY_API_SERVER_CIDRS"
@@ -276,7 +284,7 @@ IMAGE_SKLEARN_UNKNOWN: Final = "SklearnVersionUnknown"  # one side undeclared: n
 # Equal to the CRD's modeldeploy.io/schema-version annotation (a unit test keeps them equal);
 # an operator seeing an older value knows the installed CRD may prune fields it relies on.
 ANNOTATION_SCHEMA_VERSION: Final = f"{GROUP}/schema-version"
-CRD_SCHEMA_VERSION: Final = "6"
+CRD_SCHEMA_VERSION: Final = "7"
 # A DNS-1035 label short enough that `<name>-r<revision>` stays a valid 63-character label.
 MAX_MD_NAME_LENGTH: Final = 52
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from modeldeploy import builders, conditions, imagepolicy, names, rollout
+from modeldeploy import builders, conditions, imagepolicy, names, registry, resolutions, rollout
 from modeldeploy.analysis import OnNoData, PodView, analyze, pod_view, runtimes
 from modeldeploy.containment import EgressSettings, network_policy, spec_warnings
 from modeldeploy.diagnosis import Problem, problems_by_revision
@@ -23,6 +23,7 @@ from modeldeploy.status import (
     render_status,
     state_from_status,
     status_patch,
+    unresolved_status,
     with_refusals,
 )
 
@@ -44,7 +45,7 @@ class Reconciliation:
     breach_started: datetime | None = None  # when the breach that caused a rollback began
     breach_pod: str | None = None  # the pod whose condition caused it
     requeue_after: float | None = None
-    outcome: str = "ok"  # "ok" | "invalid"
+    outcome: str = "ok"  # "ok" | "invalid" | "unresolved" (an mlflow:// URI did not resolve)
     lost: tuple[int, ...] = ()  # revisions to keep that have neither Deployment nor history
     image_upgrade: bool = False  # an image-upgrade canary (or its bake) holds a slot
     image_state: str = ""  # status.image.state (names.IMAGE_*)
@@ -63,12 +64,14 @@ def plan(
     image_sklearn_version: str | None = None,
     upgrade_slot: bool = False,
     egress: EgressSettings | None = None,
+    resolved: registry.Resolution | registry.Problem | None = None,
 ) -> Reconciliation:
     """`pod_settings`, `monitor_role` (the ClusterRole bound for the sidecar), `default_image`,
     `image_rollout` and `image_sklearn_version` (imagepolicy.ImagePolicy) and `egress` (where
     model pods must reach, for their NetworkPolicy) are the operator's own settings, from its
     flags; `upgrade_slot`: whether this ModelDeployment may start an image-upgrade canary now
-    (the controller counts them across ModelDeployments)."""
+    (the controller counts them across ModelDeployments). `resolved` is what the spec's
+    mlflow:// URI resolved to (see `resolutions.registry_need`), or why it could not be."""
     meta = body["metadata"]
     settings = pod_settings or PodSettings()
     stored_status: Mapping[str, Any] = body.get("status") or {}
@@ -77,6 +80,8 @@ def plan(
         spec = parse_spec(body.get("spec") or {}, allow_file_uris=allow_file_uris)
     except SpecError as err:
         return _invalid(body, err, now)
+    if isinstance(resolved, registry.Problem):
+        return _unresolved(body, resolved, now)
 
     owner = builders.Owner.from_body(body)
     deployments = _by_revision(observed.get("deployments", []))
@@ -103,13 +108,14 @@ def plan(
     for revision, words in _refused_revisions(owner.name, refused).items():
         # The API will not store this revision's Deployment: its pods can never exist.
         problems[revision] = Problem(names.REASON_APPLY_FAILED, words, terminal=True)
-    obs = replace(obs, problems=problems)
+    obs = replace(obs, problems=problems, registry=resolutions.registered(resolved))
     policy = policy_from(spec)
     new_state, decision = rollout.step(state, obs, policy, now)
 
     apply: list[dict[str, Any]] = [*builders.sidecar_rbac(owner.namespace, monitor_role)]
     apply.append(builders.service(owner, decision.service_revision))
     lost: list[int] = []
+    resolved_events: list[dict[str, str]] = []
     for revision in sorted(decision.replicas):
         if revision == decision.render_revision:
             runs = images.recorded(revision) or images.new[1]
@@ -122,11 +128,17 @@ def plan(
                         spec_hash=spec_hash,
                         default_image=choice.image,
                         images=imagepolicy.as_data(runs),
+                        resolved=resolved.to_dict() if resolved else None,
                     )
                 )
+                if resolved is not None:
+                    resolved_events.append(resolutions.resolved_event(spec, revision, resolved))
+            # A revision keeps what its reference meant when it was made.
+            meant = resolutions.recorded(histories.get(revision)) or resolved
+            served = resolutions.served_spec(spec, meant)
             revision_settings = _with_monitor(settings, runs)
             apply.append(
-                _deployment(owner, spec, revision, spec_hash, choice.image, revision_settings)
+                _deployment(owner, served, revision, spec_hash, choice.image, revision_settings)
             )
         elif revision not in deployments:
             # Deleted by hand (or never created before a crash): render it from its history.
@@ -191,10 +203,12 @@ def plan(
     )
     upgrading = _upgrade_in_flight(spec, new_state, images)
     desired["image"] = _image_status(choice, upgrading, new_state, images, image_policy)
-    desired["warnings"] = spec_warnings(spec) or None
+    # What the pods serve: an mlflow:// model warns about the format and source it resolved to.
+    desired["warnings"] = spec_warnings(resolutions.served_spec(spec, resolved)) or None
     others = [r for r in refused if r["kind"] != "Deployment"]  # revisions fail as problems
     desired, refusal = with_refusals(desired, others, stored_status, meta.get("generation"), now)
     events = [{"type": e.type, "reason": e.reason, "message": e.message} for e in decision.events]
+    events += resolved_events
     if refusal:
         events.append({"type": "Warning", "reason": names.REASON_APPLY_FAILED, "message": refusal})
     reasons, breach = rollbacks(state, new_state)
@@ -385,9 +399,32 @@ def _from_history(
         spec = parse_spec(data["spec"], allow_file_uris=allow_file_uris)
         image = str(data["defaultImage"])
         hash_ = str(data["specHash"])
-        return _deployment(owner, spec, revision, hash_, image, settings, replicas)
+        resolved = resolutions.recorded(history)
+        if resolved is None and spec.model.uri.startswith(registry.SCHEME):
+            return None  # never rendered without what its reference meant then
+        served = resolutions.served_spec(spec, resolved)
+        return _deployment(owner, served, revision, hash_, image, settings, replicas)
     except (KeyError, TypeError, SpecError):
         return None
+
+
+# --- mlflow:// models --------------------------------------------------------------------------
+
+
+def _unresolved(
+    body: Mapping[str, Any], problem: registry.Problem, now: datetime
+) -> Reconciliation:
+    """An mlflow:// URI that did not resolve: say so once, touch nothing that serves."""
+    stored: Mapping[str, Any] = body.get("status") or {}
+    desired = unresolved_status(
+        stored, problem.reason, problem.message, body["metadata"].get("generation"), now
+    )
+    patch = status_patch(stored, desired)
+    events: tuple[dict[str, str], ...] = ()
+    if patch is not None:
+        events = ({"type": "Warning", "reason": problem.reason, "message": problem.message},)
+    phase = str(desired["phase"])
+    return Reconciliation(status=patch, events=events, phase=phase, outcome="unresolved")
 
 
 def policy_from(spec: ModelDeploymentSpec) -> rollout.Policy:

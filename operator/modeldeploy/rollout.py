@@ -101,9 +101,18 @@ class Observation:
     paused: bool = False  # annotation modeldeploy.io/paused present
     problems: Mapping[int, Problem] = field(default_factory=dict)  # diagnosis, per revision
     abort: str | None = None  # annotation modeldeploy.io/abort (a new value aborts once)
+    registry: Registered | None = None  # what an mlflow:// URI resolved to
 
 
 # --- state --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registered:
+    """The model registry's record behind a revision (an mlflow:// URI), for status and history."""
+
+    version: str  # the registry's model version number
+    run_id: str = ""  # the run that logged it ("" if none)
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,7 @@ class Revision:
     sha256: str
     created_at: datetime
     proven: bool = False  # has shown a Healthy verdict (or was vouched for by a manual promote)
+    registry: Registered | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +137,7 @@ class HistoryEntry:
     message: str
     started: datetime
     finished: datetime
+    registry: Registered | None = None
 
 
 @dataclass(frozen=True)
@@ -552,7 +563,10 @@ _RULES: Final[tuple[Rule, ...]] = (
 
 
 def _start(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Moved:
-    rev = Revision(s.next_revision, obs.spec_hash, obs.model_version, obs.model_sha256, now)
+    rev = Revision(
+        s.next_revision, obs.spec_hash, obs.model_version, obs.model_sha256, now,
+        registry=obs.registry,
+    )  # fmt: skip
     steps = p.canary_steps
     weight = steps[0].weight if steps and s.stable else 100
     s = replace(s, canary=rev, restoring=False, step=0, step_started_at=now, weight=weight)
@@ -620,6 +634,7 @@ def _record(
         message=message,
         started=started or rev.created_at,
         finished=now,
+        registry=rev.registry,
     )
     return replace(s, history=(*s.history, entry)[-p.history_limit :])
 
@@ -649,8 +664,9 @@ def _rollback_target(s: RolloutState, number: int) -> tuple[Revision | None, str
         return None, f"r{number} was rolled back ({last.reason})"
     proven = any(e.outcome is Outcome.PROMOTED for e in entries)
     return Revision(
-        last.revision, last.spec_hash, last.model_version, last.sha256, last.started, proven
-    ), ""
+        last.revision, last.spec_hash, last.model_version, last.sha256, last.started, proven,
+        registry=last.registry,
+    ), ""  # fmt: skip
 
 
 # --- reading the observation ----------------------------------------------------------------

@@ -24,7 +24,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from modeldeploy import names, uris
+from modeldeploy import names, registry, uris
 from modeldeploy.podsettings import Disruption, PodFields, SpecModel
 from modeldeploy.units import (
     DURATION_MAX_LENGTH,
@@ -110,10 +110,16 @@ SKLEARN_VERSION_PATTERN: Final = r"^[0-9]+\.[0-9]+([.+-]?[0-9A-Za-z][0-9A-Za-z.+
 # Object stores: downloaded by the fetcher init container, the only one that sees the
 # credentials of spec.model.env/envFrom (modeldeploy.pod).
 FETCHED_SCHEMES: Final = ("s3://", "gs://", "azure://")
-URI_SCHEMES: Final = ("pvc://", "http://", "https://", "file://", *FETCHED_SCHEMES)
+URI_SCHEMES: Final = ("pvc://", "http://", "https://", "file://", *FETCHED_SCHEMES, "mlflow://")
+# spec.model.env/envFrom: an mlflow:// model whose registry keeps artifacts in an object store
+# is fetched by the same init container, with the same credentials.
+ENV_SCHEMES: Final = (*FETCHED_SCHEMES, "mlflow://")
 VALIDATION_STORE_NEEDS_MODEL_STORE: Final = (
     "may name an object store (s3://, gs://, azure://) only when spec.model.uri does: the "
     "dataset is fetched with the model's fetcher credentials"
+)
+VALIDATION_NOT_MLFLOW: Final = (
+    "must not be an mlflow:// URI: only the model is resolved through a registry"
 )
 FILE_URIS_OFF: Final = (
     "file:// URIs are allowed only when the operator runs with --allow-file-uris "
@@ -129,23 +135,34 @@ def _rule(holds: Callable[[str], object], message: str) -> Callable[[str], str |
     return lambda uri: None if holds(uri) else message
 
 
+_HOST_RULES: Final = (
+    uris.port_problem,
+    uris.encoded_host_problem,
+    uris.numeric_host_problem,
+    uris.bracket_problem,
+    uris.wrapped_ipv4_problem,
+    uris.address_problem,
+    uris.metadata_host_problem,
+)
+_TRAVERSAL: Final = _rule(
+    lambda uri: (
+        ".." not in uri
+        and "\\" not in uri
+        and not any(code in uri.lower() for code in ("%2e", "%25", "%5c"))
+    ),
+    "must not contain '..', a backslash, or an encoded '.', '%' or backslash (path traversal)",
+)
+
 # Checked in the CRD's order with the same regexes (CEL there, Python here). The host rules
 # normalise fully in modeldeploy.uris; the CRD's CEL refuses the spellings it can see.
 _URI_RULES: Final[tuple[Callable[[str], str | None], ...]] = (
     _rule(
         lambda uri: uri.startswith(URI_SCHEMES),
         "must start with one of the allowed schemes 'pvc://', 'http://', 'https://', "
-        "'file://', 's3://', 'gs://', 'azure://'",
+        "'file://', 's3://', 'gs://', 'azure://', 'mlflow://'",
     ),
     _rule(lambda uri: re.fullmatch(r"[^\s]+", uri), "must not contain whitespace"),
-    _rule(
-        lambda uri: (
-            ".." not in uri
-            and "\\" not in uri
-            and not any(code in uri.lower() for code in ("%2e", "%25", "%5c"))
-        ),
-        "must not contain '..', a backslash, or an encoded '.', '%' or backslash (path traversal)",
-    ),
+    _TRAVERSAL,
     _rule(
         lambda uri: (
             not uri.startswith("pvc://")
@@ -159,13 +176,7 @@ _URI_RULES: Final[tuple[Callable[[str], str | None], ...]] = (
         ),
         "must have the form 'http(s)://<host>/<path>', with no credentials and no fragment",
     ),
-    uris.port_problem,
-    uris.encoded_host_problem,
-    uris.numeric_host_problem,
-    uris.bracket_problem,
-    uris.wrapped_ipv4_problem,
-    uris.address_problem,
-    uris.metadata_host_problem,
+    *_HOST_RULES,
     _rule(
         lambda uri: not uri.startswith("file://") or re.fullmatch(r"file:///[^?#]+", uri),
         "must have the form 'file:///<absolute path>'",
@@ -185,7 +196,28 @@ _URI_RULES: Final[tuple[Callable[[str], str | None], ...]] = (
         "must have the form 'azure://<account>/<container>/<blob>' (account: 3-24 lowercase "
         "letters and digits; container: 3-63 lowercase letters, digits and '-')",
     ),
+    _rule(
+        lambda uri: not uri.startswith(registry.SCHEME) or re.fullmatch(registry.URI_PATTERN, uri),
+        "must have the form 'mlflow://<registered model name>/<version>' or "
+        "'mlflow://<registered model name>/@<alias>'",
+    ),
 )
+
+# A tracking server URI: http(s), a host and an optional path; the host rules of model URIs.
+TRACKING_URI_PATTERN: Final = r"https?://[^/@?#:][^/@?#]*(/[^?#]*)?"
+
+
+def _check_tracking_uri(uri: str) -> str:
+    if not re.fullmatch(TRACKING_URI_PATTERN, uri) or re.search(r"\s", uri):
+        raise ValueError(
+            "must have the form 'http(s)://<host>[:<port>][/<path>]', with no credentials, "
+            "query or fragment"
+        )
+    with_path = uri if "/" in uri.split("://", 1)[1] else f"{uri}/"
+    for rule in (_TRAVERSAL, *_HOST_RULES):
+        if (problem := rule(with_path)) is not None:
+            raise ValueError(problem)
+    return uri.rstrip("/")
 
 
 def _check_uri(uri: str) -> str:
@@ -196,6 +228,7 @@ def _check_uri(uri: str) -> str:
 
 
 # Where an artifact (the model, its validation dataset) lives, and the digest it must match.
+# mlflow:// is for the model only: _validation_problems refuses it for the dataset.
 ArtifactUri = Annotated[str, AfterValidator(_check_uri), Field(min_length=1, max_length=2048)]
 Sha256 = Annotated[str, Field(max_length=64, pattern=r"^[a-f0-9]{64}$")]
 
@@ -247,11 +280,31 @@ class EnvFromSource(_Spec):
     config_map_ref: LocalObjectRef | None = None
 
 
-class Profile(_Spec):
-    """The reference profile for drift; its URI obeys the model URI's rules."""
+# The server reads the profile itself: no fetcher, no registry (the CRD's first profile rule).
+PROFILE_SCHEMES: Final = ("pvc://", "http://", "https://", "file://")
 
-    uri: ArtifactUri
+
+def _check_profile_uri(uri: str) -> str:
+    if not uri.startswith(PROFILE_SCHEMES):
+        raise ValueError(
+            "must start with one of the allowed schemes 'pvc://', 'http://', 'https://', 'file://'"
+        )
+    return _check_uri(uri)
+
+
+class Profile(_Spec):
+    """The reference profile for drift; its URI obeys the model URI's rules, fewer schemes."""
+
+    uri: Annotated[str, AfterValidator(_check_profile_uri), Field(min_length=1, max_length=2048)]
     sha256: Sha256
+
+
+class Registry(_Spec):
+    """Where an mlflow:// URI is resolved (else the operator's --mlflow-tracking-uri)."""
+
+    tracking_uri: Annotated[str, AfterValidator(_check_tracking_uri)] = Field(
+        min_length=1, max_length=2048
+    )
 
 
 class ModelSource(_Spec):
@@ -273,6 +326,7 @@ class ModelSource(_Spec):
     env: tuple[FetcherEnvVar, ...] | None = Field(default=None, max_length=32)
     env_from: tuple[EnvFromSource, ...] | None = Field(default=None, max_length=8)
     profile: Profile | None = None
+    registry: Registry | None = None
 
 
 class ResourceList(_Spec):
@@ -548,6 +602,8 @@ def cross_field_problems(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
         problems.append(("spec.rollout.steps", "weights must be strictly increasing"))
     if spec.serving.port == names.MONITOR_PORT:
         problems.append(("spec.serving.port", "must not be 9090, the monitoring sidecar's port"))
+    if spec.model.registry is not None and not spec.model.uri.startswith(registry.SCHEME):
+        problems.append(("spec.model.registry", "must be set only with an 'mlflow://' uri"))
     problems.extend(_env_problems(spec.serving.env))
     problems.extend(spec.serving.pod_field_problems())
     problems.extend(_fetcher_env_problems(spec.model))
@@ -559,12 +615,12 @@ def cross_field_problems(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
 def _fetcher_env_problems(model: ModelSource) -> list[tuple[str, str]]:
     """The CRD's CEL rules on spec.model.env and envFrom, in the same order."""
     problems: list[tuple[str, str]] = []
-    if (model.env or model.env_from) and not model.uri.startswith(FETCHED_SCHEMES):
+    if (model.env or model.env_from) and not model.uri.startswith(ENV_SCHEMES):
         problems.append(
             (
                 "spec.model.env",
-                "must only be set with an object-store URI (s3://, gs://, azure://): only the "
-                "fetcher init container gets this environment",
+                "must only be set with an object-store URI (s3://, gs://, azure://) or an "
+                "mlflow:// one: only the fetcher init container gets this environment",
             )
         )
     seen: set[str] = set()
@@ -614,7 +670,8 @@ def _env_problems(env: tuple[EnvVar, ...]) -> list[tuple[str, str]]:
 
 def _validation_problems(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
     """The CRD's CEL rules on spec.analysis.validation: the threshold's range for its metric,
-    and an object-store dataset only beside an object-store model (one fetcher identity)."""
+    no registry reference (the shared URI rules admit mlflow:// for the model), and an
+    object-store dataset only beside an object-store model (one fetcher identity)."""
     validation = spec.analysis.validation
     if validation is None:
         return []
@@ -633,6 +690,8 @@ def _validation_problems(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
                 f"out of range for the metric: {validation.metric} takes {bounds}",
             )
         )
+    if validation.uri.startswith(registry.SCHEME):
+        problems.append(("spec.analysis.validation.uri", VALIDATION_NOT_MLFLOW))
     if validation.uri.startswith(FETCHED_SCHEMES) and not spec.model.uri.startswith(
         FETCHED_SCHEMES
     ):

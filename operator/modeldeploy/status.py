@@ -90,10 +90,23 @@ def state_from_status(stored: Mapping[str, Any]) -> rollout.RolloutState:
     data["quarantined"] = list(stored.get("quarantinedSpecHashes") or [])
     data["history"] = [
         {**{k: v for k, v in h.items() if k not in ("startedAt", "finishedAt")},
-         "started": h.get("startedAt"), "finished": h.get("finishedAt")}
+         "started": h.get("startedAt"), "finished": h.get("finishedAt"),
+         "registry": _registered_from(h)}
         for h in stored.get("history") or []
     ]  # fmt: skip
     return rollout.RolloutState.from_dict(data)
+
+
+def _registered(registry: rollout.Registered | None) -> dict[str, str | None]:
+    """`registryVersion` and `runId` of a revision from an mlflow:// URI; None (left out) else."""
+    if registry is None:
+        return {"registryVersion": None, "runId": None}
+    return {"registryVersion": registry.version, "runId": registry.run_id or None}
+
+
+def _registered_from(entry: Mapping[str, Any]) -> dict[str, str] | None:
+    version = entry.get("registryVersion")
+    return None if version is None else {"version": version, "runId": entry.get("runId") or ""}
 
 
 def _memory(state: rollout.RolloutState) -> str:
@@ -120,6 +133,7 @@ def _revision(
         "weight": weight,
         "traffic": shares.get(rev.number, 0),
         "readyReplicas": ready.get(rev.number, 0),
+        **_registered(rev.registry),
     }
     if rev.number in runtimes:
         out["runtime"] = runtimes[rev.number]
@@ -187,6 +201,7 @@ def render_status(
                 "message": h.message,
                 "startedAt": _time(h.started),
                 "finishedAt": _time(h.finished),
+                **_registered(h.registry),
             }
             for h in state.history
         ],
@@ -252,17 +267,33 @@ def invalid_spec_status(
 ) -> dict[str, Any]:
     """InvalidSpec=True; what serves keeps serving, so the rollout memory is kept, and so are
     Available and Paused as they were."""
+    return _blocked_status(stored, names.COND_INVALID_SPEC, f"invalid spec: {err}", generation, now)
+
+
+def unresolved_status(
+    stored: Mapping[str, Any], reason: str, message: str, generation: int | None, now: datetime
+) -> dict[str, Any]:
+    """An mlflow:// URI that did not resolve (`reason` from registry.Problem): like an invalid
+    spec, nothing new rolls out and what serves keeps serving."""
+    return _blocked_status(stored, reason, message, generation, now)
+
+
+def _blocked_status(
+    stored: Mapping[str, Any], reason: str, message: str, generation: int | None, now: datetime
+) -> dict[str, Any]:
     serving = state_from_status(stored).stable
-    message = f"invalid spec: {err}"
     status = {k: stored.get(k) for k in OWNED if k in stored}
     status["phase"] = names.PHASE_DEGRADED if serving else names.PHASE_FAILED
     status["message"] = message
     if generation is not None:
         status["observedGeneration"] = generation
     keeps = f"r{serving.number} (model {serving.model_version}) keeps serving" if serving else ""
-    reason = names.COND_INVALID_SPEC
+    invalid = reason == names.COND_INVALID_SPEC
+    what = "the spec is invalid" if invalid else "the model registry reference did not resolve"
     conditions = [
-        rollout.Condition(names.COND_READY, "False", reason, "the spec was refused"),
+        rollout.Condition(
+            names.COND_READY, "False", reason, "the spec was refused" if invalid else message
+        ),
         *(
             rollout.Condition(c["type"], c["status"], c["reason"], c["message"])
             for c in stored.get("conditions") or []
@@ -270,10 +301,11 @@ def invalid_spec_status(
         ),
         rollout.Condition(names.COND_PROGRESSING, "False", reason, "nothing rolls out"),
         rollout.Condition(
-            names.COND_DEGRADED, "True", reason, f"the spec is invalid; {keeps or 'nothing serves'}"
+            names.COND_DEGRADED, "True", reason, f"{what}; {keeps or 'nothing serves'}"
         ),
-        rollout.Condition(names.COND_INVALID_SPEC, "True", reason, message),
     ]
+    if invalid:
+        conditions.append(rollout.Condition(names.COND_INVALID_SPEC, "True", reason, message))
     status["conditions"] = _conditions(stored, conditions, generation, now)
     return status
 

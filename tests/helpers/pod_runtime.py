@@ -233,6 +233,7 @@ class PodProcesses:
         monitor_flags: Mapping[str, str],
         lookup: DataLookup = _no_lookup,
         not_ready: Callable[[dict[str, Any]], None] = lambda _: None,
+        server_overrides: Mapping[str, str] | None = None,
     ) -> None:
         meta = pod["metadata"]
         self.name = str(meta["name"])
@@ -240,7 +241,7 @@ class PodProcesses:
         # The server runs as ServerProcess does (modeldeploy-server); the monitor as its
         # container says. Both take their configuration from their container's env.
         assert container(pod, names.CONTAINER_SERVER)["command"] == [names.COMMAND_SERVER]
-        self.server_env = container_env(pod, names.CONTAINER_SERVER)
+        self.server_env = {**container_env(pod, names.CONTAINER_SERVER), **(server_overrides or {})}
         self.lookup, self.not_ready = lookup, not_ready
         self.monitor_env = container_env(pod, names.CONTAINER_MONITOR)
         monitor = container(pod, names.CONTAINER_MONITOR)
@@ -386,9 +387,13 @@ class PodRuntime:
         workdir: Path,
         monitor_flags: Mapping[str, str] = FAST_MONITOR_FLAGS,
         on_pod: Handler | None = None,
+        server_overrides: Mapping[str, str] | None = None,
     ) -> None:
+        """`server_overrides`: env the server gets beyond its container's (tests-only flags,
+        e.g. MODELDEPLOY_ALLOW_LOOPBACK_DOWNLOADS for an artifact served on 127.0.0.1)."""
         self.cluster, self.namespace, self.workdir = cluster, namespace, workdir
         self.monitor_flags = monitor_flags
+        self.server_overrides = dict(server_overrides or {})
         self.on_pod = on_pod or (lambda *_: None)
         workdir.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, PodProcesses] = {}
@@ -447,6 +452,7 @@ class PodRuntime:
                     self.monitor_flags,
                     self._data,
                     self._not_ready,
+                    self.server_overrides,
                 )
             elif not running and known is not None:
                 del self.procs[name]

@@ -160,6 +160,16 @@ INVALID: list[Invalid] = [
         _ADDRESS,
         True,
     ),
+    *(
+        Invalid(
+            f"profile-uri-{scheme}",
+            _model(profile={"uri": f"{scheme}://models-bucket/p.json", "sha256": SHA}),
+            "spec.model.profile.uri",
+            "must start with one of the allowed schemes 'pvc://', 'http://', 'https://', 'file://'",
+            True,
+        )
+        for scheme in ("s3", "mlflow")  # the server reads the profile: no fetcher, no registry
+    ),
     Invalid(
         "profile-sha256-missing",
         _model(profile={"uri": "https://h.example/p.json"}),
@@ -471,6 +481,14 @@ INVALID: list[Invalid] = [
         _validation(uri="http://169.254.169.254/v.csv"),
         "spec.analysis.validation.uri",
         "loopback, link-local or cloud metadata",
+        True,
+    ),
+    # The shared URI rules admit mlflow:// for the model; a dataset is never resolved.
+    Invalid(
+        "validation-uri-mlflow",
+        _validation(uri="mlflow://holdout/3"),
+        "spec.analysis.validation.uri",
+        "must not be an mlflow:// URI",
         True,
     ),
     # An object-store dataset is fetched with the model's fetcher credentials: only beside an

@@ -36,6 +36,9 @@ SECRET_ENV = [
     {"name": "AWS_REGION", "value": "us-east-1"},
 ]
 ENV_FROM = [{"secretRef": {"name": "more-creds"}}, {"configMapRef": {"name": "s"}, "prefix": "P_"}]
+# The fetcher's environment also goes with an mlflow:// model (its registry's artifacts may
+# live in an object store).
+ENV_URIS = (*VALID_URIS, "mlflow://fraud-detector/@champion")
 
 
 def model_change(**fields: Any) -> Callable[[dict[str, Any]], None]:
@@ -67,6 +70,13 @@ STORAGE_INVALID: list[Invalid] = [
         model_change(env=[{"name": "TOKEN", "value": "x"}]),
         "spec.model.env",
         "must only be set with an object-store URI",
+        True,
+    ),
+    Invalid(
+        "registry-with-s3",
+        _s3(registry={"trackingUri": "http://mlflow.example:5000"}),
+        "spec.model.registry",
+        "must be set only with an 'mlflow://' uri",
         True,
     ),
     Invalid(

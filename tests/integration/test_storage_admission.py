@@ -12,7 +12,7 @@ import pytest
 from modeldeploy.builders import Owner, revision_deployment
 from modeldeploy.spec import parse_spec
 from tests.helpers.spec_cases import valid_manifest
-from tests.helpers.storage_cases import ENV_FROM, SECRET_ENV, VALID_URIS
+from tests.helpers.storage_cases import ENV_FROM, ENV_URIS, SECRET_ENV, VALID_URIS
 from tests.integration.test_admission import dry_run
 from tests.kube import KubeCluster
 
@@ -23,8 +23,8 @@ def ns(cluster: KubeCluster) -> Iterator[str]:
         yield name
 
 
-@pytest.mark.parametrize("uri", VALID_URIS)
-def test_object_store_uris_with_credentials_are_accepted(
+@pytest.mark.parametrize("uri", ENV_URIS)
+def test_fetched_uris_with_credentials_are_accepted(
     cluster: KubeCluster, ns: str, uri: str
 ) -> None:
     manifest = valid_manifest(namespace=ns)

@@ -346,6 +346,12 @@ def test_model_pods_default_to_the_operators_image() -> None:
     assert f"--serving-image={ctr['image']}" in ctr["args"]
 
 
+def test_an_mlflow_tracking_uri_becomes_the_operators_flag() -> None:
+    assert not any(a.startswith("--mlflow") for a in container(render())["args"])
+    ctr = container(render({"mlflow": {"trackingUri": "http://mlflow.mlflow.svc:5000"}}))
+    assert "--mlflow-tracking-uri=http://mlflow.mlflow.svc:5000" in ctr["args"]
+
+
 def test_serving_image_policy_values_become_operator_flags() -> None:
     args = container(render())["args"]
     assert "--serving-image-rollout=manual" in args

@@ -207,6 +207,18 @@ def test_instants_render_as_time_left() -> None:
     assert field(cli_render.status_lines(baking, NOW), "Bake ends") == "in 30s"
 
 
+def test_history_shows_the_registry_version_of_mlflow_models() -> None:
+    obj = progressing()
+    history = obj["status"]["history"]
+    history[0] |= {"registryVersion": "3", "runId": "ecbfe6d1395f40e3a23a9af8282c9ec0"}
+    obj["status"]["canary"] |= {"registryVersion": "4"}
+    lines = cli_render.history_lines(obj, NOW)
+    assert lines[0].split()[:4] == ["REVISION", "VERSION", "REGISTRY", "SHA256"]
+    assert lines[1].split()[:5] == ["1", "1", "v3", "run", "ecbfe6d1"]
+    assert lines[2].split()[:3] == ["2", "1.1", "-"]  # a revision from another source
+    assert lines[-1] == "rolling out: r4 (version 3, registry v4)"
+
+
 def test_status_says_when_an_image_upgrade_waits() -> None:
     obj = stable()
     obj["status"]["image"] = {

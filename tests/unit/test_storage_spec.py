@@ -8,7 +8,7 @@ import pytest
 from modeldeploy.hashing import revision_hash
 from modeldeploy.spec import SpecError, parse_spec
 from tests.helpers.spec_cases import Invalid, valid_manifest
-from tests.helpers.storage_cases import ENV_FROM, SECRET_ENV, STORAGE_INVALID, VALID_URIS
+from tests.helpers.storage_cases import ENV_FROM, ENV_URIS, SECRET_ENV, STORAGE_INVALID, VALID_URIS
 
 
 @pytest.mark.parametrize("uri", VALID_URIS)
@@ -25,6 +25,13 @@ def test_invalid_storage_spec_is_rejected_naming_the_field(case: Invalid) -> Non
     assert caught.value.field_path.startswith(case.field), caught.value
     if case.operator_says_too:
         assert case.says in caught.value.message
+
+
+@pytest.mark.parametrize("uri", ENV_URIS)
+def test_the_fetchers_environment_goes_with_object_stores_and_mlflow(uri: str) -> None:
+    manifest = valid_manifest()
+    manifest["spec"]["model"].update(uri=uri, env=SECRET_ENV, envFrom=ENV_FROM)
+    assert parse_spec(manifest["spec"]).model.env_from is not None
 
 
 def test_env_from_secrets_and_config_maps_parses() -> None:
