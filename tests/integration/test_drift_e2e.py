@@ -3,9 +3,10 @@
 `build_profile` from its training data.
 
 One story: r1, a good classifier under traffic drawn like its training data, is promoted; r2, a
-good model trained on data far from what clients send (so the live inputs drifted away from its
-reference), is rolled back with FeatureDrift; r3, a constant predictor shipped with r1's profile
-(a bad export), is rolled back with PredictionDrift. Requests carry 8 rows, so a 5 s window
+pipeline fitted on inputs in other units (millimetres, while clients send metres: every answer
+is 200 OK, the inputs are far from its reference), is rolled back with FeatureDrift; r3, a
+constant predictor shipped with r1's profile (a bad export), is rolled back with
+PredictionDrift. Requests carry 8 rows, so a 5 s window
 holds hundreds of rows and sampling noise stays near (bins - 1) / rows, well under 0.5.
 """
 
@@ -20,6 +21,8 @@ import orjson
 import pytest
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from modeldeploy import names
 from modeldeploy_serving.profile import build_profile
@@ -47,9 +50,9 @@ ROWS_PER_REQUEST = 8
 THRESHOLD = 0.5
 
 
-def training(shift: float = 0.0, n: int = 2000) -> tuple[np.ndarray, np.ndarray]:
-    features = np.random.default_rng(7).normal(size=(n, 6)) + shift
-    labels = np.digitize(features[:, 0] - shift + 0.5 * features[:, 1], [-0.5, 0.5])
+def training(n: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    features = np.random.default_rng(7).normal(size=(n, 6))
+    labels = np.digitize(features[:, 0] + 0.5 * features[:, 1], [-0.5, 0.5])
     return features, labels
 
 
@@ -94,8 +97,11 @@ def test_feature_and_prediction_drift_roll_back_a_good_model_is_promoted(
     x1, y1 = training()
     good = LogisticRegression(max_iter=500).fit(x1, y1)
     r1, r1_profile = profiled(good, x1, tmp_path, "good")
-    x2, y2 = training(shift=4.0)
-    r2, r2_profile = profiled(LogisticRegression(max_iter=500).fit(x2, y2), x2, tmp_path, "far")
+    # Fitted on inputs in other units (millimetres where clients send metres): a scaler inside
+    # the pipeline hides it from the error rate, the profile of its training data does not.
+    x1_mm = x1 * 1000.0
+    in_mm = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x1_mm, y1)
+    r2, r2_profile = profiled(in_mm, x1_mm, tmp_path, "millimetres")
     constant = DummyClassifier(strategy="most_frequent").fit(x1, y1)
     r3, _ = profiled(constant, x1, tmp_path, "constant")
     both = {"predictionDrift": THRESHOLD, "featureDrift": THRESHOLD}
@@ -115,7 +121,7 @@ def test_feature_and_prediction_drift_roll_back_a_good_model_is_promoted(
         assert "Healthy: " in health and "predictionDrift PSI " in health, health
         assert "featureDrift '" in health and f"<= {THRESHOLD:g}" in health, health
 
-        # Prediction drift unset: the far model's answers on these inputs may skew as well,
+        # Prediction drift unset: this model's answers on these inputs may skew as well,
         # and this revision is about its inputs.
         apply(cluster, ns, drift_spec(r2, "2", r2_profile, featureDrift=THRESHOLD))
         md = wait_md(cluster, ns, "r2 rolled back", lambda md: bool(history(md, 2)), 120)
