@@ -167,6 +167,8 @@ ENV_MODEL_VERSION: Final = "MODELDEPLOY_MODEL_VERSION"
 ENV_SHA256: Final = "MODELDEPLOY_SHA256"
 ENV_PROFILE_URI: Final = "MODELDEPLOY_PROFILE_URI"  # set only with spec.model.profile
 ENV_PROFILE_SHA256: Final = "MODELDEPLOY_PROFILE_SHA256"
+ENV_SIGNATURE_URI: Final = "MODELDEPLOY_SIGNATURE_URI"  # set only with spec.model.signature
+ENV_SIGNATURE_SHA256: Final = "MODELDEPLOY_SIGNATURE_SHA256"
 ENV_FORMAT: Final = "MODELDEPLOY_FORMAT"
 ENV_PORT: Final = "MODELDEPLOY_PORT"
 ENV_DRAIN_SECONDS: Final = "MODELDEPLOY_DRAIN_SECONDS"
@@ -284,7 +286,7 @@ IMAGE_SKLEARN_UNKNOWN: Final = "SklearnVersionUnknown"  # one side undeclared: n
 # Equal to the CRD's modeldeploy.io/schema-version annotation (a unit test keeps them equal);
 # an operator seeing an older value knows the installed CRD may prune fields it relies on.
 ANNOTATION_SCHEMA_VERSION: Final = f"{GROUP}/schema-version"
-CRD_SCHEMA_VERSION: Final = "7"
+CRD_SCHEMA_VERSION: Final = "8"
 # A DNS-1035 label short enough that `<name>-r<revision>` stays a valid 63-character label.
 MAX_MD_NAME_LENGTH: Final = 52
 

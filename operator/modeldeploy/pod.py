@@ -83,6 +83,8 @@ def pod_template(
         metadata["annotations"] = {**metadata.get("annotations", {}), **_identity_skips()}
     if spec.model.profile is not None:
         _mount_claim(spec.model.profile.uri, "profile", model_volumes, model_mounts)
+    if spec.model.signature is not None:
+        _mount_claim(spec.model.signature.uri, "signature", model_volumes, model_mounts)
     if (validation := spec.analysis.validation) is not None:
         if validation.uri.startswith(FETCHED_SCHEMES):  # admission: only when the model's is
             fetchers.append(_validation_fetcher(spec, image))
@@ -143,6 +145,9 @@ def _server(
     if model.profile is not None:  # unset: no drift counting, pods unchanged
         env[names.ENV_PROFILE_URI] = _claim_location(model.profile.uri, "profile")[0]
         env[names.ENV_PROFILE_SHA256] = model.profile.sha256
+    if model.signature is not None:  # unset: the server derives the columns, pods unchanged
+        env[names.ENV_SIGNATURE_URI] = _claim_location(model.signature.uri, "signature")[0]
+        env[names.ENV_SIGNATURE_SHA256] = model.signature.sha256
     if serving.runtime is not None:  # unset: the server's own default (auto), pods unchanged
         env[names.ENV_RUNTIME] = serving.runtime
     env |= tuning_env(serving.tuning)
@@ -473,8 +478,8 @@ def _claim_location(
 def _mount_claim(
     uri: str, volume_name: str, volumes: list[dict[str, Any]], mounts: list[dict[str, Any]]
 ) -> None:
-    """Mount the claim of a pvc:// URI (profile, validation data) unless it is mounted already
-    (the model's claim, say): one volume per claim."""
+    """Mount the claim of a pvc:// URI (profile, signature, validation data) unless it is
+    mounted already (the model's claim, say): one volume per claim."""
     _, new_volumes, new_mounts = _claim_location(uri, volume_name)
     claims = {
         v["persistentVolumeClaim"]["claimName"] for v in volumes if "persistentVolumeClaim" in v

@@ -280,7 +280,8 @@ class EnvFromSource(_Spec):
     config_map_ref: LocalObjectRef | None = None
 
 
-# The server reads the profile itself: no fetcher, no registry (the CRD's first profile rule).
+# The server reads the profile and the signature itself: no fetcher, no registry (the CRD's
+# first rule on their URIs).
 PROFILE_SCHEMES: Final = ("pvc://", "http://", "https://", "file://")
 
 
@@ -294,6 +295,13 @@ def _check_profile_uri(uri: str) -> str:
 
 class Profile(_Spec):
     """The reference profile for drift; its URI obeys the model URI's rules, fewer schemes."""
+
+    uri: Annotated[str, AfterValidator(_check_profile_uri), Field(min_length=1, max_length=2048)]
+    sha256: Sha256
+
+
+class Signature(_Spec):
+    """The model's input signature (columns, kinds, an example row): the profile's URI rules."""
 
     uri: Annotated[str, AfterValidator(_check_profile_uri), Field(min_length=1, max_length=2048)]
     sha256: Sha256
@@ -326,6 +334,7 @@ class ModelSource(_Spec):
     env: tuple[FetcherEnvVar, ...] | None = Field(default=None, max_length=32)
     env_from: tuple[EnvFromSource, ...] | None = Field(default=None, max_length=8)
     profile: Profile | None = None
+    signature: Signature | None = None
     registry: Registry | None = None
 
 
@@ -553,6 +562,8 @@ def artifact_uris(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
     found = [("spec.model.uri", spec.model.uri)]
     if spec.model.profile is not None:
         found.append(("spec.model.profile.uri", spec.model.profile.uri))
+    if spec.model.signature is not None:
+        found.append(("spec.model.signature.uri", spec.model.signature.uri))
     if spec.analysis.validation is not None:
         found.append(("spec.analysis.validation.uri", spec.analysis.validation.uri))
     return found

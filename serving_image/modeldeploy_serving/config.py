@@ -73,6 +73,8 @@ class ServerConfig:
     allow_sklearn_version_mismatch: bool
     runtime: RuntimeChoice
     signature_file: Path | None
+    signature_uri: str
+    signature_sha256: str
     profile_uri: str
     profile_sha256: str
     validation_uri: str
@@ -334,6 +336,16 @@ FLAGS: tuple[_Flag, ...] = (
         "beside a local artifact, if present)",
     ),
     _Flag(
+        "signature-uri",
+        _optional_uri,
+        "",
+        "the signature file at a URI, fetched and verified like the model (instead of "
+        "--signature-file)",
+    ),
+    _Flag(
+        "signature-sha256", _optional_sha256, "", "sha256 of the signature file; required with it"
+    ),
+    _Flag(
         "profile-uri",
         _optional_uri,
         "",
@@ -419,8 +431,11 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> ServerConfi
         flag.field or flag.dest: _resolve(flag, getattr(namespace, flag.dest), environ)
         for flag in FLAGS
     }
-    if bool(values["profile_uri"]) != bool(values["profile_sha256"]):
-        raise ConfigError("--profile-uri and --profile-sha256 go together")
+    for pair in ("profile", "signature"):
+        if bool(values[f"{pair}_uri"]) != bool(values[f"{pair}_sha256"]):
+            raise ConfigError(f"--{pair}-uri and --{pair}-sha256 go together")
+    if values["signature_uri"] and values["signature_file"] is not None:
+        raise ConfigError("--signature-uri and --signature-file: give one, not both")
     if values["validation_uri"]:
         for needed in ("validation-sha256", "validation-threshold"):
             if values[needed.replace("-", "_")] in ("", None):

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SIGNATURE_SUFFIX = ".signature.json"
+# The profile and the signature file describe the model; neither comes near the model's size.
+SIDE_FILE_MAX_BYTES = 16 * 1024 * 1024
 
 
 def fetch_verified(config: ServerConfig) -> bytes:
@@ -37,8 +39,10 @@ def load_verified(config: ServerConfig) -> LoadedModel:
     the warmed-up model must also meet its threshold on it (validation.py)."""
     started = time.monotonic()
     data = fetch_verified(config)
-    dataset = _fetch_dataset(config)  # before deserializing: a wrong sha256 fails fast
-    loaded = _deserialize(config, data)
+    # Before deserializing: a wrong sha256 fails fast.
+    signature = read_signature_file(config)
+    dataset = _fetch_dataset(config)
+    loaded = _deserialize(config, data, signature)
     if config.profile_uri:
         loaded = dataclasses.replace(loaded, profile=load_profile(config, loaded.signature))
     log.info(
@@ -71,7 +75,7 @@ def load_profile(config: ServerConfig, signature: ModelSignature) -> Profile:
 
     data = artifact.fetch(
         config.profile_uri,
-        max_bytes=16 * 1024 * 1024,
+        max_bytes=SIDE_FILE_MAX_BYTES,
         timeout=config.download_timeout,
         allow_loopback=config.allow_loopback_downloads,
     )
@@ -122,7 +126,7 @@ def fetch_to(config: ServerConfig, destination: Path) -> None:
     """Init-container mode: verified bytes land at destination, test-loaded unless skipped."""
     data = fetch_verified(config)
     if not config.skip_load_check:
-        _deserialize(config, data)
+        _deserialize(config, data, read_signature_file(config))
     artifact.write_atomically(data, destination)
     log.info(
         "verified artifact written to %s (%d bytes, sha256 %s)",
@@ -132,7 +136,7 @@ def fetch_to(config: ServerConfig, destination: Path) -> None:
     )
 
 
-def _deserialize(config: ServerConfig, data: bytes) -> LoadedModel:
+def _deserialize(config: ServerConfig, data: bytes, signature: bytes | None) -> LoadedModel:
     # Imported here: scikit-learn takes a second to import, and an init container whose download
     # or checksum failed should say so at once.
     from . import model
@@ -143,16 +147,27 @@ def _deserialize(config: ServerConfig, data: bytes) -> LoadedModel:
         trusted_types=config.skops_trusted_types,
         allow_version_mismatch=config.allow_sklearn_version_mismatch,
         runtime=config.runtime,
-        signature_file=read_signature_file(config),
+        signature_file=signature,
     )
 
 
 def read_signature_file(config: ServerConfig) -> bytes | None:
-    """The configured signature file, else <artifact>.signature.json beside a local artifact.
+    """--signature-uri (fetched and verified like the profile), else --signature-file, else
+    <artifact>.signature.json beside a local artifact.
 
-    It is not covered by the sha256: it only describes inputs (and is parsed as plain JSON), so
-    the worst a wrong one does is make the load fail or refuse requests.
+    A local file is not covered by a sha256: it only describes inputs (and is parsed as plain
+    JSON), so the worst a wrong one does is make the load fail or refuse requests.
     """
+    if config.signature_uri:
+        data = artifact.fetch(
+            config.signature_uri,
+            max_bytes=SIDE_FILE_MAX_BYTES,
+            timeout=config.download_timeout,
+            allow_loopback=config.allow_loopback_downloads,
+        )
+        artifact.verify(data, config.signature_sha256, source=f"signature {config.signature_uri}")
+        log.info("signature file %s verified", config.signature_uri)
+        return data
     path = config.signature_file
     if path is None:
         local = artifact.local_path(config.model_uri)

@@ -176,6 +176,43 @@ INVALID: list[Invalid] = [
         "spec.model.profile.sha256",
         "Required value",
     ),
+    # The signature's URI follows the profile's rules: the server fetches it, no fetcher.
+    Invalid(
+        "signature-uri-metadata-host",
+        _model(signature={"uri": "http://169.254.169.254/s.json", "sha256": SHA}),
+        "spec.model.signature.uri",
+        _ADDRESS,
+        True,
+    ),
+    *(
+        Invalid(
+            f"signature-uri-{scheme}",
+            _model(signature={"uri": f"{scheme}://models-bucket/s.json", "sha256": SHA}),
+            "spec.model.signature.uri",
+            "must start with one of the allowed schemes 'pvc://', 'http://', 'https://', 'file://'",
+            True,
+        )
+        for scheme in ("s3", "gs", "azure", "mlflow")
+    ),
+    Invalid(
+        "signature-uri-traversal",
+        _model(signature={"uri": "https://h.example/a/../s.json", "sha256": SHA}),
+        "spec.model.signature.uri",
+        _TRAVERSAL,
+        True,
+    ),
+    Invalid(
+        "signature-sha256-missing",
+        _model(signature={"uri": "https://h.example/s.json"}),
+        "spec.model.signature.sha256",
+        "Required value",
+    ),
+    Invalid(
+        "signature-sha256-uppercase",
+        _model(signature={"uri": "https://h.example/s.json", "sha256": SHA.upper()}),
+        "spec.model.signature.sha256",
+        "should match",
+    ),
     Invalid(
         "feature-drift-zero",
         _spec(analysis={"thresholds": {"featureDrift": 0}}),

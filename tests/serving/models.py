@@ -255,6 +255,56 @@ def train_mixed(directory: Path, fmt: Format = "joblib", name: str = "mixed") ->
     return save(model.fit(frame, mixed_labels(frame)), directory, name, fmt)
 
 
+def signup_year(frame: Any) -> np.ndarray:
+    """The year of ISO dates ("2021-06-30"): refuses numbers and arbitrary text, as real
+    feature code does, so only a date-shaped warm-up row gets through it."""
+    return np.asarray(frame.iloc[:, 0].str.slice(0, 4).astype(float)).reshape(-1, 1)
+
+
+def dated_frame(n_rows: int = 300, seed: int = 0) -> Any:
+    """mixed_frame() plus signup, an ISO date string."""
+    rng = np.random.default_rng(seed)
+    frame = mixed_frame(n_rows, seed)
+    frame["signup"] = [f"{year}-0{rng.integers(1, 10)}-1{rng.integers(0, 10)}" for year in
+                       rng.integers(2015, 2025, n_rows)]  # fmt: skip
+    return frame
+
+
+# What train_dated's model needs shipped beside it: the date column's kind and a real row.
+DATED_SIGNATURE = {
+    "inputs": [
+        {"name": "city", "type": "string"},
+        {"name": "signup", "type": "string"},
+        {"name": "age", "type": "double"},
+        {"name": "income", "type": "double"},
+    ],
+    "example": {"city": "lyon", "signup": "2021-06-30", "age": 41, "income": 2500.5},
+}
+
+
+def train_dated(directory: Path, name: str = "dated") -> SavedModel:
+    """A ColumnTransformer whose date column goes through a FunctionTransformer: nothing fitted
+    says that column is a string, so without a signature file the model warms up on a number
+    and fails (WarmupFailed); with one (kinds + a real example row) it loads."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+
+    frame = dated_frame().drop(columns=["review"]).fillna({"income": 3000.0})
+    columns = ColumnTransformer(
+        [
+            ("city", OneHotEncoder(handle_unknown="ignore"), ["city"]),
+            (
+                "signup",
+                Pipeline([("year", FunctionTransformer(signup_year)), ("scale", StandardScaler())]),
+                ["signup"],
+            ),
+            ("numbers", StandardScaler(), ["age", "income"]),
+        ]
+    )
+    model = Pipeline([("columns", columns), ("classify", LogisticRegression(max_iter=500))])
+    return save(model.fit(frame, mixed_labels(mixed_frame())), directory, name)
+
+
 def train_mixed_trees(directory: Path, name: str = "mixed-trees") -> SavedModel:
     """Strict categories (unknown city = error) and a forest: an unknown city must be a 400."""
     from sklearn.compose import ColumnTransformer

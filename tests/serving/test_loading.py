@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import subprocess
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -148,17 +145,6 @@ def test_server_with_wrong_sha256_stays_live_but_never_ready(
     assert termination_log.read_text().startswith("Sha256Mismatch: ")
     assert sum("model load failed" in line for line in server.log) == 1
     assert server.terminate() == 0
-
-
-@pytest.fixture(scope="module")
-def http_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    """A plain HTTP server on 127.0.0.1 serving a directory, for download tests."""
-    root = tmp_path_factory.mktemp("http")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
 
 
 def test_init_container_mode_exit_codes(tmp_path: Path, http_root: tuple[Path, str]) -> None:

@@ -29,8 +29,8 @@ BASE = _hash({})
 
 
 def test_optional_fields_left_unset_keep_the_hash_of_older_operators() -> None:
-    # The hash of the minimal spec before model.profile and the drift thresholds existed: an
-    # operator upgrade must not restart every revision.
+    # The hash of the minimal spec before model.profile, model.signature and the drift
+    # thresholds existed: an operator upgrade must not restart every revision.
     assert _hash({}, default_image="img") == "5328c7623f"
 
 
@@ -61,6 +61,7 @@ def test_hash_is_short_hex_and_stable() -> None:
         {"analysis.thresholds": {"minAccuracy": 0.8}},
         {"analysis.thresholds": {"maxMAE": 2.5}},
         {"model.profile": {"uri": "https://models.example.com/p.json", "sha256": "c" * 64}},
+        {"model.signature": {"uri": "https://models.example.com/s.json", "sha256": "c" * 64}},
     ],
     ids=lambda c: next(iter(c)),
 )
@@ -114,3 +115,10 @@ def test_the_operators_default_image_counts_only_when_the_spec_has_none() -> Non
 def test_integer_and_string_quantities_hash_alike() -> None:
     as_int = _hash({"serving.resources": {"requests": {"cpu": 1}}})
     assert as_int == _hash({"serving.resources": {"requests": {"cpu": "1"}}})
+
+
+def test_a_new_signature_file_is_a_new_revision() -> None:
+    uri = "https://models.example.com/iris/3/signature.json"
+    first = _hash({"model.signature": {"uri": uri, "sha256": "c" * 64}})
+    assert first != _hash({"model.signature": {"uri": uri, "sha256": "d" * 64}})
+    assert first != _hash({"model.signature": {"uri": uri + "2", "sha256": "c" * 64}})

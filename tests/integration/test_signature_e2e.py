@@ -1,0 +1,134 @@
+"""spec.model.signature end to end: real control plane, KWOK pods running the real server and
+sidecar (tests/helpers/pod_runtime.py), the model and its signature file served over plain HTTP.
+
+One story, without traffic: r1, a ColumnTransformer pipeline with a date column only its
+signature file describes (tests.serving.models.train_dated: without the file it fails its
+warm-up), is Stable and its v2 metadata lists the signature's columns; r2, the same model pinned
+to the wrong signature sha256, never becomes ready and is Failed with Sha256Mismatch naming the
+signature, while r1 serves on.
+
+The spec may never name a loopback host, so the files are served on this machine's global IPv4.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.client
+import http.server
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modeldeploy import names
+from tests.helpers.operator_proc import OperatorProcess
+from tests.helpers.pod_runtime import Endpoint, PodRuntime
+from tests.integration.test_drift_e2e import stable_runtime
+from tests.integration.test_rollback_e2e import (
+    apply,
+    condition,
+    history,
+    recorded,
+    runtime,
+    spec_for,
+    wait_md,
+    wait_phase,
+)
+from tests.kube import KubeCluster, wait_until
+from tests.serving.models import DATED_SIGNATURE, SavedModel, train_dated
+
+pytestmark = pytest.mark.kwok
+__all__ = ["runtime"]  # the fixture, shared with the rollback tests
+
+
+def _global_ipv4() -> str | None:
+    found = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show", "scope", "global"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    for line in found.stdout.splitlines():
+        words = line.split()
+        if "inet" in words:
+            return words[words.index("inet") + 1].split("/")[0]
+    return None
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A directory served over HTTP on the machine's global IPv4 (a host a spec may name)."""
+    address = _global_ipv4()
+    if address is None:
+        pytest.skip("no global IPv4 address to serve the model files on")
+    root = tmp_path / "http"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer((address, 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield root, f"http://{address}:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+
+
+def signed(
+    saved: SavedModel, base: str, version: str, signature_sha256: str, **rollout: Any
+) -> dict[str, Any]:
+    spec = spec_for(saved, version, **rollout)
+    spec["model"]["uri"] = f"{base}/{saved.path.name}"
+    spec["model"]["signature"] = {"uri": f"{base}/dated.signature.json", "sha256": signature_sha256}
+    return spec
+
+
+def metadata(endpoint: Endpoint) -> dict[str, Any]:
+    connection = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=10)
+    try:
+        connection.request("GET", f"/v2/models/{endpoint.model}")
+        response = connection.getresponse()
+        assert response.status == 200
+        return dict(json.loads(response.read()))
+    finally:
+        connection.close()
+
+
+def test_a_model_and_its_signature_over_http_become_stable_a_wrong_signature_fails(
+    cluster: KubeCluster,
+    op_namespace: str,
+    runtime: PodRuntime,
+    operator: OperatorProcess,
+    files: tuple[Path, str],
+) -> None:
+    ns = op_namespace
+    root, base = files
+    saved = train_dated(root)
+    raw = json.dumps(DATED_SIGNATURE).encode()
+    (root / "dated.signature.json").write_bytes(raw)
+
+    good = hashlib.sha256(raw).hexdigest()
+    apply(cluster, ns, signed(saved, base, "1", good, steps=[], on_no_data="pass"))
+    wait_phase(cluster, ns, names.PHASE_STABLE)
+    # The real server loaded it (its sidecar's ModelReady gives status the runtime): the date
+    # column's FunctionTransformer does not convert, so scikit-learn serves.
+    wait_md(cluster, ns, "r1 loaded", lambda md: stable_runtime(md) == "sklearn", 120)
+    (endpoint,) = wait_until(lambda: runtime.endpoints(1), 60, "r1's server ready")
+    inputs = {tensor["name"]: tensor["datatype"] for tensor in metadata(endpoint)["inputs"]}
+    assert inputs == {"city": "BYTES", "age": "FP64", "income": "FP64", "signup": "BYTES"}
+
+    # A canary step that waits for its sidecar's verdict (no traffic: hold): only the load
+    # failure can end it.
+    apply(cluster, ns, signed(saved, base, "2", "0" * 64))
+    md = wait_md(cluster, ns, "r2 failed", recorded(2), 120)
+    assert history(md, 2) == [(names.OUTCOME_FAILED, "Sha256Mismatch")]
+    (entry,) = [h for h in md["status"]["history"] if h["revision"] == 2]
+    assert "signature" in entry["message"] and "dated.signature.json" in entry["message"]
+    assert condition(md, names.COND_DEGRADED)["reason"] == "Sha256Mismatch"
+    assert md["status"]["stable"]["revision"] == 1
+    assert runtime.endpoints(2) == []
+    assert [e.revision for e in runtime.endpoints()] == [1]
+    assert runtime.errors() == []
