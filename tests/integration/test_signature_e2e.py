@@ -17,7 +17,7 @@ import hashlib
 import http.client
 import http.server
 import json
-import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,31 +39,20 @@ from tests.integration.test_rollback_e2e import (
     wait_md,
     wait_phase,
 )
-from tests.kube import KubeCluster, wait_until
+from tests.kube import ROOT, KubeCluster, wait_until
 from tests.serving.models import DATED_SIGNATURE, SavedModel, train_dated
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from node import node_ip  # the machine's global IPv4, a host a spec may name
 
 pytestmark = pytest.mark.kwok
 __all__ = ["runtime"]  # the fixture, shared with the rollback tests
 
 
-def _global_ipv4() -> str | None:
-    found = subprocess.run(
-        ["ip", "-4", "-o", "addr", "show", "scope", "global"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    for line in found.stdout.splitlines():
-        words = line.split()
-        if "inet" in words:
-            return words[words.index("inet") + 1].split("/")[0]
-    return None
-
-
 @pytest.fixture
 def files(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """A directory served over HTTP on the machine's global IPv4 (a host a spec may name)."""
-    address = _global_ipv4()
+    address = node_ip()
     if address is None:
         pytest.skip("no global IPv4 address to serve the model files on")
     root = tmp_path / "http"
