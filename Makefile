@@ -9,7 +9,7 @@ CLUSTER_DIR := .cluster
 export KUBECONFIG ?= $(CURDIR)/$(CLUSTER_DIR)/kubeconfig
 
 .PHONY: help install tools mlflow image cluster-up cluster-down cluster-status run stop test test-unit \
-	test-serving test-integration lint lock audit release-image bench bench-serving bench-serving-quick bench-drift bench-operator bench-rollback bench-e2e clean
+	test-serving test-integration lint lock audit release-image bench bench-serving bench-serving-quick bench-drift bench-pipeline bench-operator bench-rollback bench-e2e clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -99,6 +99,9 @@ bench-serving: $(STAMP)
 
 bench-drift: $(STAMP) ## drift counting on vs off: req/s at 8 and 64 connections, memory (QUICK=1: a smoke run)
 	$(BIN)/python bench/serving/drift.py $(if $(QUICK),--quick)
+
+bench-pipeline: $(STAMP) ## a DataFrame pipeline: us vs MLServer (PandasCodec) and KServe (dict instances) (QUICK=1: a smoke run)
+	$(BIN)/python bench/serving/pipeline.py $(if $(QUICK),--quick)
 
 bench-operator: $(STAMP) tools
 	$(BIN)/python bench/operator/run.py

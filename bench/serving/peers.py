@@ -4,6 +4,9 @@ MLServer gets its own venv (its dependency pins clash with ours). Its pins: uvlo
 with uvloop 0.23 its inference worker dies and readiness stays 400 (SeldonIO/MLServer#2286);
 the same scikit-learn and joblib as ours, so it loads the very same model file.
 
+KServe (`kserve` from the package index; its sklearnserver is published only in its image, see
+kserve_sklearn.py) gets its own venv too, with the same scikit-learn, joblib and numpy as ours.
+
 The bare Starlette floor runs in a small overlay venv that sees our venv's packages (through a
 .pth file) and adds only uvicorn and starlette.
 """
@@ -18,6 +21,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 MLSERVER_VERSION = "1.7.1"
+KSERVE_VERSION = "0.21.0"
 
 
 def _venv(path: Path, requirements: list[str], *, overlay: bool = False) -> Path:
@@ -48,6 +52,20 @@ def mlserver_venv(work: Path) -> Path:
             f"mlserver=={MLSERVER_VERSION}",
             f"mlserver-sklearn=={MLSERVER_VERSION}",
             "uvloop<0.22",
+            f"scikit-learn=={version('scikit-learn')}",
+            f"joblib=={version('joblib')}",
+            f"numpy=={version('numpy')}",
+        ],
+    )
+    return python.parent
+
+
+def kserve_venv(work: Path) -> Path:
+    """The venv's bin directory, whose python runs bench/serving/kserve_sklearn.py."""
+    python = _venv(
+        work / "venv-kserve",
+        [
+            f"kserve=={KSERVE_VERSION}",
             f"scikit-learn=={version('scikit-learn')}",
             f"joblib=={version('joblib')}",
             f"numpy=={version('numpy')}",

@@ -68,7 +68,7 @@ def write_wrk_script(path: Path, body: bytes) -> Path:
     path.write_text(
         'wrk.method = "POST"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = [[{body.decode()}]]\n"
+        f"wrk.body = [==[{body.decode()}]==]\n"  # a level-2 long string: bodies may hold "]]"
     )
     return path
 
