@@ -32,6 +32,7 @@ from typing import Any
 
 import joblib
 import orjson
+import report
 import servers
 import workload
 import wrk
@@ -86,7 +87,7 @@ def main() -> None:
     path.write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
     if not args.quick:
-        _update_readme(table)
+        report.replace_between(README, START, END, table)
     print(table)
 
 
@@ -227,15 +228,6 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {entry['drift_series']} |"
             )
     return "\n".join(lines)
-
-
-def _update_readme(table: str) -> None:
-    text = README.read_text()
-    if START not in text or END not in text:
-        return
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    README.write_text(f"{head}{START}\n{table}\n{END}{tail}")
 
 
 def _arguments() -> argparse.Namespace:

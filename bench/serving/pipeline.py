@@ -31,6 +31,7 @@ from typing import Any
 import peers
 import pipeline_model
 import pipeline_report
+import report
 import servers
 import workload
 import wrk
@@ -119,7 +120,9 @@ def main() -> None:
     path.write_text(json.dumps(results, indent=2) + "\n")
     table = pipeline_report.markdown(results)
     if not args.quick:
-        pipeline_report.update_readme(ROOT / "README.md", table)
+        report.replace_between(
+            ROOT / "README.md", pipeline_report.START, pipeline_report.END, table
+        )
     print(table)
 
 

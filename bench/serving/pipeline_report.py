@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 from typing import Any
 
 METRICS = ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")
@@ -85,12 +84,3 @@ def _ratios(results: dict[str, Any], connections: list[str]) -> list[str]:
         if cells:
             lines.append(f"\nmodeldeploy v2 ÷ best {family}: " + ", ".join(cells) + ".")
     return lines
-
-
-def update_readme(readme: Path, table: str) -> None:
-    text = readme.read_text()
-    if START not in text or END not in text:
-        return
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{START}\n{table}{END}{tail}")

@@ -172,11 +172,18 @@ def _ratio(value: float) -> str:
 
 def update_docs(path: Path, table: str) -> None:
     """Replace the text between the benchmark markers in docs/serving.md, if they are there."""
+    replace_between(path, DOCS_BEGIN, DOCS_END, table)
+
+
+def replace_between(path: Path, begin: str, end: str, text: str) -> None:
+    """Put `text` between two marker lines of a file (a results table in the docs); a file
+    without both markers is left alone."""
     if not path.exists():
         return
-    text = path.read_text()
-    if DOCS_BEGIN not in text or DOCS_END not in text:
+    content = path.read_text()
+    if begin not in content or end not in content:
         return
-    head, rest = text.split(DOCS_BEGIN, 1)
-    _, tail = rest.split(DOCS_END, 1)
-    path.write_text(f"{head}{DOCS_BEGIN}\n{table}{DOCS_END}{tail}")
+    head, rest = content.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    body = text if text.endswith("\n") else text + "\n"
+    path.write_text(f"{head}{begin}\n{body}{end}{tail}")
