@@ -132,26 +132,20 @@ def _measure(
         server.wait_first_prediction(body)
         url = f"http://127.0.0.1:{spec.port}{model.infer_path}"
         for connections in args.connections:
-            load = {"connections": connections, "cpu": LOAD_CPU}
-            wrk.run(wrk_path, url, script, seconds=args.warmup, **load)
-            cpu_before = server.cpu_seconds()
-            result = wrk.run(wrk_path, url, script, seconds=args.seconds, **load)
-            cpu_used = server.cpu_seconds() - cpu_before
-            runs.append(
-                {
-                    "model": model.key,
-                    "drift": mode,
-                    "round": round_index,
-                    "connections": connections,
-                    "rps": round(result.rps, 1),
-                    "p99_ms": round(result.p99_ms, 3),
-                    "cpu_us_per_request": round(cpu_used * 1e6 / max(result.requests, 1), 1),
-                    "non_2xx": result.non_2xx,
-                }
+            run = servers.measure(
+                server,
+                wrk_path,
+                url,
+                script,
+                connections=connections,
+                seconds=args.seconds,
+                warmup=args.warmup,
+                cpu=LOAD_CPU,
             )
+            runs.append({"model": model.key, "drift": mode, "round": round_index, **run})
             print(
                 f"[drift] round {round_index} {model.key} {mode} c={connections}: "
-                f"{result.rps:.0f} req/s, p99 {result.p99_ms:.2f} ms",
+                f"{run['rps']:.0f} req/s, p99 {run['p99_ms']:.2f} ms",
                 flush=True,
             )
         rss_mb = round(server.rss_bytes() / 2**20, 1)

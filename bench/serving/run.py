@@ -119,30 +119,22 @@ def _measure(
         cold_start = server.wait_first_prediction(body)
         url = f"http://127.0.0.1:{spec.port}{model.infer_path}"
         for connections in args.connections:
-            load = {"connections": connections, "cpu": LOAD_CPU}
-            wrk.run(wrk_path, url, script, seconds=args.warmup, **load)
-            cpu_before = server.cpu_seconds()
-            result = wrk.run(wrk_path, url, script, seconds=args.seconds, **load)
-            cpu_used = server.cpu_seconds() - cpu_before
-            runs.append(
-                {
-                    "model": model.key,
-                    "server": spec.name,
-                    "round": round_index,
-                    "connections": connections,
-                    "rps": round(result.rps, 1),
-                    "p50_ms": round(result.p50_ms, 3),
-                    "p99_ms": round(result.p99_ms, 3),
-                    "cpu_us_per_request": round(cpu_used * 1e6 / max(result.requests, 1), 1),
-                    "non_2xx": result.non_2xx,
-                    "socket_errors": result.socket_errors,
-                }
+            run = servers.measure(
+                server,
+                wrk_path,
+                url,
+                script,
+                connections=connections,
+                seconds=args.seconds,
+                warmup=args.warmup,
+                cpu=LOAD_CPU,
             )
+            runs.append({"model": model.key, "server": spec.name, "round": round_index, **run})
             print(
                 f"[bench] round {round_index} {model.key} {spec.name} c={connections}: "
-                f"{result.rps:.0f} req/s, p50 {result.p50_ms:.2f} ms, "
-                f"p99 {result.p99_ms:.2f} ms, {runs[-1]['cpu_us_per_request']} µs CPU/req"
-                + (f", {result.non_2xx} non-2xx" if result.non_2xx else ""),
+                f"{run['rps']:.0f} req/s, p50 {run['p50_ms']:.2f} ms, "
+                f"p99 {run['p99_ms']:.2f} ms, {run['cpu_us_per_request']} µs CPU/req"
+                + (f", {run['non_2xx']} non-2xx" if run["non_2xx"] else ""),
                 flush=True,
             )
         starts.append(
