@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import method
 import orjson
 import report
 import servers
@@ -45,7 +46,6 @@ WORK = ROOT / "bench" / ".work" / "drift"
 RESULTS = ROOT / "bench" / "results" / "drift.json"
 README = ROOT / "README.md"
 START, END = "<!-- drift-benchmark:start -->", "<!-- drift-benchmark:end -->"
-SERVER_CPU, LOAD_CPU = 0, 1
 TARGET_LOSS = 0.05  # at most 5% fewer req/s with drift counting on
 
 
@@ -126,22 +126,13 @@ def _measure(
 ) -> list[dict[str, Any]]:
     log = WORK / "logs" / f"{spec.name}-{model.key}-{round_index}.log"
     log.parent.mkdir(exist_ok=True)
-    server = servers.RunningServer(spec, model, cpu=SERVER_CPU, log=log)
+    server = servers.RunningServer(spec, model, cpu=method.SERVER_CPU, log=log)
     runs = []
     try:
         server.wait_first_prediction(body)
         url = f"http://127.0.0.1:{spec.port}{model.infer_path}"
-        for connections in args.connections:
-            run = servers.measure(
-                server,
-                wrk_path,
-                url,
-                script,
-                connections=connections,
-                seconds=args.seconds,
-                warmup=args.warmup,
-                cpu=LOAD_CPU,
-            )
+        for run in method.measure(server, wrk_path, url, script, args):
+            connections = run["connections"]
             runs.append({"model": model.key, "drift": mode, "round": round_index, **run})
             print(
                 f"[drift] round {round_index} {model.key} {mode} c={connections}: "
@@ -225,20 +216,9 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def _arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 s runs, 1 round")
-    parser.add_argument("--seconds", type=float)
-    parser.add_argument("--warmup", type=float)
-    parser.add_argument("--rounds", type=int)
-    parser.add_argument(
-        "--connections", type=lambda s: [int(c) for c in s.split(",")], default=[8, 64]
-    )
+    parser = method.options(__doc__.split("\n\n")[0], (8, 64))
     parser.add_argument("--models", nargs="+", default=["rf", "lr"], choices=["rf", "lr"])
-    args = parser.parse_args()
-    args.seconds = args.seconds or (3.0 if args.quick else 10.0)
-    args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 3.0)
-    args.rounds = args.rounds or (1 if args.quick else 3)
-    return args
+    return method.parse(parser)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import method
 import peers
 import pipeline_model
 import pipeline_report
@@ -39,7 +40,6 @@ import wrk
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "bench" / ".work" / "pipeline"
 RESULTS = ROOT / "bench" / "results" / "pipeline.json"
-SERVER_CPU, LOAD_CPU = 0, 1
 OURS_PORT, MLSERVER_PORT, KSERVE_PORT = 18080, 18082, 18085
 
 
@@ -73,7 +73,7 @@ def main() -> None:
         for c in contenders(model, row, mlserver_bin, kserve_bin)
         if not args.servers or c.spec.name in args.servers
     ]
-    floor_us = pipeline_model.predict_us(model, row, cpu=SERVER_CPU)
+    floor_us = pipeline_model.predict_us(model, row, cpu=method.SERVER_CPU)
     print(f"[pipeline] in-process DataFrame + predict(): {floor_us} µs; expect {expected}")
 
     runs: list[dict[str, Any]] = []
@@ -95,8 +95,8 @@ def main() -> None:
             "warmup_seconds": args.warmup,
             "rounds": args.rounds,
             "connections": args.connections,
-            "server_cpu": SERVER_CPU,
-            "load_cpu": LOAD_CPU,
+            "server_cpu": method.SERVER_CPU,
+            "load_cpu": method.LOAD_CPU,
             "request_rows": 1,
         },
         "model": {"label": model.label, "sha256": model.sha256, "row": row, "expected": expected},
@@ -234,22 +234,13 @@ def _measure(
     log = WORK / "logs" / f"{spec.name}-{round_index}.log"
     log.parent.mkdir(exist_ok=True)
     script = workload.write_wrk_script(WORK / f"{spec.name}.lua", contender.body)
-    server = servers.RunningServer(spec, model, cpu=SERVER_CPU, log=log)
+    server = servers.RunningServer(spec, model, cpu=method.SERVER_CPU, log=log)
     try:
         cold_start = _first_correct_prediction(server, contender, expected)
         runtime = _runtime(spec.port, model.key) if spec.role == "ours" else None
         url = f"http://127.0.0.1:{spec.port}{contender.path}"
-        for connections in args.connections:
-            run = servers.measure(
-                server,
-                wrk_path,
-                url,
-                script,
-                connections=connections,
-                seconds=args.seconds,
-                warmup=args.warmup,
-                cpu=LOAD_CPU,
-            )
+        for run in method.measure(server, wrk_path, url, script, args):
+            connections = run["connections"]
             runs.append({"server": spec.name, "round": round_index, **run})
             print(
                 f"[pipeline] round {round_index} {spec.name} c={connections}: "
@@ -344,25 +335,11 @@ def _versions(mlserver_bin: Path | None, kserve_bin: Path | None) -> dict[str, A
 
 
 def _arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 s runs, 1 round")
-    parser.add_argument("--seconds", type=float, help="measured seconds per run (default 10)")
-    parser.add_argument("--warmup", type=float, help="warm-up seconds before each run (3)")
-    parser.add_argument("--rounds", type=int, help="fresh-start rounds, median reported (3)")
-    parser.add_argument(
-        "--connections",
-        type=lambda s: [int(c) for c in s.split(",")],
-        default=[1, 8, 64],
-        help="comma-separated (1,8,64)",
-    )
+    parser = method.options(__doc__.split("\n\n")[0])
     parser.add_argument("--servers", nargs="+", help="only these server names")
     parser.add_argument("--no-mlserver", action="store_true", help="skip the MLServer peer")
     parser.add_argument("--no-kserve", action="store_true", help="skip the KServe peer")
-    args = parser.parse_args()
-    args.seconds = args.seconds or (3.0 if args.quick else 10.0)
-    args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 3.0)
-    args.rounds = args.rounds or (1 if args.quick else 3)
-    return args
+    return method.parse(parser)
 
 
 if __name__ == "__main__":

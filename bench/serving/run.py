@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import method
 import peers
 import report
 import servers
@@ -33,7 +34,6 @@ import wrk
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "bench" / ".work" / "serving"
 RESULTS = ROOT / "bench" / "results"
-SERVER_CPU, LOAD_CPU = 0, 1
 
 
 def main() -> None:
@@ -55,7 +55,7 @@ def main() -> None:
     candidates = servers.specs(WORK, asgi, mlserver_bin)
     chosen = [spec for spec in candidates if not args.servers or spec.name in args.servers]
 
-    floor = {key: workload.predict_floor_us(m, cpu=SERVER_CPU) for key, m in models.items()}
+    floor = {key: workload.predict_floor_us(m, cpu=method.SERVER_CPU) for key, m in models.items()}
     print(f"[bench] in-process predict() µs (1 row, 64 rows): {floor}", flush=True)
     runs: list[dict[str, Any]] = []
     starts: list[dict[str, Any]] = []
@@ -76,8 +76,8 @@ def main() -> None:
             "warmup_seconds": args.warmup,
             "rounds": args.rounds,
             "connections": args.connections,
-            "server_cpu": SERVER_CPU,
-            "load_cpu": LOAD_CPU,
+            "server_cpu": method.SERVER_CPU,
+            "load_cpu": method.LOAD_CPU,
             "request_bytes": len(body),
         },
         "models": {k: {"label": m.label, "sha256": m.sha256} for k, m in models.items()},
@@ -114,21 +114,12 @@ def _measure(
 ) -> None:
     log = WORK / "logs" / f"{spec.name}-{model.key}-{round_index}.log"
     log.parent.mkdir(exist_ok=True)
-    server = servers.RunningServer(spec, model, cpu=SERVER_CPU, log=log)
+    server = servers.RunningServer(spec, model, cpu=method.SERVER_CPU, log=log)
     try:
         cold_start = server.wait_first_prediction(body)
         url = f"http://127.0.0.1:{spec.port}{model.infer_path}"
-        for connections in args.connections:
-            run = servers.measure(
-                server,
-                wrk_path,
-                url,
-                script,
-                connections=connections,
-                seconds=args.seconds,
-                warmup=args.warmup,
-                cpu=LOAD_CPU,
-            )
+        for run in method.measure(server, wrk_path, url, script, args):
+            connections = run["connections"]
             runs.append({"model": model.key, "server": spec.name, "round": round_index, **run})
             print(
                 f"[bench] round {round_index} {model.key} {spec.name} c={connections}: "
@@ -152,28 +143,13 @@ def _measure(
 
 
 def _arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 s runs, 1 round")
-    parser.add_argument("--seconds", type=float, help="measured seconds per run (default 10)")
-    parser.add_argument("--warmup", type=float, help="warm-up seconds before each run (3)")
-    parser.add_argument("--rounds", type=int, help="fresh-start rounds, median reported (3)")
-    parser.add_argument(
-        "--connections",
-        type=lambda s: [int(c) for c in s.split(",")],
-        default=[1, 8, 64],
-        help="comma-separated (1,8,64)",
-    )
+    parser = method.options(__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["rf", "lr"], choices=["rf", "lr"])
     parser.add_argument("--servers", nargs="+", help="only these server names")
     parser.add_argument("--no-mlserver", action="store_true", help="skip the MLServer peer")
     parser.add_argument("--no-starlette", action="store_true", help="skip the Starlette floor")
     parser.add_argument("--report", type=Path, help="only re-render the table from this JSON")
-    args = parser.parse_args()
-    quick = args.quick
-    args.seconds = args.seconds or (3.0 if quick else 10.0)
-    args.warmup = args.warmup if args.warmup is not None else (1.0 if quick else 3.0)
-    args.rounds = args.rounds or (1 if quick else 3)
-    return args
+    return method.parse(parser)
 
 
 def _machine() -> dict[str, Any]:

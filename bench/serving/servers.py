@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import wrk
 from workload import BenchModel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -203,30 +202,3 @@ def _tree(root: int) -> list[int]:
         members += children
         frontier = children
     return members
-
-
-def measure(
-    server: RunningServer,
-    wrk_path: str,
-    url: str,
-    script: Path,
-    *,
-    connections: int,
-    seconds: float,
-    warmup: float,
-    cpu: int,
-) -> dict[str, float | int]:
-    """One wrk run after a warm-up run: what every serving benchmark records per run."""
-    wrk.run(wrk_path, url, script, connections=connections, seconds=warmup, cpu=cpu)
-    cpu_before = server.cpu_seconds()
-    result = wrk.run(wrk_path, url, script, connections=connections, seconds=seconds, cpu=cpu)
-    cpu_used = server.cpu_seconds() - cpu_before
-    return {
-        "connections": connections,
-        "rps": round(result.rps, 1),
-        "p50_ms": round(result.p50_ms, 3),
-        "p99_ms": round(result.p99_ms, 3),
-        "cpu_us_per_request": round(cpu_used * 1e6 / max(result.requests, 1), 1),
-        "non_2xx": result.non_2xx,
-        "socket_errors": result.socket_errors,
-    }

@@ -31,7 +31,6 @@ from modeldeploy.k8s import ApiError, Kube
 from modeldeploy.notices import ObjectSeries, notices, object_series
 from modeldeploy.pod import PodSettings
 from modeldeploy.reconcile import Reconciliation, plan
-from modeldeploy.resolutions import registry_need
 from modeldeploy.status import merged
 from modeldeploy.webhook import WebhookSender
 from modeldeploy.workqueue import Key, WorkQueue
@@ -43,10 +42,6 @@ RETRY_MIN_S = 0.5
 RETRY_MAX_S = 60.0
 # The API refused an object for good (400, 403, 422): try again now and then, quietly.
 REFUSED_RETRY_S = 60.0
-# An mlflow:// URI that did not resolve is asked again with backoff (it may be registered soon).
-REGISTRY_RETRY_MIN_S = 5.0
-REGISTRY_RETRY_MAX_S = 300.0
-RESOLUTIONS_KEPT = 1024
 TRANSIENT = (ApiError, aiohttp.ClientError, asyncio.TimeoutError)
 
 
@@ -116,12 +111,7 @@ class Controller:
     ) -> None:
         self.kube = kube
         self.webhook = webhook
-        self.mlflow_tracking_uri = mlflow_tracking_uri
-        self._http: aiohttp.ClientSession | None = None  # for the model registry, made on use
-        # (namespace, name, spec hash, reference) -> what it resolved to, until recorded in a
-        # ControllerRevision (read from there afterwards, so a restart asks nothing again).
-        self._resolutions: dict[tuple[str, str, str, registry.Reference], registry.Resolution] = {}
-        self._registry_failures: dict[Key, tuple[int, str]] = {}  # count, last message
+        self.registry = registry_client.Resolver(default_image, mlflow_tracking_uri)
         self.default_image = default_image
         self.image_policy = replace(image_policy or ImagePolicy(), default_image=default_image)
         self.upgrade_slots = UpgradeSlots(self.image_policy.max_canaries)
@@ -161,8 +151,7 @@ class Controller:
         if self.webhook is not None:
             await self.webhook.close()
         await self.kube.close()
-        if self._http is not None:
-            await self._http.close()
+        await self.registry.close()
 
     # --- event intake (called by the kopf handlers) ------------------------------------------
     def on_modeldeployment(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -173,7 +162,7 @@ class Controller:
             self._failures.pop(key, None)
             self._failure_class.pop(key, None)
             self._refused.pop(key, None)
-            self._registry_failures.pop(key, None)
+            self.registry.forget(key)
             for waiting in self.upgrade_slots.forget(key):
                 self.queue.trigger(waiting)
             self.cache.forget(*key)
@@ -305,7 +294,7 @@ class Controller:
             {"kind": kind, "name": obj_name, "message": message}
             for (kind, obj_name), message in sorted((self._refused.get(key) or {}).items())
         ]
-        resolved = await self._resolve(key, body, observed)
+        resolved = await self.registry.resolve(key, body, observed)
         upgrading = [k for k, b in self._bodies.items() if _upgrading(b)]
         result = plan(
             body,
@@ -322,9 +311,7 @@ class Controller:
             resolved=resolved,
         )
         if isinstance(resolved, registry.Problem):
-            failures = self._registry_failures.get(key, (0, ""))[0]
-            delay = min(REGISTRY_RETRY_MAX_S, REGISTRY_RETRY_MIN_S * 2**failures)
-            result = replace(result, requeue_after=delay)
+            result = replace(result, requeue_after=self.registry.retry_after(key))
         # Before any await: the next reconcile of another ModelDeployment sees this decision.
         for waiting in self.upgrade_slots.settle(
             key,
@@ -341,47 +328,6 @@ class Controller:
             self._refused[key] = {k: v for k, v in refused.items() if k in wanted}
         if self._refused.get(key, {}) != refused_before:
             self.queue.trigger(key)  # plan again, so status tells what the API refused
-        return result
-
-    async def _resolve(
-        self, key: Key, body: dict[str, Any], observed: dict[str, Any]
-    ) -> registry.Resolution | registry.Problem | None:
-        """What the spec's mlflow:// URI means: recorded with its revision, remembered, or
-        asked of the tracking server (once per spec hash while it answers)."""
-        need = registry_need(
-            body,
-            observed,
-            default_image=self.default_image,
-            default_tracking_uri=self.mlflow_tracking_uri,
-        )
-        if need is None:
-            self._registry_failures.pop(key, None)
-            return None
-        spec_hash, found = need
-        if not isinstance(found, registry.Reference):
-            return found
-        remembered = (*key, spec_hash, found)
-        if (known := self._resolutions.get(remembered)) is not None:
-            return known
-        if self._http is None:
-            self._http = aiohttp.ClientSession()
-        spec_format = str(((body.get("spec") or {}).get("model") or {}).get("format", "joblib"))
-        result = await registry_client.resolve(self._http, found, spec_format)
-        if isinstance(result, registry.Problem):
-            count, said = self._registry_failures.get(key, (0, ""))
-            if said != result.message:
-                log.warning("%s/%s: %s: %s", *key, result.reason, result.message)
-            self._registry_failures[key] = (count + 1, result.message)
-            return result
-        if self._registry_failures.pop(key, None) is not None:
-            log.info("%s/%s: %s resolves again", *key, found)
-        log.info(
-            "%s/%s: %s is registry version %s (run %s): %s",
-            *key, found, result.registry_version, result.run_id or "-", result.artifact_uri,
-        )  # fmt: skip
-        if len(self._resolutions) >= RESOLUTIONS_KEPT:
-            self._resolutions.clear()  # all are recorded in ControllerRevisions by now
-        self._resolutions[remembered] = result
         return result
 
     def _backoff(self, key: Key, err: BaseException) -> float:

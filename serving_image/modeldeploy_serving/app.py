@@ -189,35 +189,43 @@ class _Routes:
         self._metrics.in_flight.inc()
         try:
             raw = await answer(request, clock)
-        except ModelError as exc:
-            request_id = _request_id(request)
-            self._error_log.warning(
-                "model error for request %s (%s): %s", request_id, exc.reason, exc.message
-            )
-            self._metrics.observe_request(protocol, clock.since_body(), exc)
-            hidden = type(exc)(
-                f"the model failed on this request ({exc.reason}); "
-                f"the server log has the details under request id {request_id}"
-            )
-            return _error_response(hidden, request_id)
-        except ServingError as exc:
-            self._metrics.observe_request(protocol, clock.since_body(), exc)
-            return _error_response(exc)
-        except Exception:  # a bug on our side, not the model's: 500, but never a model error
-            request_id = _request_id(request)
-            log.exception(
-                "unexpected error answering %s %s (request id %s)",
-                request.method,
-                request.path,
-                request_id,
-            )
-            error = ServingError(f"internal server error; see the server log for {request_id}")
-            self._metrics.observe_request(protocol, clock.since_body(), error)
-            return _error_response(error, request_id)
+        except Exception as exc:
+            counted, response = self._failure(request, exc, "request", "this request")
+            self._metrics.observe_request(protocol, clock.since_body(), counted)
+            return response
         finally:
             self._metrics.in_flight.dec()
         self._metrics.observe_request(protocol, clock.since_body())
         return web.Response(body=raw, content_type=JSON)
+
+    def _failure(
+        self, request: web.Request, exc: Exception, kind: str, what: str
+    ) -> tuple[ServingError, web.Response]:
+        """The answer to a request that failed, and the error to count for it. A model's own
+        error text stays in the log under a request id, never in the answer; anything that is
+        not a ServingError is a bug on our side: a 500, never counted as a model error."""
+        if isinstance(exc, ModelError):
+            request_id = _request_id(request)
+            self._error_log.warning(
+                "model error for %s %s (%s): %s", kind, request_id, exc.reason, exc.message
+            )
+            hidden = type(exc)(
+                f"the model failed on {what} ({exc.reason}); "
+                f"the server log has the details under request id {request_id}"
+            )
+            return exc, _error_response(hidden, request_id)
+        if isinstance(exc, ServingError):
+            return exc, _error_response(exc)
+        request_id = _request_id(request)
+        log.error(
+            "unexpected error answering %s %s (request id %s)",
+            request.method,
+            request.path,
+            request_id,
+            exc_info=exc,
+        )
+        error = ServingError(f"internal server error; see the server log for {request_id}")
+        return error, _error_response(error, request_id)
 
     # --- feedback: labelled rows, scored; never inference traffic -----------------------------
     async def v2_feedback(self, request: web.Request) -> web.Response:
@@ -231,26 +239,10 @@ class _Routes:
         cannot move the error rate, the p99 or the drift counters."""
         try:
             score, request_id = await self._score_feedback(request, parse)
-        except ModelError as exc:
-            request_id = _request_id(request)
-            self._error_log.warning(
-                "model error on feedback %s (%s): %s", request_id, exc.reason, exc.message
-            )
-            self._metrics.observe_feedback(None, exc)
-            hidden = type(exc)(
-                f"the model failed on these feedback rows ({exc.reason}); "
-                f"the server log has the details under request id {request_id}"
-            )
-            return _error_response(hidden, request_id)
-        except ServingError as exc:
-            self._metrics.observe_feedback(None, exc)
-            return _error_response(exc)
-        except Exception:
-            request_id = _request_id(request)
-            log.exception("unexpected error answering feedback (request id %s)", request_id)
-            error = ServingError(f"internal server error; see the server log for {request_id}")
-            self._metrics.observe_feedback(None, error)
-            return _error_response(error, request_id)
+        except Exception as exc:
+            counted, response = self._failure(request, exc, "feedback", "these feedback rows")
+            self._metrics.observe_feedback(None, counted)
+            return response
         self._metrics.observe_feedback(score)
         service = self._service
         answer: dict[str, object] = {"model_name": service.name}

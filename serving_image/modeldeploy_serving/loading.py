@@ -24,13 +24,21 @@ SIDE_FILE_MAX_BYTES = 16 * 1024 * 1024
 
 
 def fetch_verified(config: ServerConfig) -> bytes:
+    return _fetch(config, config.model_uri, config.sha256, config.model_uri)
+
+
+def _fetch(
+    config: ServerConfig, uri: str, sha256: str, source: str, max_bytes: int | None = None
+) -> bytes:
+    """Any file the server reads (model, profile, signature, validation data): downloaded
+    within the limits and verified by its sha256 before anything parses it."""
     data = artifact.fetch(
-        config.model_uri,
-        max_bytes=config.max_artifact_bytes,
+        uri,
+        max_bytes=config.max_artifact_bytes if max_bytes is None else max_bytes,
         timeout=config.download_timeout,
         allow_loopback=config.allow_loopback_downloads,
     )
-    artifact.verify(data, config.sha256, source=config.model_uri)
+    artifact.verify(data, sha256, source=source)
     return data
 
 
@@ -73,13 +81,8 @@ def load_profile(config: ServerConfig, signature: ModelSignature) -> Profile:
     from .drift import ProfileError, parse_profile
     from .drift_counter import check_profile
 
-    data = artifact.fetch(
-        config.profile_uri,
-        max_bytes=SIDE_FILE_MAX_BYTES,
-        timeout=config.download_timeout,
-        allow_loopback=config.allow_loopback_downloads,
-    )
-    artifact.verify(data, config.profile_sha256, source=config.profile_uri)
+    uri = config.profile_uri
+    data = _fetch(config, uri, config.profile_sha256, uri, SIDE_FILE_MAX_BYTES)
     try:
         profile = parse_profile(orjson.loads(data))
     except (orjson.JSONDecodeError, ProfileError) as exc:
@@ -97,14 +100,7 @@ def _fetch_dataset(config: ServerConfig) -> bytes | None:
     uri, sha256 = config.validation_uri, config.validation_sha256
     if not uri:
         return None
-    data = artifact.fetch(
-        uri,
-        max_bytes=config.max_artifact_bytes,
-        timeout=config.download_timeout,
-        allow_loopback=config.allow_loopback_downloads,
-    )
-    artifact.verify(data, sha256, source=f"validation dataset {uri}")
-    return data
+    return _fetch(config, uri, sha256, f"validation dataset {uri}")
 
 
 def _validate(config: ServerConfig, loaded: LoadedModel, dataset: bytes) -> None:
@@ -159,13 +155,8 @@ def read_signature_file(config: ServerConfig) -> bytes | None:
     JSON), so the worst a wrong one does is make the load fail or refuse requests.
     """
     if config.signature_uri:
-        data = artifact.fetch(
-            config.signature_uri,
-            max_bytes=SIDE_FILE_MAX_BYTES,
-            timeout=config.download_timeout,
-            allow_loopback=config.allow_loopback_downloads,
-        )
-        artifact.verify(data, config.signature_sha256, source=f"signature {config.signature_uri}")
+        uri = config.signature_uri
+        data = _fetch(config, uri, config.signature_sha256, f"signature {uri}", SIDE_FILE_MAX_BYTES)
         log.info("signature file %s verified", config.signature_uri)
         return data
     path = config.signature_file

@@ -126,6 +126,17 @@ def ready_reason(status: dict[str, Any]) -> str | None:
     return str(ready[0]["reason"]) if ready else None
 
 
+def not_found(cluster: KubeCluster, ns: str) -> dict[str, Any]:
+    """The status once the registry said the version or alias does not exist."""
+    status: dict[str, Any] = wait_status(
+        cluster,
+        ns,
+        "Ready=False/RegistryModelNotFound",
+        lambda s: ready_reason(s) == names.REASON_REGISTRY_MODEL_NOT_FOUND,
+    )["status"]
+    return status
+
+
 def serves(runtime: PodRuntime, revision: int) -> bool:
     """A real server of `revision` verified the digest, loaded the model and answers."""
     endpoints = runtime.endpoints(revision)
@@ -186,12 +197,7 @@ def test_registry_versions_resolve_serve_and_show_in_history(
 
     # An unknown version: said in status and an Event; r2 keeps serving.
     apply(cluster, manifest(ns, f"mlflow://{MODEL}/99", first.sha256, "missing"))
-    found = wait_status(
-        cluster,
-        ns,
-        "Ready=False/RegistryModelNotFound",
-        lambda s: ready_reason(s) == names.REASON_REGISTRY_MODEL_NOT_FOUND,
-    )["status"]
+    found = not_found(cluster, ns)
     assert found["phase"] == names.PHASE_DEGRADED
     assert f"Model Version (name={MODEL}, version=99) not found" in found["message"]
     degraded = next(c for c in found["conditions"] if c["type"] == names.COND_DEGRADED)
@@ -211,12 +217,7 @@ def test_an_unknown_alias_deploys_nothing_and_says_why(
     cluster: KubeCluster, ns: str, versions: tuple[Registered, Registered]
 ) -> None:
     apply(cluster, manifest(ns, f"mlflow://{MODEL}/@nobody", versions[0].sha256, "x"))
-    found = wait_status(
-        cluster,
-        ns,
-        "Ready=False/RegistryModelNotFound",
-        lambda s: ready_reason(s) == names.REASON_REGISTRY_MODEL_NOT_FOUND,
-    )["status"]
+    found = not_found(cluster, ns)
     assert found["phase"] == names.PHASE_FAILED
     assert "alias nobody not found" in found["message"]
     assert cluster.get_json("deployments", "-n", ns)["items"] == []

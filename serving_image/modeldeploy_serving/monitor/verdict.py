@@ -130,13 +130,14 @@ def evaluate(
         return Verdict(Status.FALSE, REASON_METRIC_BREACH, f"{'; '.join(breaches)} {over}")
     if quality:
         return quality
-    if drifted := drift_breach(stats, thresholds, span):
+    drift = Drift.of(stats)  # scored once, for the rule and for the message
+    if drifted := drift_breach(drift, thresholds, span):
         return drifted
     missing = _missing(stats, thresholds)
     if missing:
         return _no_data(f"no {' or '.join(missing)} samples {over}", on_no_data)
     within = [f"{name} {_num(value)} <= {_num(limit)}" for name, value, limit in checks]
-    within += drift_within(stats, thresholds)
+    within += drift_within(drift, thresholds)
     summary = ", ".join(within) if within else "no thresholds set"
     labelled = "" if feedback is None else feedback_summary(feedback, thresholds)
     return Verdict(Status.TRUE, REASON_WITHIN_THRESHOLDS, f"{summary} {over}{labelled}")
@@ -163,20 +164,32 @@ def drift_scores(stats: WindowStats) -> dict[str, tuple[float, float]]:
     return scores
 
 
-def drift_within(stats: WindowStats, thresholds: Thresholds) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """A window's drift, as the rules and the messages read it: the predictions' PSI and the
+    worst input column's, each with the rows counted (None: no reference or no rows)."""
+
+    prediction: tuple[float, float] | None
+    worst: tuple[str, float, float] | None  # column, PSI, rows
+
+    @classmethod
+    def of(cls, stats: WindowStats) -> Drift:
+        scores = drift_scores(stats)
+        features = {name: value for name, value in scores.items() if name != PREDICTION}
+        worst = max(features, key=lambda name: features[name][0]) if features else None
+        return cls(scores.get(PREDICTION), None if worst is None else (worst, *features[worst]))
+
+
+def drift_within(drift: Drift, thresholds: Thresholds) -> list[str]:
     """The drift scores of a healthy window, for the message people read (`kubectl modeldeploy
     status`): the predictions' PSI and the worst column's, against their thresholds if set."""
-    scores = drift_scores(stats)
     shown: list[str] = []
-    if PREDICTION in scores:
-        shown.append(
-            _score(PREDICTION_DRIFT, scores[PREDICTION][0], thresholds.max_prediction_drift)
-        )
-    features = {name: value[0] for name, value in scores.items() if name != PREDICTION}
-    if features:
-        worst = max(features, key=lambda name: features[name])
-        label = f"{FEATURE_DRIFT} {worst!r}"
-        shown.append(_score(label, features[worst], thresholds.max_feature_drift))
+    if drift.prediction is not None:
+        score = drift.prediction[0]
+        shown.append(_score(PREDICTION_DRIFT, score, thresholds.max_prediction_drift))
+    if drift.worst is not None:
+        name, score, _ = drift.worst
+        shown.append(_score(f"{FEATURE_DRIFT} {name!r}", score, thresholds.max_feature_drift))
     return shown
 
 
@@ -184,25 +197,19 @@ def _score(label: str, score: float, limit: float | None) -> str:
     return f"{label} PSI {_num(score)}" + ("" if limit is None else f" <= {_num(limit)}")
 
 
-def drift_breach(stats: WindowStats, thresholds: Thresholds, span: str) -> Verdict | None:
+def drift_breach(drift: Drift, thresholds: Thresholds, span: str) -> Verdict | None:
     """Prediction drift first (what users see), then the worst feature."""
-    scores = drift_scores(stats)
     limit = thresholds.max_prediction_drift
-    if limit is not None and PREDICTION in scores and scores[PREDICTION][0] > limit:
-        score, rows = scores[PREDICTION]
+    if limit is not None and drift.prediction is not None and drift.prediction[0] > limit:
+        score, rows = drift.prediction
         message = f"{PREDICTION_DRIFT} PSI {_num(score)} > {_num(limit)} {span} ({_rows(rows)})"
         return Verdict(Status.FALSE, REASON_PREDICTION_DRIFT, message)
     limit = thresholds.max_feature_drift
-    features = {name: value for name, value in scores.items() if name != PREDICTION}
-    if limit is None or not features:
+    if limit is None or drift.worst is None or drift.worst[1] <= limit:
         return None
-    worst = max(features, key=lambda name: features[name][0])
-    score, rows = features[worst]
-    if score <= limit:
-        return None
+    name, score, rows = drift.worst
     message = (
-        f"{FEATURE_DRIFT} feature {worst!r} PSI {_num(score)} > {_num(limit)} {span} "
-        f"({_rows(rows)})"
+        f"{FEATURE_DRIFT} feature {name!r} PSI {_num(score)} > {_num(limit)} {span} ({_rows(rows)})"
     )
     return Verdict(Status.FALSE, REASON_FEATURE_DRIFT, message)
 
