@@ -93,8 +93,11 @@ CONTAINER_MONITOR: Final = "monitor"
 # The init container that downloads an object-store artifact (s3://, gs://, azure://) with the
 # credentials of spec.model.env/envFrom; the only container that sees them.
 CONTAINER_FETCHER: Final = "fetch-model"
-# Its twin for an object-store validation dataset (spec.analysis.validation), same credentials.
+# Its twins for the files the server reads beside an object-store model (validation dataset,
+# profile, signature), with the same credentials.
 CONTAINER_VALIDATION_FETCHER: Final = "fetch-validation"
+CONTAINER_PROFILE_FETCHER: Final = "fetch-profile"
+CONTAINER_SIGNATURE_FETCHER: Final = "fetch-signature"
 FETCHED_MODEL_DIR: Final = "/mnt/models/fetched"  # an emptyDir, read-only in the model server
 # Webhooks of cloud workload identity inject their token into every container unless told to
 # skip some (AWS: comma-separated, Azure: semicolon-separated); only the fetcher needs it.
@@ -286,7 +289,7 @@ IMAGE_SKLEARN_UNKNOWN: Final = "SklearnVersionUnknown"  # one side undeclared: n
 # Equal to the CRD's modeldeploy.io/schema-version annotation (a unit test keeps them equal);
 # an operator seeing an older value knows the installed CRD may prune fields it relies on.
 ANNOTATION_SCHEMA_VERSION: Final = f"{GROUP}/schema-version"
-CRD_SCHEMA_VERSION: Final = "8"
+CRD_SCHEMA_VERSION: Final = "9"
 # A DNS-1035 label short enough that `<name>-r<revision>` stays a valid 63-character label.
 MAX_MD_NAME_LENGTH: Final = 52
 

@@ -81,15 +81,15 @@ def pod_template(
     if spec.serving.service_account_name is not None:
         # The operator's annotations win: they keep identity webhooks off the other containers.
         metadata["annotations"] = {**metadata.get("annotations", {}), **_identity_skips()}
-    if spec.model.profile is not None:
-        _mount_claim(spec.model.profile.uri, "profile", model_volumes, model_mounts)
-    if spec.model.signature is not None:
-        _mount_claim(spec.model.signature.uri, "signature", model_volumes, model_mounts)
-    if (validation := spec.analysis.validation) is not None:
-        if validation.uri.startswith(FETCHED_SCHEMES):  # admission: only when the model's is
-            fetchers.append(_validation_fetcher(spec, image))
+    for artifact in beside_model(spec):
+        if artifact.fetched:  # admission: only when the model's is, so the emptyDir exists
+            fetchers.append(
+                _fetch_container(
+                    spec, image, artifact.fetcher, artifact.uri, artifact.sha256, artifact.target
+                )
+            )
         else:
-            _mount_claim(validation.uri, "validation-data", model_volumes, model_mounts)
+            _mount_claim(artifact.uri, artifact.volume, model_volumes, model_mounts)
     return {
         "metadata": metadata,
         "spec": {
@@ -142,12 +142,11 @@ def _server(
         names.ENV_PORT: str(serving.port),
         names.ENV_DRAIN_SECONDS: str(settings.drain_seconds),
     }
-    if model.profile is not None:  # unset: no drift counting, pods unchanged
-        env[names.ENV_PROFILE_URI] = _claim_location(model.profile.uri, "profile")[0]
-        env[names.ENV_PROFILE_SHA256] = model.profile.sha256
-    if model.signature is not None:  # unset: the server derives the columns, pods unchanged
-        env[names.ENV_SIGNATURE_URI] = _claim_location(model.signature.uri, "signature")[0]
-        env[names.ENV_SIGNATURE_SHA256] = model.signature.sha256
+    # Unset profile: no drift counting; unset signature: the server derives the columns. Either
+    # way the pods are unchanged.
+    for artifact in _model_files(spec):
+        env[artifact.uri_env] = artifact.server_uri
+        env[artifact.sha256_env] = artifact.sha256
     if serving.runtime is not None:  # unset: the server's own default (auto), pods unchanged
         env[names.ENV_RUNTIME] = serving.runtime
     env |= tuning_env(serving.tuning)
@@ -348,28 +347,84 @@ def _fetched_path(spec: ModelDeploymentSpec) -> str:
     return f"{names.FETCHED_MODEL_DIR}/model.{spec.model.format}"
 
 
-# The validation dataset fetched from an object store lands beside the model, in the same emptyDir.
-FETCHED_VALIDATION_PATH: Final = f"{names.FETCHED_MODEL_DIR}/validation-data"
+@dataclass(frozen=True)
+class BesideModel:
+    """A file the server reads beside the model (profile, signature, validation data): from
+    an object store a fetcher init container of its own downloads it into the model's emptyDir
+    with the model's credentials; from a claim, the claim is mounted; else the server fetches
+    it."""
+
+    uri: str
+    sha256: str
+    volume: str  # the claim's volume name, and the fetched file's name
+    fetcher: str  # the init container, when fetched
+    uri_env: str  # where the server finds it
+    sha256_env: str
+
+    @property
+    def fetched(self) -> bool:
+        return self.uri.startswith(FETCHED_SCHEMES)
+
+    @property
+    def target(self) -> str:
+        return f"{names.FETCHED_MODEL_DIR}/{self.volume}"
+
+    @property
+    def server_uri(self) -> str:
+        return (
+            f"file://{self.target}" if self.fetched else _claim_location(self.uri, self.volume)[0]
+        )
+
+
+def beside_model(spec: ModelDeploymentSpec) -> list[BesideModel]:
+    """The spec's files beside the model, in the order their fetchers run."""
+    validation = _validation_file(spec)
+    return [*_model_files(spec), *([validation] if validation else [])]
+
+
+def _model_files(spec: ModelDeploymentSpec) -> list[BesideModel]:
+    found = []
+    if (profile := spec.model.profile) is not None:
+        found.append(
+            BesideModel(
+                profile.uri,
+                profile.sha256,
+                "profile",
+                names.CONTAINER_PROFILE_FETCHER,
+                names.ENV_PROFILE_URI,
+                names.ENV_PROFILE_SHA256,
+            )
+        )
+    if (signature := spec.model.signature) is not None:
+        found.append(
+            BesideModel(
+                signature.uri,
+                signature.sha256,
+                "signature",
+                names.CONTAINER_SIGNATURE_FETCHER,
+                names.ENV_SIGNATURE_URI,
+                names.ENV_SIGNATURE_SHA256,
+            )
+        )
+    return found
+
+
+def _validation_file(spec: ModelDeploymentSpec) -> BesideModel | None:
+    if (validation := spec.analysis.validation) is None:
+        return None
+    return BesideModel(
+        validation.uri,
+        validation.sha256,
+        "validation-data",
+        names.CONTAINER_VALIDATION_FETCHER,
+        names.ENV_VALIDATION_URI,
+        names.ENV_VALIDATION_SHA256,
+    )
 
 
 def _fetcher(spec: ModelDeploymentSpec, image: str, settings: PodSettings) -> dict[str, Any]:
     return _fetch_container(
         spec, image, names.CONTAINER_FETCHER, spec.model.uri, spec.model.sha256, _fetched_path(spec)
-    )
-
-
-def _validation_fetcher(spec: ModelDeploymentSpec, image: str) -> dict[str, Any]:
-    """The validation dataset, fetched with the model's credentials (admission allows an
-    object-store dataset only beside an object-store model, so both share one identity)."""
-    validation = spec.analysis.validation
-    assert validation is not None
-    return _fetch_container(
-        spec,
-        image,
-        names.CONTAINER_VALIDATION_FETCHER,
-        validation.uri,
-        validation.sha256,
-        FETCHED_VALIDATION_PATH,
     )
 
 
@@ -417,16 +472,12 @@ def _fetch_container(
 
 def validation_env(spec: ModelDeploymentSpec) -> dict[str, str]:
     """spec.analysis.validation as the server's MODELDEPLOY_VALIDATION_* variables."""
-    validation = spec.analysis.validation
-    if validation is None:
+    validation, artifact = spec.analysis.validation, _validation_file(spec)
+    if validation is None or artifact is None:
         return {}
-    if validation.uri.startswith(FETCHED_SCHEMES):
-        uri = f"file://{FETCHED_VALIDATION_PATH}"
-    else:
-        uri = _claim_location(validation.uri, "validation-data")[0]
     return {
-        names.ENV_VALIDATION_URI: uri,
-        names.ENV_VALIDATION_SHA256: validation.sha256,
+        names.ENV_VALIDATION_URI: artifact.server_uri,
+        names.ENV_VALIDATION_SHA256: artifact.sha256,
         names.ENV_VALIDATION_METRIC: validation.metric,
         names.ENV_VALIDATION_THRESHOLD: _number(validation.threshold),
         names.ENV_VALIDATION_LABEL_COLUMN: validation.label_column,

@@ -114,13 +114,12 @@ URI_SCHEMES: Final = ("pvc://", "http://", "https://", "file://", *FETCHED_SCHEM
 # spec.model.env/envFrom: an mlflow:// model whose registry keeps artifacts in an object store
 # is fetched by the same init container, with the same credentials.
 ENV_SCHEMES: Final = (*FETCHED_SCHEMES, "mlflow://")
-VALIDATION_STORE_NEEDS_MODEL_STORE: Final = (
+# The files beside the model (profile, signature, validation data).
+STORE_NEEDS_MODEL_STORE: Final = (
     "may name an object store (s3://, gs://, azure://) only when spec.model.uri does: the "
-    "dataset is fetched with the model's fetcher credentials"
+    "file is fetched with the model's fetcher credentials"
 )
-VALIDATION_NOT_MLFLOW: Final = (
-    "must not be an mlflow:// URI: only the model is resolved through a registry"
-)
+NOT_MLFLOW: Final = "must not be an mlflow:// URI: only the model is resolved through a registry"
 FILE_URIS_OFF: Final = (
     "file:// URIs are allowed only when the operator runs with --allow-file-uris "
     "(development); use pvc://, http(s):// or an object store"
@@ -280,30 +279,18 @@ class EnvFromSource(_Spec):
     config_map_ref: LocalObjectRef | None = None
 
 
-# The server reads the profile and the signature itself: no fetcher, no registry (the CRD's
-# first rule on their URIs).
-PROFILE_SCHEMES: Final = ("pvc://", "http://", "https://", "file://")
-
-
-def _check_profile_uri(uri: str) -> str:
-    if not uri.startswith(PROFILE_SCHEMES):
-        raise ValueError(
-            "must start with one of the allowed schemes 'pvc://', 'http://', 'https://', 'file://'"
-        )
-    return _check_uri(uri)
-
-
 class Profile(_Spec):
-    """The reference profile for drift; its URI obeys the model URI's rules, fewer schemes."""
+    """The reference profile for drift; its URI obeys the model URI's rules, but no registry
+    (cross_field_problems), and an object store only beside an object-store model."""
 
-    uri: Annotated[str, AfterValidator(_check_profile_uri), Field(min_length=1, max_length=2048)]
+    uri: ArtifactUri
     sha256: Sha256
 
 
 class Signature(_Spec):
     """The model's input signature (columns, kinds, an example row): the profile's URI rules."""
 
-    uri: Annotated[str, AfterValidator(_check_profile_uri), Field(min_length=1, max_length=2048)]
+    uri: ArtifactUri
     sha256: Sha256
 
 
@@ -619,6 +606,7 @@ def cross_field_problems(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
     problems.extend(spec.serving.pod_field_problems())
     problems.extend(_fetcher_env_problems(spec.model))
     problems.extend(_validation_problems(spec))
+    problems.extend(_beside_model_problems(spec))
     problems.extend(_request_limit_problems(spec.serving.resources))
     return problems
 
@@ -680,9 +668,7 @@ def _env_problems(env: tuple[EnvVar, ...]) -> list[tuple[str, str]]:
 
 
 def _validation_problems(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
-    """The CRD's CEL rules on spec.analysis.validation: the threshold's range for its metric,
-    no registry reference (the shared URI rules admit mlflow:// for the model), and an
-    object-store dataset only beside an object-store model (one fetcher identity)."""
+    """The CRD's CEL rule on spec.analysis.validation: the threshold's range for its metric."""
     validation = spec.analysis.validation
     if validation is None:
         return []
@@ -701,12 +687,21 @@ def _validation_problems(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
                 f"out of range for the metric: {validation.metric} takes {bounds}",
             )
         )
-    if validation.uri.startswith(registry.SCHEME):
-        problems.append(("spec.analysis.validation.uri", VALIDATION_NOT_MLFLOW))
-    if validation.uri.startswith(FETCHED_SCHEMES) and not spec.model.uri.startswith(
-        FETCHED_SCHEMES
-    ):
-        problems.append(("spec.analysis.validation.uri", VALIDATION_STORE_NEEDS_MODEL_STORE))
+    return problems
+
+
+def _beside_model_problems(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
+    """The CRD's CEL rules on the files beside the model: no registry reference (the shared
+    URI rules admit mlflow:// for the model), and an object store only beside an object-store
+    model (one fetcher identity)."""
+    problems: list[tuple[str, str]] = []
+    for field_path, uri in artifact_uris(spec)[1:]:
+        if uri.startswith(registry.SCHEME):
+            problems.append((field_path, NOT_MLFLOW))
+    # The spec-level rules, after the field-level ones (the CRD's order).
+    for field_path, uri in artifact_uris(spec)[1:]:
+        if uri.startswith(FETCHED_SCHEMES) and not spec.model.uri.startswith(FETCHED_SCHEMES):
+            problems.append((field_path, STORE_NEEDS_MODEL_STORE))
     return problems
 
 

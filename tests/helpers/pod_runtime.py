@@ -38,7 +38,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -51,8 +51,14 @@ from tests.serving.process import ServerProcess, server_env
 
 # The monitor's contract defaults are for production; tests want verdicts within a second.
 FAST_MONITOR_FLAGS: Mapping[str, str] = {"scrape-interval-seconds": "0.2"}
-# The init containers that download an object-store artifact, run before the server.
-_FETCHERS = (names.CONTAINER_FETCHER, names.CONTAINER_VALIDATION_FETCHER)
+# The init containers that download an object-store artifact, run before the server in the
+# pod's order, and the server variable that points at each one's file.
+_FETCHED_FILES = {
+    names.CONTAINER_FETCHER: names.ENV_MODEL_URI,
+    names.CONTAINER_PROFILE_FETCHER: names.ENV_PROFILE_URI,
+    names.CONTAINER_SIGNATURE_FETCHER: names.ENV_SIGNATURE_URI,
+    names.CONTAINER_VALIDATION_FETCHER: names.ENV_VALIDATION_URI,
+}
 STOP_GRACE_S = 0.3  # a retired pod leaves the routing at once; its processes stop after this
 
 Handler = Callable[[str, dict[str, Any], float], None]
@@ -261,7 +267,7 @@ class PodProcesses:
     def _start(self) -> None:
         try:
             for init in self.pod["spec"]["initContainers"]:
-                if init["name"] in _FETCHERS:
+                if init["name"] in _FETCHED_FILES:
                     self._fetch(init["name"])
             self.server = ServerProcess(None, name=self.model, env=self.server_env)
             metrics_url = f"http://127.0.0.1:{self.server.port}{names.PATH_METRICS}"
@@ -299,14 +305,8 @@ class PodProcesses:
         emptyDir is a local directory; its store is on this machine's loopback, which a pod's
         fetcher refuses, so that one flag is overridden (as the server's port is)."""
         fetcher = container(self.pod, name)
-        file_name, server_var = {
-            names.CONTAINER_FETCHER: (
-                f"model.{self.server_env[names.ENV_FORMAT]}",
-                names.ENV_MODEL_URI,
-            ),
-            names.CONTAINER_VALIDATION_FETCHER: ("validation-data", names.ENV_VALIDATION_URI),
-        }[name]
-        target = self.workdir / self.name / "fetched" / file_name
+        (pod_target,) = [a for a in fetcher["args"] if a.startswith("--fetch-to=")]
+        target = self.workdir / self.name / "fetched" / PurePosixPath(pod_target).name
         args = [a for a in fetcher["args"] if not a.startswith(("--fetch-to", "--no-allow-loop"))]
         termination = self.workdir / f"{self.name}.{name}.termination-log"
         program, *rest = fetcher["command"]
@@ -319,7 +319,7 @@ class PodProcesses:
         if done.returncode:
             said = termination.read_text() if termination.exists() else ""
             raise RuntimeError(f"{name} exited {done.returncode}: {said.strip()}")
-        self.server_env[server_var] = target.as_uri()
+        self.server_env[_FETCHED_FILES[name]] = target.as_uri()
 
     def _start_monitor(self, metrics_url: str) -> None:
         overrides = {

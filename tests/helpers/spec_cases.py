@@ -160,15 +160,28 @@ INVALID: list[Invalid] = [
         _ADDRESS,
         True,
     ),
+    # The profile and signature follow the validation dataset's rules: never a registry, and an
+    # object store only beside an object-store model (its fetcher's credentials fetch them).
     *(
         Invalid(
-            f"profile-uri-{scheme}",
-            _model(profile={"uri": f"{scheme}://models-bucket/p.json", "sha256": SHA}),
-            "spec.model.profile.uri",
-            "must start with one of the allowed schemes 'pvc://', 'http://', 'https://', 'file://'",
+            f"{field}-uri-mlflow",
+            _model(**{field: {"uri": "mlflow://reference/3", "sha256": SHA}}),
+            f"spec.model.{field}.uri",
+            "must not be an mlflow:// URI",
             True,
         )
-        for scheme in ("s3", "mlflow")  # the server reads the profile: no fetcher, no registry
+        for field in ("profile", "signature")
+    ),
+    *(
+        Invalid(
+            f"{field}-uri-{scheme}-beside-https-model",
+            _model(**{field: {"uri": f"{scheme}://models-bucket/{field}.json", "sha256": SHA}}),
+            f"spec.model.{field}.uri",
+            "may name an object store (s3://, gs://, azure://) only when spec.model.uri does",
+            True,
+        )
+        for field in ("profile", "signature")
+        for scheme in ("s3", "gs")
     ),
     Invalid(
         "profile-sha256-missing",
@@ -176,23 +189,12 @@ INVALID: list[Invalid] = [
         "spec.model.profile.sha256",
         "Required value",
     ),
-    # The signature's URI follows the profile's rules: the server fetches it, no fetcher.
     Invalid(
         "signature-uri-metadata-host",
         _model(signature={"uri": "http://169.254.169.254/s.json", "sha256": SHA}),
         "spec.model.signature.uri",
         _ADDRESS,
         True,
-    ),
-    *(
-        Invalid(
-            f"signature-uri-{scheme}",
-            _model(signature={"uri": f"{scheme}://models-bucket/s.json", "sha256": SHA}),
-            "spec.model.signature.uri",
-            "must start with one of the allowed schemes 'pvc://', 'http://', 'https://', 'file://'",
-            True,
-        )
-        for scheme in ("s3", "gs", "azure", "mlflow")
     ),
     Invalid(
         "signature-uri-traversal",

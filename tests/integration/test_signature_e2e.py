@@ -1,5 +1,6 @@
 """spec.model.signature end to end: real control plane, KWOK pods running the real server and
-sidecar (tests/helpers/pod_runtime.py), the model and its signature file served over plain HTTP.
+sidecar (tests/helpers/pod_runtime.py), the model and its signature file served over plain HTTP,
+then from S3 beside the model with its profile.
 
 One story, without traffic: r1, a ColumnTransformer pipeline with a date column only its
 signature file describes (tests.serving.models.train_dated: without the file it fails its
@@ -23,13 +24,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import joblib
+import orjson
 import pytest
 
 from modeldeploy import names
+from modeldeploy_serving import metric_names
+from modeldeploy_serving.profile import build_profile
+from tests.helpers.object_stores import Stores
 from tests.helpers.operator_proc import OperatorProcess
 from tests.helpers.pod_runtime import Endpoint, PodRuntime
 from tests.integration.test_drift_e2e import stable_runtime
 from tests.integration.test_rollback_e2e import (
+    MD,
     apply,
     condition,
     history,
@@ -40,7 +47,7 @@ from tests.integration.test_rollback_e2e import (
     wait_phase,
 )
 from tests.kube import ROOT, KubeCluster, wait_until
-from tests.serving.models import DATED_SIGNATURE, SavedModel, train_dated
+from tests.serving.models import DATED_SIGNATURE, SavedModel, dated_frame, train_dated
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from node import node_ip  # the machine's global IPv4, a host a spec may name
@@ -120,4 +127,52 @@ def test_a_model_and_its_signature_over_http_become_stable_a_wrong_signature_fai
     assert md["status"]["stable"]["revision"] == 1
     assert runtime.endpoints(2) == []
     assert [e.revision for e in runtime.endpoints()] == [1]
+    assert runtime.errors() == []
+
+
+def test_a_model_its_signature_and_profile_in_s3_are_fetched_and_used(
+    cluster: KubeCluster,
+    op_namespace: str,
+    runtime: PodRuntime,
+    object_stores: Stores,
+    tmp_path: Path,
+) -> None:
+    """The files beside an object-store model may live in the same store: each one gets a
+    fetcher of its own, with the model's credentials, and the server reads the verified copies
+    (the dated model warms up only with its signature; drift counting needs the profile)."""
+    ns = op_namespace
+    saved = train_dated(tmp_path)
+    signature = json.dumps(DATED_SIGNATURE).encode()
+    frame = dated_frame().drop(columns=["review"]).fillna({"income": 3000.0})
+    profile = orjson.dumps(build_profile(frame, joblib.load(saved.path)))
+    spec = spec_for(saved, "1", steps=[], on_no_data="pass")
+    spec["model"]["uri"] = object_stores.put_s3(
+        "beside/dated/model.joblib", saved.path.read_bytes()
+    )
+    spec["model"]["env"] = [{"name": k, "value": v} for k, v in object_stores.s3_env().items()]
+    for field, raw in (("signature", signature), ("profile", profile)):
+        uri = object_stores.put_s3(f"beside/dated/{field}.json", raw)
+        spec["model"][field] = {"uri": uri, "sha256": hashlib.sha256(raw).hexdigest()}
+    apply(cluster, ns, spec)
+    wait_phase(cluster, ns, names.PHASE_STABLE)
+
+    (pod,) = cluster.get_json("pods", "-n", ns, "-l", f"{names.LABEL_NAME}={MD}")["items"]
+    assert [c["name"] for c in pod["spec"]["initContainers"]] == [
+        names.CONTAINER_FETCHER,
+        names.CONTAINER_PROFILE_FETCHER,
+        names.CONTAINER_SIGNATURE_FETCHER,
+        names.CONTAINER_MONITOR,
+    ]
+    (endpoint,) = wait_until(lambda: runtime.endpoints(1), 60, "r1's server ready")
+    inputs = {tensor["name"]: tensor["datatype"] for tensor in metadata(endpoint)["inputs"]}
+    assert inputs == {"city": "BYTES", "age": "FP64", "income": "FP64", "signup": "BYTES"}
+    connection = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=10)
+    try:
+        connection.request("GET", names.PATH_METRICS)
+        exported = connection.getresponse().read().decode()
+    finally:
+        connection.close()
+    # The profile's reference shares are exported once it is loaded: one per bin.
+    assert f"{metric_names.DRIFT_REFERENCE}{{" in exported
+    assert f'{metric_names.LABEL_FEATURE}="city"' in exported
     assert runtime.errors() == []

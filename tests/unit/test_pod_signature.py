@@ -94,8 +94,9 @@ def test_a_pvc_signature_is_mounted_read_only_once_per_claim() -> None:
     ("uri", "says"),
     [
         ("https://169.254.169.254/s.json", "loopback, link-local or cloud metadata"),
-        ("s3://models/s.json", "allowed schemes"),
-        ("mlflow://iris/3", "allowed schemes"),
+        # The model is at an https:// URI: its store's credentials cannot fetch the file.
+        ("s3://models/s.json", "only when spec.model.uri does"),
+        ("mlflow://iris/3", "must not be an mlflow:// URI"),
     ],
 )
 def test_the_signature_uri_obeys_the_profile_uri_rules(uri: str, says: str) -> None:

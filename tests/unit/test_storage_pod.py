@@ -102,3 +102,52 @@ def test_without_a_service_account_the_pod_is_unchanged() -> None:
     assert "annotations" not in pod["metadata"]
     assert [c["name"] for c in pod["spec"]["initContainers"]] == [names.CONTAINER_MONITOR]
     assert _env(pod["spec"]["containers"][0])[names.ENV_MODEL_URI].startswith("https://")
+
+
+def test_profile_and_signature_in_the_store_are_fetched_beside_the_model() -> None:
+    profile = {"uri": "s3://models-bucket/iris/3/profile.json", "sha256": "a" * 64}
+    signature = {"uri": "s3://models-bucket/iris/3/signature.json", "sha256": "b" * 64}
+    pod = _pod(uri=S3_URI, env=SECRET_ENV, profile=profile, signature=signature)
+    containers = _containers(pod)
+    assert [c["name"] for c in pod["spec"]["initContainers"]] == [
+        names.CONTAINER_FETCHER,
+        names.CONTAINER_PROFILE_FETCHER,
+        names.CONTAINER_SIGNATURE_FETCHER,
+        names.CONTAINER_MONITOR,
+    ]
+    model_fetcher = containers[names.CONTAINER_FETCHER]
+    server = _env(containers[names.CONTAINER_SERVER])
+    for fetcher, artifact, uri_env, sha_env in (
+        (names.CONTAINER_PROFILE_FETCHER, profile, names.ENV_PROFILE_URI, names.ENV_PROFILE_SHA256),
+        (
+            names.CONTAINER_SIGNATURE_FETCHER,
+            signature,
+            names.ENV_SIGNATURE_URI,
+            names.ENV_SIGNATURE_SHA256,
+        ),
+    ):
+        container = containers[fetcher]
+        env = _env(container)
+        assert (env[names.ENV_MODEL_URI], env[names.ENV_SHA256]) == (
+            artifact["uri"],
+            artifact["sha256"],
+        )
+        # The model fetcher's credentials, volumes and arguments; only the target differs.
+        assert container["env"][-len(SECRET_ENV) :] == model_fetcher["env"][-len(SECRET_ENV) :]
+        assert container["volumeMounts"] == model_fetcher["volumeMounts"]
+        target = container["args"][0].removeprefix("--fetch-to=")
+        assert container["args"][1:] == model_fetcher["args"][1:]
+        # The server reads the verified copy from the emptyDir, with the digest to check again.
+        assert server[uri_env] == f"file://{target}"
+        assert server[sha_env] == artifact["sha256"]
+    assert "envFrom" not in containers[names.CONTAINER_SERVER]
+
+
+def test_profile_and_signature_over_http_need_no_fetcher() -> None:
+    profile = {"uri": "https://models.example.com/iris/3/profile.json", "sha256": "a" * 64}
+    pod = _pod(uri=S3_URI, env=SECRET_ENV, profile=profile)
+    assert [c["name"] for c in pod["spec"]["initContainers"]] == [
+        names.CONTAINER_FETCHER,
+        names.CONTAINER_MONITOR,
+    ]
+    assert _env(_containers(pod)[names.CONTAINER_SERVER])[names.ENV_PROFILE_URI] == profile["uri"]
