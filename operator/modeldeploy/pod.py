@@ -19,7 +19,8 @@ from typing import Any, Final
 
 from modeldeploy import names
 from modeldeploy.podsettings import PodFields, Tuning, dump
-from modeldeploy.spec import FETCHED_SCHEMES, Analysis, ModelDeploymentSpec, effective_image
+from modeldeploy.spec import Analysis, ModelDeploymentSpec, effective_image
+from modeldeploy.uri_rules import FETCHED_SCHEMES
 
 TOKEN_EXPIRATION_SECONDS: Final = 3607  # the kubelet's usual bound-token lifetime
 _TMP_MOUNT: Final = "/tmp"

@@ -3,15 +3,15 @@
 The CRD rejects bad input at admission; this module checks it again because the installed CRD
 may be older than the operator (Helm never upgrades CRDs). Defaults here equal the CRD's
 (tests/unit/test_crd_agrees_with_spec.py), so a parsed spec is complete whichever layer filled
-it. `parse_spec` turns every problem into one typed `SpecError` naming the field.
+it. `parse_spec` turns every problem into one typed `SpecError` naming the field. The URI
+forms are checked in modeldeploy.uri_rules, the rules spanning fields in modeldeploy.spec_rules.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import itertools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Final, Literal
 
@@ -24,8 +24,9 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from modeldeploy import names, registry, uris
+from modeldeploy import names, uri_rules
 from modeldeploy.podsettings import Disruption, PodFields, SpecModel
+from modeldeploy.spec_rules import artifact_uris, cross_field_problems
 from modeldeploy.units import (
     DURATION_MAX_LENGTH,
     DURATION_PATTERN,
@@ -34,7 +35,6 @@ from modeldeploy.units import (
     DurationBounds,
     format_duration,
     parse_duration,
-    parse_quantity,
 )
 
 
@@ -107,128 +107,11 @@ Quantity = Annotated[
 ]
 
 SKLEARN_VERSION_PATTERN: Final = r"^[0-9]+\.[0-9]+([.+-]?[0-9A-Za-z][0-9A-Za-z.+-]*)?$"
-# Object stores: downloaded by the fetcher init container, the only one that sees the
-# credentials of spec.model.env/envFrom (modeldeploy.pod).
-FETCHED_SCHEMES: Final = ("s3://", "gs://", "azure://")
-URI_SCHEMES: Final = ("pvc://", "http://", "https://", "file://", *FETCHED_SCHEMES, "mlflow://")
-# spec.model.env/envFrom: an mlflow:// model whose registry keeps artifacts in an object store
-# is fetched by the same init container, with the same credentials.
-ENV_SCHEMES: Final = (*FETCHED_SCHEMES, "mlflow://")
-# The files beside the model (profile, signature, validation data).
-STORE_NEEDS_MODEL_STORE: Final = (
-    "may name an object store (s3://, gs://, azure://) only when spec.model.uri does: the "
-    "file is fetched with the model's fetcher credentials"
-)
-NOT_MLFLOW: Final = "must not be an mlflow:// URI: only the model is resolved through a registry"
-FILE_URIS_OFF: Final = (
-    "file:// URIs are allowed only when the operator runs with --allow-file-uris "
-    "(development); use pvc://, http(s):// or an object store"
-)
-# Bucket and account names as the stores define them (the CRD's CEL uses the same regexes).
-S3_URI: Final = r"s3://[a-z0-9][-.a-z0-9]{1,61}[a-z0-9]/[^?#]+"
-GS_URI: Final = r"gs://[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9]/[^?#]+"
-AZURE_URI: Final = r"azure://[a-z0-9]{3,24}/[a-z0-9][-a-z0-9]{1,61}[a-z0-9]/[^?#]+"
-
-
-def _rule(holds: Callable[[str], object], message: str) -> Callable[[str], str | None]:
-    return lambda uri: None if holds(uri) else message
-
-
-_HOST_RULES: Final = (
-    uris.port_problem,
-    uris.encoded_host_problem,
-    uris.numeric_host_problem,
-    uris.bracket_problem,
-    uris.wrapped_ipv4_problem,
-    uris.address_problem,
-    uris.metadata_host_problem,
-)
-_TRAVERSAL: Final = _rule(
-    lambda uri: (
-        ".." not in uri
-        and "\\" not in uri
-        and not any(code in uri.lower() for code in ("%2e", "%25", "%5c"))
-    ),
-    "must not contain '..', a backslash, or an encoded '.', '%' or backslash (path traversal)",
-)
-
-# Checked in the CRD's order with the same regexes (CEL there, Python here). The host rules
-# normalise fully in modeldeploy.uris; the CRD's CEL refuses the spellings it can see.
-_URI_RULES: Final[tuple[Callable[[str], str | None], ...]] = (
-    _rule(
-        lambda uri: uri.startswith(URI_SCHEMES),
-        "must start with one of the allowed schemes 'pvc://', 'http://', 'https://', "
-        "'file://', 's3://', 'gs://', 'azure://', 'mlflow://'",
-    ),
-    _rule(lambda uri: re.fullmatch(r"[^\s]+", uri), "must not contain whitespace"),
-    _TRAVERSAL,
-    _rule(
-        lambda uri: (
-            not uri.startswith("pvc://")
-            or re.fullmatch(r"pvc://[a-z0-9]([-.a-z0-9]*[a-z0-9])?/[^?#]+", uri)
-        ),
-        "must have the form 'pvc://<claim>/<path>'",
-    ),
-    _rule(
-        lambda uri: (
-            not re.match(r"https?://", uri) or re.fullmatch(r"https?://[^/@?#:][^/@?#]*/[^#]+", uri)
-        ),
-        "must have the form 'http(s)://<host>/<path>', with no credentials and no fragment",
-    ),
-    *_HOST_RULES,
-    _rule(
-        lambda uri: not uri.startswith("file://") or re.fullmatch(r"file:///[^?#]+", uri),
-        "must have the form 'file:///<absolute path>'",
-    ),
-    _rule(
-        lambda uri: not uri.startswith("s3://") or re.fullmatch(S3_URI, uri),
-        "must have the form 's3://<bucket>/<key>' (bucket: 3-63 lowercase letters, digits, "
-        "'.' and '-'; no query or fragment)",
-    ),
-    _rule(
-        lambda uri: not uri.startswith("gs://") or re.fullmatch(GS_URI, uri),
-        "must have the form 'gs://<bucket>/<object>' (bucket: 3-222 lowercase letters, digits, "
-        "'.', '_' and '-'; no query or fragment)",
-    ),
-    _rule(
-        lambda uri: not uri.startswith("azure://") or re.fullmatch(AZURE_URI, uri),
-        "must have the form 'azure://<account>/<container>/<blob>' (account: 3-24 lowercase "
-        "letters and digits; container: 3-63 lowercase letters, digits and '-')",
-    ),
-    _rule(
-        lambda uri: not uri.startswith(registry.SCHEME) or re.fullmatch(registry.URI_PATTERN, uri),
-        "must have the form 'mlflow://<registered model name>/<version>' or "
-        "'mlflow://<registered model name>/@<alias>'",
-    ),
-)
-
-# A tracking server URI: http(s), a host and an optional path; the host rules of model URIs.
-TRACKING_URI_PATTERN: Final = r"https?://[^/@?#:][^/@?#]*(/[^?#]*)?"
-
-
-def _check_tracking_uri(uri: str) -> str:
-    if not re.fullmatch(TRACKING_URI_PATTERN, uri) or re.search(r"\s", uri):
-        raise ValueError(
-            "must have the form 'http(s)://<host>[:<port>][/<path>]', with no credentials, "
-            "query or fragment"
-        )
-    with_path = uri if "/" in uri.split("://", 1)[1] else f"{uri}/"
-    for rule in (_TRAVERSAL, *_HOST_RULES):
-        if (problem := rule(with_path)) is not None:
-            raise ValueError(problem)
-    return uri.rstrip("/")
-
-
-def _check_uri(uri: str) -> str:
-    for rule in _URI_RULES:
-        if (problem := rule(uri)) is not None:
-            raise ValueError(problem)
-    return uri
-
-
 # Where an artifact (the model, its validation dataset) lives, and the digest it must match.
 # mlflow:// is for the model only: _validation_problems refuses it for the dataset.
-ArtifactUri = Annotated[str, AfterValidator(_check_uri), Field(min_length=1, max_length=2048)]
+ArtifactUri = Annotated[
+    str, AfterValidator(uri_rules.check_uri), Field(min_length=1, max_length=2048)
+]
 Sha256 = Annotated[str, Field(max_length=64, pattern=r"^[a-f0-9]{64}$")]
 
 
@@ -297,7 +180,7 @@ class Signature(_Spec):
 class Registry(_Spec):
     """Where an mlflow:// URI is resolved (else the operator's --mlflow-tracking-uri)."""
 
-    tracking_uri: Annotated[str, AfterValidator(_check_tracking_uri)] = Field(
+    tracking_uri: Annotated[str, AfterValidator(uri_rules.check_tracking_uri)] = Field(
         min_length=1, max_length=2048
     )
 
@@ -431,14 +314,6 @@ class Thresholds(_Spec):
 
 
 ValidationMetric = Literal["accuracy", "f1", "mae", "r2"]
-# The range a threshold can be met in: mae is an error (>= 0, lower is better); accuracy and f1
-# are shares; r2 is at most 1 and may be negative. The CRD states the same rule in CEL.
-THRESHOLD_RANGES: Final[dict[str, tuple[float | None, float | None]]] = {
-    "accuracy": (0, 1),
-    "f1": (0, 1),
-    "mae": (0, None),
-    "r2": (None, 1),
-}
 
 
 class Validation(_Spec):
@@ -540,20 +415,8 @@ def parse_spec(raw: Mapping[str, Any], *, allow_file_uris: bool = True) -> Model
         raise SpecError(field_path, message)
     for field_path, uri in artifact_uris(spec):
         if not allow_file_uris and uri.startswith("file://"):
-            raise SpecError(field_path, FILE_URIS_OFF)
+            raise SpecError(field_path, uri_rules.FILE_URIS_OFF)
     return spec
-
-
-def artifact_uris(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
-    """Every URI the pod fetches, with its field path."""
-    found = [("spec.model.uri", spec.model.uri)]
-    if spec.model.profile is not None:
-        found.append(("spec.model.profile.uri", spec.model.profile.uri))
-    if spec.model.signature is not None:
-        found.append(("spec.model.signature.uri", spec.model.signature.uri))
-    if spec.analysis.validation is not None:
-        found.append(("spec.analysis.validation.uri", spec.analysis.validation.uri))
-    return found
 
 
 def validate_name(name: str) -> None:
@@ -567,169 +430,6 @@ def validate_name(name: str) -> None:
             "letter) of at most 52 characters, so that the Service and the "
             "`<name>-r<revision>` Deployments get valid names",
         )
-
-
-def cross_field_problems(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
-    """Rules spanning several fields: the CRD's CEL rules, plus what CEL cannot compare."""
-    problems: list[tuple[str, str]] = []
-    scaling = spec.autoscaling
-    if spec.replicas is not None and spec.autoscaling_enabled:
-        problems.append(
-            (
-                "spec.replicas",
-                "must not be set when `autoscaling.enabled` is true: "
-                "the HorizontalPodAutoscaler owns the replica count",
-            )
-        )
-    requests = spec.serving.resources.requests
-    if spec.autoscaling_enabled and (requests is None or requests.cpu is None):
-        problems.append(
-            (
-                "spec.serving.resources.requests",
-                "must set `cpu` when autoscaling is "
-                "enabled: the HorizontalPodAutoscaler measures utilization against "
-                "the CPU request",
-            )
-        )
-    if scaling is not None and scaling.min_replicas > scaling.max_replicas:
-        problems.append(
-            ("spec.autoscaling.minReplicas", "must be less than or equal to `maxReplicas`")
-        )
-    weights = [step.weight for step in spec.rollout.steps]
-    if any(later <= earlier for earlier, later in itertools.pairwise(weights)):
-        problems.append(("spec.rollout.steps", "weights must be strictly increasing"))
-    if spec.serving.port == names.MONITOR_PORT:
-        problems.append(("spec.serving.port", "must not be 9090, the monitoring sidecar's port"))
-    if spec.model.registry is not None and not spec.model.uri.startswith(registry.SCHEME):
-        problems.append(("spec.model.registry", "must be set only with an 'mlflow://' uri"))
-    problems.extend(_env_problems(spec.serving.env))
-    problems.extend(spec.serving.pod_field_problems())
-    problems.extend(_fetcher_env_problems(spec.model))
-    problems.extend(_validation_problems(spec))
-    problems.extend(_beside_model_problems(spec))
-    problems.extend(_request_limit_problems(spec.serving.resources))
-    return problems
-
-
-def _fetcher_env_problems(model: ModelSource) -> list[tuple[str, str]]:
-    """The CRD's CEL rules on spec.model.env and envFrom, in the same order."""
-    problems: list[tuple[str, str]] = []
-    if (model.env or model.env_from) and not model.uri.startswith(ENV_SCHEMES):
-        problems.append(
-            (
-                "spec.model.env",
-                "must only be set with an object-store URI (s3://, gs://, azure://) or an "
-                "mlflow:// one: only the fetcher init container gets this environment",
-            )
-        )
-    seen: set[str] = set()
-    for index, var in enumerate(model.env or ()):
-        path = f"spec.model.env[{index}]"
-        if var.name.startswith(names.RESERVED_ENV_PREFIX):
-            problems.append(
-                (f"{path}.name", "must not start with 'MODELDEPLOY_' (reserved for the operator)")
-            )
-        if var.value is not None and var.value_from is not None:
-            problems.append((path, "must set either `value` or `valueFrom`, not both"))
-        source = var.value_from
-        if source is not None and (source.secret_key_ref is None) == (
-            source.config_map_key_ref is None
-        ):
-            problems.append(
-                (f"{path}.valueFrom", "must set exactly one of `secretKeyRef`, `configMapKeyRef`")
-            )
-        if var.name in seen:
-            problems.append((path, f"Duplicate value: {var.name!r}"))
-        seen.add(var.name)
-    for index, source_from in enumerate(model.env_from or ()):
-        path = f"spec.model.envFrom[{index}]"
-        if (source_from.secret_ref is None) == (source_from.config_map_ref is None):
-            problems.append((path, "must set exactly one of `secretRef`, `configMapRef`"))
-        if (source_from.prefix or "").startswith(names.RESERVED_ENV_PREFIX):
-            problems.append(
-                (f"{path}.prefix", "must not start with 'MODELDEPLOY_' (reserved for the operator)")
-            )
-    return problems
-
-
-def _env_problems(env: tuple[EnvVar, ...]) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for index, var in enumerate(env):
-        path = f"spec.serving.env[{index}].name"
-        if var.name.startswith(names.RESERVED_ENV_PREFIX):
-            problems.append(
-                (path, "must not start with 'MODELDEPLOY_' (reserved for the operator)")
-            )
-        if var.name in seen:
-            problems.append((f"spec.serving.env[{index}]", f"Duplicate value: {var.name!r}"))
-        seen.add(var.name)
-    return problems
-
-
-def _validation_problems(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
-    """The CRD's CEL rule on spec.analysis.validation: the threshold's range for its metric."""
-    validation = spec.analysis.validation
-    if validation is None:
-        return []
-    problems: list[tuple[str, str]] = []
-    low, high = THRESHOLD_RANGES[validation.metric]
-    if (low is not None and validation.threshold < low) or (
-        high is not None and validation.threshold > high
-    ):
-        if low is not None and high is not None:
-            bounds = f"{low} to {high}"
-        else:
-            bounds = f"at least {low}" if low is not None else f"at most {high}"
-        problems.append(
-            (
-                "spec.analysis.validation.threshold",
-                f"out of range for the metric: {validation.metric} takes {bounds}",
-            )
-        )
-    return problems
-
-
-def _beside_model_problems(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
-    """The CRD's CEL rules on the files beside the model: no registry reference (the shared
-    URI rules admit mlflow:// for the model), and an object store only beside an object-store
-    model (one fetcher identity)."""
-    problems: list[tuple[str, str]] = []
-    for field_path, uri in artifact_uris(spec)[1:]:
-        if uri.startswith(registry.SCHEME):
-            problems.append((field_path, NOT_MLFLOW))
-    # The spec-level rules, after the field-level ones (the CRD's order).
-    for field_path, uri in artifact_uris(spec)[1:]:
-        if uri.startswith(FETCHED_SCHEMES) and not spec.model.uri.startswith(FETCHED_SCHEMES):
-            problems.append((field_path, STORE_NEEDS_MODEL_STORE))
-    return problems
-
-
-def _request_limit_problems(resources: Resources) -> list[tuple[str, str]]:
-    # The CRD cannot compare quantities; without this check the Deployment would be refused
-    # later with a message that never mentions the ModelDeployment.
-    if resources.requests is None or resources.limits is None:
-        return []
-    requests, limits = resources.requests.as_dict(), resources.limits.as_dict()
-    problems: list[tuple[str, str]] = []
-    for name, requested in requests.items():
-        if name not in limits:
-            continue
-        path = f"spec.serving.resources.requests.{name}"
-        try:
-            larger = parse_quantity(requested) > parse_quantity(limits[name])
-        except (ArithmeticError, ValueError) as err:  # the pattern should have refused it
-            problems.append((path, str(err)))
-            continue
-        if larger:
-            problems.append(
-                (
-                    path,
-                    f"must be less than or equal to `limits.{name}` ({limits[name]}), "
-                    f"got {requested}",
-                )
-            )
-    return problems
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
