@@ -111,9 +111,16 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for model, per_model in summary.items():
         floor = results["predict_floor_us"].get(model, {})
+        served = floor.get("served")
+        as_served = (
+            f"; as served ({served['runtime']} runtime) {served['1']} µs and {served['64']} µs"
+            if served
+            else ""
+        )
         lines += [
-            f"**{results['models'][model]['label']}**: in-process `predict()` takes "
-            f"{floor.get('1', '?')} µs for 1 row and {floor.get('64', '?')} µs for 64 rows.",
+            f"**{results['models'][model]['label']}**: in-process scikit-learn `predict()` takes "
+            f"{floor.get('1', '?')} µs for 1 row and {floor.get('64', '?')} µs for 64 rows"
+            f"{as_served}.",
             "",
             "| server | "
             + " | ".join(f"{c[1:]} conn: req/s (p50 / p99 ms)" for c in connections)

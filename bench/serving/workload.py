@@ -7,6 +7,7 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ import numpy as np
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+
+from modeldeploy_serving.prepare import prepare
+from modeldeploy_serving.signature import PREDICT
 
 N_FEATURES = 20
 
@@ -73,24 +77,38 @@ def write_wrk_script(path: Path, body: bytes) -> Path:
     return path
 
 
-def predict_floor_us(model: BenchModel, *, cpu: int, calls: int = 300) -> dict[str, float]:
-    """Median in-process predict() time for 1 and 64 rows, pinned to the server's CPU."""
+def predict_floor_us(model: BenchModel, *, cpu: int, calls: int = 300) -> dict[str, Any]:
+    """Median in-process predict() time for 1 and 64 rows, pinned to the server's CPU: the
+    scikit-learn estimator's ("1", "64"), and the predict the server serves with, in the runtime
+    it chose at load ("served": {"runtime", "1", "64"})."""
     previous = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})
     try:
         estimator = joblib.load(model.path)
         features = training_data()[0]
-        result = {}
-        for rows in (1, 64):
-            batch = features[:rows]
-            for _ in range(20):
-                estimator.predict(batch)
-            samples = []
-            for _ in range(calls):
-                started = time.perf_counter()
-                estimator.predict(batch)
-                samples.append(time.perf_counter() - started)
-            result[str(rows)] = round(statistics.median(samples) * 1e6, 1)
+        result: dict[str, Any] = _median_us(estimator.predict, features, calls)
+        prepared = prepare(estimator, "auto", None)
+        result["served"] = {
+            "runtime": prepared.signature.runtime,
+            **_median_us(prepared.methods[PREDICT], features, calls),
+        }
         return result
     finally:
         os.sched_setaffinity(0, previous)
+
+
+def _median_us(
+    predict: Callable[[np.ndarray], Any], features: np.ndarray, calls: int
+) -> dict[str, float]:
+    result = {}
+    for rows in (1, 64):
+        batch = features[:rows]
+        for _ in range(20):
+            predict(batch)
+        samples = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            predict(batch)
+            samples.append(time.perf_counter() - started)
+        result[str(rows)] = round(statistics.median(samples) * 1e6, 1)
+    return result
