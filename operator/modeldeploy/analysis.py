@@ -184,7 +184,7 @@ def analyze_revisions(
     on_no_data: OnNoData,
     min_breaching: int = 1,
 ) -> dict[int, Verdict]:
-    """`analyze` for several revisions at once: the map `rollout.Observation.verdicts` expects."""
+    """`analyze` for several revisions: the map `rollout_types.Observation.verdicts` expects."""
     views = list(pods)
     return {
         n: analyze(

@@ -23,8 +23,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
-from modeldeploy import names, rollout
-from modeldeploy.rollout import Condition, Decision, Observation, Phase, Policy, Revision
+from modeldeploy import names
+from modeldeploy.rollout_observed import canary_replicas, stable_replicas
+from modeldeploy.rollout_types import (
+    Condition,
+    Decision,
+    Observation,
+    Phase,
+    Policy,
+    Revision,
+    RolloutState,
+)
 from modeldeploy.serial import shown
 
 WEIGHT_TOLERANCE: Final = 5  # percentage points a step's real share may exceed its weight
@@ -40,7 +49,7 @@ REASON_WEIGHT_NOT_ACHIEVABLE: Final = "WeightNotAchievable"
 
 
 def derive(
-    s: rollout.RolloutState, obs: Observation, p: Policy, d: Decision, now: datetime
+    s: RolloutState, obs: Observation, p: Policy, d: Decision, now: datetime
 ) -> tuple[Condition, ...]:
     return (
         _ready(s, obs, d),
@@ -56,7 +65,7 @@ def what(rev: Revision) -> str:
     return f"r{rev.number} (model {rev.model_version})"
 
 
-def _ready(s: rollout.RolloutState, obs: Observation, d: Decision) -> Condition:
+def _ready(s: RolloutState, obs: Observation, d: Decision) -> Condition:
     phase, stable, c = d.phase, s.stable, s.canary
     wanted = f"model {obs.model_version}"
     serves = f"{what(stable)} serves" if stable else "nothing serves"
@@ -81,7 +90,7 @@ def _ready(s: rollout.RolloutState, obs: Observation, d: Decision) -> Condition:
     return Condition(names.COND_READY, "False", reason, msg)
 
 
-def _available(s: rollout.RolloutState, obs: Observation, p: Policy, d: Decision) -> Condition:
+def _available(s: RolloutState, obs: Observation, p: Policy, d: Decision) -> Condition:
     serving = d.service_revision or (s.stable.number if s.stable else None)
     rev = next((r for r in (s.stable, s.previous) if r and r.number == serving), None)
     if rev is None:
@@ -102,7 +111,7 @@ def _available(s: rollout.RolloutState, obs: Observation, p: Policy, d: Decision
     )
 
 
-def _progressing(s: rollout.RolloutState, obs: Observation, p: Policy, d: Decision) -> Condition:
+def _progressing(s: RolloutState, obs: Observation, p: Policy, d: Decision) -> Condition:
     phase, c, stable = d.phase, s.canary, s.stable
     if phase in (Phase.PENDING, Phase.PROGRESSING):
         if s.paused:
@@ -130,7 +139,7 @@ def _progressing(s: rollout.RolloutState, obs: Observation, p: Policy, d: Decisi
     return Condition(names.COND_PROGRESSING, "False", d.reason, msg)
 
 
-def _where(s: rollout.RolloutState, obs: Observation, p: Policy, d: Decision) -> str:
+def _where(s: RolloutState, obs: Observation, p: Policy, d: Decision) -> str:
     """Where the revision on its way stands, in a few words."""
     c, stable, steps = s.canary, s.stable, p.canary_steps
     if c is not None:
@@ -156,7 +165,7 @@ def _degraded(d: Decision) -> Condition:
     return Condition(names.COND_DEGRADED, "False", names.REASON_AS_EXPECTED, "nothing needs you")
 
 
-def _paused(s: rollout.RolloutState) -> Condition:
+def _paused(s: RolloutState) -> Condition:
     if s.paused:
         msg = f"held by annotation {names.ANNOTATION_PAUSED}; `resume` continues"
         return Condition(names.COND_PAUSED, "True", names.REASON_PAUSED, msg)
@@ -168,7 +177,7 @@ def _paused(s: rollout.RolloutState) -> Condition:
 
 def share(stable: int, weight: int) -> float:
     """The canary's share of ready endpoints at a step of `weight`, `stable` stable pods."""
-    canary = rollout.canary_replicas(stable, weight)
+    canary = canary_replicas(stable, weight)
     return 100 * canary / (canary + stable) if weight < 100 else 100.0
 
 
@@ -180,16 +189,16 @@ def smallest_stable(weight: int, tolerance: int = WEIGHT_TOLERANCE) -> int | Non
     return None
 
 
-def weight_not_achievable(s: rollout.RolloutState, obs: Observation, p: Policy) -> str | None:
+def weight_not_achievable(s: RolloutState, obs: Observation, p: Policy) -> str | None:
     """Why the current canary step cannot serve its weight, or None when it can."""
     c, stable, steps = s.canary, s.stable, p.canary_steps
     if c is None or stable is None or s.restoring or s.step >= len(steps):
         return None
-    weight, pods = steps[s.step].weight, rollout.stable_replicas(s, obs, p)
+    weight, pods = steps[s.step].weight, stable_replicas(s, obs, p)
     real = share(pods, weight)
     if real - weight <= WEIGHT_TOLERANCE:
         return None
-    canary = rollout.canary_replicas(pods, weight)
+    canary = canary_replicas(pods, weight)
     need = smallest_stable(weight)
     fix = f"; {need} or more stable pods would honour it" if need else ""
     return (

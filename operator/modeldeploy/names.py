@@ -219,7 +219,7 @@ DEFAULT_MONITOR_CLUSTER_ROLE: Final = "modeldeploy-monitor"  # the chart's, for 
 # `kubectl describe md` (describe selects events by involvedObject.uid).
 ENV_MONITOR_DEPLOYMENT_UID: Final = "MODELDEPLOY_MONITOR_DEPLOYMENT_UID"
 
-# --- rollout reasons: conditions and Events of the ModelDeployment (rollout.py, analysis.py) --
+# --- rollout reasons: conditions and Events of the ModelDeployment (rollout*.py, analysis.py) -
 REASON_DEPLOYING: Final = "Deploying"  # the first revision is on its way
 REASON_DEPLOYED: Final = "Deployed"  # the first revision is ready and serves
 REASON_ROLLOUT_STARTED: Final = "RolloutStarted"

@@ -17,6 +17,16 @@ from modeldeploy.diagnosis import Problem, problems_by_revision
 from modeldeploy.hashing import revision_hash
 from modeldeploy.imagepolicy import ImagePolicy, Images
 from modeldeploy.pod import PodSettings
+from modeldeploy.rollout_types import (
+    Breach,
+    Observation,
+    Outcome,
+    Policy,
+    Revision,
+    RollbackRequest,
+    RolloutState,
+    Step,
+)
 from modeldeploy.spec import ModelDeploymentSpec, SpecError, parse_spec, validate_name
 from modeldeploy.status import (
     invalid_spec_status,
@@ -229,14 +239,12 @@ def plan(
     )
 
 
-def rollbacks(
-    before: rollout.RolloutState, after: rollout.RolloutState
-) -> tuple[tuple[str, ...], rollout.Breach | None]:
+def rollbacks(before: RolloutState, after: RolloutState) -> tuple[tuple[str, ...], Breach | None]:
     """The rollbacks one step performed, by reason (one `Manual` for a `rollback --to N` or an
     abort, whatever it recorded), and the breach behind them when one caused it (the start of
     time-to-rollback; a manual one has none)."""
     added = [h for h in after.history if h not in before.history]
-    done = [h for h in added if h.outcome is rollout.Outcome.ROLLED_BACK]
+    done = [h for h in added if h.outcome is Outcome.ROLLED_BACK]
     manual = (names.REASON_MANUAL_ROLLBACK, names.REASON_ABORTED)
     automatic = [h for h in done if h.reason not in manual]
     moved = (after.stable, after.canary) != (before.stable, before.canary)
@@ -283,7 +291,7 @@ class _Images:
     def recorded(self, number: int) -> Images | None:
         return imagepolicy.recorded(self.histories.get(number), self.deployments.get(number))
 
-    def of(self, rev: rollout.Revision | None) -> Images | None:
+    def of(self, rev: Revision | None) -> Images | None:
         if rev is None:
             return None
         found = self.recorded(rev.number)
@@ -312,7 +320,7 @@ def _with_monitor(settings: PodSettings, images: Images | None) -> PodSettings:
     return replace(settings, monitor_image=images.monitor)
 
 
-def _upgrade_in_flight(spec: ModelDeploymentSpec, s: rollout.RolloutState, images: _Images) -> bool:
+def _upgrade_in_flight(spec: ModelDeploymentSpec, s: RolloutState, images: _Images) -> bool:
     if s.canary and s.stable and not s.restoring:
         new, old = s.canary, s.stable
     elif s.previous and s.stable and s.bake_until is not None:
@@ -326,7 +334,7 @@ def _upgrade_in_flight(spec: ModelDeploymentSpec, s: rollout.RolloutState, image
 def _image_status(
     choice: imagepolicy.Choice,
     upgrading: bool,
-    s: rollout.RolloutState,
+    s: RolloutState,
     images: _Images,
     policy: ImagePolicy,
 ) -> dict[str, Any]:
@@ -427,9 +435,9 @@ def _unresolved(
     return Reconciliation(status=patch, events=events, phase=phase, outcome="unresolved")
 
 
-def policy_from(spec: ModelDeploymentSpec) -> rollout.Policy:
-    return rollout.Policy(
-        steps=tuple(rollout.Step(weight=s.weight, pause=s.pause) for s in spec.rollout.steps),
+def policy_from(spec: ModelDeploymentSpec) -> Policy:
+    return Policy(
+        steps=tuple(Step(weight=s.weight, pause=s.pause) for s in spec.rollout.steps),
         bake_time=spec.rollout.bake_time,
         automatic_rollback=spec.rollback.automatic,
         history_limit=spec.rollback.history_limit,
@@ -446,9 +454,9 @@ def _observation(
     deployments: Mapping[int, dict[str, Any]],
     pods: list[PodView],
     ready: Mapping[int, int],
-    state: rollout.RolloutState,
+    state: RolloutState,
     now: datetime,
-) -> rollout.Observation:
+) -> Observation:
     annotations: Mapping[str, str] = meta.get("annotations") or {}
     # `onNoData` judges a revision under analysis. A revision already proven healthy that sees
     # no traffic is idle, not failing: no data there holds (it can never read as a breach).
@@ -468,7 +476,7 @@ def _observation(
     # "N" or "N@<nonce>": the nonce makes a repeated request to the same revision a new one.
     rollback_to = annotations.get(names.ANNOTATION_ROLLBACK_TO)
     target = (rollback_to or "").split("@", 1)[0]
-    return rollout.Observation(
+    return Observation(
         spec_hash=spec_hash,
         model_version=spec.model.version,
         model_sha256=spec.model.sha256,
@@ -480,7 +488,7 @@ def _observation(
         retry=annotations.get(names.ANNOTATION_RETRY),
         promote=annotations.get(names.ANNOTATION_PROMOTE),
         rollback=(
-            rollout.RollbackRequest(revision=int(target), token=rollback_to)
+            RollbackRequest(revision=int(target), token=rollback_to)
             if rollback_to and target.isdigit()
             else None
         ),
@@ -509,7 +517,7 @@ def _ready(deployments: Mapping[int, dict[str, Any]], pods: list[PodView]) -> di
     return ready
 
 
-def _breach_started(breach: rollout.Breach, pods: list[dict[str, Any]]) -> datetime | None:
+def _breach_started(breach: Breach, pods: list[dict[str, Any]]) -> datetime | None:
     """The breaching pod's condition transition time: the start of time-to-rollback."""
     for pod in pods:
         if pod["metadata"]["name"] != breach.pod:

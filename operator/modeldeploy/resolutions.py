@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from modeldeploy import names, registry, rollout
+from modeldeploy import names, registry
 from modeldeploy.hashing import revision_hash
+from modeldeploy.rollout_types import Registered
 from modeldeploy.spec import ModelDeploymentSpec, SpecError, parse_spec
 
 
@@ -80,10 +81,10 @@ def served_spec(
     return spec.model_copy(update={"model": model})
 
 
-def registered(resolved: registry.Resolution | None) -> rollout.Registered | None:
+def registered(resolved: registry.Resolution | None) -> Registered | None:
     if resolved is None:
         return None
-    return rollout.Registered(resolved.registry_version, resolved.run_id)
+    return Registered(resolved.registry_version, resolved.run_id)
 
 
 def resolved_event(

@@ -14,7 +14,15 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from modeldeploy import names, rollout
+from modeldeploy import names
+from modeldeploy.rollout_types import (
+    Breach,
+    Condition,
+    Decision,
+    Registered,
+    Revision,
+    RolloutState,
+)
 from modeldeploy.spec import SpecError
 
 # Fields of .status this module owns; anything else found there is cleared by the next patch.
@@ -49,7 +57,7 @@ def _time(value: datetime | None) -> str | None:
 
 def _conditions(
     stored: Mapping[str, Any],
-    wanted: Sequence[rollout.Condition],
+    wanted: Sequence[Condition],
     generation: int | None,
     now: datetime,
 ) -> list[dict[str, Any]]:
@@ -80,12 +88,12 @@ def traffic_shares(ready: Mapping[int, int], pinned: int | None) -> dict[int, in
     return {r: round(100 * n / total) if total else 0 for r, n in serving.items()}
 
 
-def state_from_status(stored: Mapping[str, Any]) -> rollout.RolloutState:
+def state_from_status(stored: Mapping[str, Any]) -> RolloutState:
     """The rollout memory: `rolloutState` plus the history and quarantine shown beside it
     (or the `rollout` object an earlier version wrote)."""
     text = stored.get("rolloutState")
     if not isinstance(text, str):
-        return rollout.RolloutState.from_dict(stored.get("rollout") or {})
+        return RolloutState.from_dict(stored.get("rollout") or {})
     data = dict(json.loads(text))
     data["quarantined"] = list(stored.get("quarantinedSpecHashes") or [])
     data["history"] = [
@@ -94,10 +102,10 @@ def state_from_status(stored: Mapping[str, Any]) -> rollout.RolloutState:
          "registry": _registered_from(h)}
         for h in stored.get("history") or []
     ]  # fmt: skip
-    return rollout.RolloutState.from_dict(data)
+    return RolloutState.from_dict(data)
 
 
-def _registered(registry: rollout.Registered | None) -> dict[str, str | None]:
+def _registered(registry: Registered | None) -> dict[str, str | None]:
     """`registryVersion` and `runId` of a revision from an mlflow:// URI; None (left out) else."""
     if registry is None:
         return {"registryVersion": None, "runId": None}
@@ -109,13 +117,13 @@ def _registered_from(entry: Mapping[str, Any]) -> dict[str, str] | None:
     return None if version is None else {"version": version, "runId": entry.get("runId") or ""}
 
 
-def _memory(state: rollout.RolloutState) -> str:
+def _memory(state: RolloutState) -> str:
     data = {k: v for k, v in state.to_dict().items() if k not in _SHARED}
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def _revision(
-    rev: rollout.Revision | None,
+    rev: Revision | None,
     weight: int,
     ready: Mapping[int, int],
     shares: Mapping[int, int],
@@ -144,7 +152,7 @@ def _revision(
     return out
 
 
-def _shown_breach(state: rollout.RolloutState) -> rollout.Breach | None:
+def _shown_breach(state: RolloutState) -> Breach | None:
     """The last breach, while it concerns a revision that serves, rolls out or stays warm, or
     the one that just ended (nothing newer in flight); an older one is history."""
     breach = state.last_breach
@@ -158,9 +166,9 @@ def _shown_breach(state: rollout.RolloutState) -> rollout.Breach | None:
 
 def render_status(
     stored: Mapping[str, Any],
-    state: rollout.RolloutState,
-    decision: rollout.Decision,
-    conditions: Sequence[rollout.Condition],
+    state: RolloutState,
+    decision: Decision,
+    conditions: Sequence[Condition],
     *,
     generation: int | None,
     ready: Mapping[int, int],
@@ -240,14 +248,14 @@ def with_refusals(
     wanted = {
         c.type: c
         for c in (
-            rollout.Condition(names.COND_READY, "False", names.REASON_APPLY_FAILED, _REFUSED_SHORT),
-            rollout.Condition(names.COND_DEGRADED, "True", names.REASON_APPLY_FAILED, message),
+            Condition(names.COND_READY, "False", names.REASON_APPLY_FAILED, _REFUSED_SHORT),
+            Condition(names.COND_DEGRADED, "True", names.REASON_APPLY_FAILED, message),
         )
     }
     kept = tuple(
         wanted.pop(c["type"])
         if c["type"] in wanted
-        else rollout.Condition(c["type"], c["status"], c["reason"], c["message"])
+        else Condition(c["type"], c["status"], c["reason"], c["message"])
         for c in desired.get("conditions") or []
     )
     desired = {
@@ -291,21 +299,19 @@ def _blocked_status(
     invalid = reason == names.COND_INVALID_SPEC
     what = "the spec is invalid" if invalid else "the model registry reference did not resolve"
     conditions = [
-        rollout.Condition(
+        Condition(
             names.COND_READY, "False", reason, "the spec was refused" if invalid else message
         ),
         *(
-            rollout.Condition(c["type"], c["status"], c["reason"], c["message"])
+            Condition(c["type"], c["status"], c["reason"], c["message"])
             for c in stored.get("conditions") or []
             if c.get("type") in (names.COND_AVAILABLE, names.COND_PAUSED)
         ),
-        rollout.Condition(names.COND_PROGRESSING, "False", reason, "nothing rolls out"),
-        rollout.Condition(
-            names.COND_DEGRADED, "True", reason, f"{what}; {keeps or 'nothing serves'}"
-        ),
+        Condition(names.COND_PROGRESSING, "False", reason, "nothing rolls out"),
+        Condition(names.COND_DEGRADED, "True", reason, f"{what}; {keeps or 'nothing serves'}"),
     ]
     if invalid:
-        conditions.append(rollout.Condition(names.COND_INVALID_SPEC, "True", reason, message))
+        conditions.append(Condition(names.COND_INVALID_SPEC, "True", reason, message))
     status["conditions"] = _conditions(stored, conditions, generation, now)
     return status
 

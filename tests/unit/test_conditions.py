@@ -10,7 +10,8 @@ import pytest
 from modeldeploy import names
 from modeldeploy.conditions import derive, share, smallest_stable, weight_not_achievable
 from modeldeploy.diagnosis import Problem
-from modeldeploy.rollout import Condition, Observation, Policy, RolloutState, Step, step
+from modeldeploy.rollout import step
+from modeldeploy.rollout_types import Condition, Observation, Policy, RolloutState, Step
 from tests.unit.test_rollout import (
     AT_10,
     BAKING,

@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from modeldeploy import names
 from modeldeploy.analysis import Health, Verdict
 from modeldeploy.conditions import derive
-from modeldeploy.rollout import (
+from modeldeploy.rollout import step
+from modeldeploy.rollout_observed import canary_replicas, stable_replicas
+from modeldeploy.rollout_types import (
     Decision,
     HistoryEntry,
     Observation,
@@ -25,9 +27,6 @@ from modeldeploy.rollout import (
     RollbackRequest,
     RolloutState,
     Step,
-    canary_replicas,
-    stable_replicas,
-    step,
 )
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

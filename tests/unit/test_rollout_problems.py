@@ -10,7 +10,8 @@ import pytest
 
 from modeldeploy import names
 from modeldeploy.diagnosis import Problem
-from modeldeploy.rollout import (
+from modeldeploy.rollout import step
+from modeldeploy.rollout_types import (
     HistoryEntry,
     Observation,
     Outcome,
@@ -19,7 +20,6 @@ from modeldeploy.rollout import (
     Revision,
     RolloutState,
     Step,
-    step,
 )
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

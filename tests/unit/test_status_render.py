@@ -11,7 +11,8 @@ import pytest
 from modeldeploy import names
 from modeldeploy.conditions import derive
 from modeldeploy.reconcile import MANUAL, rollbacks
-from modeldeploy.rollout import Breach, Observation, RollbackRequest, RolloutState, step
+from modeldeploy.rollout import step
+from modeldeploy.rollout_types import Breach, Observation, RollbackRequest, RolloutState
 from modeldeploy.status import render_status, state_from_status, status_patch, traffic_shares
 from tests.unit.test_rollout import (
     AT_10,
