@@ -6,10 +6,8 @@ volume on that container alone, so code in a (possibly malicious) model file can
 Kubernetes API; and the sidecar runs the operator's image (`PodSettings.monitor_image`), never
 the spec's serving image.
 
-An object-store artifact (s3://, gs://, azure://) is downloaded by a first init container, the
-fetcher, into an emptyDir the model server reads. The fetcher alone gets spec.model.env and
-envFrom (store credentials); it verifies the sha256 but never deserializes the artifact, so no
-model code runs where credentials are.
+Where the model and the files beside it come from (claim mounts, the fetcher init containers
+that alone see the store credentials) is modeldeploy.model_source.
 """
 
 from __future__ import annotations
@@ -18,12 +16,25 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from modeldeploy import names
+from modeldeploy.model_source import (
+    TMP_MOUNT,
+    beside_model,
+    container_security,
+    env_list,
+    fetch_container,
+    identity_skips,
+    model_fetched,
+    model_fetcher,
+    model_files,
+    model_location,
+    mount_claim,
+    server_resources,
+    validation_file,
+)
 from modeldeploy.podsettings import PodFields, Tuning, dump
 from modeldeploy.spec import Analysis, ModelDeploymentSpec, effective_image
-from modeldeploy.uri_rules import FETCHED_SCHEMES
 
 TOKEN_EXPIRATION_SECONDS: Final = 3607  # the kubelet's usual bound-token lifetime
-_TMP_MOUNT: Final = "/tmp"
 
 
 @dataclass(frozen=True)
@@ -76,21 +87,21 @@ def pod_template(
     settings: PodSettings,
 ) -> dict[str, Any]:
     image = effective_image(spec, default_image)
-    model_uri, model_volumes, model_mounts = _model_location(spec, settings)
-    fetchers = [_fetcher(spec, image, settings)] if _fetched(spec) else []
+    model_uri, model_volumes, model_mounts = model_location(spec, settings.fetched_model_size_limit)
+    fetchers = [model_fetcher(spec, image)] if model_fetched(spec) else []
     metadata = _pod_metadata(spec.serving, labels)
     if spec.serving.service_account_name is not None:
         # The operator's annotations win: they keep identity webhooks off the other containers.
-        metadata["annotations"] = {**metadata.get("annotations", {}), **_identity_skips()}
+        metadata["annotations"] = {**metadata.get("annotations", {}), **identity_skips()}
     for artifact in beside_model(spec):
         if artifact.fetched:  # admission: only when the model's is, so the emptyDir exists
             fetchers.append(
-                _fetch_container(
+                fetch_container(
                     spec, image, artifact.fetcher, artifact.uri, artifact.sha256, artifact.target
                 )
             )
         else:
-            _mount_claim(artifact.uri, artifact.volume, model_volumes, model_mounts)
+            mount_claim(artifact.uri, artifact.volume, model_volumes, model_mounts)
     return {
         "metadata": metadata,
         "spec": {
@@ -145,7 +156,7 @@ def _server(
     }
     # Unset profile: no drift counting; unset signature: the server derives the columns. Either
     # way the pods are unchanged.
-    for artifact in _model_files(spec):
+    for artifact in model_files(spec):
         env[artifact.uri_env] = artifact.server_uri
         env[artifact.sha256_env] = artifact.sha256
     if serving.runtime is not None:  # unset: the server's own default (auto), pods unchanged
@@ -154,12 +165,12 @@ def _server(
     if serving.allow_sklearn_upgrade:  # the opt-in would be moot if the server still refused
         env[names.ENV_ALLOW_SKLEARN_MISMATCH] = "true"
     env |= validation_env(spec)  # empty without a validation gate: pods unchanged
-    resources = _server_resources(spec)
+    resources = server_resources(spec)
     return {
         "name": names.CONTAINER_SERVER,
         "image": image,
         "command": [names.COMMAND_SERVER],
-        "env": [*_env(env), *({"name": v.name, "value": v.value} for v in serving.env)],
+        "env": [*env_list(env), *({"name": v.name, "value": v.value} for v in serving.env)],
         "ports": [{"name": names.PORT_NAME_HTTP, "containerPort": serving.port, "protocol": "TCP"}],
         "readinessProbe": _http_probe(names.PATH_READY, names.PORT_NAME_HTTP, period=2, failures=2),
         "livenessProbe": _http_probe(names.PATH_LIVE, names.PORT_NAME_HTTP, period=10, failures=3),
@@ -167,23 +178,9 @@ def _server(
         # drains for --drain-seconds after SIGTERM.
         "lifecycle": {"preStop": {"exec": {"command": _pre_stop(settings)}}},
         "resources": resources,
-        "securityContext": _container_security(),
+        "securityContext": container_security(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": [{"name": "server-tmp", "mountPath": _TMP_MOUNT}, *model_mounts],
-    }
-
-
-def _server_resources(spec: ModelDeploymentSpec) -> dict[str, Any]:
-    """The model server's; the fetcher gets the same (it holds the same bytes in memory, and an
-    init container's request adds nothing to the pod's when it is not larger)."""
-    serving = spec.serving
-    return {
-        key: value.as_dict()
-        for key, value in (
-            ("requests", serving.resources.requests),
-            ("limits", serving.resources.limits),
-        )
-        if value is not None and value.as_dict()
+        "volumeMounts": [{"name": "server-tmp", "mountPath": TMP_MOUNT}, *model_mounts],
     }
 
 
@@ -206,10 +203,10 @@ def _monitor(
     analysis = spec.analysis
     metrics_url = f"http://127.0.0.1:{spec.serving.port}{names.PATH_METRICS}"
     env = [
-        *_env({names.ENV_MONITOR_METRICS_URL: metrics_url}),
+        *env_list({names.ENV_MONITOR_METRICS_URL: metrics_url}),
         _field_env(names.ENV_MONITOR_POD_NAME, "metadata.name"),
         _field_env(names.ENV_MONITOR_POD_NAMESPACE, "metadata.namespace"),
-        *_env(
+        *env_list(
             {
                 names.ENV_MONITOR_DEPLOYMENT_NAME: md_name,
                 names.ENV_MONITOR_DEPLOYMENT_UID: md_uid,
@@ -220,7 +217,7 @@ def _monitor(
                 names.ENV_MONITOR_MAX_LATENCY_P99_MS: _number(analysis.thresholds.latency_p99_ms),
             }
         ),
-        *_env(
+        *env_list(
             {
                 name: _number(value)
                 for name, value in (
@@ -232,7 +229,7 @@ def _monitor(
                 if value is not None
             }
         ),
-        *_env(_feedback_env(analysis)),
+        *env_list(_feedback_env(analysis)),
     ]
     return {
         "name": names.CONTAINER_MONITOR,
@@ -253,10 +250,10 @@ def _monitor(
             names.PATH_MONITOR_HEALTH, names.PORT_NAME_MONITOR, period=10, failures=3
         ),
         "resources": settings.monitor_resources,
-        "securityContext": _container_security(),
+        "securityContext": container_security(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [
-            {"name": "monitor-tmp", "mountPath": _TMP_MOUNT},
+            {"name": "monitor-tmp", "mountPath": TMP_MOUNT},
             {"name": "monitor-token", "mountPath": names.SERVICE_ACCOUNT_MOUNT, "readOnly": True},
         ],
     }
@@ -340,140 +337,9 @@ def _token_volume() -> dict[str, Any]:
     }
 
 
-def _fetched(spec: ModelDeploymentSpec) -> bool:
-    return spec.model.uri.startswith(FETCHED_SCHEMES)
-
-
-def _fetched_path(spec: ModelDeploymentSpec) -> str:
-    return f"{names.FETCHED_MODEL_DIR}/model.{spec.model.format}"
-
-
-@dataclass(frozen=True)
-class BesideModel:
-    """A file the server reads beside the model (profile, signature, validation data): from
-    an object store a fetcher init container of its own downloads it into the model's emptyDir
-    with the model's credentials; from a claim, the claim is mounted; else the server fetches
-    it."""
-
-    uri: str
-    sha256: str
-    volume: str  # the claim's volume name, and the fetched file's name
-    fetcher: str  # the init container, when fetched
-    uri_env: str  # where the server finds it
-    sha256_env: str
-
-    @property
-    def fetched(self) -> bool:
-        return self.uri.startswith(FETCHED_SCHEMES)
-
-    @property
-    def target(self) -> str:
-        return f"{names.FETCHED_MODEL_DIR}/{self.volume}"
-
-    @property
-    def server_uri(self) -> str:
-        return (
-            f"file://{self.target}" if self.fetched else _claim_location(self.uri, self.volume)[0]
-        )
-
-
-def beside_model(spec: ModelDeploymentSpec) -> list[BesideModel]:
-    """The spec's files beside the model, in the order their fetchers run."""
-    validation = _validation_file(spec)
-    return [*_model_files(spec), *([validation] if validation else [])]
-
-
-def _model_files(spec: ModelDeploymentSpec) -> list[BesideModel]:
-    found = []
-    if (profile := spec.model.profile) is not None:
-        found.append(
-            BesideModel(
-                profile.uri,
-                profile.sha256,
-                "profile",
-                names.CONTAINER_PROFILE_FETCHER,
-                names.ENV_PROFILE_URI,
-                names.ENV_PROFILE_SHA256,
-            )
-        )
-    if (signature := spec.model.signature) is not None:
-        found.append(
-            BesideModel(
-                signature.uri,
-                signature.sha256,
-                "signature",
-                names.CONTAINER_SIGNATURE_FETCHER,
-                names.ENV_SIGNATURE_URI,
-                names.ENV_SIGNATURE_SHA256,
-            )
-        )
-    return found
-
-
-def _validation_file(spec: ModelDeploymentSpec) -> BesideModel | None:
-    if (validation := spec.analysis.validation) is None:
-        return None
-    return BesideModel(
-        validation.uri,
-        validation.sha256,
-        "validation-data",
-        names.CONTAINER_VALIDATION_FETCHER,
-        names.ENV_VALIDATION_URI,
-        names.ENV_VALIDATION_SHA256,
-    )
-
-
-def _fetcher(spec: ModelDeploymentSpec, image: str, settings: PodSettings) -> dict[str, Any]:
-    return _fetch_container(
-        spec, image, names.CONTAINER_FETCHER, spec.model.uri, spec.model.sha256, _fetched_path(spec)
-    )
-
-
-def _fetch_container(
-    spec: ModelDeploymentSpec, image: str, name: str, uri: str, sha256: str, target: str
-) -> dict[str, Any]:
-    """Download, verify the sha256, write to the emptyDir, exit. The security-relevant choices
-    are flags, which win over any MODELDEPLOY_* variable an envFrom Secret might carry."""
-    model = spec.model
-    env = _env(
-        {
-            names.ENV_MODEL_URI: uri,
-            names.ENV_MODEL_NAME: model.name,
-            names.ENV_MODEL_VERSION: model.version,
-            names.ENV_SHA256: sha256,
-            names.ENV_FORMAT: model.format,
-        }
-    )
-    user_env = [var.model_dump(by_alias=True, exclude_none=True) for var in model.env or ()]
-    env_from = [
-        source.model_dump(by_alias=True, exclude_none=True) for source in model.env_from or ()
-    ]
-    resources = _server_resources(spec)
-    return {
-        "name": name,
-        "image": image,
-        "command": [names.COMMAND_SERVER],
-        # Never deserialize here: the artifact may be code (joblib), and credentials are here.
-        "args": [
-            f"--fetch-to={target}",
-            "--skip-load-check",
-            "--no-allow-loopback-downloads",
-        ],
-        "env": [*env, *user_env],
-        **({"envFrom": env_from} if env_from else {}),
-        "resources": resources,
-        "securityContext": _container_security(),
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": [
-            {"name": "fetcher-tmp", "mountPath": _TMP_MOUNT},
-            {"name": "model", "mountPath": names.FETCHED_MODEL_DIR},
-        ],
-    }
-
-
 def validation_env(spec: ModelDeploymentSpec) -> dict[str, str]:
     """spec.analysis.validation as the server's MODELDEPLOY_VALIDATION_* variables."""
-    validation, artifact = spec.analysis.validation, _validation_file(spec)
+    validation, artifact = spec.analysis.validation, validation_file(spec)
     if validation is None or artifact is None:
         return {}
     return {
@@ -485,73 +351,6 @@ def validation_env(spec: ModelDeploymentSpec) -> dict[str, str]:
     }
 
 
-def _identity_skips() -> dict[str, str]:
-    """Workload-identity webhooks: inject the cloud token into the fetcher only (GKE's metadata
-    server answers the whole pod; docs/storage.md says so)."""
-    others = [names.CONTAINER_SERVER, names.CONTAINER_MONITOR]
-    return {
-        names.ANNOTATION_EKS_SKIP_CONTAINERS: ",".join(others),
-        names.ANNOTATION_AZURE_SKIP_CONTAINERS: ";".join(others),
-    }
-
-
-def _model_location(
-    spec: ModelDeploymentSpec, settings: PodSettings
-) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
-    """pvc://claim/path becomes a read-only mount and a file:// URI; an object-store URI the
-    fetcher's emptyDir, read-only here; other URIs pass through."""
-    uri = spec.model.uri
-    if _fetched(spec):
-        volumes = [
-            {"name": "model", "emptyDir": {"sizeLimit": settings.fetched_model_size_limit}},
-            {"name": "fetcher-tmp", "emptyDir": {"sizeLimit": "64Mi"}},
-        ]
-        fetched = {"name": "model", "mountPath": names.FETCHED_MODEL_DIR, "readOnly": True}
-        return f"file://{_fetched_path(spec)}", volumes, [fetched]
-    return _claim_location(uri, "model")
-
-
-def _claim_location(
-    uri: str, volume_name: str
-) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
-    """pvc://claim/path becomes a read-only mount and a file:// URI; other URIs pass through."""
-    if not uri.startswith("pvc://"):
-        return uri, [], []
-    claim, path = uri.removeprefix("pvc://").split("/", 1)
-    mount = f"{names.MODEL_MOUNT_ROOT}/{claim}"
-    volume = {"name": volume_name, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
-    return (
-        f"file://{mount}/{path}",
-        [volume],
-        [{"name": volume_name, "mountPath": mount, "readOnly": True}],
-    )
-
-
-def _mount_claim(
-    uri: str, volume_name: str, volumes: list[dict[str, Any]], mounts: list[dict[str, Any]]
-) -> None:
-    """Mount the claim of a pvc:// URI (profile, signature, validation data) unless it is
-    mounted already (the model's claim, say): one volume per claim."""
-    _, new_volumes, new_mounts = _claim_location(uri, volume_name)
-    claims = {
-        v["persistentVolumeClaim"]["claimName"] for v in volumes if "persistentVolumeClaim" in v
-    }
-    for volume, mount in zip(new_volumes, new_mounts, strict=True):
-        if volume["persistentVolumeClaim"]["claimName"] not in claims:
-            volumes.append(volume)
-            mounts.append(mount)
-
-
-def _container_security() -> dict[str, Any]:
-    return {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
 def _http_probe(path: str, port: str, *, period: int, failures: int) -> dict[str, Any]:
     return {
         "httpGet": {"path": path, "port": port},
@@ -559,10 +358,6 @@ def _http_probe(path: str, port: str, *, period: int, failures: int) -> dict[str
         "timeoutSeconds": 1,
         "failureThreshold": failures,
     }
-
-
-def _env(values: dict[str, str]) -> list[dict[str, str]]:
-    return [{"name": name, "value": value} for name, value in values.items()]
 
 
 def _field_env(name: str, field_path: str) -> dict[str, Any]:

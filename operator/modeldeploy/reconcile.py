@@ -1,6 +1,9 @@
 """One reconcile, planned in pure code: from the ModelDeployment and what is observed in the
 cluster to the objects to apply, the replica counts to set, what to delete, the status to write
 and the events to post. The controller executes the plan; nothing here does I/O.
+
+Reading what is observed is modeldeploy.observation; the images each revision runs (and
+status.image) are modeldeploy.revision_images.
 """
 
 from __future__ import annotations
@@ -11,22 +14,27 @@ from datetime import datetime
 from typing import Any
 
 from modeldeploy import builders, conditions, imagepolicy, names, registry, resolutions, rollout
-from modeldeploy.analysis import OnNoData, PodView, analyze, pod_view, runtimes
+from modeldeploy.analysis import pod_view, runtimes
 from modeldeploy.containment import EgressSettings, network_policy, spec_warnings
 from modeldeploy.diagnosis import Problem, problems_by_revision
 from modeldeploy.hashing import revision_hash
-from modeldeploy.imagepolicy import ImagePolicy, Images
-from modeldeploy.pod import PodSettings
-from modeldeploy.rollout_types import (
-    Breach,
-    Observation,
-    Outcome,
-    Policy,
-    Revision,
-    RollbackRequest,
-    RolloutState,
-    Step,
+from modeldeploy.imagepolicy import ImagePolicy
+from modeldeploy.observation import (
+    breach_started,
+    by_revision,
+    observation_from,
+    ready_by_revision,
+    refused_revisions,
 )
+from modeldeploy.pod import PodSettings
+from modeldeploy.revision_images import (
+    RevisionImages,
+    image_status,
+    image_upgrade_in_flight,
+    new_images,
+    with_monitor,
+)
+from modeldeploy.rollout_types import Breach, Outcome, Policy, RolloutState, Step
 from modeldeploy.spec import ModelDeploymentSpec, SpecError, parse_spec, validate_name
 from modeldeploy.status import (
     invalid_spec_status,
@@ -94,11 +102,11 @@ def plan(
         return _unresolved(body, resolved, now)
 
     owner = builders.Owner.from_body(body)
-    deployments = _by_revision(observed.get("deployments", []))
-    histories = _by_revision(observed.get("controllerrevisions", []))
+    deployments = by_revision(observed.get("deployments", []))
+    histories = by_revision(observed.get("controllerrevisions", []))
     state = state_from_status(stored_status)
     image_policy = ImagePolicy(default_image, image_rollout, image_sklearn_version)
-    images = _Images(histories, deployments)
+    images = RevisionImages(histories, deployments)
     replaced = state.canary if state.canary and not state.restoring else state.stable
     current_images = images.of(replaced)
     choice = imagepolicy.choose(
@@ -109,13 +117,13 @@ def plan(
         quarantined=state.quarantined,
     )
     spec_hash = revision_hash(spec, default_image=choice.image)
-    images.new = (spec_hash, _new_images(choice.image, current_images, image_policy, settings))
+    images.new = (spec_hash, new_images(choice.image, current_images, image_policy, settings))
     pods = [pod_view(p) for p in observed.get("pods", [])]
-    ready = _ready(deployments, pods)
-    obs = _observation(spec, spec_hash, meta, deployments, pods, ready, state, now)
+    ready = ready_by_revision(deployments, pods)
+    obs = observation_from(spec, spec_hash, meta, deployments, pods, ready, state, now)
     refused = list(observed.get("refused") or [])
     problems = problems_by_revision(observed.get("pods", []), deployments)
-    for revision, words in _refused_revisions(owner.name, refused).items():
+    for revision, words in refused_revisions(owner.name, refused).items():
         # The API will not store this revision's Deployment: its pods can never exist.
         problems[revision] = Problem(names.REASON_APPLY_FAILED, words, terminal=True)
     obs = replace(obs, problems=problems, registry=resolutions.registered(resolved))
@@ -146,7 +154,7 @@ def plan(
             # A revision keeps what its reference meant when it was made.
             meant = resolutions.recorded(histories.get(revision)) or resolved
             served = resolutions.served_spec(spec, meant)
-            revision_settings = _with_monitor(settings, runs)
+            revision_settings = with_monitor(settings, runs)
             apply.append(
                 _deployment(owner, served, revision, spec_hash, choice.image, revision_settings)
             )
@@ -156,7 +164,7 @@ def plan(
                 owner,
                 revision,
                 histories.get(revision),
-                _with_monitor(settings, images.recorded(revision)),
+                with_monitor(settings, images.recorded(revision)),
                 allow_file_uris,
                 replicas=decision.replicas[revision],
             )
@@ -211,8 +219,8 @@ def plan(
         runtimes=runtimes(pods),
         now=now,
     )
-    upgrading = _upgrade_in_flight(spec, new_state, images)
-    desired["image"] = _image_status(choice, upgrading, new_state, images, image_policy)
+    upgrading = image_upgrade_in_flight(spec, new_state, images)
+    desired["image"] = image_status(choice, upgrading, new_state, images, image_policy)
     # What the pods serve: an mlflow:// model warns about the format and source it resolved to.
     desired["warnings"] = spec_warnings(resolutions.served_spec(spec, resolved)) or None
     others = [r for r in refused if r["kind"] != "Deployment"]  # revisions fail as problems
@@ -230,7 +238,7 @@ def plan(
         events=tuple(events),
         phase=str(new_state.phase),
         rollbacks=reasons,
-        breach_started=_breach_started(breach, observed.get("pods", [])) if breach else None,
+        breach_started=breach_started(breach, observed.get("pods", [])) if breach else None,
         breach_pod=breach.pod if breach else None,
         requeue_after=decision.requeue_after,
         lost=tuple(lost),
@@ -273,99 +281,10 @@ def _budgets(
     kept = {b["metadata"]["name"] for b in wanted}
     gone = [
         ("PodDisruptionBudget", name)
-        for revision in sorted(_by_revision(observed))
+        for revision in sorted(by_revision(observed))
         if (name := names.revision_name(owner.name, revision)) not in kept
     ]
     return wanted, gone
-
-
-class _Images:
-    """The images each revision runs: recorded ones, and those of a revision this plan makes."""
-
-    def __init__(
-        self, histories: Mapping[int, dict[str, Any]], deployments: Mapping[int, dict[str, Any]]
-    ) -> None:
-        self.histories, self.deployments = histories, deployments
-        self.new: tuple[str, Images] | None = None  # (spec hash, images) of the desired spec
-
-    def recorded(self, number: int) -> Images | None:
-        return imagepolicy.recorded(self.histories.get(number), self.deployments.get(number))
-
-    def of(self, rev: Revision | None) -> Images | None:
-        if rev is None:
-            return None
-        found = self.recorded(rev.number)
-        if found is None and self.new and self.new[0] == rev.spec_hash:
-            return self.new[1]
-        return found
-
-
-def _new_images(
-    image: str, current: Images | None, policy: ImagePolicy, settings: PodSettings
-) -> Images:
-    """What a revision created now records: the sidecar is this operator's; the serving
-    image's scikit-learn is known for the default image (its flag) or a kept one."""
-    if image == policy.default_image:
-        sklearn = policy.sklearn_version
-    else:
-        sklearn = current.sklearn if current and current.server == image else None
-    return Images(image, settings.monitor_image, sklearn)
-
-
-def _with_monitor(settings: PodSettings, images: Images | None) -> PodSettings:
-    """A revision keeps the sidecar image it was created with (an operator upgrade that
-    changes it must not restart every revision's pods); unknown: the operator's own."""
-    if images is None or not images.monitor:
-        return settings
-    return replace(settings, monitor_image=images.monitor)
-
-
-def _upgrade_in_flight(spec: ModelDeploymentSpec, s: RolloutState, images: _Images) -> bool:
-    if s.canary and s.stable and not s.restoring:
-        new, old = s.canary, s.stable
-    elif s.previous and s.stable and s.bake_until is not None:
-        new, old = s.stable, s.previous
-    else:
-        return False
-    pairs = [(r.spec_hash, i) if (i := images.of(r)) else None for r in (new, old)]
-    return imagepolicy.upgrade_in_flight(spec, pairs[0], pairs[1])
-
-
-def _image_status(
-    choice: imagepolicy.Choice,
-    upgrading: bool,
-    s: RolloutState,
-    images: _Images,
-    policy: ImagePolicy,
-) -> dict[str, Any]:
-    """status.image: the image that serves, the operator's default and where the
-    ModelDeployment stands with it (`kubectl get md -o wide`, `kubectl modeldeploy status`)."""
-    serving = images.of(s.stable) or images.of(s.canary)
-    state, message = choice.state, choice.message
-    if upgrading:
-        new = s.canary or s.stable
-        old = s.stable if s.canary else s.previous
-        to, was = images.of(new), images.of(old)
-        state = names.IMAGE_UPGRADING
-        if new and old and to and was:
-            message = f"r{new.number} moves r{old.number}'s model from {was.server} to {to.server}"
-    return {
-        "serving": serving.server if serving else None,
-        "default": policy.default_image,
-        "state": state,
-        "message": message,
-    }
-
-
-def _refused_revisions(md_name: str, refused: list[dict[str, Any]]) -> dict[int, str]:
-    """Revision -> "Deployment <name>-r<n>: <the API's words>" for refused revision applies."""
-    found = {}
-    for r in refused:
-        prefix = f"{md_name}-r"
-        number = str(r["name"])[len(prefix) :]
-        if r["kind"] == "Deployment" and str(r["name"]).startswith(prefix) and number.isdigit():
-            found[int(number)] = f"Deployment {r['name']}: {r['message']}"
-    return found
 
 
 def _deployment(
@@ -445,89 +364,6 @@ def policy_from(spec: ModelDeploymentSpec) -> Policy:
         autoscaling=spec.autoscaling_enabled,
         replicas=spec.fixed_replicas or 1,
     )
-
-
-def _observation(
-    spec: ModelDeploymentSpec,
-    spec_hash: str,
-    meta: Mapping[str, Any],
-    deployments: Mapping[int, dict[str, Any]],
-    pods: list[PodView],
-    ready: Mapping[int, int],
-    state: RolloutState,
-    now: datetime,
-) -> Observation:
-    annotations: Mapping[str, str] = meta.get("annotations") or {}
-    # `onNoData` judges a revision under analysis. A revision already proven healthy that sees
-    # no traffic is idle, not failing: no data there holds (it can never read as a breach).
-    proven = {
-        rev.number for rev in (state.stable, state.previous) if rev is not None and rev.proven
-    }
-    verdicts = {
-        revision: analyze(
-            pods,
-            revision,
-            now=now,
-            window=spec.analysis.window,
-            on_no_data=OnNoData.HOLD if revision in proven else OnNoData(spec.analysis.on_no_data),
-        )
-        for revision in sorted(deployments)
-    }
-    # "N" or "N@<nonce>": the nonce makes a repeated request to the same revision a new one.
-    rollback_to = annotations.get(names.ANNOTATION_ROLLBACK_TO)
-    target = (rollback_to or "").split("@", 1)[0]
-    return Observation(
-        spec_hash=spec_hash,
-        model_version=spec.model.version,
-        model_sha256=spec.model.sha256,
-        replicas={
-            r: int((d.get("spec") or {}).get("replicas") or 0) for r, d in deployments.items()
-        },
-        ready=ready,
-        verdicts=verdicts,
-        retry=annotations.get(names.ANNOTATION_RETRY),
-        promote=annotations.get(names.ANNOTATION_PROMOTE),
-        rollback=(
-            RollbackRequest(revision=int(target), token=rollback_to)
-            if rollback_to and target.isdigit()
-            else None
-        ),
-        abort=annotations.get(names.ANNOTATION_ABORT),
-        paused=annotations.get(names.ANNOTATION_PAUSED, "").lower() == "true",
-    )
-
-
-def _by_revision(deployments: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    result: dict[int, dict[str, Any]] = {}
-    for d in deployments:
-        label = (d["metadata"].get("labels") or {}).get(names.LABEL_REVISION, "")
-        if label.isdigit() and not d["metadata"].get("deletionTimestamp"):
-            result[int(label)] = d
-    return result
-
-
-def _ready(deployments: Mapping[int, dict[str, Any]], pods: list[PodView]) -> dict[int, int]:
-    """Ready pods per revision, counted from the pods themselves: their events are what wake
-    the operator, so the count is never older than the event (a Deployment's readyReplicas
-    lags behind its pods)."""
-    ready = dict.fromkeys(deployments, 0)
-    for pod in pods:
-        if pod.revision in ready and pod.ready and not pod.terminating:
-            ready[pod.revision] += 1
-    return ready
-
-
-def _breach_started(breach: Breach, pods: list[dict[str, Any]]) -> datetime | None:
-    """The breaching pod's condition transition time: the start of time-to-rollback."""
-    for pod in pods:
-        if pod["metadata"]["name"] != breach.pod:
-            continue
-        for cond in (pod.get("status") or {}).get("conditions") or []:
-            if cond.get("type") == names.POD_COND_METRICS_HEALTHY and cond.get("status") == "False":
-                stamp = cond.get("lastTransitionTime")
-                if stamp:
-                    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    return breach.at
 
 
 def _invalid(body: Mapping[str, Any], err: SpecError, now: datetime) -> Reconciliation:

@@ -43,7 +43,7 @@ OWNED = (
     "lastBreach",
     "bakeUntil",
     "rolloutState",
-    "image",  # the serving image policy's view (reconcile._image_status)
+    "image",  # the serving image policy's view (revision_images.image_status)
     "rollout",  # the memory's former home (an object); cleared on the first write
     "weight",  # formerly the canary's weight (an integer); now canaryWeight
 )

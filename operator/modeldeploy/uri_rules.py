@@ -13,7 +13,7 @@ from typing import Final
 from modeldeploy import registry, uris
 
 # Object stores: downloaded by the fetcher init container, the only one that sees the
-# credentials of spec.model.env/envFrom (modeldeploy.pod).
+# credentials of spec.model.env/envFrom (modeldeploy.model_source).
 FETCHED_SCHEMES: Final = ("s3://", "gs://", "azure://")
 URI_SCHEMES: Final = ("pvc://", "http://", "https://", "file://", *FETCHED_SCHEMES, "mlflow://")
 # spec.model.env/envFrom: an mlflow:// model whose registry keeps artifacts in an object store
