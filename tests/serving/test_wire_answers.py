@@ -108,10 +108,7 @@ def _tensors(
 
 
 def _v2_answer(server: ServerProcess, outputs: list[dict[str, Any]], **extra: Any) -> Any:
-    answer: dict[str, Any] = {"model_name": server.name}
-    if server.name == "iris":
-        answer["model_version"] = "7"
-    return {**answer, **extra, "outputs": outputs}
+    return {"model_name": server.name, **extra, "outputs": outputs}
 
 
 def _predict(labels: np.ndarray) -> dict[str, Any]:
@@ -265,6 +262,10 @@ BAD_V2: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     "number column as BOOL": (
         _set(2, "datatype", "BOOL"),
         f"inputs[2] (age).datatype: {NUMBER_TAKES}, got 'BOOL'",
+    ),
+    "datatype an array": (
+        _set(2, "datatype", ["FP64"]),
+        f"inputs[2] (age).datatype: {NUMBER_TAKES}, got ['FP64']",
     ),
     "no datatype": (
         _drop(2, "datatype"),
@@ -435,9 +436,11 @@ def test_each_malformed_v1_body_gets_its_400_word_for_word(
     assert (reply.status, reply.json()) == (400, {"error": message, "reason": "invalid_input"})
 
 
-def test_numeric_model_answers_every_form_alike(classifier_server: ServerProcess) -> None:
-    """The positional model (no column names): v2 one tensor, flat or nested, any datatype;
-    v1 rows; with and without probabilities."""
+def test_numeric_model_answers_every_form_alike(
+    trained: dict[str, SavedModel], classifier_server: ServerProcess
+) -> None:
+    """The positional model (no column names): v2 one tensor, flat or nested, FP64 or FP32, and
+    v1 rows get the same predictions; probabilities only when asked for."""
     rows = [[1, 0, -2, 3, 0, 1], [0.5, 0, 0, 0, 0, -1.25]]
     tensor = {"name": "input-0", "shape": [2, 6], "datatype": "FP64"}
     flat = [v for row in rows for v in row]
@@ -447,16 +450,11 @@ def test_numeric_model_answers_every_form_alike(classifier_server: ServerProcess
         {"inputs": [{**tensor, "datatype": "FP32", "data": flat}]},
     ]
     answers = {_post(classifier_server, V2, body).body for body in bodies}
-    assert len(answers) == 1
-    (answer,) = answers
-    [output] = json.loads(answer)["outputs"]
-    assert {k: output[k] for k in ("name", "shape", "datatype")} == {
-        "name": "predict",
-        "shape": [2],
-        "datatype": "INT64",
-    }
+    labels = trained["classifier-joblib"].estimator.predict(np.array(rows))
+    expected = {"model_name": "iris", "model_version": "7", "outputs": [_predict(labels)]}
+    assert [json.loads(answer) for answer in answers] == [expected]
     v1 = _post(classifier_server, V1, {"instances": rows}).json()
-    assert v1 == {"predictions": output["data"]}
+    assert v1 == {"predictions": labels.tolist()}
     both = _post(classifier_server, V2, {**bodies[0], "parameters": {"probabilities": True}})
     names = [(o["name"], o["shape"]) for o in both.json()["outputs"]]
     assert names == [("predict", [2]), ("predict_proba", [2, 3])]
@@ -472,19 +470,11 @@ def test_named_numeric_model_answers_every_form_alike(
     per_column = [
         {"name": k, "shape": [2, 1], "datatype": "FP64", "data": v} for k, v in columns.items()
     ]
+    one_tensor = {"name": "input-0", "shape": [2, 3], "datatype": "FP64"}
     v2_forms = [
         {"inputs": per_column},
         {"inputs": per_column, "parameters": {"content_type": "pd"}},
-        {
-            "inputs": [
-                {
-                    "name": "input-0",
-                    "shape": [2, 3],
-                    "datatype": "FP64",
-                    "data": [[r[k] for k in "abc"] for r in rows],
-                }
-            ]
-        },
+        {"inputs": [{**one_tensor, "data": [[r[k] for k in "abc"] for r in rows]}]},
     ]
     answers = {_post(server, V2, body).body for body in v2_forms}
     assert len(answers) == 1
