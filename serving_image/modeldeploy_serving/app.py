@@ -78,6 +78,11 @@ def create_app(
         middlewares=[close_while_draining, _json_errors],
     )
     add = app.router
+    # aiohttp tries the /v2/models/{name}... patterns in the order they are added: infer first,
+    # so an inference request is not matched against every metadata pattern before its own.
+    add.add_post("/v2/models/{name}/infer", routes.v2_infer)
+    add.add_post("/v2/models/{name}/versions/{version}/infer", routes.v2_infer)
+    add.add_post("/v1/models/{name}:predict", routes.v1_predict)
     add.add_get("/v2/health/live", routes.live)
     add.add_get("/v2/health/ready", routes.ready)
     add.add_get("/v2", routes.server_metadata)
@@ -85,9 +90,6 @@ def create_app(
     add.add_get("/v2/models/{name}/versions/{version}", routes.model_metadata)
     add.add_get("/v2/models/{name}/ready", routes.model_ready)
     add.add_get("/v2/models/{name}/versions/{version}/ready", routes.model_ready)
-    add.add_post("/v2/models/{name}/infer", routes.v2_infer)
-    add.add_post("/v2/models/{name}/versions/{version}/infer", routes.v2_infer)
-    add.add_post("/v1/models/{name}:predict", routes.v1_predict)
     add.add_post("/v2/models/{name}/feedback", routes.v2_feedback)
     add.add_post("/v2/models/{name}/versions/{version}/feedback", routes.v2_feedback)
     add.add_post("/v1/models/{name}:feedback", routes.v1_feedback)

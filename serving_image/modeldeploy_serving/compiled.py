@@ -177,9 +177,14 @@ def _frame_feed(
         for index, name, is_string in layout:
             values = rows[:, index : index + 1]
             if is_string:
+                values = values.copy()  # contiguous, and ours to change
                 # No null in a string tensor: missing becomes "", which the parity sample
                 # (with missing values where the column takes them) has shown to be equivalent.
-                tensors[name] = np.where(values == None, "", values)  # noqa: E711
+                # `None in list` looks in C; an elementwise == None on objects costs more than
+                # the rest of the column, and most batches have nothing missing.
+                if None in rows[:, index].tolist():
+                    values[values == None] = ""  # noqa: E711
+                tensors[name] = values
             else:
                 tensors[name] = values.astype(dtype)
         return tensors

@@ -11,7 +11,7 @@ column order for a model that takes a DataFrame (`frame` true).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -60,14 +60,20 @@ class ModelSignature:
     # What feedback scores (accuracy or absolute error); None: neither, feedback is refused.
     task: Literal["classification", "regression"] | None = None
 
-    @property
-    def default_output(self) -> str:
-        return self.outputs[0].name
+    # Derived from the fields above once, not per request (the decoders read them every time).
+    default_output: str = field(init=False, repr=False, compare=False)
+    output_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    column_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    # Each column's name -> its position in the batch.
+    column_index: dict[str, int] = field(init=False, repr=False, compare=False)
 
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return tuple(spec.name for spec in self.outputs)
-
-    @property
-    def column_names(self) -> tuple[str, ...]:
-        return tuple(column.name for column in self.columns)
+    def __post_init__(self) -> None:
+        names = tuple(column.name for column in self.columns)
+        derived = {
+            "default_output": self.outputs[0].name,
+            "output_names": tuple(spec.name for spec in self.outputs),
+            "column_names": names,
+            "column_index": {name: index for index, name in enumerate(names)},
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)  # frozen: set once, here

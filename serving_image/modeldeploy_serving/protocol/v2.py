@@ -10,6 +10,7 @@ Outputs: `predict` by default; `predict_proba` when asked for by name in `output
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -92,33 +93,62 @@ def _single_tensor(inputs: Any, signature: ModelSignature, max_rows: int) -> np.
 
 
 def _column_tensors(inputs: Any, signature: ModelSignature, max_rows: int) -> np.ndarray:
-    """One tensor per column -> the batch (named.from_columns checks names, lengths, values)."""
+    """One tensor per column -> the batch (named.from_column_lists checks lengths and values;
+    from_columns, when some are left out, whether they may be)."""
     if not isinstance(inputs, list) or not inputs:
         raise InvalidInput(f"inputs: expected an array of tensors, got {body.json_type(inputs)}")
     named.require_columns(signature, "inputs")
-    kinds = {column.name: column.kind for column in signature.columns}
-    columns: dict[str, list[Any]] = {}
+    positions, columns = signature.column_index, signature.columns
+    values: list[list[Any] | None] = [None] * len(columns)  # in the signature's column order
     for index, tensor in enumerate(inputs):
-        where = f"inputs[{index}]"
         if not isinstance(tensor, dict):
-            raise InvalidInput(f"{where}: expected an object, got {body.json_type(tensor)}")
+            raise InvalidInput(f"inputs[{index}]: expected an object, got {body.json_type(tensor)}")
         name = tensor.get("name")
-        if not isinstance(name, str) or name not in kinds:
+        position = positions.get(name) if isinstance(name, str) else None
+        if position is None:
             raise InvalidInput(
-                f"{where}.name: unknown column {name!r}; columns are "
+                f"inputs[{index}].name: unknown column {name!r}; columns are "
                 f"{', '.join(signature.column_names)}"[:300]
             )
-        if name in columns:
-            raise InvalidInput(f"{where}.name: column {name!r} is sent twice")
-        columns[name] = _column_data(tensor, f"{where} ({name})", kinds[name])
-    return named.from_columns(columns, signature, field="inputs", max_rows=max_rows)
+        if values[position] is not None:
+            raise InvalidInput(f"inputs[{index}].name: column {name!r} is sent twice")
+        kind, data = columns[position].kind, tensor.get("data")
+        if not _plain_column(tensor, kind, data):
+            data = _column_data(tensor, f"inputs[{index}] ({name})", kind)
+        values[position] = data
+    if None in values:  # a column left out: from_columns says whether it may be
+        sent = {c.name: v for c, v in zip(columns, values, strict=True) if v is not None}
+        return named.from_columns(sent, signature, field="inputs", max_rows=max_rows)
+    return named.from_column_lists(values, signature, field="inputs", max_rows=max_rows)
+
+
+_COLUMN_DATATYPES = {"string": frozenset({"BYTES"}), "number": frozenset(tensors.INPUT_DATATYPES)}
+_INTEGER_DATATYPES = frozenset(d for d in tensors.INPUT_DATATYPES if d.startswith("INT"))
+
+
+def _plain_column(tensor: dict[str, Any], kind: str, data: Any) -> bool:
+    """The common, valid case, checked cheaply: a flat `data` array of scalars, shape [n] or
+    [n, 1], a datatype the column takes and no fraction in an integer tensor. Anything else
+    goes through _column_data, which accepts or refuses it, saying why."""
+    datatype, shape = tensor.get("datatype"), tensor.get("shape")
+    if type(data) is not list or type(datatype) is not str:
+        return False
+    n_rows = len(data)
+    if datatype not in _COLUMN_DATATYPES[kind] or not (shape == [n_rows, 1] or shape == [n_rows]):
+        return False
+    if type(shape[0]) is not int or type(shape[-1]) is not int:  # 1.0 and true equal 1 too
+        return False
+    kinds = {type(data[0])} if n_rows == 1 else set(map(type, data))  # see named.types_of
+    return list not in kinds and not (float in kinds and datatype in _INTEGER_DATATYPES)
 
 
 def _column_data(tensor: dict[str, Any], where: str, kind: str) -> list[Any]:
     datatype = tensor.get("datatype")
     if kind == "string" and datatype != "BYTES":
         raise InvalidInput(f"{where}.datatype: a string column takes BYTES, got {datatype!r}")
-    if kind == "number" and datatype not in tensors.INPUT_DATATYPES:
+    if kind == "number" and (
+        not isinstance(datatype, str) or datatype not in tensors.INPUT_DATATYPES
+    ):
         allowed = ", ".join(tensors.INPUT_DATATYPES)
         raise InvalidInput(
             f"{where}.datatype: a number column takes one of {allowed}, got {datatype!r}"
@@ -208,6 +238,7 @@ def _metadata_inputs(signature: ModelSignature) -> list[dict[str, Any]]:
     return described
 
 
+@functools.cache  # per response otherwise; a model has one or two output dtypes
 def datatype_of(dtype: np.dtype[Any]) -> str:
     """The v2 tensor datatype for a numpy dtype; labels that are text are BYTES."""
     if dtype.kind == "b":
