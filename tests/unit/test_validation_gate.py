@@ -3,10 +3,12 @@ the spec field, and what the pod builder passes to the server."""
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from modeldeploy import names
@@ -15,7 +17,7 @@ from modeldeploy.diagnosis import pod_problem
 from modeldeploy.hashing import revision_hash
 from modeldeploy.spec import SpecError, parse_spec
 from modeldeploy_serving.config import ConfigError, parse_config
-from modeldeploy_serving.validation import Result, meets, score
+from modeldeploy_serving.validation import Result, dataset_format, meets, score
 from tests.helpers.spec_cases import SHA, valid_manifest
 from tests.helpers.storage_cases import S3_URI, SECRET_ENV
 
@@ -73,6 +75,47 @@ def test_the_reason_names_metric_value_threshold_and_rows() -> None:
     assert str(Result("mae", 3.25, 1.0, 20)) == (
         "mae 3.25 is above the threshold 1 on 20 validation rows"
     )
+
+
+# --- dataset format ----------------------------------------------------------------------------
+
+
+def _parquet_bytes() -> bytes:
+    buffer = io.BytesIO()
+    pd.DataFrame({"f0": [1.5, None], "city": ["paris", "lyon"], "label": [0, 1]}).to_parquet(buffer)
+    return buffer.getvalue()
+
+
+PARQUET = _parquet_bytes()
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (PARQUET, "parquet"),
+        (b"f0,city,label\n1.5,paris,0\n", "csv"),
+        (b"", "csv"),  # read as CSV, which then says it has no columns
+        (b"PARTNER,label\n1,0\n", "csv"),  # a header may begin with PAR, just not with PAR1
+        (PARQUET[: len(PARQUET) // 2], "cut-parquet"),  # a download cut off: no closing magic
+        (PARQUET[:-1], "cut-parquet"),
+        (b"PAR1", "cut-parquet"),  # one magic is not a file, nor is the magic twice
+        (b"PAR1PAR1", "cut-parquet"),
+        (b"PAR1" + bytes(4) + b"PAR1", "parquet"),  # the smallest frame; pyarrow judges the rest
+    ],
+    ids=[
+        "parquet",
+        "csv",
+        "empty",
+        "header-PARTNER",
+        "half",
+        "last-byte-missing",
+        "magic-only",
+        "magic-twice",
+        "minimal",
+    ],
+)
+def test_the_dataset_format_is_told_by_content_not_by_name(data: bytes, expected: str) -> None:
+    assert dataset_format(data) == expected
 
 
 # --- server configuration ----------------------------------------------------------------------
