@@ -21,6 +21,7 @@ import numpy as np
 
 from .config import ValidationMetric
 from .errors import ServingError, ValidationFailed
+from .parquet import ParquetUnreadable, read_parquet
 from .protocol import named
 from .signature import PREDICT, ModelSignature
 
@@ -141,17 +142,21 @@ def _read(data: bytes, source: str) -> Any:
             f"validation dataset {source} is not readable Parquet: it begins with PAR1 but "
             f"does not end with it ({len(data)} bytes; cut off or corrupt)"
         )
+    if kind == "parquet":
+        try:
+            return read_parquet(io.BytesIO(data))
+        except ParquetUnreadable as exc:  # says which part: footer or column data
+            said = str(exc)
+        except Exception as exc:  # not expected from bytes in memory, but never a crash
+            said = f"{type(exc).__name__}: {exc}"
+        raise ValidationFailed(f"validation dataset {source} is not readable Parquet: {said}"[:300])
     import pandas as pd
 
     try:
-        if kind == "parquet":
-            return pd.read_parquet(io.BytesIO(data), engine="pyarrow")
         return pd.read_csv(io.BytesIO(data))
-    except Exception as exc:  # pandas and pyarrow raise many kinds: ParserError, ArrowInvalid...
-        what = "is not readable Parquet" if kind == "parquet" else "is neither Parquet nor CSV"
-        raise ValidationFailed(
-            f"validation dataset {source} {what}: {type(exc).__name__}: {exc}"[:300]
-        ) from None
+    except Exception as exc:  # pandas raises many kinds: ParserError, UnicodeDecodeError, ...
+        said = f"{type(exc).__name__}: {exc}"
+    raise ValidationFailed(f"validation dataset {source} is neither Parquet nor CSV: {said}"[:300])
 
 
 def _batch(features: Any, signature: ModelSignature) -> np.ndarray:

@@ -18,6 +18,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import accuracy_score
 
+from tests.helpers.parquet_files import write_parquet
 from tests.serving import models
 from tests.serving.process import ServerProcess
 
@@ -48,8 +49,8 @@ def _csv(directory: Path, name: str, features: np.ndarray, labels: np.ndarray) -
 
 
 def _parquet(path: Path, frame: pd.DataFrame) -> tuple[str, str]:
-    """`frame` written by pandas.to_parquet at `path`; its URI and sha256."""
-    frame.to_parquet(path, index=False)
+    """`frame` written as Parquet at `path`; its URI and sha256."""
+    write_parquet(path, frame)
     return path.resolve().as_uri(), hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -186,14 +187,20 @@ def _garbled(data: bytes) -> bytes:
     return data[:-8] + (len(data) * 2).to_bytes(4, "little") + data[-4:]
 
 
+def _garbled_page(data: bytes) -> bytes:
+    # The first column's first page header (right after the opening PAR1) overwritten.
+    return data[:4] + b"\xff" * 16 + data[20:]
+
+
 @pytest.mark.parametrize(
     ("damage", "said"),
     [
         (_cut, r"is not readable Parquet: it begins with PAR1 but does not end with it \(\d+ "),
-        (_garbled, r"is not readable Parquet: \w+: "),
+        (_garbled, r"is not readable Parquet: its footer \(schema and row groups\) cannot be "),
+        (_garbled_page, r"is not readable Parquet: its column data cannot be decoded: \w+: "),
         (gzip.compress, r"is neither Parquet nor CSV: UnicodeDecodeError: "),
     ],
-    ids=["cut-off", "garbled-footer", "gzip"],
+    ids=["cut-off", "garbled-footer", "garbled-page", "gzip"],
 )
 def test_an_unreadable_dataset_is_a_clear_load_failure(
     classification: dict[str, Any],

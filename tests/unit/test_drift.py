@@ -35,6 +35,7 @@ from modeldeploy_serving.monitor.psi import drift_score, psi, reference_shares, 
 from modeldeploy_serving.monitor.verdict import OnNoData, Status, Thresholds, evaluate
 from modeldeploy_serving.monitor.window import Sample, window_stats
 from modeldeploy_serving.profile import build_profile
+from tests.helpers.parquet_files import write_parquet
 
 
 def test_psi_matches_hand_computed_values() -> None:
@@ -233,7 +234,7 @@ def test_profile_command_reads_parquet_training_data_with_its_types(
     encode = ColumnTransformer([("c", OneHotEncoder(), ["c"]), ("ab", SimpleImputer(), ["a", "b"])])
     model = Pipeline([("encode", encode), ("classify", LogisticRegression())]).fit(frame, labels)
     joblib.dump(model, tmp_path / "model.joblib")
-    frame.astype({"c": "category"}).assign(label=labels).to_parquet(tmp_path / "train.parquet")
+    write_parquet(tmp_path / "train.parquet", frame.astype({"c": "category"}).assign(label=labels))
     out = tmp_path / "profile.json"
     argv = ["--data", str(tmp_path / "train.parquet"), "--model", str(tmp_path / "model.joblib")]
     assert profile_cli.main([*argv, "--target", "label", "--out", str(out)]) == 0
