@@ -14,6 +14,7 @@ import orjson
 import pandas as pd
 
 from .drift import ProfileError
+from .parquet import read_parquet
 from .profile import DEFAULT_BINS, DEFAULT_TOP_K, build_profile
 
 
@@ -31,7 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="categories kept")
     parser.add_argument("--out", type=Path, required=True, help="where to write the JSON")
     args = parser.parse_args(argv)
-    data = pd.read_parquet(args.data) if args.data.suffix == ".parquet" else pd.read_csv(args.data)
+    if args.data.suffix == ".parquet":
+        data = read_parquet(str(args.data))
+    else:
+        data = pd.read_csv(args.data)
     try:
         profile = build_profile(
             data,

@@ -1,6 +1,6 @@
 """The validation gate: score the loaded model on a labelled dataset before it turns ready.
 
-The dataset (CSV with a header row; Parquet when pyarrow is installed) is verified by sha256
+The dataset (CSV with a header row, or Parquet, told apart by content) is verified by sha256
 like the model, turned into a batch by the same column checks requests go through
 (protocol/named.py), and predicted by the same `LoadedModel.run` that serves, so a DataFrame
 pipeline or the compiled runtime is judged exactly as it will answer. A miss is a
@@ -15,12 +15,13 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 
 from .config import ValidationMetric
 from .errors import ServingError, ValidationFailed
+from .parquet import ParquetUnreadable, read_parquet
 from .protocol import named
 from .signature import PREDICT, ModelSignature
 
@@ -33,6 +34,10 @@ log = logging.getLogger(__name__)
 LOWER_IS_BETTER: Final = frozenset({"mae"})
 _CHUNK_ROWS: Final = 10_000  # predict in slices: a large dataset must not double peak memory
 _PARQUET_MAGIC: Final = b"PAR1"
+# The smallest Parquet file: the magic, a 4-byte footer length, the magic again.
+_PARQUET_MIN_BYTES: Final = 12
+
+Format = Literal["csv", "parquet", "cut-parquet"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,9 @@ def check(
         )
     if len(frame) == 0:
         raise ValidationFailed(f"validation dataset {source}: no rows")
+    labels = frame[label_column]
+    if labels.isna().any():  # NaN, None and pandas' NA alike (nullable Parquet columns)
+        raise ValidationFailed(f"validation dataset {source}: a label is missing")
     features = frame.drop(columns=[label_column])
     try:
         batch = _batch(features, model.signature)
@@ -108,29 +116,47 @@ def check(
             for i in range(0, len(batch), _CHUNK_ROWS)
         ]
     )
-    truth, predicted = _comparable(frame[label_column].to_numpy(), predicted, source)
+    truth, predicted = _comparable(labels.to_numpy(), predicted, source)
     result = Result(metric, score(metric, truth, predicted), threshold, len(truth))
     if not result.passed:
         raise ValidationFailed(str(result))
     return result
 
 
+def dataset_format(data: bytes) -> Format:
+    """What the dataset is, by its bytes: a fetched object-store dataset lands at a fixed path
+    without an extension, and a URI's name may lie. Parquet begins and ends with PAR1; bytes
+    that begin with it but end otherwise are a cut-off (or corrupt) Parquet file, which read as
+    CSV would fail with a misleading message."""
+    if not data.startswith(_PARQUET_MAGIC):
+        return "csv"
+    if len(data) >= _PARQUET_MIN_BYTES and data.endswith(_PARQUET_MAGIC):
+        return "parquet"
+    return "cut-parquet"
+
+
 def _read(data: bytes, source: str) -> Any:
+    kind = dataset_format(data)
+    if kind == "cut-parquet":
+        raise ValidationFailed(
+            f"validation dataset {source} is not readable Parquet: it begins with PAR1 but "
+            f"does not end with it ({len(data)} bytes; cut off or corrupt)"
+        )
+    if kind == "parquet":
+        try:
+            return read_parquet(io.BytesIO(data))
+        except ParquetUnreadable as exc:  # says which part: footer or column data
+            said = str(exc)
+        except Exception as exc:  # not expected from bytes in memory, but never a crash
+            said = f"{type(exc).__name__}: {exc}"
+        raise ValidationFailed(f"validation dataset {source} is not readable Parquet: {said}"[:300])
     import pandas as pd
 
     try:
-        if data.startswith(_PARQUET_MAGIC):
-            return pd.read_parquet(io.BytesIO(data))
         return pd.read_csv(io.BytesIO(data))
-    except ImportError:
-        raise ValidationFailed(
-            f"validation dataset {source} is Parquet, which needs pyarrow in the serving "
-            "image; use CSV"
-        ) from None
     except Exception as exc:  # pandas raises many kinds: ParserError, UnicodeDecodeError, ...
-        raise ValidationFailed(
-            f"validation dataset {source} is not readable CSV: {type(exc).__name__}: {exc}"[:300]
-        ) from None
+        said = f"{type(exc).__name__}: {exc}"
+    raise ValidationFailed(f"validation dataset {source} is neither Parquet nor CSV: {said}"[:300])
 
 
 def _batch(features: Any, signature: ModelSignature) -> np.ndarray:
@@ -154,21 +180,16 @@ def _batch(features: Any, signature: ModelSignature) -> np.ndarray:
 
 
 def _values(series: Any, strings: bool) -> list[Any]:
-    """Plain Python values as a JSON request would carry them: None for missing."""
-    values: Sequence[Any] = series.astype(object).tolist()
+    """Plain Python values as a JSON request would carry them: None for missing (NaN, None, and
+    pandas' NA of nullable Int64/string columns, which Parquet written by pandas keeps)."""
+    values: Sequence[Any] = series.astype(object).where(series.notna(), None).tolist()
     if strings:
-        return [None if _missing(v) else str(v) for v in values]
-    return [None if _missing(v) else v for v in values]
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+        return [None if v is None else str(v) for v in values]
+    return list(values)
 
 
 def _comparable(truth: np.ndarray, predicted: np.ndarray, source: str) -> tuple[Any, Any]:
     """Labels and predictions of one kind: text when the model predicts text, else numbers."""
-    if any(_missing(v) for v in truth.tolist()):
-        raise ValidationFailed(f"validation dataset {source}: a label is missing")
     if predicted.dtype.kind in "OUS":
         return truth.astype(str), predicted.astype(str)
     try:

@@ -1,19 +1,24 @@
 """The validation gate on a real server process: models trained here on synthetic data, scored
-at warm-up on a held-out labelled CSV; ready only when the threshold is met."""
+at warm-up on a held-out labelled CSV or Parquet file; ready only when the threshold is met."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.datasets import make_classification, make_regression
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.metrics import accuracy_score
 
+from tests.helpers.parquet_files import write_parquet
 from tests.serving import models
 from tests.serving.process import ServerProcess
 
@@ -43,6 +48,17 @@ def _csv(directory: Path, name: str, features: np.ndarray, labels: np.ndarray) -
     return path.resolve().as_uri(), hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _parquet(path: Path, frame: pd.DataFrame) -> tuple[str, str]:
+    """`frame` written as Parquet at `path`; its URI and sha256."""
+    write_parquet(path, frame)
+    return path.resolve().as_uri(), hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _held_out_frame(features: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+    columns = {f"f{i}": features[:, i] for i in range(features.shape[1])}
+    return pd.DataFrame({**columns, "label": labels})
+
+
 def _gate(uri: str, sha256: str, metric: str, threshold: float) -> tuple[str, ...]:
     return (
         "--validation-uri", uri,
@@ -70,9 +86,16 @@ def classification(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     train_x, train_y, held_x, held_y = features[:400], labels[:400], features[400:], labels[400:]
     shuffled = np.random.default_rng(0).permutation(train_y)
     uri, sha = _csv(directory, "held-out", held_x, held_y)
+    # Named like a dataset fetched from an object store: a fixed path, no extension.
+    parquet_uri, parquet_sha = _parquet(directory / "data", _held_out_frame(held_x, held_y))
     return {
         "uri": uri,
         "sha256": sha,
+        "parquet_uri": parquet_uri,
+        "parquet_sha256": parquet_sha,
+        "parquet_path": directory / "data",
+        "held_x": held_x,
+        "held_y": held_y,
         "good": models.save(
             LogisticRegression(max_iter=500).fit(train_x, train_y), directory, "good"
         ),
@@ -116,6 +139,85 @@ def test_a_wrong_dataset_sha256_is_refused(
     body = _not_ready(server)
     assert body["cause"] == "Sha256Mismatch"
     assert "validation dataset" in body["reason"]
+
+
+@pytest.mark.parametrize(("model", "ready"), [("good", True), ("constant", False)])
+def test_a_parquet_dataset_gates_like_the_csv(
+    classification: dict[str, Any], servers: list[ServerProcess], model: str, ready: bool
+) -> None:
+    gate = _gate(classification["parquet_uri"], classification["parquet_sha256"], "accuracy", 0.7)
+    server = ServerProcess(classification[model], *gate)
+    servers.append(server)
+    estimator = classification[model].estimator
+    accuracy = accuracy_score(classification["held_y"], estimator.predict(classification["held_x"]))
+    if ready:
+        server.wait_ready()
+        server.wait_for_log(
+            rf"validation passed: accuracy {accuracy:.4g} meets the threshold 0\.7 on 200 "
+        )
+        return
+    body = _not_ready(server)
+    assert body["cause"] == "ValidationFailed"
+    assert body["reason"].endswith(
+        f"ValidationFailed: accuracy {accuracy:.4g} is below the threshold 0.7 "
+        "on 200 validation rows"
+    )
+
+
+def test_a_parquet_dataset_without_the_label_column_is_refused_by_name(
+    classification: dict[str, Any], servers: list[ServerProcess], tmp_path: Path
+) -> None:
+    frame = _held_out_frame(classification["held_x"], classification["held_y"])
+    uri, sha = _parquet(tmp_path / "data", frame.drop(columns=["label"]))
+    server = ServerProcess(classification["good"], *_gate(uri, sha, "accuracy", 0.7))
+    servers.append(server)
+    body = _not_ready(server)
+    assert body["cause"] == "ValidationFailed"
+    assert body["reason"].endswith(
+        f"validation dataset {uri}: no label column 'label'; columns are f0, f1, f2, f3, f4, f5"
+    )
+
+
+def _cut(data: bytes) -> bytes:
+    return data[: len(data) // 2]  # a download cut off half-way
+
+
+def _garbled(data: bytes) -> bytes:
+    # The footer's length (the 4 bytes before the closing PAR1) pointing past the file's start.
+    return data[:-8] + (len(data) * 2).to_bytes(4, "little") + data[-4:]
+
+
+def _garbled_page(data: bytes) -> bytes:
+    # The first column's first page header (right after the opening PAR1) overwritten.
+    return data[:4] + b"\xff" * 16 + data[20:]
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (_cut, r"is not readable Parquet: it begins with PAR1 but does not end with it \(\d+ "),
+        (_garbled, r"is not readable Parquet: its footer \(schema and row groups\) cannot be "),
+        (_garbled_page, r"is not readable Parquet: its column data cannot be decoded: \w+: "),
+        (gzip.compress, r"is neither Parquet nor CSV: UnicodeDecodeError: "),
+    ],
+    ids=["cut-off", "garbled-footer", "garbled-page", "gzip"],
+)
+def test_an_unreadable_dataset_is_a_clear_load_failure(
+    classification: dict[str, Any],
+    servers: list[ServerProcess],
+    tmp_path: Path,
+    damage: Any,
+    said: str,
+) -> None:
+    whole = classification["parquet_path"].read_bytes()
+    path = tmp_path / "data"
+    path.write_bytes(damage(whole))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    server = ServerProcess(classification["good"], *_gate(path.as_uri(), digest, "accuracy", 0.7))
+    servers.append(server)
+    body = _not_ready(server)  # live and answering, not crashed
+    assert body["cause"] == "ValidationFailed"
+    assert re.search(f"ValidationFailed: validation dataset {path.as_uri()} {said}", body["reason"])
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +281,25 @@ def test_a_dataframe_pipeline_is_scored_through_its_named_columns(
     servers.append(server)
     server.wait_ready()
     server.wait_for_log(r"validation passed: accuracy .* on 120 validation rows")
+
+
+def test_typed_parquet_columns_reach_a_dataframe_pipeline_like_the_csv(
+    tmp_path: Path, servers: list[ServerProcess]
+) -> None:
+    """Parquet keeps the types a CSV loses: a categorical city, text, a nullable integer age
+    (pandas' NA for missing), float income with NaN. The pipeline must score them exactly as
+    it scores the same rows read from CSV (the frame, as floats and plain strings)."""
+    saved = models.train_mixed(tmp_path)
+    frame = models.mixed_frame(n_rows=120, seed=9)
+    frame.loc[::7, "age"] = np.nan
+    labels = models.mixed_labels(frame.fillna({"age": 50.0}))
+    expected = accuracy_score(labels, saved.estimator.predict(frame))
+    typed = frame.astype({"city": "category", "age": "Int64"}).assign(label=labels)
+    assert typed["age"].isna().sum() == 18
+    uri, digest = _parquet(tmp_path / "data", typed)
+    server = ServerProcess(saved, *_gate(uri, digest, "accuracy", 0.6))
+    servers.append(server)
+    server.wait_ready()
+    server.wait_for_log(
+        rf"validation passed: accuracy {expected:.4g} meets the threshold 0\.6 on 120 validation"
+    )

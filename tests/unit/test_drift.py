@@ -35,6 +35,7 @@ from modeldeploy_serving.monitor.psi import drift_score, psi, reference_shares, 
 from modeldeploy_serving.monitor.verdict import OnNoData, Status, Thresholds, evaluate
 from modeldeploy_serving.monitor.window import Sample, window_stats
 from modeldeploy_serving.profile import build_profile
+from tests.helpers.parquet_files import write_parquet
 
 
 def test_psi_matches_hand_computed_values() -> None:
@@ -215,6 +216,34 @@ def test_profile_command_writes_json_and_prints_its_sha256(
     frame[["a"]].to_csv(tmp_path / "narrow.csv", index=False)
     narrow = ["--data", str(tmp_path / "narrow.csv"), "--model", str(tmp_path / "model.joblib")]
     assert profile_cli.main([*narrow, "--out", str(out)]) == 2  # column b is missing
+
+
+def test_profile_command_reads_parquet_training_data_with_its_types(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The profile of a Parquet file (typed columns: float with NaN, a categorical) is the one
+    the same frame gives in memory, so its sha256 is the one to put in the spec."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame, labels = training_frame()
+    frame = frame.assign(c=np.where(labels == 1, "x", "y"))
+    frame.loc[::9, "b"] = np.nan
+    encode = ColumnTransformer([("c", OneHotEncoder(), ["c"]), ("ab", SimpleImputer(), ["a", "b"])])
+    model = Pipeline([("encode", encode), ("classify", LogisticRegression())]).fit(frame, labels)
+    joblib.dump(model, tmp_path / "model.joblib")
+    write_parquet(tmp_path / "train.parquet", frame.astype({"c": "category"}).assign(label=labels))
+    out = tmp_path / "profile.json"
+    argv = ["--data", str(tmp_path / "train.parquet"), "--model", str(tmp_path / "model.joblib")]
+    assert profile_cli.main([*argv, "--target", "label", "--out", str(out)]) == 0
+    expected = build_profile(frame.assign(label=labels), model, target="label")
+    assert out.read_bytes() == orjson.dumps(expected, option=orjson.OPT_INDENT_2)
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    assert capsys.readouterr().out.strip() == f"{out} sha256 {digest}"
+    kinds = {f.name: f.kind for f in parse_profile(orjson.loads(out.read_bytes())).features}
+    assert kinds == {"a": "numeric", "b": "numeric", "c": "categorical"}
 
 
 def test_the_server_counter_bins_like_the_profile() -> None:

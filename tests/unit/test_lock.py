@@ -65,6 +65,14 @@ def test_every_runtime_and_build_requirement_is_pinned_in_range(requirement: Req
     )
 
 
+def test_the_image_carries_no_pyarrow() -> None:
+    """Once pyarrow is installed, pandas 3 imports it with every `import pandas`: about 65 MB
+    more in each model server, Parquet or not. Parquet is read with fastparquet instead; a new
+    dependency that pulls pyarrow in must be a decision, not a side effect of `make lock`."""
+    assert "pyarrow" not in PINS
+    assert "fastparquet" in PINS
+
+
 def test_every_pin_is_exact_and_hashed() -> None:
     assert len(PINS) > 20
     for pin in PINS.values():

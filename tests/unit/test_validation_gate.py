@@ -3,10 +3,12 @@ the spec field, and what the pod builder passes to the server."""
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from modeldeploy import names
@@ -15,7 +17,9 @@ from modeldeploy.diagnosis import pod_problem
 from modeldeploy.hashing import revision_hash
 from modeldeploy.spec import SpecError, parse_spec
 from modeldeploy_serving.config import ConfigError, parse_config
-from modeldeploy_serving.validation import Result, meets, score
+from modeldeploy_serving.parquet import ParquetUnreadable, read_parquet
+from modeldeploy_serving.validation import Result, dataset_format, meets, score
+from tests.helpers.parquet_files import write_parquet
 from tests.helpers.spec_cases import SHA, valid_manifest
 from tests.helpers.storage_cases import S3_URI, SECRET_ENV
 
@@ -73,6 +77,98 @@ def test_the_reason_names_metric_value_threshold_and_rows() -> None:
     assert str(Result("mae", 3.25, 1.0, 20)) == (
         "mae 3.25 is above the threshold 1 on 20 validation rows"
     )
+
+
+# --- dataset format ----------------------------------------------------------------------------
+
+
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    write_parquet(buffer, frame)
+    return buffer.getvalue()
+
+
+PARQUET = _parquet_bytes(
+    pd.DataFrame({"f0": [1.5, None], "city": ["paris", "lyon"], "label": [0, 1]})
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (PARQUET, "parquet"),
+        (b"f0,city,label\n1.5,paris,0\n", "csv"),
+        (b"", "csv"),  # read as CSV, which then says it has no columns
+        (b"PARTNER,label\n1,0\n", "csv"),  # a header may begin with PAR, just not with PAR1
+        (PARQUET[: len(PARQUET) // 2], "cut-parquet"),  # a download cut off: no closing magic
+        (PARQUET[:-1], "cut-parquet"),
+        (b"PAR1", "cut-parquet"),  # one magic is not a file, nor is the magic twice
+        (b"PAR1PAR1", "cut-parquet"),
+        (b"PAR1" + bytes(4) + b"PAR1", "parquet"),  # the smallest; the reader judges the rest
+    ],
+    ids=[
+        "parquet",
+        "csv",
+        "empty",
+        "header-PARTNER",
+        "half",
+        "last-byte-missing",
+        "magic-only",
+        "magic-twice",
+        "minimal",
+    ],
+)
+def test_the_dataset_format_is_told_by_content_not_by_name(data: bytes, expected: str) -> None:
+    assert dataset_format(data) == expected
+
+
+def _as_request(series: pd.Series) -> list[Any]:
+    return list(series.astype(object).where(series.notna(), None).tolist())
+
+
+def test_typed_parquet_columns_come_back_with_their_types_and_missing_values() -> None:
+    """What the gate scores: categories, nullable integers and booleans keep their types, and
+    every kind of missing value (NaN, None, pandas' NA) reads back as missing, never as 0, ""
+    or the text "None"."""
+    frame = pd.DataFrame(
+        {
+            "city": pd.Series(["paris", "lyon", None, "nice"], dtype="category"),
+            "text": ["good", None, "bad", ""],
+            "age": pd.Series([31, None, 45, 0], dtype="Int64"),
+            "income": [2500.5, np.nan, 0.0, -1.25],
+            "member": pd.Series([True, None, False, True], dtype="boolean"),
+            "label": [0, 1, 2, 1],
+        }
+    )
+    back = read_parquet(io.BytesIO(_parquet_bytes(frame)))
+    assert list(back.columns) == list(frame.columns)
+    assert back["city"].dtype == "category" and list(back["city"].cat.categories) == [
+        "lyon",
+        "nice",
+        "paris",
+    ]
+    assert back["age"].dtype == "Int64" and back["member"].dtype == "boolean"
+    assert back["income"].dtype == np.float64 and back["label"].dtype == np.int64
+    assert {name: _as_request(back[name]) for name in back.columns} == {
+        "city": ["paris", "lyon", None, "nice"],
+        "text": ["good", None, "bad", ""],
+        "age": [31, None, 45, 0],
+        "income": [2500.5, None, 0.0, -1.25],
+        "member": [True, None, False, True],
+        "label": [0, 1, 2, 1],
+    }
+
+
+def test_a_corrupt_parquet_footer_is_one_exception_not_a_flood_of_output(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """fastparquet's decoder prints a line per corrupt byte; the container log must not get
+    thousands of them, only the reason once."""
+    footer_length = int.from_bytes(PARQUET[-8:-4], "little")
+    damaged = PARQUET[: -8 - footer_length] + b"\xff" * footer_length + PARQUET[-8:]
+    with pytest.raises(ParquetUnreadable, match=r"^its footer \(schema and row groups\) cannot"):
+        read_parquet(io.BytesIO(damaged))
+    assert capfd.readouterr() == ("", "")
 
 
 # --- server configuration ----------------------------------------------------------------------
