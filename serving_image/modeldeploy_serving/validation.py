@@ -21,7 +21,7 @@ import numpy as np
 
 from .config import ValidationMetric
 from .errors import ServingError, ValidationFailed
-from .parquet import ParquetUnreadable, read_parquet
+from .parquet import ParquetUnreadable, read_parquet_isolated
 from .protocol import named
 from .signature import PREDICT, ModelSignature
 
@@ -144,8 +144,8 @@ def _read(data: bytes, source: str) -> Any:
         )
     if kind == "parquet":
         try:
-            return read_parquet(io.BytesIO(data))
-        except ParquetUnreadable as exc:  # says which part: footer or column data
+            return read_parquet_isolated(data)
+        except ParquetUnreadable as exc:  # which part failed, or that the decoder crashed
             said = str(exc)
         except Exception as exc:  # not expected from bytes in memory, but never a crash
             said = f"{type(exc).__name__}: {exc}"

@@ -18,7 +18,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import accuracy_score
 
-from tests.helpers.parquet_files import write_parquet
+from tests.helpers.parquet_files import decoder_crash, write_parquet
 from tests.serving import models
 from tests.serving.process import ServerProcess
 
@@ -218,6 +218,27 @@ def test_an_unreadable_dataset_is_a_clear_load_failure(
     body = _not_ready(server)  # live and answering, not crashed
     assert body["cause"] == "ValidationFailed"
     assert re.search(f"ValidationFailed: validation dataset {path.as_uri()} {said}", body["reason"])
+
+
+def test_a_dataset_that_crashes_the_parquet_decoder_is_a_clear_load_failure(
+    classification: dict[str, Any], servers: list[ServerProcess], tmp_path: Path
+) -> None:
+    """Damaged column data can kill fastparquet's native decoder (signal 11). It runs in a
+    child process, so the server stays up and the canary fails at once with the reason."""
+    damaged = decoder_crash(classification["parquet_path"].read_bytes())
+    if damaged is None:
+        pytest.skip("this fastparquet survived 3000 one-byte corruptions: nothing to isolate")
+    path = tmp_path / "data"
+    path.write_bytes(damaged)
+    digest = hashlib.sha256(damaged).hexdigest()
+    server = ServerProcess(classification["good"], *_gate(path.as_uri(), digest, "accuracy", 0.7))
+    servers.append(server)
+    body = _not_ready(server)  # live and answering: the crash ended only the child
+    assert body["cause"] == "ValidationFailed"
+    assert body["reason"].endswith(
+        f"validation dataset {path.as_uri()} is not readable Parquet: the Parquet decoder "
+        "crashed (SIGSEGV): its column data is damaged"
+    )
 
 
 @pytest.fixture(scope="module")

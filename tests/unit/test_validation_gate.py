@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from modeldeploy.diagnosis import pod_problem
 from modeldeploy.hashing import revision_hash
 from modeldeploy.spec import SpecError, parse_spec
 from modeldeploy_serving.config import ConfigError, parse_config
-from modeldeploy_serving.parquet import ParquetUnreadable, read_parquet
+from modeldeploy_serving.parquet import ParquetUnreadable, read_parquet, read_parquet_isolated
 from modeldeploy_serving.validation import Result, dataset_format, meets, score
 from tests.helpers.parquet_files import write_parquet
 from tests.helpers.spec_cases import SHA, valid_manifest
@@ -330,3 +331,23 @@ def test_a_validation_failure_is_a_terminal_problem() -> None:
         message,
         True,
     )
+
+
+def test_a_crashing_parquet_decoder_is_an_unreadable_dataset_not_a_crash() -> None:
+    """fastparquet's native decoders can die on damaged column data (signal 11): the server
+    decodes in a child, so that becomes a clear reason instead of a crash-looping pod."""
+    crash = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"]
+    with pytest.raises(ParquetUnreadable, match=r"decoder crashed \(SIGSEGV\)"):
+        read_parquet_isolated(b"PAR1...PAR1", command=crash)
+
+
+def test_the_parquet_child_hands_back_the_frame_and_its_reasons() -> None:
+    frame = pd.DataFrame({"city": pd.Categorical(["a", None]), "age": pd.array([1, None])})
+    data = io.BytesIO()
+    write_parquet(data, frame)
+    back = read_parquet_isolated(data.getvalue())
+    assert list(back["city"].astype(object).where(back["city"].notna(), None)) == ["a", None]
+    assert back["age"].isna().tolist() == [False, True]
+    footer_gone = data.getvalue()[:-40] + b"\0" * 36 + b"PAR1"
+    with pytest.raises(ParquetUnreadable, match="footer"):
+        read_parquet_isolated(footer_gone)
