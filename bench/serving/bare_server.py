@@ -39,7 +39,8 @@ def _infer(model: Any, body: bytes) -> bytes:
     )
 
 
-def run_aiohttp(model: Any, port: int) -> None:
+def aiohttp_app(model: Any) -> Any:
+    """The aiohttp application (request_profile.py drives it in process)."""
     from aiohttp import web
 
     async def infer(request: web.Request) -> web.Response:
@@ -53,7 +54,13 @@ def run_aiohttp(model: Any, port: int) -> None:
     app = web.Application()
     app.router.add_post("/v2/models/{name}/infer", infer)
     app.router.add_get("/v2/health/ready", ready)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+    return app
+
+
+def run_aiohttp(model: Any, port: int) -> None:
+    from aiohttp import web
+
+    web.run_app(aiohttp_app(model), host="127.0.0.1", port=port, access_log=None, print=None)
 
 
 def run_starlette(model: Any, port: int, loop: str) -> None:

@@ -272,6 +272,8 @@ class _Routes:
         _check_body_headers(request, self._max_bytes)
         started = time.perf_counter()
         try:
+            if request.content.is_eof():  # the whole body is buffered: read() cannot wait
+                return await request.read()
             async with asyncio.timeout(self._body_timeout):
                 return await request.read()
         except TimeoutError:

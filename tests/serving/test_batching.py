@@ -136,3 +136,85 @@ def test_an_idle_queue_answers_a_lone_request_at_once(max_wait: float) -> None:
     )
     assert answers[0][0].tolist() == [14.0]  # type: ignore[index]
     assert len(model.calls) == 1
+
+
+async def turns_until_answered(queue: PredictQueue, request: np.ndarray) -> int:
+    """Event-loop turns a lone request waits on an idle queue (counted by a task that yields)."""
+    turns = 0
+
+    async def count() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    counter = asyncio.create_task(count())
+    await asyncio.sleep(0)
+    turns = 0
+    await queue.submit(request, ("double",))
+    counter.cancel()
+    return turns
+
+
+@pytest.mark.parametrize(("max_batch_rows", "turns"), [(64, 1), (1, 0)])
+def test_a_lone_request_on_an_idle_fast_queue_skips_the_worker(
+    max_batch_rows: int, turns: int
+) -> None:
+    """Predicted by the request itself: one loop turn for others to join it (none when
+    batching is off), not the worker task's two wake-ups."""
+
+    async def scenario() -> int:
+        queue = make_queue(Recorder(), max_batch_rows=max_batch_rows)
+        queue.start()
+        await asyncio.sleep(0)
+        try:
+            return await turns_until_answered(queue, rows(1))
+        finally:
+            await queue.close()
+
+    assert asyncio.run(scenario()) == turns
+
+
+def test_requests_arriving_with_a_lone_one_join_its_batch_and_later_ones_batch_too() -> None:
+    model = Recorder()
+
+    async def scenario() -> list[object]:
+        queue = make_queue(model)
+        queue.start()
+        try:
+            answers: list[object] = [await queue.submit(rows(0), ("double",))]
+            for burst in range(2):  # the first burst joins a lone leader; the second, the worker
+                tasks = [
+                    asyncio.create_task(queue.submit(rows(10 * burst + i), ("double",)))
+                    for i in range(10)
+                ]
+                answers += await asyncio.gather(*tasks)
+            return answers
+        finally:
+            await queue.close()
+
+    answers = asyncio.run(scenario())
+    assert [a[0].tolist() for a in answers] == [  # type: ignore[index]
+        [0.0],
+        *([2.0 * i] for i in range(20)),
+    ]
+    assert [n for n, _, _ in model.calls] == [1, 10, 10]
+
+
+def test_a_leader_cancelled_while_others_join_it_leaves_them_answered() -> None:
+    model = Recorder()
+
+    async def scenario() -> list[object]:
+        queue = make_queue(model)
+        queue.start()
+        try:
+            leader = asyncio.create_task(queue.submit(rows(1), ("double",)))
+            await asyncio.sleep(0)  # the leader is yielding for others to join
+            others = [asyncio.create_task(queue.submit(rows(i), ("double",))) for i in (2, 3)]
+            leader.cancel()
+            return await asyncio.wait_for(asyncio.gather(*others), timeout=5)
+        finally:
+            await queue.close()
+
+    answers = asyncio.run(scenario())
+    assert [a[0].tolist() for a in answers] == [[4.0], [6.0]]  # type: ignore[index]

@@ -1,0 +1,305 @@
+"""What a whole single-row v2 request costs on the serving benchmark's LogisticRegression
+(workload.py: 20 FP64 features, one tensor), our server against the bare aiohttp floor
+(bare_server.py), driven the same way: request bytes into the aiohttp app over an in-memory
+transport, response bytes out, one event loop, no sockets and no load generator. Not a test.
+
+    python bench/serving/request_profile.py --callgrind    # instructions per request (valgrind)
+    python bench/serving/request_profile.py --calls        # Python function calls per request
+    python bench/serving/request_profile.py --top 25       # cProfile: the most called functions
+    python bench/serving/request_profile.py                # CPU µs (noisy on a busy machine)
+
+Servers: `ours` (micro-batching on, the default), `unbatched` (--no-micro-batching), `bare`
+(bare_server.py's aiohttp app: parse, numpy, predict, dump). Ours is driven through the same
+connection handler as the real server (connections.py) with its handler options. Stages, each
+run alone many times: `predict` (the runtime's predict on the decoded row: ONNX Runtime for ours
+unless --runtime sklearn, scikit-learn for bare), `request` (the whole request), and for ours
+the parts: `parse` (JSON bytes → checked rows), `encode`, `metrics` (every series a request
+updates), `queue` (the predict queue's hand-off alone, predict excluded). `other` is request
+minus predict: what each server costs around the model. The machinery (callgrind markers, the
+in-memory transport) is decode_profile.py's; read its docstring for how counts are taken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import logging
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import bare_server
+import decode_profile
+import joblib
+import numpy as np
+import workload
+
+ROOT = Path(__file__).resolve().parents[2]
+WORK = ROOT / "bench" / ".work" / "request_profile"
+SERVERS = ("ours", "unbatched", "bare")
+MODEL = "lr"
+
+
+def main() -> None:
+    args = _arguments()
+    if args.callgrind and os.environ.get("DECODE_PROFILE_MARKER") is None:
+        workload.build_models(WORK)  # not under valgrind: training there takes minutes
+        sys.exit(_rerun_under_callgrind(args))
+    logging.disable(logging.WARNING)
+    saved = _saved_model()
+    body = workload.request_body()
+    raw = (
+        f"POST {saved.infer_path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    stages = {name: _stages(name, saved, body, raw, args.runtime) for name in SERVERS}
+    gc.freeze()  # as the server does once the model is loaded
+    marker = decode_profile._Marker.from_environment()
+    if args.top:
+        for name in SERVERS:
+            _top(name, stages[name]["request"], args.top)
+        return
+    results = {
+        name: {
+            stage: decode_profile._count(call, args, marker, f"{name}-{stage}")
+            for stage, call in calls.items()
+        }
+        for name, calls in stages.items()
+    }
+    _print_table(results, decode_profile._unit(args))
+
+
+def _saved_model() -> workload.BenchModel:
+    path = WORK / MODEL / "model.joblib"
+    if not path.exists():
+        return workload.build_models(WORK)[MODEL]
+    import hashlib
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return workload.BenchModel(MODEL, "LogisticRegression", path, digest)
+
+
+def _stages(
+    name: str, saved: workload.BenchModel, body: bytes, raw: bytes, runtime: str
+) -> dict[str, Callable[[], object]]:
+    if name == "bare":
+        estimator = joblib.load(saved.path)
+        rows = np.asarray([orjson_row(body)], dtype=np.float64)
+        app = _Driven(lambda: bare_server.aiohttp_app(estimator), None)
+        return {"predict": lambda: estimator.predict(rows), "request": lambda: app.answer(raw)}
+    from modeldeploy_serving import model as model_module
+    from modeldeploy_serving.protocol import v2
+
+    extra = ["--no-micro-batching"] if name == "unbatched" else []
+    loaded = model_module.load(saved.path.read_bytes(), "joblib", runtime=runtime)
+    ours = _Ours(saved, loaded, ["--runtime", runtime, *extra])
+    parsed = v2.parse_infer(body, loaded.signature, max_rows=1000)
+    results = loaded.run(parsed.rows, parsed.outputs)
+    named = list(zip(parsed.outputs, results, strict=True))
+    stages: dict[str, Callable[[], object]] = {
+        "predict": lambda: loaded.run(parsed.rows, parsed.outputs),
+        "request": lambda: ours.app.answer(raw),
+    }
+    if name == "ours":
+        stages |= {
+            "parse": lambda: v2.parse_infer(body, loaded.signature, max_rows=1000),
+            "encode": lambda: v2.encode_infer(
+                model_name=MODEL, model_version="", request_id=None, outputs=named
+            ),
+            "metrics": ours.metrics_of_one_request,
+            "queue": ours.queue_hand_off(parsed.rows, parsed.outputs),
+        }
+    return stages
+
+
+def orjson_row(body: bytes) -> list[float]:
+    import orjson
+
+    data: list[float] = orjson.loads(body)["inputs"][0]["data"]
+    return data
+
+
+class _Driven:
+    """An aiohttp app on decode_profile's in-memory transport: request bytes in, response out.
+    `handler` builds the connection's protocol from the app's low-level server (None: aiohttp's
+    own, as web.run_app uses)."""
+
+    def __init__(
+        self, make_app: Callable[[], Any], handler: Callable[[Any], Any] | None, setup: Any = None
+    ) -> None:
+        from aiohttp import web
+
+        self.loop = asyncio.new_event_loop()
+        runner = web.AppRunner(make_app(), access_log=None)
+
+        async def start() -> Any:
+            if setup is not None:
+                setup()
+            await runner.setup()
+            return runner.server
+
+        self._transport = decode_profile._Transport()
+
+        async def connect(server: Any) -> Any:  # the guarded handler arms a timer: in the loop
+            protocol = server() if handler is None else handler(server)
+            protocol.connection_made(self._transport)
+            return protocol
+
+        self._protocol = self.loop.run_until_complete(
+            connect(self.loop.run_until_complete(start()))
+        )
+
+    def answer(self, raw: bytes) -> bytes:
+        self._transport.reset(self.loop.create_future())
+        self._protocol.data_received(raw)
+        response: bytes = self.loop.run_until_complete(self._transport.done)
+        if not response.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"not answered with 200: {response[:300]!r}")
+        return response
+
+
+class _Ours:
+    """Our app, configured as the benchmark starts it, behind the real connection handler."""
+
+    def __init__(self, saved: workload.BenchModel, loaded: Any, extra: list[str]) -> None:
+        from modeldeploy_serving.app import create_app
+        from modeldeploy_serving.config import parse_config
+        from modeldeploy_serving.connections import ConnectionGuard, _GuardedHandler
+        from modeldeploy_serving.metrics import ServerMetrics
+        from modeldeploy_serving.service import InferenceService
+
+        argv = ["--model-uri", str(saved.path), "--sha256", saved.sha256, "--model-name", MODEL]
+        # One connection for every request: the transport cannot close (the real server ends a
+        # connection after 100 requests; a new one per 100 is not in these counts).
+        argv += ["--termination-log", "", "--max-requests-per-connection", "0"]
+        self.config = config = parse_config([*argv, *extra], {})
+        self.metrics = ServerMetrics()
+        self.service = InferenceService(config, self.metrics)
+        guard = ConnectionGuard(
+            header_timeout=config.header_timeout,
+            max_connections=config.max_connections,
+            handler_options={
+                "access_log": None,
+                "keepalive_timeout": config.keepalive_timeout,
+                "lingering_time": 0,
+            },
+            max_requests_per_connection=config.max_requests_per_connection,
+        )
+        self.app = _Driven(
+            lambda: create_app(config, self.service, self.metrics),
+            lambda server: _GuardedHandler(server, guard),
+            setup=lambda: self.service.model_loaded(loaded),
+        )
+
+    def metrics_of_one_request(self) -> None:
+        metrics = self.metrics
+        metrics.in_flight.inc()
+        metrics.observe_upload(1e-5)
+        metrics.observe_batch(1)
+        metrics.in_flight.dec()
+        metrics.observe_request("v2", 2e-4)
+
+    def queue_hand_off(self, rows: np.ndarray, outputs: tuple[str, ...]) -> Callable[[], object]:
+        """One request's round trip through a second queue, configured like the app's, whose
+        predict does nothing (includes one run_until_complete, as `request` does)."""
+        from modeldeploy_serving.batching import PredictQueue
+
+        config, loop = self.config, self.app.loop
+        result = (np.zeros(1, dtype=np.int64),)
+
+        async def started() -> PredictQueue:
+            queue = PredictQueue(
+                lambda rows, outputs: result,
+                max_batch_rows=config.batch_max_rows if config.micro_batching else 1,
+                max_wait_seconds=config.batch_max_wait_ms / 1000,
+                max_queued_rows=config.max_queued_rows,
+                inline_below_seconds=config.inline_predict_below_ms / 1000,
+                initial_predict_seconds=1e-5,
+                on_batch=lambda rows: None,
+            )
+            queue.start()
+            return queue
+
+        queue = loop.run_until_complete(started())
+        return lambda: loop.run_until_complete(queue.submit(rows, outputs))
+
+
+def _rerun_under_callgrind(args: argparse.Namespace) -> int:
+    """This script again under valgrind; the table from its dumps (as decode_profile.py)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = Path(scratch)
+        library, source = directory / "marker.so", directory / "marker.c"
+        source.write_text(decode_profile._MARKER_C)
+        subprocess.run(["cc", "-O1", "-shared", "-fPIC", "-o", library, source], check=True)
+        env = {**os.environ, "DECODE_PROFILE_MARKER": str(library), "PYTHONHASHSEED": "0"}
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={directory}/callgrind.out.%p",
+            sys.executable,
+            __file__,
+            *sys.argv[1:],
+        ]
+        completed = subprocess.run(command, env=env, stderr=subprocess.DEVNULL, check=False)
+        if completed.returncode:
+            return completed.returncode
+        totals = decode_profile._dump_totals(directory)
+    results: dict[str, dict[str, float]] = {}
+    for name, count in totals.items():
+        if not name.endswith("-baseline"):
+            server, stage = name.split("-", 1)
+            per_call = (count - totals[f"{name}-baseline"]) / args.callgrind_calls
+            results.setdefault(server, {})[stage] = per_call
+    _print_table(results, "instructions")
+    return 0
+
+
+def _top(name: str, call: Callable[[], object], limit: int) -> None:
+    for _ in range(20):
+        call()
+    profile = cProfile.Profile()
+    profile.runcall(decode_profile._repeat, call, 100)
+    stats = pstats.Stats(profile)
+    print(f"\n== {name}: {stats.total_calls / 100:.0f} calls per request")  # type: ignore[attr-defined]
+    stats.sort_stats("ncalls").print_stats(limit)
+
+
+def _print_table(results: dict[str, dict[str, float]], unit: str) -> None:
+    if not all(v == v for stages in results.values() for v in stages.values()):  # NaN: child
+        return
+    for stages in results.values():
+        stages["other"] = stages["request"] - stages["predict"]
+    rows = dict.fromkeys(stage for stages in results.values() for stage in stages)
+    print(f"\nper request, {unit}:")
+    print(f"  {'stage':<10}" + "".join(f"{name:>14}" for name in results))
+    for stage in rows:
+        cells = "".join(
+            f"{results[name][stage]:>14,.1f}" if stage in results[name] else f"{'':>14}"
+            for name in results
+        )
+        print(f"  {stage:<10}{cells}")
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--callgrind", action="store_true", help="count instructions (valgrind)")
+    parser.add_argument("--calls", action="store_true", help="count Python function calls")
+    parser.add_argument("--top", type=int, default=0, help="cProfile's N most called functions")
+    parser.add_argument("--repeat", type=int, default=2000, help="calls per CPU-time run")
+    parser.add_argument(
+        "--callgrind-calls", type=int, default=200, help="calls per stage under callgrind"
+    )
+    parser.add_argument("--runtime", choices=("auto", "sklearn", "onnx"), default="auto")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    main()
