@@ -294,7 +294,10 @@ def _repeat(call: Callable[[], object], times: int) -> None:
         call()
 
 
-def _rerun_under_callgrind(args: argparse.Namespace) -> int:
+def callgrind_totals(script: str, callgrind_calls: int) -> dict[str, float] | int:
+    """`script` run again (same arguments) under valgrind with the marker helper; the stages'
+    instructions per call, each minus its baseline of as many calls of nothing, keyed by the
+    stage's name; or the run's exit code if it failed."""
     with tempfile.TemporaryDirectory() as scratch:
         directory = Path(scratch)
         library = directory / "marker.so"
@@ -308,18 +311,24 @@ def _rerun_under_callgrind(args: argparse.Namespace) -> int:
             "--instr-atstart=no",
             f"--callgrind-out-file={directory}/callgrind.out.%p",
             sys.executable,
-            __file__,
+            script,
             *sys.argv[1:],
         ]
         completed = subprocess.run(command, env=env, stderr=subprocess.DEVNULL, check=False)
         if completed.returncode:
             return completed.returncode
         totals = _dump_totals(directory)
-    per_call = {
-        name: (count - totals[f"{name}-baseline"]) / args.callgrind_calls
+    return {
+        name: (count - totals[f"{name}-baseline"]) / callgrind_calls
         for name, count in totals.items()
         if not name.endswith("-baseline")
     }
+
+
+def _rerun_under_callgrind(args: argparse.Namespace) -> int:
+    per_call = callgrind_totals(__file__, args.callgrind_calls)
+    if isinstance(per_call, int):
+        return per_call
     results: dict[str, dict[str, float]] = {}
     for name, value in per_call.items():
         form, stage = name.split("-", 1)

@@ -28,9 +28,7 @@ import gc
 import logging
 import os
 import pstats
-import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -233,31 +231,13 @@ class _Ours:
 
 def _rerun_under_callgrind(args: argparse.Namespace) -> int:
     """This script again under valgrind; the table from its dumps (as decode_profile.py)."""
-    with tempfile.TemporaryDirectory() as scratch:
-        directory = Path(scratch)
-        library, source = directory / "marker.so", directory / "marker.c"
-        source.write_text(decode_profile._MARKER_C)
-        subprocess.run(["cc", "-O1", "-shared", "-fPIC", "-o", library, source], check=True)
-        env = {**os.environ, "DECODE_PROFILE_MARKER": str(library), "PYTHONHASHSEED": "0"}
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            f"--callgrind-out-file={directory}/callgrind.out.%p",
-            sys.executable,
-            __file__,
-            *sys.argv[1:],
-        ]
-        completed = subprocess.run(command, env=env, stderr=subprocess.DEVNULL, check=False)
-        if completed.returncode:
-            return completed.returncode
-        totals = decode_profile._dump_totals(directory)
+    per_call = decode_profile.callgrind_totals(__file__, args.callgrind_calls)
+    if isinstance(per_call, int):
+        return per_call
     results: dict[str, dict[str, float]] = {}
-    for name, count in totals.items():
-        if not name.endswith("-baseline"):
-            server, stage = name.split("-", 1)
-            per_call = (count - totals[f"{name}-baseline"]) / args.callgrind_calls
-            results.setdefault(server, {})[stage] = per_call
+    for name, value in per_call.items():
+        server, stage = name.split("-", 1)
+        results.setdefault(server, {})[stage] = value
     _print_table(results, "instructions")
     return 0
 
