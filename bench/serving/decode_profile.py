@@ -371,8 +371,9 @@ def _unit(args: argparse.Namespace) -> str:
     return "Python function calls" if args.calls else "CPU µs (median of 7 runs)"
 
 
-def _arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def argument_parser(doc: str) -> argparse.ArgumentParser:
+    """The options both profiling scripts take (request_profile.py adds its own)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--callgrind", action="store_true", help="count instructions (valgrind)")
     parser.add_argument("--calls", action="store_true", help="count Python function calls")
     parser.add_argument("--repeat", type=int, default=2000, help="calls per CPU-time run")
@@ -380,7 +381,11 @@ def _arguments() -> argparse.Namespace:
         "--callgrind-calls", type=int, default=200, help="calls per stage under callgrind"
     )
     parser.add_argument("--runtime", choices=("auto", "sklearn", "onnx"), default="auto")
-    return parser.parse_args()
+    return parser
+
+
+def _arguments() -> argparse.Namespace:
+    return argument_parser(__doc__).parse_args()
 
 
 if __name__ == "__main__":

@@ -269,15 +269,8 @@ def _print_table(results: dict[str, dict[str, float]], unit: str) -> None:
 
 
 def _arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--callgrind", action="store_true", help="count instructions (valgrind)")
-    parser.add_argument("--calls", action="store_true", help="count Python function calls")
+    parser = decode_profile.argument_parser(__doc__)
     parser.add_argument("--top", type=int, default=0, help="cProfile's N most called functions")
-    parser.add_argument("--repeat", type=int, default=2000, help="calls per CPU-time run")
-    parser.add_argument(
-        "--callgrind-calls", type=int, default=200, help="calls per stage under callgrind"
-    )
-    parser.add_argument("--runtime", choices=("auto", "sklearn", "onnx"), default="auto")
     return parser.parse_args()
 
 
