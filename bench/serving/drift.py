@@ -1,16 +1,23 @@
 """Drift counting's cost: modeldeploy-server with and without a reference profile, same model,
 same request, same run. Not a test: it measures, it does not assert.
 
-    python bench/serving/drift.py            # 10 s per run, 3 rounds (about 10 minutes)
-    python bench/serving/drift.py --quick    # 3 s per run, 1 round
+    python bench/serving/drift.py            # 3 rounds of 4 pairs of 4 s runs (about 9 minutes)
+    python bench/serving/drift.py --quick    # 1 round of 2 pairs
 
-Method (the serving benchmark's, bench/serving/run.py): single-row v2 requests from wrk on
-127.0.0.1, the server pinned to CPU 0 and wrk to CPU 1, every server started fresh each round,
-"off" and "on" taking turns (the order alternates by round), medians over rounds. "on" loads the
-profile built by `build_profile` from the model's training data (every column binned, the
-predictions too), so every served row is counted. Target (issue 15): at most 5% fewer req/s at 8
-and 64 connections. Memory: the server's RSS after the runs, and the number of drift series on
-/metrics (features x bins, bounded by the profile, never by traffic).
+Method: single-row v2 requests from wrk on 127.0.0.1, servers pinned to CPU 0 and wrk to CPU 1
+(the serving benchmark's, bench/serving/run.py), but built for a small difference. Run one after
+the other, the same server's req/s varied by up to 30% between runs seconds apart on this
+machine, more than the 5% to be measured. So "off" and "on" run at the same time: both servers
+share CPU 0, each loaded by its own wrk with the same connections, so whatever slows the machine
+slows both, and each gets what the scheduler gives it (an equal share of the core), so the
+ratio of their req/s is the ratio of what a request costs each. Each pair is a 1 s warm-up then
+a measured run; the ratio reported is the median of the pairs' on/off ratios, with their range.
+A control pair runs two identical "off" servers the same way: its ratio shows how close to 1.0
+the method gets when there is nothing to find. "on" loads the profile built by `build_profile`
+from the model's training data (every column binned, the predictions too), so every served row
+is counted. Target (issue 15): at most 5% fewer req/s at 8 and 64 connections. Memory: each
+server's RSS after the runs, and the drift series on /metrics (features x bins, bounded by the
+profile, never by traffic).
 Results: bench/results/drift.json and a markdown table (printed, and written into README.md
 between the drift benchmark markers for full runs).
 """
@@ -25,6 +32,7 @@ import os
 import signal
 import statistics
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -62,11 +70,8 @@ def main() -> None:
     script = workload.write_wrk_script(WORK / "post.lua", body)
     runs: list[dict[str, Any]] = []
     for round_index in range(args.rounds):
-        modes = ["off", "on"] if round_index % 2 == 0 else ["on", "off"]
         for key, model in models.items():
-            for mode in modes:
-                spec = _spec(mode, profiles[key] if mode == "on" else None)
-                runs += _measure(spec, model, mode, round_index, args, wrk_path, script, body)
+            runs += _measure(model, profiles[key], round_index, args, wrk_path, script, body)
     results = {
         "benchmark": "drift",
         "mode": "quick" if args.quick else "full",
@@ -76,6 +81,7 @@ def main() -> None:
             "seconds": args.seconds,
             "warmup_seconds": args.warmup,
             "rounds": args.rounds,
+            "pairs": args.pairs,
             "connections": args.connections,
             "request_rows": 1,
         },
@@ -99,54 +105,117 @@ def _profile(model: workload.BenchModel) -> tuple[Path, str]:
     return path, hashlib.sha256(raw).hexdigest()
 
 
+PORTS = {"off": 18090, "on": 18091, "off-2": 18092}
+COMPARISONS = {"drift": ("off", "on"), "control": ("off", "off-2")}
+
+
 def _spec(mode: str, profile: tuple[Path, str] | None) -> servers.ServerSpec:
     extra = ("--profile-uri", str(profile[0]), "--profile-sha256", profile[1]) if profile else ()
+    port = PORTS[mode]
 
     def command(m: workload.BenchModel) -> list[str]:
         return [
             str(servers.BIN / "modeldeploy-server"),
             *("--model-uri", str(m.path), "--sha256", m.sha256, "--model-name", m.key),
-            *("--host", "127.0.0.1", "--port", "18090", "--log-level", "warning"),
+            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
             *("--termination-log", ""),
             *extra,
         ]
 
-    return servers.ServerSpec(f"drift-{mode}", f"drift counting {mode}", "ours", 18090, command)
+    return servers.ServerSpec(f"drift-{mode}", f"drift counting {mode}", "ours", port, command)
 
 
 def _measure(
-    spec: servers.ServerSpec,
     model: workload.BenchModel,
-    mode: str,
+    profile: tuple[Path, str],
     round_index: int,
     args: argparse.Namespace,
     wrk_path: str,
     script: Path,
     body: bytes,
 ) -> list[dict[str, Any]]:
-    log = WORK / "logs" / f"{spec.name}-{model.key}-{round_index}.log"
-    log.parent.mkdir(exist_ok=True)
-    server = servers.RunningServer(spec, model, cpu=method.SERVER_CPU, log=log)
-    runs = []
+    """One round: the three servers started fresh, then for each connection count `pairs`
+    times the drift pair and the control pair, each two servers loaded at the same time."""
+    log_directory = WORK / "logs"
+    log_directory.mkdir(exist_ok=True)
+    running: dict[str, servers.RunningServer] = {}
     try:
-        server.wait_first_prediction(body)
-        url = f"http://127.0.0.1:{spec.port}{model.infer_path}"
-        for run in method.measure(server, wrk_path, url, script, args):
-            connections = run["connections"]
-            runs.append({"model": model.key, "drift": mode, "round": round_index, **run})
-            print(
-                f"[drift] round {round_index} {model.key} {mode} c={connections}: "
-                f"{run['rps']:.0f} req/s, p99 {run['p99_ms']:.2f} ms",
-                flush=True,
-            )
-        rss_mb = round(server.rss_bytes() / 2**20, 1)
-        series = _drift_series(spec.port)
-        for run in runs:
-            run["rss_mb"], run["drift_series"] = rss_mb, series
+        for mode in PORTS:
+            spec = _spec(mode, profile if mode == "on" else None)
+            log = log_directory / f"{spec.name}-{model.key}-{round_index}.log"
+            running[mode] = servers.RunningServer(spec, model, cpu=method.SERVER_CPU, log=log)
+        for server in running.values():
+            server.wait_first_prediction(body)
+        runs: list[dict[str, Any]] = []
+        for connections in args.connections:
+            for pair in range(args.pairs):
+                order = list(COMPARISONS) if pair % 2 == 0 else list(reversed(COMPARISONS))
+                for comparison in order:
+                    pair_servers = [running[mode] for mode in COMPARISONS[comparison]]
+                    measured = _at_once(pair_servers, model, wrk_path, script, connections, args)
+                    for mode, run in zip(COMPARISONS[comparison], measured, strict=True):
+                        runs.append(
+                            {
+                                "model": model.key,
+                                "comparison": comparison,
+                                "drift": mode,
+                                "round": round_index,
+                                "pair": pair,
+                            }
+                            | run
+                        )
+                    a, b = measured
+                    print(
+                        f"[drift] round {round_index} pair {pair} {model.key} {comparison} "
+                        f"c={connections}: {a['rps']:.0f} / {b['rps']:.0f} req/s "
+                        f"({b['rps'] / a['rps']:.3f})",
+                        flush=True,
+                    )
+        for mode, server in running.items():
+            rss_mb = round(server.rss_bytes() / 2**20, 1)
+            series = _drift_series(server.spec.port)
+            for run in runs:
+                if run["drift"] == mode:
+                    run["rss_mb"], run["drift_series"] = rss_mb, series
     finally:
-        server.stop()
+        for server in running.values():
+            server.stop()
         time.sleep(0.5)
     return runs
+
+
+def _at_once(
+    pair: list[servers.RunningServer],
+    model: workload.BenchModel,
+    wrk_path: str,
+    script: Path,
+    connections: int,
+    args: argparse.Namespace,
+) -> list[dict[str, float | int]]:
+    """Both servers loaded at the same time, each by its own wrk: a warm-up run, then the
+    measured one, each started together (a barrier), so neither runs alone for long."""
+    results: list[dict[str, float | int]] = [{}, {}]
+    barrier = threading.Barrier(2)
+    load = {"connections": connections, "cpu": method.LOAD_CPU}
+
+    def run(index: int) -> None:
+        server = pair[index]
+        url = f"http://127.0.0.1:{server.spec.port}{model.infer_path}"
+        barrier.wait()
+        wrk.run(wrk_path, url, script, seconds=args.warmup, **load)
+        barrier.wait()
+        cpu_before = server.cpu_seconds()
+        result = wrk.run(wrk_path, url, script, seconds=args.seconds, **load)
+        results[index] = method.record(connections, result, server.cpu_seconds() - cpu_before)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if not all(results):
+        raise RuntimeError("a wrk run failed; see the output above")
+    return results
 
 
 def _drift_series(port: int) -> int:
@@ -156,26 +225,28 @@ def _drift_series(port: int) -> int:
 
 
 def summarize(runs: list[dict[str, Any]], connections: list[int]) -> dict[str, Any]:
-    """Per model and connection count: median req/s off and on, their ratio, p99 and memory."""
+    """Per model and connection count: median req/s off and on, the median (and range) of the
+    pairs' ratios (drift: on/off; control: off-2/off), CPU per request and memory."""
     summary: dict[str, Any] = {}
     for key in sorted({r["model"] for r in runs}):
         rows: dict[str, Any] = {}
         for c in connections:
+            mine = [r for r in runs if r["model"] == key and r["connections"] == c]
+            drift = [r for r in mine if r["comparison"] == "drift"]
 
-            def median(mode: str, field: str, c: int = c, key: str = key) -> float:
-                values = [
-                    r[field]
-                    for r in runs
-                    if r["model"] == key and r["connections"] == c and r["drift"] == mode
-                ]
-                return float(statistics.median(values))
+            def median(mode: str, field: str, drift: list[dict[str, Any]] = drift) -> float:
+                return float(statistics.median(r[field] for r in drift if r["drift"] == mode))
 
-            off, on = median("off", "rps"), median("on", "rps")
+            ratio, spread = _ratios(mine, "drift")
+            control, control_spread = _ratios(mine, "control")
             rows[str(c)] = {
-                "rps_off": off,
-                "rps_on": on,
-                "ratio": round(on / off, 3),
-                "met": on >= (1 - TARGET_LOSS) * off,
+                "rps_off": median("off", "rps"),
+                "rps_on": median("on", "rps"),
+                "ratio": ratio,
+                "ratio_range": spread,
+                "control_ratio": control,
+                "control_range": control_spread,
+                "met": ratio >= 1 - TARGET_LOSS,
                 "p99_ms_off": median("off", "p99_ms"),
                 "p99_ms_on": median("on", "p99_ms"),
                 "cpu_us_off": median("off", "cpu_us_per_request"),
@@ -191,23 +262,39 @@ def summarize(runs: list[dict[str, Any]], connections: list[int]) -> dict[str, A
     return summary
 
 
+def _ratios(runs: list[dict[str, Any]], comparison: str) -> tuple[float, list[float]]:
+    """The median of one comparison's per-pair ratios (second server / first) and their range."""
+    first, second = COMPARISONS[comparison]
+    by_pair: dict[tuple[int, int], dict[str, float]] = {}
+    for r in runs:
+        if r["comparison"] == comparison:
+            by_pair.setdefault((r["round"], r["pair"]), {})[r["drift"]] = r["rps"]
+    ratios = [pair[second] / pair[first] for pair in by_pair.values()]
+    return round(statistics.median(ratios), 3), [round(min(ratios), 3), round(max(ratios), 3)]
+
+
 def markdown(results: dict[str, Any]) -> str:
     settings = results["settings"]
     lines = [
         f"Drift counting on vs off ({results['date'][:10]}, {settings['rounds']} rounds of "
-        f"{settings['seconds']:g} s, single-row v2 requests, medians; target: on ≥ 95% of off):",
+        f"{settings['pairs']} pairs of {settings['seconds']:g} s runs, single-row v2 requests, "
+        "the two servers sharing one core and loaded at the same time; ratios: the median of "
+        "the pairs', their range in brackets; target: on ≥ 95% of off):",
         "",
-        "| model | connections | req/s off | req/s on | on / off | p99 ms off → on "
+        "| model | connections | req/s off | req/s on | on / off | control: off / off "
         "| CPU µs/req off → on | RSS MB off → on | drift series |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for key, entry in results["summary"].items():
         label = results["models"][key]["label"]
         for c, row in entry["by_connections"].items():
+            low, high = row["ratio_range"]
+            control_low, control_high = row["control_range"]
             lines.append(
                 f"| {label} | {c} | {row['rps_off']:.0f} | {row['rps_on']:.0f} "
-                f"| {row['ratio']:.3f}{'' if row['met'] else ' (missed)'} "
-                f"| {row['p99_ms_off']:.2f} → {row['p99_ms_on']:.2f} "
+                f"| {row['ratio']:.3f} [{low:.2f} to {high:.2f}]"
+                f"{'' if row['met'] else ' (missed)'} "
+                f"| {row['control_ratio']:.3f} [{control_low:.2f} to {control_high:.2f}] "
                 f"| {row['cpu_us_off']:.0f} → {row['cpu_us_on']:.0f} "
                 f"| {entry['rss_mb']['off']:.0f} → {entry['rss_mb']['on']:.0f} "
                 f"| {entry['drift_series']} |"
@@ -218,7 +305,11 @@ def markdown(results: dict[str, Any]) -> str:
 def _arguments() -> argparse.Namespace:
     parser = method.options(__doc__.split("\n\n")[0], (8, 64))
     parser.add_argument("--models", nargs="+", default=["rf", "lr"], choices=["rf", "lr"])
-    return method.parse(parser)
+    parser.add_argument("--pairs", type=int, help="off/on pairs per round and connections (4)")
+    parser.set_defaults(seconds=4.0, warmup=1.0)  # short runs: many pairs, seconds apart
+    args = method.parse(parser)
+    args.pairs = args.pairs or (2 if args.quick else 4)
+    return args
 
 
 if __name__ == "__main__":

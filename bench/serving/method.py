@@ -51,17 +51,33 @@ def measure(
     """For each connection count: a warm-up run, then the measured one, with the server's CPU
     per request."""
     for connections in args.connections:
-        load = {"connections": connections, "cpu": LOAD_CPU}
-        wrk.run(wrk_path, url, script, seconds=args.warmup, **load)
-        cpu_before = server.cpu_seconds()
-        result = wrk.run(wrk_path, url, script, seconds=args.seconds, **load)
-        cpu_used = server.cpu_seconds() - cpu_before
-        yield {
-            "connections": connections,
-            "rps": round(result.rps, 1),
-            "p50_ms": round(result.p50_ms, 3),
-            "p99_ms": round(result.p99_ms, 3),
-            "cpu_us_per_request": round(cpu_used * 1e6 / max(result.requests, 1), 1),
-            "non_2xx": result.non_2xx,
-            "socket_errors": result.socket_errors,
-        }
+        yield measure_one(server, wrk_path, url, script, connections, args)
+
+
+def measure_one(
+    server: servers.RunningServer,
+    wrk_path: str,
+    url: str,
+    script: Path,
+    connections: int,
+    args: argparse.Namespace,
+) -> dict[str, float | int]:
+    """A warm-up run, then the measured one at `connections`, with the server's CPU per request."""
+    load = {"connections": connections, "cpu": LOAD_CPU}
+    wrk.run(wrk_path, url, script, seconds=args.warmup, **load)
+    cpu_before = server.cpu_seconds()
+    result = wrk.run(wrk_path, url, script, seconds=args.seconds, **load)
+    return record(connections, result, server.cpu_seconds() - cpu_before)
+
+
+def record(connections: int, result: wrk.WrkResult, cpu_used: float) -> dict[str, float | int]:
+    """One measured run, as the results files keep it."""
+    return {
+        "connections": connections,
+        "rps": round(result.rps, 1),
+        "p50_ms": round(result.p50_ms, 3),
+        "p99_ms": round(result.p99_ms, 3),
+        "cpu_us_per_request": round(cpu_used * 1e6 / max(result.requests, 1), 1),
+        "non_2xx": result.non_2xx,
+        "socket_errors": result.socket_errors,
+    }

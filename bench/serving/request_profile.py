@@ -1,14 +1,19 @@
-"""What a whole single-row v2 request costs on the serving benchmark's LogisticRegression
-(workload.py: 20 FP64 features, one tensor), our server against the bare aiohttp floor
-(bare_server.py), driven the same way: request bytes into the aiohttp app over an in-memory
-transport, response bytes out, one event loop, no sockets and no load generator. Not a test.
+"""What a whole single-row v2 request costs on a serving benchmark model (workload.py's
+LogisticRegression, or the forest with --model rf: 20 FP64 features, one tensor), our server
+against the bare aiohttp floor (bare_server.py), driven the same way: request bytes into the
+aiohttp app over an in-memory transport, response bytes out, one event loop, no sockets and no
+load generator. Not a test.
 
     python bench/serving/request_profile.py --callgrind    # instructions per request (valgrind)
     python bench/serving/request_profile.py --calls        # Python function calls per request
     python bench/serving/request_profile.py --top 25       # cProfile: the most called functions
     python bench/serving/request_profile.py                # CPU µs (noisy on a busy machine)
+    python bench/serving/request_profile.py --callgrind --model rf --servers ours drift \
+        --callgrind-calls 2048                             # drift counting's cost per request
 
-Servers: `ours` (micro-batching on, the default), `unbatched` (--no-micro-batching), `bare`
+Servers: `ours` (micro-batching on, the default), `unbatched` (--no-micro-batching), `drift`
+(ours with the drift benchmark's reference profile: every column and the predictions counted;
+rows are binned 1024 at a time, so count at least 1024 calls to include the binning), `bare`
 (bare_server.py's aiohttp app: parse, numpy, predict, dump). Ours is driven through the same
 connection handler as the real server (connections.py) with its handler options. Stages, each
 run alone many times: `predict` (the runtime's predict on the decoded row: ONNX Runtime for ours
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import dataclasses
 import gc
 import logging
 import os
@@ -39,10 +45,12 @@ import joblib
 import numpy as np
 import workload
 
+from modeldeploy_serving.drift import parse_profile
+from modeldeploy_serving.profile import build_profile
+
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "bench" / ".work" / "request_profile"
-SERVERS = ("ours", "unbatched", "bare")
-MODEL = "lr"
+SERVERS = ("ours", "unbatched", "drift", "bare")
 
 
 def main() -> None:
@@ -51,17 +59,17 @@ def main() -> None:
         workload.build_models(WORK)  # not under valgrind: training there takes minutes
         sys.exit(_rerun_under_callgrind(args))
     logging.disable(logging.WARNING)
-    saved = _saved_model()
+    saved = _saved_model(args.model)
     body = workload.request_body()
     raw = (
         f"POST {saved.infer_path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
-    stages = {name: _stages(name, saved, body, raw, args.runtime) for name in SERVERS}
+    stages = {name: _stages(name, saved, body, raw, args.runtime) for name in args.servers}
     gc.freeze()  # as the server does once the model is loaded
     marker = decode_profile._Marker.from_environment()
     if args.top:
-        for name in SERVERS:
+        for name in args.servers:
             _top(name, stages[name]["request"], args.top)
         return
     results = {
@@ -74,14 +82,14 @@ def main() -> None:
     _print_table(results, decode_profile._unit(args))
 
 
-def _saved_model() -> workload.BenchModel:
-    path = WORK / MODEL / "model.joblib"
+def _saved_model(key: str) -> workload.BenchModel:
+    path = WORK / key / "model.joblib"
     if not path.exists():
-        return workload.build_models(WORK)[MODEL]
+        return workload.build_models(WORK)[key]
     import hashlib
 
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return workload.BenchModel(MODEL, "LogisticRegression", path, digest)
+    return workload.BenchModel(key, key, path, digest)
 
 
 def _stages(
@@ -97,6 +105,10 @@ def _stages(
 
     extra = ["--no-micro-batching"] if name == "unbatched" else []
     loaded = model_module.load(saved.path.read_bytes(), "joblib", runtime=runtime)
+    if name == "drift":  # the drift benchmark's profile: every column and the predictions
+        estimator = joblib.load(saved.path)
+        profile = parse_profile(build_profile(workload.training_data()[0], estimator))
+        loaded = dataclasses.replace(loaded, profile=profile)
     ours = _Ours(saved, loaded, ["--runtime", runtime, *extra])
     parsed = v2.parse_infer(body, loaded.signature, max_rows=1000)
     results = loaded.run(parsed.rows, parsed.outputs)
@@ -109,7 +121,7 @@ def _stages(
         stages |= {
             "parse": lambda: v2.parse_infer(body, loaded.signature, max_rows=1000),
             "encode": lambda: v2.encode_infer(
-                model_name=MODEL, model_version="", request_id=None, outputs=named
+                model_name=saved.key, model_version="", request_id=None, outputs=named
             ),
             "metrics": ours.metrics_of_one_request,
             "queue": ours.queue_hand_off(parsed.rows, parsed.outputs),
@@ -173,7 +185,7 @@ class _Ours:
         from modeldeploy_serving.metrics import ServerMetrics
         from modeldeploy_serving.service import InferenceService
 
-        argv = ["--model-uri", str(saved.path), "--sha256", saved.sha256, "--model-name", MODEL]
+        argv = ["--model-uri", str(saved.path), "--sha256", saved.sha256, "--model-name", saved.key]
         # One connection for every request: the transport cannot close (the real server ends a
         # connection after 100 requests; a new one per 100 is not in these counts).
         argv += ["--termination-log", "", "--max-requests-per-connection", "0"]
@@ -271,6 +283,8 @@ def _print_table(results: dict[str, dict[str, float]], unit: str) -> None:
 def _arguments() -> argparse.Namespace:
     parser = decode_profile.argument_parser(__doc__)
     parser.add_argument("--top", type=int, default=0, help="cProfile's N most called functions")
+    parser.add_argument("--model", choices=("lr", "rf"), default="lr", help="workload.py's model")
+    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
     return parser.parse_args()
 
 
