@@ -314,8 +314,8 @@ def test_every_row_is_counted_once_whatever_the_batches(
 
 
 def test_the_counter_keeps_no_request_array_alive() -> None:
-    """Waiting rows are copies: a request's arrays are freed once it is answered, so what
-    waits stays small and cache-warm (references cost the forest 9% of its req/s)."""
+    """Waiting rows are copies: a request's arrays (and whatever they are views of) are freed
+    once it is answered, so what waits is one buffer of bounded size."""
     frame, _ = training_frame()
     counter = DriftCounter(parse_profile(build_profile(frame, _Constant())))
     rows, predictions = frame.to_numpy(dtype=float)[:3].copy(), np.zeros(3)
