@@ -7,7 +7,6 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     ProcessCollector,
     disable_created_metrics,
     generate_latest,
@@ -16,6 +15,7 @@ from prometheus_client import (
 from . import metric_names as names
 from .errors import ClientError, ModelError, ServingError
 from .feedback import Score
+from .loop_metrics import LoopCounter, LoopGauge, LoopHistogram, LoopSeries
 
 # Sub-millisecond resolution: a linear model answers in ~0.2 ms, a forest in a few ms.
 LATENCY_BUCKETS = (
@@ -37,11 +37,32 @@ class ServerMetrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)  # RSS, CPU seconds, open fds
-        self._requests = Counter(
+        # Updated by every request: plain numbers for the event loop (loop_metrics.py).
+        self._requests = LoopCounter(
             names.REQUESTS,
             "Inference requests answered, by protocol and HTTP status class.",
             [names.LABEL_PROTOCOL, names.LABEL_STATUS_CLASS],
-            registry=self.registry,
+            [(protocol, status) for protocol in PROTOCOLS for status in STATUS_CLASSES],
+        )
+        self._latency = LoopHistogram(
+            names.REQUEST_LATENCY,
+            "Inference latency in seconds from the complete request body to the encoded "
+            "response (queue, predict, encode), for answered and model-failed requests.",
+            LATENCY_BUCKETS,
+        )
+        self._upload = LoopHistogram(
+            names.UPLOAD_DURATION,
+            "Seconds to receive an inference request's body, also when cut off by a 408 or 413.",
+            UPLOAD_BUCKETS,
+        )
+        self.in_flight = LoopGauge(names.IN_FLIGHT, "Inference requests being processed.")
+        self._batch_size = LoopHistogram(
+            names.BATCH_SIZE, "Rows per predict() call.", BATCH_BUCKETS
+        )
+        self.registry.register(
+            LoopSeries(
+                self._requests, self._latency, self._upload, self.in_flight, self._batch_size
+            )
         )
         self._model_errors = Counter(
             names.MODEL_ERRORS,
@@ -53,28 +74,6 @@ class ServerMetrics:
             names.CLIENT_ERRORS,
             "Inference requests rejected as the client's fault (4xx), by reason.",
             [names.LABEL_REASON],
-            registry=self.registry,
-        )
-        self._latency = Histogram(
-            names.REQUEST_LATENCY,
-            "Inference latency in seconds from the complete request body to the encoded "
-            "response (queue, predict, encode), for answered and model-failed requests.",
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self._upload = Histogram(
-            names.UPLOAD_DURATION,
-            "Seconds to receive an inference request's body, also when cut off by a 408 or 413.",
-            buckets=UPLOAD_BUCKETS,
-            registry=self.registry,
-        )
-        self.in_flight = Gauge(
-            names.IN_FLIGHT, "Inference requests being processed.", registry=self.registry
-        )
-        self._batch_size = Histogram(
-            names.BATCH_SIZE,
-            "Rows per predict() call.",
-            buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
         self._model_info = Gauge(
@@ -122,12 +121,6 @@ class ServerMetrics:
             "Sum of the absolute errors of feedback rows (regression).",
             registry=self.registry,
         )
-        # Children resolved once: label lookup is the costly part of counting on the hot path.
-        self._request_children = {
-            (protocol, status): self._requests.labels(protocol, status)
-            for protocol in PROTOCOLS
-            for status in STATUS_CLASSES
-        }
 
     def describe_model(self, *, name: str, version: str, sha256: str, fmt: str) -> None:
         self._model_info.labels(name, version, sha256[:12], fmt).set(1)
@@ -150,14 +143,16 @@ class ServerMetrics:
     def observe_request(
         self, protocol: str, seconds: float, error: ServingError | None = None
     ) -> None:
-        status = 200 if error is None else error.status
-        self._request_children[(protocol, f"{status // 100}xx")].inc()
+        if error is None:
+            self._requests.inc((protocol, "2xx"))
+            self._latency.observe(seconds)
+            return
+        self._requests.inc((protocol, f"{error.status // 100}xx"))
         if isinstance(error, ClientError):
             self._client_errors.labels(error.reason).inc()
             return
         if isinstance(error, ModelError):
             self._model_errors.inc()
-        if error is None or isinstance(error, ModelError):
             self._latency.observe(seconds)
 
     def observe_feedback(self, score: Score | None, error: ServingError | None = None) -> None:
