@@ -20,6 +20,7 @@ ENV_PREFIX = "MODELDEPLOY_"
 FORMATS = ("joblib", "skops")
 ModelFormat = Literal["joblib", "skops"]
 LOG_LEVELS = ("debug", "info", "warning", "error")
+EVENT_LOOPS = ("uvloop", "asyncio")
 RUNTIMES = ("auto", "sklearn", "onnx")
 RuntimeChoice = Literal["auto", "sklearn", "onnx"]
 # Metrics of the validation gate; see validation.py for which direction is better.
@@ -86,6 +87,7 @@ class ServerConfig:
     skip_load_check: bool
     termination_log: Path | None
     log_level: str
+    event_loop: str
 
 
 # --- value parsers: str -> typed value, ValueError with the rule on failure -------------------
@@ -382,6 +384,12 @@ FLAGS: tuple[_Flag, ...] = (
         "file that receives the one-line load failure reason ('' to disable)",
     ),
     _Flag("log-level", _choice(LOG_LEVELS), "info", "debug, info, warning or error"),
+    _Flag(
+        "event-loop",
+        _choice(EVENT_LOOPS),
+        "uvloop",
+        "uvloop (libuv, in C) or asyncio (the standard library's, in Python)",
+    ),
 )
 
 

@@ -54,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if config.fetch_to is not None:
         return fetch_for_init_container(config)
+    if config.event_loop == "uvloop":  # 9-10% more req/s on the forest than asyncio's loop
+        import uvloop
+
+        return uvloop.run(serve(config))
     return asyncio.run(serve(config))
 
 
