@@ -55,7 +55,6 @@ QUARANTINE_LIMIT: Final = 20  # oldest quarantined spec hashes are forgotten bey
 
 Moved: TypeAlias = tuple[RolloutState, Event | None]
 Rule: TypeAlias = Callable[[RolloutState, Observation, Policy, datetime], Moved | None]
-_MANUAL: Final = names.REASON_MANUAL_ROLLBACK
 
 
 def step(
@@ -117,15 +116,15 @@ def _rollback(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Mo
         s = _quarantine(s, obs.spec_hash)
     msg = f"rollback to r{target.number} requested"
     if s.canary and not s.restoring:
-        s = _record(s, s.canary, Outcome.ROLLED_BACK, _MANUAL, msg, now, p)
+        s = _record(s, s.canary, Outcome.ROLLED_BACK, names.REASON_MANUAL_ROLLBACK, msg, now, p)
     s = _drop_canary(s)
     if target.number == stable.number:
         return s, _event(names.REASON_ROLLED_BACK, f"{msg}; r{target.number} serves")
     if s.previous and target.number == s.previous.number:
-        s = _back_to_previous(s, Outcome.ROLLED_BACK, _MANUAL, msg, now, p)
+        s = _back_to_previous(s, Outcome.ROLLED_BACK, names.REASON_MANUAL_ROLLBACK, msg, now, p)
         return s, _event(names.REASON_ROLLED_BACK, f"{msg}; warm r{target.number} serves again")
     if s.bake_until is not None:  # leaving a revision that never finished its bake
-        s = _record(s, stable, Outcome.ROLLED_BACK, _MANUAL, msg, now, p)
+        s = _record(s, stable, Outcome.ROLLED_BACK, names.REASON_MANUAL_ROLLBACK, msg, now, p)
     s = replace(s, previous=None, bake_until=None, canary=target, restoring=True)
     s = replace(s, step=len(p.canary_steps), weight=100, step_started_at=now)
     return s, _event(names.REASON_ROLLED_BACK, f"{msg}; scaling r{target.number} up first")
@@ -322,7 +321,9 @@ def _cutover(s: RolloutState, obs: Observation, p: Policy, now: datetime) -> Mov
         return replace(s, stable=c), _event(names.REASON_DEPLOYED, msg)
     if restoring:
         msg = f"{what} restored by request; r{old.number} scaled to zero"
-        s = _record(s, c, Outcome.PROMOTED, _MANUAL, msg, now, p, started=started)
+        s = _record(
+            s, c, Outcome.PROMOTED, names.REASON_MANUAL_ROLLBACK, msg, now, p, started=started
+        )
         return replace(s, stable=c), _event(names.REASON_ROLLED_BACK, msg)
     msg = f"{what} serves 100%; r{old.number} stays warm until {shown(until)}"
     return replace(s, stable=c, previous=old, bake_until=until), _event(names.REASON_PROMOTED, msg)
@@ -470,7 +471,7 @@ def _rollback_target(s: RolloutState, number: int) -> tuple[Revision | None, str
     last = entries[-1]
     if last.outcome is Outcome.FAILED:
         return None, f"r{number} never became ready ({last.reason})"
-    if last.outcome is Outcome.ROLLED_BACK and last.reason != _MANUAL:
+    if last.outcome is Outcome.ROLLED_BACK and last.reason != names.REASON_MANUAL_ROLLBACK:
         return None, f"r{number} was rolled back ({last.reason})"
     proven = any(e.outcome is Outcome.PROMOTED for e in entries)
     return Revision(

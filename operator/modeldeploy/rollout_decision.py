@@ -24,8 +24,6 @@ from modeldeploy.rollout_types import (
 )
 from modeldeploy.serial import shown
 
-_MANUAL: Final = names.REASON_MANUAL_ROLLBACK  # the same shorthand as modeldeploy.rollout's
-
 
 @dataclass(frozen=True)
 class Situation:
@@ -134,7 +132,9 @@ def _resting(s: RolloutState, obs: Observation, stable: Revision) -> Situation:
             f"{what} {how}is quarantined; {serves(stable)} 100%. Apply another spec, or "
             f"`retry` (annotation {names.ANNOTATION_RETRY}) to roll it out again"
         )
-        return Situation(Phase.ROLLED_BACK, last.reason if last else _MANUAL, msg)
+        return Situation(
+            Phase.ROLLED_BACK, last.reason if last else names.REASON_MANUAL_ROLLBACK, msg
+        )
     if obs.spec_hash != stable.spec_hash and s.paused:
         msg = f"paused: model {obs.model_version} waits; r{stable.number} serves 100%"
         return Situation(Phase.PROGRESSING, names.REASON_PAUSED, msg)
