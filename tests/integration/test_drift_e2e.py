@@ -6,7 +6,9 @@ One story: r1, a good classifier under traffic drawn like its training data, is 
 pipeline fitted on inputs in other units (millimetres, while clients send metres: every answer
 is 200 OK, the inputs are far from its reference), is rolled back with FeatureDrift; r3, a
 constant predictor shipped with r1's profile (a bad export), is rolled back with
-PredictionDrift. Requests carry 8 rows, so a 5 s window
+PredictionDrift; r4, a good model deployed once the clients' traffic has drifted, breaches
+FeatureDrift naming the column, and since r1 breaches too the rollout stops instead of rolling
+back onto it. Requests carry 8 rows, so a 5 s window
 holds hundreds of rows and sampling noise stays near (bins - 1) / rows, well under 0.5.
 """
 
@@ -61,6 +63,14 @@ def reference_body(i: int) -> bytes:
     return v2_body(np.random.default_rng(i).normal(size=(ROWS_PER_REQUEST, 6)).round(4))
 
 
+def drifted_body(i: int) -> bytes:
+    """Client traffic after a change upstream (a sensor recalibrated): column 2 moved by three
+    standard deviations."""
+    rows = np.random.default_rng(i).normal(size=(ROWS_PER_REQUEST, 6))
+    rows[:, 2] += 3.0
+    return v2_body(rows.round(4))
+
+
 def profiled(
     estimator: Any, features: np.ndarray, directory: Path, name: str, profile_of: Any = None
 ) -> tuple[SavedModel, dict[str, str]]:
@@ -107,7 +117,7 @@ def test_feature_and_prediction_drift_roll_back_a_good_model_is_promoted(
     both = {"predictionDrift": THRESHOLD, "featureDrift": THRESHOLD}
 
     with LoadGenerator(
-        runtime.service_endpoints, rate=20, max_seconds=240, body=reference_body
+        runtime.service_endpoints, rate=20, max_seconds=360, body=reference_body
     ) as load:
         apply(cluster, ns, drift_spec(r1, "1", r1_profile, **both))
         wait_phase(cluster, ns, names.PHASE_STABLE)
@@ -139,3 +149,24 @@ def test_feature_and_prediction_drift_roll_back_a_good_model_is_promoted(
         assert "predictionDrift PSI" in degraded["message"]
         assert md["status"]["stable"]["revision"] == 1
         assert load.statuses(3)[200] > 0  # r3 answered real requests: 200 OK, wrong answers
+
+        # A good model (retrained on r1's data, with its own profile) while the clients' inputs
+        # drift from the training data: nothing is wrong with the model, its traffic is. r1
+        # sees the same inputs and breaches too, so rolling back would not help: the rollout
+        # stops, r1 keeps serving, and status says why.
+        load.body = drifted_body
+        retrained = LogisticRegression(C=0.5, max_iter=500).fit(x1, y1)  # a new model, as good
+        r4, r4_profile = profiled(retrained, x1, tmp_path, "r4")
+        apply(cluster, ns, drift_spec(r4, "4", r4_profile, featureDrift=THRESHOLD))
+
+        def stopped_on_drift(md: dict[str, Any]) -> bool:
+            progressing = condition(md, names.COND_PROGRESSING)
+            return progressing.get("reason") == names.REASON_FEATURE_DRIFT
+
+        md = wait_md(cluster, ns, "r4's rollout stopped on feature drift", stopped_on_drift, 120)
+        breach = md["status"]["lastBreach"]
+        assert breach["revision"] == 4 and breach["reason"] == names.REASON_FEATURE_DRIFT
+        assert "featureDrift feature '2' PSI " in breach["message"], breach
+        degraded = condition(md, names.COND_DEGRADED)
+        assert "no rollback onto r1, which breaches too" in degraded["message"], degraded
+        assert md["status"]["stable"]["revision"] == 1 and not history(md, 4)
