@@ -38,7 +38,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import joblib
 import method
 import orjson
 import report
@@ -47,7 +46,6 @@ import workload
 import wrk
 
 from modeldeploy_serving.metric_names import DRIFT_ROWS
-from modeldeploy_serving.profile import build_profile
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "bench" / ".work" / "drift"
@@ -98,8 +96,7 @@ def main() -> None:
 
 
 def _profile(model: workload.BenchModel) -> tuple[Path, str]:
-    estimator = joblib.load(model.path)
-    raw = orjson.dumps(build_profile(workload.training_data()[0], estimator))
+    raw = orjson.dumps(workload.reference_profile(model))
     path = model.path.with_name("profile.json")
     path.write_bytes(raw)
     return path, hashlib.sha256(raw).hexdigest()
@@ -112,16 +109,7 @@ COMPARISONS = {"drift": ("off", "on"), "control": ("off", "off-2")}
 def _spec(mode: str, profile: tuple[Path, str] | None) -> servers.ServerSpec:
     extra = ("--profile-uri", str(profile[0]), "--profile-sha256", profile[1]) if profile else ()
     port = PORTS[mode]
-
-    def command(m: workload.BenchModel) -> list[str]:
-        return [
-            str(servers.BIN / "modeldeploy-server"),
-            *("--model-uri", str(m.path), "--sha256", m.sha256, "--model-name", m.key),
-            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
-            *("--termination-log", ""),
-            *extra,
-        ]
-
+    command = servers.ours_command(port, *extra)
     return servers.ServerSpec(f"drift-{mode}", f"drift counting {mode}", "ours", port, command)
 
 

@@ -46,7 +46,6 @@ import numpy as np
 import workload
 
 from modeldeploy_serving.drift import parse_profile
-from modeldeploy_serving.profile import build_profile
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "bench" / ".work" / "request_profile"
@@ -106,8 +105,7 @@ def _stages(
     extra = ["--no-micro-batching"] if name == "unbatched" else []
     loaded = model_module.load(saved.path.read_bytes(), "joblib", runtime=runtime)
     if name == "drift":  # the drift benchmark's profile: every column and the predictions
-        estimator = joblib.load(saved.path)
-        profile = parse_profile(build_profile(workload.training_data()[0], estimator))
+        profile = parse_profile(workload.reference_profile(saved))
         loaded = dataclasses.replace(loaded, profile=profile)
     ours = _Ours(saved, loaded, ["--runtime", runtime, *extra])
     parsed = v2.parse_infer(body, loaded.signature, max_rows=1000)

@@ -37,13 +37,7 @@ def specs(work: Path, asgi_python: Path | None, mlserver_bin: Path | None) -> li
     bare = str(ROOT / "bench" / "serving" / "bare_server.py")
 
     def ours(*extra: str) -> Callable[[BenchModel], list[str]]:
-        return lambda m: [
-            str(BIN / "modeldeploy-server"),
-            *("--model-uri", str(m.path), "--sha256", m.sha256, "--model-name", m.key),
-            *("--host", "127.0.0.1", "--port", "18080", "--log-level", "warning"),
-            *("--termination-log", ""),
-            *extra,
-        ]
+        return ours_command(18080, *extra)
 
     result = [
         ServerSpec("modeldeploy", "modeldeploy (batching on)", "ours", 18080, ours()),
@@ -104,6 +98,17 @@ def specs(work: Path, asgi_python: Path | None, mlserver_bin: Path | None) -> li
             ServerSpec("mlserver-defaults", "MLServer, defaults", "peer", 18082, mlserver, ports),
         ]
     return result
+
+
+def ours_command(port: int, *extra: str) -> Callable[[BenchModel], list[str]]:
+    """modeldeploy-server on 127.0.0.1:`port` serving the benchmark model, plus `extra` flags."""
+    return lambda m: [
+        str(BIN / "modeldeploy-server"),
+        *("--model-uri", str(m.path), "--sha256", m.sha256, "--model-name", m.key),
+        *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+        *("--termination-log", ""),
+        *extra,
+    ]
 
 
 def mlserver_folder(work: Path, model: BenchModel) -> Path:

@@ -19,6 +19,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from modeldeploy_serving.prepare import prepare
+from modeldeploy_serving.profile import build_profile
 from modeldeploy_serving.signature import PREDICT
 
 N_FEATURES = 20
@@ -59,6 +60,11 @@ def build_models(directory: Path) -> dict[str, BenchModel]:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         built[key] = BenchModel(key, label, path, digest)
     return built
+
+
+def reference_profile(model: BenchModel) -> dict[str, Any]:
+    """The drift profile of the model's training data: every column and the predictions."""
+    return build_profile(training_data()[0], joblib.load(model.path))
 
 
 def request_body() -> bytes:
