@@ -81,12 +81,7 @@ class DriftCounter(Collector):
             if count > FLUSH_ROWS:  # larger than the buffer: binned as it is
                 self._count(rows, predicted)
                 return
-        try:
-            self._rows[start : start + count] = rows
-        except (TypeError, ValueError):  # e.g. None in a numeric column: counted as served
-            self.flush()
-            self._count(rows, predicted)
-            return
+        self._rows[start : start + count] = rows  # numbers (NaN when missing) or objects
         self._rows_waiting = start + count
         if predicted is not None:
             if new_kind:
