@@ -149,33 +149,34 @@ def _stage_calls(form: Form, loaded: Any, saved: Any) -> dict[str, Callable[[], 
 
 
 class _InProcessApp:
-    """The server's aiohttp app on an in-memory transport: request bytes in, response bytes
-    out, on one event loop, with nothing between them but the server's own code."""
+    """The server's app behind its own HTTP layer on an in-memory transport: request bytes in,
+    response bytes out, on one event loop, with nothing between them but the server's code."""
 
     def __init__(self, saved: Any, loaded: Any) -> None:
-        from aiohttp import web
-
         from modeldeploy_serving.app import create_app
         from modeldeploy_serving.config import parse_config
+        from modeldeploy_serving.http_server import HttpServer
         from modeldeploy_serving.metrics import ServerMetrics
+        from modeldeploy_serving.server import http_limits
         from modeldeploy_serving.service import InferenceService
 
         argv = ["--model-uri", str(saved.path), "--sha256", saved.sha256]
+        # One connection for every request: the transport cannot close.
+        argv += ["--max-requests-per-connection", "0"]
         config = parse_config([*argv, "--model-name", saved.key], {})
         self._loop = asyncio.new_event_loop()
         metrics = ServerMetrics()
         self._service = InferenceService(config, metrics)
-        runner = web.AppRunner(create_app(config, self._service, metrics), access_log=None)
-
-        async def start() -> Any:
-            self._service.model_loaded(loaded)  # starts the predict queue on this loop
-            await runner.setup()
-            return runner.server
-
-        server = self._loop.run_until_complete(start())
+        http = HttpServer(create_app(config, self._service, metrics), http_limits(config))
         self._transport = _Transport()
-        self._protocol = server()
-        self._protocol.connection_made(self._transport)
+
+        async def connect() -> asyncio.Protocol:
+            self._service.model_loaded(loaded)  # starts the predict queue on this loop
+            protocol = http.protocol()
+            protocol.connection_made(self._transport)
+            return protocol
+
+        self._protocol = self._loop.run_until_complete(connect())
 
     def answer(self, raw: bytes) -> bytes:
         self._transport.reset(self._loop.create_future())

@@ -35,7 +35,7 @@ import logging
 import os
 import pstats
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,7 @@ def _stages(
     if name == "bare":
         estimator = joblib.load(saved.path)
         rows = np.asarray([orjson_row(body)], dtype=np.float64)
-        app = _Driven(lambda: bare_server.aiohttp_app(estimator), None)
+        app = _Driven(_aiohttp_protocol(lambda: bare_server.aiohttp_app(estimator)))
         return {"predict": lambda: estimator.predict(rows), "request": lambda: app.answer(raw)}
     from modeldeploy_serving import model as model_module
     from modeldeploy_serving.protocol import v2
@@ -127,6 +127,26 @@ def _stages(
     return stages
 
 
+def _aiohttp_protocol(make_app: Callable[[], Any]) -> Callable[[], Awaitable[asyncio.Protocol]]:
+    """aiohttp's own connection protocol for an app, as web.run_app serves it."""
+
+    async def protocol() -> asyncio.Protocol:
+        from aiohttp import web
+
+        runner = web.AppRunner(make_app(), access_log=None)
+        await runner.setup()
+        assert runner.server is not None
+        made: asyncio.Protocol = runner.server()
+        return made
+
+    return protocol
+
+
+async def _ours_protocol(http: Any) -> asyncio.Protocol:
+    made: asyncio.Protocol = http.protocol()
+    return made
+
+
 def orjson_row(body: bytes) -> list[float]:
     import orjson
 
@@ -135,34 +155,25 @@ def orjson_row(body: bytes) -> list[float]:
 
 
 class _Driven:
-    """An aiohttp app on decode_profile's in-memory transport: request bytes in, response out.
-    `handler` builds the connection's protocol from the app's low-level server (None: aiohttp's
-    own, as web.run_app uses)."""
+    """A server's connection protocol on decode_profile's in-memory transport: request bytes
+    in, response out. `protocol` builds it on the loop, after `setup`."""
 
     def __init__(
-        self, make_app: Callable[[], Any], handler: Callable[[Any], Any] | None, setup: Any = None
+        self,
+        protocol: Callable[[], Awaitable[asyncio.Protocol]],
+        setup: Callable[[], object] | None = None,
     ) -> None:
-        from aiohttp import web
-
         self.loop = asyncio.new_event_loop()
-        runner = web.AppRunner(make_app(), access_log=None)
-
-        async def start() -> Any:
-            if setup is not None:
-                setup()
-            await runner.setup()
-            return runner.server
-
         self._transport = decode_profile._Transport()
 
-        async def connect(server: Any) -> Any:  # the guarded handler arms a timer: in the loop
-            protocol = server() if handler is None else handler(server)
-            protocol.connection_made(self._transport)
-            return protocol
+        async def connect() -> asyncio.Protocol:
+            if setup is not None:
+                setup()
+            made = await protocol()
+            made.connection_made(self._transport)
+            return made
 
-        self._protocol = self.loop.run_until_complete(
-            connect(self.loop.run_until_complete(start()))
-        )
+        self._protocol = self.loop.run_until_complete(connect())
 
     def answer(self, raw: bytes) -> bytes:
         self._transport.reset(self.loop.create_future())
@@ -179,8 +190,9 @@ class _Ours:
     def __init__(self, saved: workload.BenchModel, loaded: Any, extra: list[str]) -> None:
         from modeldeploy_serving.app import create_app
         from modeldeploy_serving.config import parse_config
-        from modeldeploy_serving.connections import ConnectionGuard, _GuardedHandler
+        from modeldeploy_serving.http_server import HttpServer
         from modeldeploy_serving.metrics import ServerMetrics
+        from modeldeploy_serving.server import http_limits
         from modeldeploy_serving.service import InferenceService
 
         argv = ["--model-uri", str(saved.path), "--sha256", saved.sha256, "--model-name", saved.key]
@@ -190,21 +202,9 @@ class _Ours:
         self.config = config = parse_config([*argv, *extra], {})
         self.metrics = ServerMetrics()
         self.service = InferenceService(config, self.metrics)
-        guard = ConnectionGuard(
-            header_timeout=config.header_timeout,
-            max_connections=config.max_connections,
-            handler_options={
-                "access_log": None,
-                "keepalive_timeout": config.keepalive_timeout,
-                "lingering_time": 0,
-            },
-            max_requests_per_connection=config.max_requests_per_connection,
-        )
-        self.app = _Driven(
-            lambda: create_app(config, self.service, self.metrics),
-            lambda server: _GuardedHandler(server, guard),
-            setup=lambda: self.service.model_loaded(loaded),
-        )
+        http = HttpServer(create_app(config, self.service, self.metrics), http_limits(config))
+        loads = lambda: self.service.model_loaded(loaded)  # noqa: E731
+        self.app = _Driven(lambda: _ours_protocol(http), setup=loads)
 
     def metrics_of_one_request(self) -> None:
         metrics = self.metrics

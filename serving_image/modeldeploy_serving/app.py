@@ -1,4 +1,5 @@
-"""HTTP routes (aiohttp). Thin: read the body, hand it to the protocol and the service, answer.
+"""HTTP routes on the server's own HTTP layer (http_server.py). Thin: read the body, hand it to
+the protocol and the service, answer.
 
 Every error is a ServingError carrying its status; `_answer_inference` turns it into a JSON
 error body and counts it by whose fault it was. A model error's text (the estimator's exception)
@@ -11,7 +12,7 @@ client's upload is its own histogram and never reaches the p99 that can trigger 
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 import re
 import secrets
@@ -20,9 +21,6 @@ from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Protocol
 
-import orjson
-from aiohttp import web
-
 from . import feedback as scoring
 from .config import ServerConfig
 from .errors import (
@@ -30,10 +28,10 @@ from .errors import (
     ModelError,
     ModelNotFound,
     PayloadTooLarge,
-    RequestTimeout,
     ServingError,
     UnsupportedMediaType,
 )
+from .http_server import JSON, Handler, Request, Response, json_response
 from .metrics import ServerMetrics
 from .protocol import body, v1, v2
 from .protocol import feedback as feedback_protocol
@@ -42,12 +40,36 @@ from .signature import PREDICT, ModelSignature
 
 log = logging.getLogger(__name__)
 
-JSON = "application/json"
 PLATFORM = "scikit-learn"
 SERVER_NAME = "modeldeploy-server"
 REQUEST_ID_HEADER = "X-Request-Id"
 # A caller's id is echoed only if it is short and plain: it goes into the log line.
 _CALLER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+Params = dict[str, str]
+Route = Callable[[Request, Params], Awaitable[Response]]
+
+# Path patterns ({name}: one path segment, never two patterns for one path) and the method each
+# answers; tried in this order. A GET route also answers HEAD (the body left out).
+_ROUTES: tuple[tuple[str, str, str], ...] = (
+    ("/v2/models/{name}/infer", "POST", "v2_infer"),
+    ("/v2/models/{name}/versions/{version}/infer", "POST", "v2_infer"),
+    ("/v1/models/{name}:predict", "POST", "v1_predict"),
+    ("/v2/health/live", "GET", "live"),
+    ("/v2/health/ready", "GET", "ready"),
+    ("/v2", "GET", "server_metadata"),
+    ("/v2/models/{name}", "GET", "model_metadata"),
+    ("/v2/models/{name}/versions/{version}", "GET", "model_metadata"),
+    ("/v2/models/{name}/ready", "GET", "model_ready"),
+    ("/v2/models/{name}/versions/{version}/ready", "GET", "model_ready"),
+    ("/v2/models/{name}/feedback", "POST", "v2_feedback"),
+    ("/v2/models/{name}/versions/{version}/feedback", "POST", "v2_feedback"),
+    ("/v1/models/{name}:feedback", "POST", "v1_feedback"),
+    ("/metrics", "GET", "metrics"),
+)
+_PATTERNS = tuple(
+    re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^{}/]+)", re.escape(path)))
+    for path, _, _ in _ROUTES
+)
 
 
 class _ParseFeedback(Protocol):
@@ -56,45 +78,61 @@ class _ParseFeedback(Protocol):
     ) -> feedback_protocol.FeedbackRequest: ...
 
 
-def create_app(
-    config: ServerConfig, service: InferenceService, metrics: ServerMetrics
-) -> web.Application:
+def create_app(config: ServerConfig, service: InferenceService, metrics: ServerMetrics) -> Handler:
+    """The server's request handler: route, answer, and turn errors into JSON answers."""
     routes = _Routes(config, service, metrics)
+    bound: tuple[Route, ...] = tuple(getattr(routes, name) for _, _, name in _ROUTES)
 
-    @web.middleware
-    async def close_while_draining(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        # After SIGTERM every answer ends its keep-alive connection ("Connection: close"): a
-        # client's next request opens a new connection, which the Service routes to a pod that
-        # stays, instead of racing the close of an idle connection to this one.
-        response = await handler(request)
+    async def handle(request: Request) -> Response:
+        try:
+            found = _route(request.path)
+            if found is None:
+                raise _NoRoute(404, "Not Found")
+            index, params = found
+            allowed = _ROUTES[index][1]
+            if request.method != allowed and not (request.method == "HEAD" and allowed == "GET"):
+                raise _NoRoute(
+                    405, "Method Not Allowed", "GET,HEAD" if allowed == "GET" else allowed
+                )
+            response = await bound[index](request, dict(params))
+        except ServingError as exc:
+            response = _error_response(exc)
+        except _NoRoute as exc:
+            error = ClientError(f"{request.method} {request.path}: {exc.phrase}")
+            reason = exc.phrase.lower().replace(" ", "_")
+            headers = [("Allow", exc.allowed)] if exc.allowed else []
+            answer = {"error": error.message, "reason": reason}
+            response = json_response(exc.status, answer, headers)
         if service.draining:
-            response.force_close()
+            # After SIGTERM every answer ends its keep-alive connection ("Connection: close"): a
+            # client's next request opens a new connection, which the Service routes to a pod
+            # that stays, instead of racing the close of an idle connection to this one.
+            response.close = True
         return response
 
-    app = web.Application(
-        client_max_size=config.max_request_bytes,
-        middlewares=[close_while_draining, _json_errors],
-    )
-    add = app.router
-    # aiohttp tries the /v2/models/{name}... patterns in the order they are added: infer first,
-    # so an inference request is not matched against every metadata pattern before its own.
-    add.add_post("/v2/models/{name}/infer", routes.v2_infer)
-    add.add_post("/v2/models/{name}/versions/{version}/infer", routes.v2_infer)
-    add.add_post("/v1/models/{name}:predict", routes.v1_predict)
-    add.add_get("/v2/health/live", routes.live)
-    add.add_get("/v2/health/ready", routes.ready)
-    add.add_get("/v2", routes.server_metadata)
-    add.add_get("/v2/models/{name}", routes.model_metadata)
-    add.add_get("/v2/models/{name}/versions/{version}", routes.model_metadata)
-    add.add_get("/v2/models/{name}/ready", routes.model_ready)
-    add.add_get("/v2/models/{name}/versions/{version}/ready", routes.model_ready)
-    add.add_post("/v2/models/{name}/feedback", routes.v2_feedback)
-    add.add_post("/v2/models/{name}/versions/{version}/feedback", routes.v2_feedback)
-    add.add_post("/v1/models/{name}:feedback", routes.v1_feedback)
-    add.add_get("/metrics", routes.metrics)
-    return app
+    return handle
+
+
+class _NoRoute(Exception):
+    def __init__(self, status: int, phrase: str, allowed: str = "") -> None:
+        super().__init__(phrase)
+        self.status, self.phrase, self.allowed = status, phrase, allowed
+
+
+def _find_route(path: str) -> tuple[int, tuple[tuple[str, str], ...]] | None:
+    """The route whose pattern the path matches (at most one does), and its parameters."""
+    for index, pattern in enumerate(_PATTERNS):
+        if (matched := pattern.fullmatch(path)) is not None:
+            return index, tuple(matched.groupdict().items())
+    return None
+
+
+_find_remembered = functools.lru_cache(maxsize=1024)(_find_route)
+
+
+def _route(path: str) -> tuple[int, tuple[tuple[str, str], ...]] | None:
+    # Clients choose paths: only short ones are remembered.
+    return _find_remembered(path) if len(path) <= 256 else _find_route(path)
 
 
 class _Routes:
@@ -107,61 +145,59 @@ class _Routes:
         self._error_log = _RateLimitedLog(interval_seconds=1.0)
 
     # --- health and metadata -------------------------------------------------------------
-    async def live(self, _: web.Request) -> web.Response:
+    async def live(self, _: Request, __: Params) -> Response:
         # Never waits on the model or the predict queue: load must not fail liveness.
-        return _json({"live": True})
+        return json_response(200, {"live": True})
 
-    async def ready(self, _: web.Request) -> web.Response:
+    async def ready(self, _: Request, __: Params) -> Response:
         if self._service.ready:
-            return _json({"ready": True, "runtime": self._service.runtime})
+            return json_response(200, {"ready": True, "runtime": self._service.runtime})
         service = self._service  # `cause` is CamelCase (e.g. Sha256Mismatch), `reason` prose
         body = {
             "ready": False,
             "reason": service.not_ready_reason,
             "cause": service.not_ready_cause,
         }
-        return _json(body, status=503)
+        return json_response(503, body)
 
-    async def model_ready(self, request: web.Request) -> web.Response:
-        name, model_version = request.match_info["name"], request.match_info.get("version")
+    async def model_ready(self, _: Request, params: Params) -> Response:
+        name, model_version = params["name"], params.get("version")
         if name != self._service.name or model_version not in (None, self._service.version):
             raise ModelNotFound(f"model {name!r} is not served here")
         if self._service.ready:
-            return _json({"name": name, "ready": True})
+            return json_response(200, {"name": name, "ready": True})
         reason = self._service.not_ready_reason
-        return _json({"name": name, "ready": False, "reason": reason}, status=503)
+        return json_response(503, {"name": name, "ready": False, "reason": reason})
 
-    async def server_metadata(self, _: web.Request) -> web.Response:
-        return _json({"name": SERVER_NAME, "version": _package_version(), "extensions": []})
-
-    async def model_metadata(self, request: web.Request) -> web.Response:
-        signature = self._service.require_model(
-            request.match_info["name"], request.match_info.get("version")
+    async def server_metadata(self, _: Request, __: Params) -> Response:
+        return json_response(
+            200, {"name": SERVER_NAME, "version": _package_version(), "extensions": []}
         )
+
+    async def model_metadata(self, _: Request, params: Params) -> Response:
+        signature = self._service.require_model(params["name"], params.get("version"))
         raw = v2.encode_metadata(
             model_name=self._service.name,
             model_version=self._service.version,
             platform=PLATFORM,
             signature=signature,
         )
-        return web.Response(body=raw, content_type=JSON)
+        return Response(200, raw)
 
-    async def metrics(self, _: web.Request) -> web.Response:
+    async def metrics(self, _: Request, __: Params) -> Response:
         raw, content_type = self._metrics.exposition()
-        return web.Response(body=raw, headers={"Content-Type": content_type})
+        return Response(200, raw, content_type=content_type)
 
     # --- inference ---------------------------------------------------------------------------
-    async def v2_infer(self, request: web.Request) -> web.Response:
-        return await self._answer_inference("v2", request, self._v2_infer)
+    async def v2_infer(self, request: Request, params: Params) -> Response:
+        return await self._answer_inference("v2", request, params, self._v2_infer)
 
-    async def v1_predict(self, request: web.Request) -> web.Response:
-        return await self._answer_inference("v1", request, self._v1_predict)
+    async def v1_predict(self, request: Request, params: Params) -> Response:
+        return await self._answer_inference("v1", request, params, self._v1_predict)
 
-    async def _v2_infer(self, request: web.Request, clock: _Clock) -> bytes:
+    async def _v2_infer(self, request: Request, params: Params, clock: _Clock) -> bytes:
         service = self._service
-        signature = service.require_model(
-            request.match_info["name"], request.match_info.get("version")
-        )
+        signature = service.require_model(params["name"], params.get("version"))
         parsed = v2.parse_infer(
             await self._read_body(request, clock), signature, max_rows=self._max_rows
         )
@@ -173,8 +209,8 @@ class _Routes:
             outputs=list(zip(parsed.outputs, results, strict=True)),
         )
 
-    async def _v1_predict(self, request: web.Request, clock: _Clock) -> bytes:
-        signature = self._service.require_model(request.match_info["name"])
+    async def _v1_predict(self, request: Request, params: Params, clock: _Clock) -> bytes:
+        signature = self._service.require_model(params["name"])
         rows = v1.parse_predict(
             await self._read_body(request, clock), signature, max_rows=self._max_rows
         )
@@ -184,13 +220,14 @@ class _Routes:
     async def _answer_inference(
         self,
         protocol: str,
-        request: web.Request,
-        answer: Callable[[web.Request, _Clock], Awaitable[bytes]],
-    ) -> web.Response:
+        request: Request,
+        params: Params,
+        answer: Callable[[Request, Params, _Clock], Awaitable[bytes]],
+    ) -> Response:
         clock = _Clock(time.perf_counter())
         self._metrics.in_flight.inc()
         try:
-            raw = await answer(request, clock)
+            raw = await answer(request, params, clock)
         except Exception as exc:
             counted, response = self._failure(request, exc, "request", "this request")
             self._metrics.observe_request(protocol, clock.since_body(), counted)
@@ -198,11 +235,11 @@ class _Routes:
         finally:
             self._metrics.in_flight.dec()
         self._metrics.observe_request(protocol, clock.since_body())
-        return web.Response(body=raw, content_type=JSON)
+        return Response(200, raw)
 
     def _failure(
-        self, request: web.Request, exc: Exception, kind: str, what: str
-    ) -> tuple[ServingError, web.Response]:
+        self, request: Request, exc: Exception, kind: str, what: str
+    ) -> tuple[ServingError, Response]:
         """The answer to a request that failed, and the error to count for it. A model's own
         error text stays in the log under a request id, never in the answer; anything that is
         not a ServingError is a bug on our side: a 500, never counted as a model error."""
@@ -230,17 +267,19 @@ class _Routes:
         return error, _error_response(error, request_id)
 
     # --- feedback: labelled rows, scored; never inference traffic -----------------------------
-    async def v2_feedback(self, request: web.Request) -> web.Response:
-        return await self._answer_feedback(request, feedback_protocol.parse_v2)
+    async def v2_feedback(self, request: Request, params: Params) -> Response:
+        return await self._answer_feedback(request, params, feedback_protocol.parse_v2)
 
-    async def v1_feedback(self, request: web.Request) -> web.Response:
-        return await self._answer_feedback(request, feedback_protocol.parse_v1)
+    async def v1_feedback(self, request: Request, params: Params) -> Response:
+        return await self._answer_feedback(request, params, feedback_protocol.parse_v1)
 
-    async def _answer_feedback(self, request: web.Request, parse: _ParseFeedback) -> web.Response:
+    async def _answer_feedback(
+        self, request: Request, params: Params, parse: _ParseFeedback
+    ) -> Response:
         """Like inference, but counted only in the feedback series: a flood of bad feedback
         cannot move the error rate, the p99 or the drift counters."""
         try:
-            score, request_id = await self._score_feedback(request, parse)
+            score, request_id = await self._score_feedback(request, params, parse)
         except Exception as exc:
             counted, response = self._failure(request, exc, "feedback", "these feedback rows")
             self._metrics.observe_feedback(None, counted)
@@ -252,42 +291,28 @@ class _Routes:
             answer["model_version"] = service.version
         if request_id is not None:
             answer["id"] = request_id
-        return _json({**answer, **score.summary()})
+        return json_response(200, {**answer, **score.summary()})
 
     async def _score_feedback(
-        self, request: web.Request, parse: _ParseFeedback
+        self, request: Request, params: Params, parse: _ParseFeedback
     ) -> tuple[scoring.Score, str | None]:
         service = self._service
-        signature = service.require_model(
-            request.match_info["name"], request.match_info.get("version")
-        )
+        signature = service.require_model(params["name"], params.get("version"))
         want = scoring.target(signature)
         raw = await self._read_body(request, None)
         parsed = parse(raw, signature, want, max_rows=self._max_rows)
         (predictions,) = await service.predict(parsed.rows, (PREDICT,), observed=False)
         return scoring.score(predictions, parsed.labels, want), parsed.id
 
-    async def _read_body(self, request: web.Request, clock: _Clock | None) -> bytes:
+    async def _read_body(self, request: Request, clock: _Clock | None) -> bytes:
         """`clock` None (feedback): the upload is not timed in the inference series."""
         _check_body_headers(request, self._max_bytes)
-        started = time.perf_counter()
         try:
-            if request.content.is_eof():  # the whole body is buffered: read() cannot wait
-                return await request.read()
-            async with asyncio.timeout(self._body_timeout):
-                return await request.read()
-        except TimeoutError:
-            raise RequestTimeout(
-                f"request body not received within {self._body_timeout:g} s"
-            ) from None
-        except web.HTTPRequestEntityTooLarge:  # chunked bodies: aiohttp counts as it reads
-            raise PayloadTooLarge(
-                f"body is larger than the limit of {self._max_bytes} bytes"
-            ) from None
+            return await request.read(self._body_timeout)
         finally:
             if clock is not None:
-                clock.body_complete = time.perf_counter()
-                self._metrics.observe_upload(clock.body_complete - started)
+                clock.body_complete = request.body_complete or time.perf_counter()
+                self._metrics.observe_upload(clock.body_complete - request.headers_complete)
 
 
 class _Clock:
@@ -305,21 +330,22 @@ class _Clock:
         return time.perf_counter() - origin
 
 
-def _check_body_headers(request: web.Request, max_bytes: int) -> None:
-    content_type = request.headers.get("Content-Type")
+def _check_body_headers(request: Request, max_bytes: int) -> None:
+    content_type = request.header("content-type")
     if content_type is not None and not _is_json(content_type):
         raise UnsupportedMediaType(f"Content-Type {content_type!r} is not accepted; send {JSON}")
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    encoding = (request.header("content-encoding") or "identity").strip().lower()
     if encoding != "identity":
         # Compressed bodies are refused outright: no decompression bomb can get in this way.
         raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send identity")
-    if request.content_length is not None and request.content_length > max_bytes:
+    length = request.content_length
+    if length is not None and length > max_bytes:
         # Answered before a byte of the body is read; the connection then closes.
-        raise PayloadTooLarge(f"body is {request.content_length} bytes, limit is {max_bytes}")
+        raise PayloadTooLarge(f"body is {length} bytes, limit is {max_bytes}")
 
 
-def _request_id(request: web.Request) -> str:
-    caller = request.headers.get(REQUEST_ID_HEADER, "")
+def _request_id(request: Request) -> str:
+    caller = request.header(REQUEST_ID_HEADER.lower()) or ""
     return caller if _CALLER_ID.fullmatch(caller) else secrets.token_hex(8)
 
 
@@ -328,42 +354,17 @@ def _is_json(content_type: str) -> bool:
     return media == JSON or media.endswith("+json")
 
 
-@web.middleware
-async def _json_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Errors outside inference (unknown route, wrong method, 404 model) as JSON bodies."""
-    try:
-        return await handler(request)
-    except ServingError as exc:
-        return _error_response(exc)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        reason = exc.reason.lower().replace(" ", "_")
-        error = ClientError(f"{request.method} {request.path}: {exc.reason}")
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
-        raw = orjson.dumps({"error": error.message, "reason": reason})
-        return web.Response(status=exc.status, body=raw, content_type=JSON, headers=headers)
-
-
-def _error_response(error: ServingError, request_id: str | None = None) -> web.Response:
-    headers = (
-        error.headers if request_id is None else {**error.headers, REQUEST_ID_HEADER: request_id}
-    )
-    response = web.Response(
-        status=error.status,
-        body=body.encode_error(error, request_id),
-        content_type=JSON,
+def _error_response(error: ServingError, request_id: str | None = None) -> Response:
+    headers = list(error.headers.items())
+    if request_id is not None:
+        headers.append((REQUEST_ID_HEADER, request_id))
+    # closes_connection: "Connection: close", and the unread body is never read
+    return Response(
+        error.status,
+        body.encode_error(error, request_id),
         headers=headers,
+        close=error.closes_connection,
     )
-    if error.closes_connection:
-        response.force_close()  # "Connection: close", and the unread body is never read
-    return response
-
-
-def _json(value: object, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(value), content_type=JSON)
 
 
 def _package_version() -> str:

@@ -63,6 +63,14 @@ class RequestTimeout(ClientError):
     closes_connection = True
 
 
+class ClientGone(ClientError):
+    """The client closed its connection before its body arrived; nobody reads this answer."""
+
+    status = 499  # nginx's "client closed request"
+    reason = "client_closed_request"
+    closes_connection = True
+
+
 class UnsupportedMediaType(ClientError):
     status = 415
     reason = "unsupported_media_type"

@@ -22,15 +22,13 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from . import loading
 from .app import create_app
 from .config import ConfigError, ServerConfig, parse_config
-from .connections import ConnectionGuard, GuardedSite
 from .errors import EXIT_USAGE, LoadError
+from .http_server import HttpServer, Limits
 from .metrics import ServerMetrics
 from .prestop import DRAIN_SIGNAL
 from .service import InferenceService
@@ -80,28 +78,8 @@ async def serve(config: ServerConfig) -> int:
         fmt=config.format,
     )
     service = InferenceService(config, metrics)
-    handler_options: dict[str, Any] = {
-        "access_log": None,  # one log line per request would cost more than the request itself
-        "keepalive_timeout": config.keepalive_timeout,
-        # A response sent before its body was read (413, 408, 404...) closes the connection
-        # instead of reading and discarding the rest: a 1 GB claim costs nothing.
-        "lingering_time": 0,
-    }
-    runner = web.AppRunner(
-        create_app(config, service, metrics),
-        handle_signals=False,
-        shutdown_timeout=config.shutdown_timeout,
-        **handler_options,
-    )
-    await runner.setup()
-    guard = ConnectionGuard(
-        header_timeout=config.header_timeout,
-        max_connections=config.max_connections,
-        handler_options=handler_options,
-        max_requests_per_connection=config.max_requests_per_connection,
-    )
-    await GuardedSite(runner, config.host, config.port, guard=guard, backlog=1024).start()
-    host, port = runner.addresses[0][:2]
+    http = HttpServer(create_app(config, service, metrics), http_limits(config))
+    host, port = await http.start(config.host, config.port)
     log.info("listening on http://%s:%d (model %s is loading)", host, port, config.model_name)
 
     stop = asyncio.Event()
@@ -121,11 +99,21 @@ async def serve(config: ServerConfig) -> int:
     )
     if config.drain_seconds:
         await asyncio.sleep(config.drain_seconds)
-    await runner.cleanup()  # stop listening, close idle connections, wait for handlers
+    await http.close(config.shutdown_timeout)  # stop listening; in-flight requests finish
     await service.close()
     loader.cancel()
     log.info("stopped")
     return 0
+
+
+def http_limits(config: ServerConfig) -> Limits:
+    return Limits(
+        header_timeout=config.header_timeout,
+        keepalive_timeout=config.keepalive_timeout,
+        max_body_bytes=config.max_request_bytes,
+        max_connections=config.max_connections,
+        max_requests_per_connection=config.max_requests_per_connection,
+    )
 
 
 def _drain_early(service: InferenceService) -> None:

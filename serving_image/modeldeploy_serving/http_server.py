@@ -1,0 +1,509 @@
+"""The model server's HTTP/1.1 layer: httptools (llhttp, Node.js's parser) under one
+asyncio.Protocol per connection, and little else per request: no framework router, middleware
+chain, header multidict or response object graph. Against the aiohttp app it replaces, the same
+minimal JSON handler cost 16-20 µs of server CPU per request instead of 51-72 µs (wrk, 64
+connections, server on one core); for the forest that is most of what a request costs around
+the model (README, "Serving benchmark").
+
+A connection handles one request at a time, in order: a pipelined request waits (its headers
+parsed, its body buffered up to the size limit) until the one before it is answered, and reading
+pauses while a few wait or while the client does not read its answers.
+
+Defences against slow and greedy clients, per listener:
+- headers: complete within `header_timeout` of the connection opening, or of the first byte of
+  a later request on a keep-alive connection; else a 408 (if anything was sent) and close.
+- body: the route reads it within its own timeout (`Request.read`), counted as it arrives; past
+  `max_body_bytes` the request fails with PayloadTooLarge. A response sent before the body was
+  read closes the connection instead of reading the rest: a 1 GB claim costs nothing.
+- idle keep-alive connections close after `keepalive_timeout`.
+- at most `max_connections` open. One more evicts the oldest connection that is not busy with a
+  request (idle, or headers still arriving: no work is lost, and a slowloris client is the
+  likeliest victim); if every connection is busy (complete headers, no answer yet), the
+  newcomer gets a 503 with Retry-After and is closed.
+- after `max_requests_per_connection` answers (0: no limit) a connection is closed.
+Deadlines are checked by one sweep every 0.1 s rather than a timer per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from http import HTTPStatus
+from time import perf_counter
+from typing import cast
+from urllib.parse import unquote
+
+import httptools
+import orjson
+
+from .errors import ClientGone, PayloadTooLarge, RequestTimeout
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+_SWEEP_SECONDS = 0.1
+_MAX_HEAD_BYTES = 65536  # a request line and headers longer than this get a 431
+_MAX_WAITING = 8  # pipelined requests parsed ahead of their turn before reading pauses
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
+_HEADER, _KEEPALIVE = 1, 2  # what a connection's deadline is for
+
+
+class Response:
+    """A complete answer: the body is bytes, already encoded."""
+
+    __slots__ = ("body", "close", "content_type", "headers", "status")
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        content_type: str = JSON,
+        headers: Iterable[tuple[str, str]] = (),
+        close: bool = False,
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers = tuple(headers)
+        self.close = close  # end the connection after this answer
+
+
+def json_response(status: int, value: object, headers: Iterable[tuple[str, str]] = ()) -> Response:
+    return Response(status, orjson.dumps(value), headers=headers)
+
+
+Handler = Callable[["Request"], Awaitable[Response]]
+
+
+class Request:
+    """One request: its line and headers are complete; its body may still be arriving."""
+
+    __slots__ = (
+        "_chunks",
+        "_connection",
+        "_error",
+        "_raw_headers",
+        "_received",
+        "_waiter",
+        "body_complete",
+        "complete",
+        "headers",
+        "headers_complete",
+        "keep_alive",
+        "method",
+        "path",
+        "query",
+    )
+
+    def __init__(
+        self,
+        connection: _Connection,
+        method: str,
+        url: bytes,
+        raw_headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+        headers_complete: float,
+    ) -> None:
+        self._connection = connection
+        self.method = method
+        raw_path, _, raw_query = url.partition(b"?")
+        path = raw_path.decode("utf-8", "surrogateescape")
+        self.path = unquote(path) if "%" in path else path
+        self.query = raw_query.decode("utf-8", "surrogateescape")
+        self._raw_headers = raw_headers
+        self.headers: dict[str, str] | None = None  # built on first use: most requests never ask
+        self.keep_alive = keep_alive
+        self.headers_complete = headers_complete  # perf_counter
+        self.body_complete: float | None = None
+        self.complete = False  # the whole body is here
+        self._chunks: list[bytes] = []
+        self._received = 0
+        self._error: Exception | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def header(self, name: str) -> str | None:
+        """A header's value by lower-case name (the last one if repeated)."""
+        if self.headers is None:
+            self.headers = {
+                key.decode("latin-1").lower(): value.decode("latin-1")
+                for key, value in self._raw_headers
+            }
+        return self.headers.get(name)
+
+    @property
+    def content_length(self) -> int | None:
+        value = self.header("content-length")
+        return int(value) if value is not None and value.isdigit() else None
+
+    async def read(self, within: float) -> bytes:
+        """The whole body. Raises RequestTimeout if it is not complete `within` seconds,
+        PayloadTooLarge once it passes the connection's size limit."""
+        if not self.complete and self._error is None:
+            self._connection.send_continue(self)
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(within):
+                    await self._waiter
+            except TimeoutError:
+                raise RequestTimeout(f"request body not received within {within:g} s") from None
+            finally:
+                self._waiter = None
+        if self._error is not None:
+            raise self._error
+        chunks = self._chunks
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _add(self, chunk: bytes, limit: int) -> None:
+        if self._error is not None:
+            return
+        self._received += len(chunk)
+        if self._received > limit:
+            self._chunks = []
+            self._fail(PayloadTooLarge(f"body is larger than the limit of {limit} bytes"))
+            return
+        self._chunks.append(chunk)
+
+    def _finish(self, now: float) -> None:
+        self.complete, self.body_complete = True, now
+        self._wake()
+
+    def _fail(self, error: Exception) -> None:
+        self._error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class Limits:
+    """What a listener allows its clients (module docstring)."""
+
+    __slots__ = (
+        "header_timeout",
+        "keepalive_timeout",
+        "max_body_bytes",
+        "max_connections",
+        "max_requests_per_connection",
+    )
+
+    def __init__(
+        self,
+        *,
+        header_timeout: float,
+        keepalive_timeout: float,
+        max_body_bytes: int,
+        max_connections: int,
+        max_requests_per_connection: int = 0,
+    ) -> None:
+        self.header_timeout = header_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self.max_body_bytes = max_body_bytes
+        self.max_connections = max_connections
+        self.max_requests_per_connection = max_requests_per_connection
+
+
+def _closing_answer(status: int, error: str, reason: str, extra: bytes = b"") -> bytes:
+    """A whole JSON error answer that ends its connection, for the connection layer's own
+    refusals (the routes' errors go through the handler)."""
+    body = orjson.dumps({"error": error, "reason": reason})
+    head = b"Content-Type: application/json\r\nContent-Length: %d\r\n%sConnection: close\r\n\r\n"
+    return _STATUS_LINES[status] + head % (len(body), extra) + body
+
+
+_TOO_MANY = _closing_answer(
+    503, "too many open connections; retry shortly", "too_many_connections", b"Retry-After: 1\r\n"
+)
+_HEADER_TIMEOUT = _closing_answer(408, "request headers took too long", "request_timeout")
+
+
+class HttpServer:
+    """One listener, its open connections (oldest first), and the deadline sweep."""
+
+    def __init__(self, handler: Handler, limits: Limits) -> None:
+        self.handler = handler  # answers every request; its exceptions are bugs (a 500)
+        self.limits = limits
+        self._open: dict[_Connection, None] = {}  # insertion order: oldest first
+        self._server: asyncio.base_events.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._open)
+
+    def protocol(self) -> asyncio.Protocol:
+        """A new connection's protocol (call on the event loop)."""
+        return _Connection(self)
+
+    async def start(self, host: str, port: int, *, backlog: int = 1024) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self.protocol, host, port, backlog=backlog, reuse_address=True
+        )
+        self._sweeper = asyncio.create_task(self._sweep(), name="http-deadlines")
+        address = self._server.sockets[0].getsockname()
+        return address[0], address[1]
+
+    async def close(self, grace: float) -> None:
+        """Stop accepting, close idle connections, give busy ones `grace` seconds to answer,
+        then close whatever is left."""
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self._open):
+            if not connection.busy:
+                connection.close()
+        answering = [c.task for c in self._open if c.task is not None and not c.task.done()]
+        if answering:
+            await asyncio.wait(answering, timeout=grace)
+        for connection in list(self._open):
+            connection.close(cancel=True)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+
+    def admit(self, connection: _Connection) -> bool:
+        """Make room for a new connection; False if there is none."""
+        if len(self._open) >= self.limits.max_connections:
+            victim = next((c for c in self._open if not c.busy), None)
+            if victim is None:
+                return False
+            victim.close()
+        self._open[connection] = None
+        return True
+
+    def closed(self, connection: _Connection) -> None:
+        self._open.pop(connection, None)
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(_SWEEP_SECONDS)
+            now = loop.time()
+            for connection in [c for c in self._open if c.deadline and c.deadline <= now]:
+                connection.deadline_passed()
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parse, hand complete-header requests to the handler one at a
+    time, write the answers in order."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+        self._limits = server.limits
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._url = b""
+        self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._parsing: Request | None = None  # headers complete, body still arriving
+        self._active: Request | None = None  # handed to the handler, not yet answered
+        self.task: asyncio.Task[None] | None = None
+        self._waiting: deque[Request] = deque()  # pipelined behind the active one
+        self._answered = 0
+        self._partial = False  # bytes of a request whose headers are incomplete
+        self._head_bytes = 0  # of them, counted when a read ends with the head unfinished
+        self._closing = False
+        self._reading_paused = False
+        self._writing_paused = False
+        self._parse_error: bytes | None = None  # the 400 to send once earlier answers are out
+        self.deadline = 0.0  # loop time; 0: none
+        self._deadline_for = 0
+
+    @property
+    def busy(self) -> bool:
+        """Complete headers and no answer yet: closing it would lose work."""
+        return self._active is not None
+
+    # --- asyncio.Protocol ----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        if not self._server.admit(self):
+            self._closing = True
+            self._transport.write(_TOO_MANY)
+            self._transport.close()
+            return
+        self._set_deadline(_HEADER, self._limits.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._server.closed(self)
+        for request in (self._parsing, *self._waiting):
+            if request is not None:
+                request._fail(ClientGone("the client closed the connection"))
+        self._waiting.clear()  # the active request's handler finishes; its answer goes nowhere
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._parse_failed(400, "protocol upgrades are not supported")
+            return
+        except httptools.HttpParserError as exc:
+            self._parse_failed(400, f"malformed HTTP request: {exc}")
+            return
+        if self._partial:  # httptools buffers an unfinished head itself: bound it here
+            self._head_bytes += len(data)
+            if self._head_bytes > _MAX_HEAD_BYTES:
+                message = f"request line and headers are longer than {_MAX_HEAD_BYTES} bytes"
+                self._parse_failed(431, message)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._resume_reading()
+
+    # --- httptools callbacks -------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._partial = True
+        if self._deadline_for != _HEADER:  # a later request: its headers' clock starts now
+            self._set_deadline(_HEADER, self._limits.header_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._raw_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        request = Request(
+            self,
+            parser.get_method().decode("ascii"),
+            self._url,
+            self._raw_headers,
+            parser.should_keep_alive(),
+            perf_counter(),
+        )
+        self._url, self._raw_headers = b"", []
+        self._partial, self.deadline, self._deadline_for = False, 0.0, 0
+        self._head_bytes = 0
+        self._parsing = request
+        if self._active is None:
+            self._start(request)
+        else:
+            self._waiting.append(request)
+            if len(self._waiting) >= _MAX_WAITING:
+                self._pause_reading()
+
+    def on_body(self, chunk: bytes) -> None:
+        if self._parsing is not None:
+            self._parsing._add(chunk, self._limits.max_body_bytes)
+
+    def on_message_complete(self) -> None:
+        if self._parsing is not None:
+            self._parsing._finish(perf_counter())
+            self._parsing = None
+
+    # --- requests and answers ------------------------------------------------------------
+    def send_continue(self, request: Request) -> None:
+        """'100 Continue' to a client that waits for it before sending the body."""
+        if request is self._active and self._transport is not None and not self._closing:
+            expect = request.header("expect")
+            if expect is not None and expect.lower() == "100-continue":
+                self._transport.write(_CONTINUE)
+
+    def _start(self, request: Request) -> None:
+        self._active = request
+        self.task = self._loop.create_task(self._answer(request))
+
+    async def _answer(self, request: Request) -> None:
+        try:
+            response = await self._server.handler(request)
+        except Exception:
+            log.exception("unexpected error answering %s %s", request.method, request.path)
+            error = {"error": "internal server error", "reason": "internal_error"}
+            response = json_response(500, error)
+            response.close = True
+        self._write(request, response)
+
+    def _write(self, request: Request, response: Response) -> None:
+        transport = self._transport
+        if transport is None or self._closing:
+            return
+        self._answered += 1
+        budget = self._limits.max_requests_per_connection
+        close = (
+            response.close
+            or not request.keep_alive
+            or not request.complete  # its body unread: close rather than read the rest
+            or (budget > 0 and self._answered >= budget)
+        )
+        body = b"" if request.method == "HEAD" else response.body
+        head = [
+            _STATUS_LINES.get(response.status) or b"HTTP/1.1 %d \r\n" % response.status,
+            b"Content-Type: %s\r\nContent-Length: %d\r\n"
+            % (response.content_type.encode("latin-1"), len(response.body)),
+        ]
+        for name, value in response.headers:
+            head.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1")))
+        if close:
+            head.append(b"Connection: close\r\n")
+        head.append(b"\r\n")
+        head.append(body)
+        transport.write(b"".join(head))
+        self._active = None
+        if close:
+            self.close()
+            return
+        if self._waiting:
+            self._start(self._waiting.popleft())
+            if len(self._waiting) < _MAX_WAITING:
+                self._resume_reading()
+        elif self._parse_error is not None:
+            self._send_and_close(self._parse_error)
+        elif not self._partial:
+            self._set_deadline(_KEEPALIVE, self._limits.keepalive_timeout)
+
+    def _parse_failed(self, status: int, message: str) -> None:
+        reason = "bad_request" if status == 400 else "request_header_fields_too_large"
+        raw = _closing_answer(status, message, reason)
+        if self._active is None:
+            self._send_and_close(raw)
+        else:  # answer what came before it first
+            self._parse_error = raw
+            self._pause_reading()
+
+    def _send_and_close(self, raw: bytes) -> None:
+        if self._transport is not None and not self._closing:
+            self._transport.write(raw)
+        self.close()
+
+    def deadline_passed(self) -> None:
+        if self._deadline_for == _HEADER and self._partial:
+            self._send_and_close(_HEADER_TIMEOUT)
+        else:
+            self.close()
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Close after whatever is written has been sent; `cancel` also stops the handler."""
+        self._closing = True
+        self.deadline = 0.0
+        self._server.closed(self)
+        if cancel and self.task is not None and not self.task.done():
+            self.task.cancel()
+        if self._transport is not None:
+            self._transport.close()
+
+    def _set_deadline(self, kind: int, seconds: float) -> None:
+        self._deadline_for = kind
+        self.deadline = self._loop.time() + seconds
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self._transport is not None and not self._closing:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and not self._writing_paused and self._parse_error is None:
+            self._reading_paused = False
+            if self._transport is not None and not self._closing:
+                self._transport.resume_reading()
