@@ -31,7 +31,7 @@ from .errors import (
     ServingError,
     UnsupportedMediaType,
 )
-from .http_server import JSON, Handler, Request, Response, json_response
+from .http_messages import JSON, Handler, Request, Response, json_response
 from .metrics import ServerMetrics
 from .protocol import body, v1, v2
 from .protocol import feedback as feedback_protocol

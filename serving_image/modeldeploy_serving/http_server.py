@@ -29,182 +29,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
 from http import HTTPStatus
 from time import perf_counter
 from typing import cast
-from urllib.parse import unquote
 
 import httptools
 import orjson
 
-from .errors import ClientGone, PayloadTooLarge, RequestTimeout
+from .errors import ClientGone
+from .http_messages import Handler, Limits, Request, Response, json_response
 
 log = logging.getLogger(__name__)
 
-JSON = "application/json"
 _SWEEP_SECONDS = 0.1
 _MAX_HEAD_BYTES = 65536  # a request line and headers longer than this get a 431
 _MAX_WAITING = 8  # pipelined requests parsed ahead of their turn before reading pauses
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _HEADER, _KEEPALIVE = 1, 2  # what a connection's deadline is for
-
-
-class Response:
-    """A complete answer: the body is bytes, already encoded."""
-
-    __slots__ = ("body", "close", "content_type", "headers", "status")
-
-    def __init__(
-        self,
-        status: int,
-        body: bytes,
-        *,
-        content_type: str = JSON,
-        headers: Iterable[tuple[str, str]] = (),
-        close: bool = False,
-    ) -> None:
-        self.status = status
-        self.body = body
-        self.content_type = content_type
-        self.headers = tuple(headers)
-        self.close = close  # end the connection after this answer
-
-
-def json_response(status: int, value: object, headers: Iterable[tuple[str, str]] = ()) -> Response:
-    return Response(status, orjson.dumps(value), headers=headers)
-
-
-Handler = Callable[["Request"], Awaitable[Response]]
-
-
-class Request:
-    """One request: its line and headers are complete; its body may still be arriving."""
-
-    __slots__ = (
-        "_chunks",
-        "_connection",
-        "_error",
-        "_raw_headers",
-        "_received",
-        "_waiter",
-        "body_complete",
-        "complete",
-        "headers",
-        "headers_complete",
-        "keep_alive",
-        "method",
-        "path",
-        "query",
-    )
-
-    def __init__(
-        self,
-        connection: _Connection,
-        method: str,
-        url: bytes,
-        raw_headers: list[tuple[bytes, bytes]],
-        keep_alive: bool,
-        headers_complete: float,
-    ) -> None:
-        self._connection = connection
-        self.method = method
-        raw_path, _, raw_query = url.partition(b"?")
-        path = raw_path.decode("utf-8", "surrogateescape")
-        self.path = unquote(path) if "%" in path else path
-        self.query = raw_query.decode("utf-8", "surrogateescape")
-        self._raw_headers = raw_headers
-        self.headers: dict[str, str] | None = None  # built on first use: most requests never ask
-        self.keep_alive = keep_alive
-        self.headers_complete = headers_complete  # perf_counter
-        self.body_complete: float | None = None
-        self.complete = False  # the whole body is here
-        self._chunks: list[bytes] = []
-        self._received = 0
-        self._error: Exception | None = None
-        self._waiter: asyncio.Future[None] | None = None
-
-    def header(self, name: str) -> str | None:
-        """A header's value by lower-case name (the last one if repeated)."""
-        if self.headers is None:
-            self.headers = {
-                key.decode("latin-1").lower(): value.decode("latin-1")
-                for key, value in self._raw_headers
-            }
-        return self.headers.get(name)
-
-    @property
-    def content_length(self) -> int | None:
-        value = self.header("content-length")
-        return int(value) if value is not None and value.isdigit() else None
-
-    async def read(self, within: float) -> bytes:
-        """The whole body. Raises RequestTimeout if it is not complete `within` seconds,
-        PayloadTooLarge once it passes the connection's size limit."""
-        if not self.complete and self._error is None:
-            self._connection.send_continue(self)
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                async with asyncio.timeout(within):
-                    await self._waiter
-            except TimeoutError:
-                raise RequestTimeout(f"request body not received within {within:g} s") from None
-            finally:
-                self._waiter = None
-        if self._error is not None:
-            raise self._error
-        chunks = self._chunks
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    def _add(self, chunk: bytes, limit: int) -> None:
-        if self._error is not None:
-            return
-        self._received += len(chunk)
-        if self._received > limit:
-            self._chunks = []
-            self._fail(PayloadTooLarge(f"body is larger than the limit of {limit} bytes"))
-            return
-        self._chunks.append(chunk)
-
-    def _finish(self, now: float) -> None:
-        self.complete, self.body_complete = True, now
-        self._wake()
-
-    def _fail(self, error: Exception) -> None:
-        self._error = error
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-
-class Limits:
-    """What a listener allows its clients (module docstring)."""
-
-    __slots__ = (
-        "header_timeout",
-        "keepalive_timeout",
-        "max_body_bytes",
-        "max_connections",
-        "max_requests_per_connection",
-    )
-
-    def __init__(
-        self,
-        *,
-        header_timeout: float,
-        keepalive_timeout: float,
-        max_body_bytes: int,
-        max_connections: int,
-        max_requests_per_connection: int = 0,
-    ) -> None:
-        self.header_timeout = header_timeout
-        self.keepalive_timeout = keepalive_timeout
-        self.max_body_bytes = max_body_bytes
-        self.max_connections = max_connections
-        self.max_requests_per_connection = max_requests_per_connection
 
 
 def _closing_answer(status: int, error: str, reason: str, extra: bytes = b"") -> bytes:
@@ -333,7 +175,7 @@ class _Connection(asyncio.Protocol):
         self._server.closed(self)
         for request in (self._parsing, *self._waiting):
             if request is not None:
-                request._fail(ClientGone("the client closed the connection"))
+                request.fail(ClientGone("the client closed the connection"))
         self._waiting.clear()  # the active request's handler finishes; its answer goes nowhere
 
     def data_received(self, data: bytes) -> None:
@@ -396,11 +238,11 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, chunk: bytes) -> None:
         if self._parsing is not None:
-            self._parsing._add(chunk, self._limits.max_body_bytes)
+            self._parsing.append_body(chunk, self._limits.max_body_bytes)
 
     def on_message_complete(self) -> None:
         if self._parsing is not None:
-            self._parsing._finish(perf_counter())
+            self._parsing.body_done(perf_counter())
             self._parsing = None
 
     # --- requests and answers ------------------------------------------------------------
@@ -456,8 +298,7 @@ class _Connection(asyncio.Protocol):
             return
         if self._waiting:
             self._start(self._waiting.popleft())
-            if len(self._waiting) < _MAX_WAITING:
-                self._resume_reading()
+            self._resume_reading()
         elif self._parse_error is not None:
             self._send_and_close(self._parse_error)
         elif not self._partial:
@@ -478,6 +319,10 @@ class _Connection(asyncio.Protocol):
         self.close()
 
     def deadline_passed(self) -> None:
+        if self._active is not None:
+            # Headers of a pipelined request, late while the one before it is answered: their
+            # 408 must not overtake that answer. The sweep comes back once it is written.
+            return
         if self._deadline_for == _HEADER and self._partial:
             self._send_and_close(_HEADER_TIMEOUT)
         else:
@@ -503,7 +348,12 @@ class _Connection(asyncio.Protocol):
             self._transport.pause_reading()
 
     def _resume_reading(self) -> None:
-        if self._reading_paused and not self._writing_paused and self._parse_error is None:
+        if (
+            self._reading_paused
+            and not self._writing_paused
+            and self._parse_error is None
+            and len(self._waiting) < _MAX_WAITING
+        ):
             self._reading_paused = False
             if self._transport is not None and not self._closing:
                 self._transport.resume_reading()

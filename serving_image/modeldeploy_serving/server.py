@@ -28,7 +28,8 @@ from . import loading
 from .app import create_app
 from .config import ConfigError, ServerConfig, parse_config
 from .errors import EXIT_USAGE, LoadError
-from .http_server import HttpServer, Limits
+from .http_messages import Limits
+from .http_server import HttpServer
 from .metrics import ServerMetrics
 from .prestop import DRAIN_SIGNAL
 from .service import InferenceService
