@@ -73,10 +73,6 @@ class HttpServer:
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
-    @property
-    def open_connections(self) -> int:
-        return len(self._open)
-
     def protocol(self) -> asyncio.Protocol:
         """A new connection's protocol (call on the event loop)."""
         return _Connection(self)
