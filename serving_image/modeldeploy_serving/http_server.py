@@ -144,6 +144,7 @@ class _Connection(asyncio.Protocol):
         self._answered = 0
         self._partial = False  # bytes of a request whose headers are incomplete
         self._head_bytes = 0  # of them, counted when a read ends with the head unfinished
+        self._began = False  # a request began in the read being parsed
         self._closing = False
         self._reading_paused = False
         self._writing_paused = False
@@ -177,6 +178,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
+        self._began = False
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -185,7 +187,10 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._parse_failed(400, f"malformed HTTP request: {exc}")
             return
-        if self._partial:  # httptools buffers an unfinished head itself: bound it here
+        if self._partial and not self._began:
+            # httptools buffers an unfinished head itself: bound it here. Only reads that hold
+            # nothing but head bytes count (a head begun in this read may share it with the
+            # body before it), so the bound is this limit plus one read.
             self._head_bytes += len(data)
             if self._head_bytes > _MAX_HEAD_BYTES:
                 message = f"request line and headers are longer than {_MAX_HEAD_BYTES} bytes"
@@ -201,7 +206,7 @@ class _Connection(asyncio.Protocol):
 
     # --- httptools callbacks -------------------------------------------------------------
     def on_message_begin(self) -> None:
-        self._partial = True
+        self._partial, self._began, self._head_bytes = True, True, 0
         if self._deadline_for != _HEADER:  # a later request: its headers' clock starts now
             self._set_deadline(_HEADER, self._limits.header_timeout)
 

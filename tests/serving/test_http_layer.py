@@ -9,6 +9,7 @@ Every socket read has a 10 s bound.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -16,6 +17,8 @@ from collections.abc import Callable
 
 import pytest
 
+from modeldeploy_serving.http_messages import Limits, Request, Response
+from modeldeploy_serving.http_server import HttpServer
 from tests.serving.models import SavedModel
 from tests.serving.process import ServerProcess
 from tests.serving.test_hostile_clients import BODY, PATH, connect, head, read_until_closed
@@ -107,6 +110,59 @@ def test_an_endless_head_gets_a_431_before_it_can_fill_memory(server: ServerProc
         "request_header_fields_too_large"
     )
     assert server.infer([ROW]).status == 200
+
+
+class _Capture(asyncio.Transport):
+    """What the server writes, and whether it closed; reads are never paused for real."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written, self.closed = b"", False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += bytes(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def test_a_large_body_then_the_start_of_the_next_request_is_not_taken_for_a_long_head() -> None:
+    """One read holding 100 kB of body and the first bytes of a pipelined request, then the
+    rest of that request: only head bytes count towards the 64 KiB bound, so both are answered
+    (the reads are chosen here: over loopback the kernel decides where they end)."""
+
+    async def handler(request: Request) -> Response:
+        return Response(200, await request.read(5.0) if request.method == "POST" else b"{}")
+
+    async def scenario() -> _Capture:
+        limits = Limits(
+            header_timeout=5, keepalive_timeout=5, max_body_bytes=2**20, max_connections=8
+        )
+        protocol = HttpServer(handler, limits).protocol()
+        transport = _Capture()
+        protocol.connection_made(transport)
+        body = b"[" + b" " * 100_000 + b"]"
+        second = b"GET /v2/health/live HTTP/1.1\r\nHost: test\r\n\r\n"
+        protocol.data_received(head(len(body)) + body + second[:20])
+        protocol.data_received(second[20:])
+        for _ in range(100):
+            if transport.written.count(b"HTTP/1.1 ") >= 2 or transport.closed:
+                break
+            await asyncio.sleep(0.01)
+        return transport
+
+    transport = asyncio.run(scenario())
+    assert not transport.closed, transport.written[:200]
+    assert transport.written.count(b"HTTP/1.1 200 OK") == 2
 
 
 def test_head_answers_a_get_route_without_its_body(server: ServerProcess) -> None:
