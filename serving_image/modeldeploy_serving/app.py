@@ -24,7 +24,6 @@ from typing import Protocol
 from . import feedback as scoring
 from .config import ServerConfig
 from .errors import (
-    ClientError,
     ModelError,
     ModelNotFound,
     PayloadTooLarge,
@@ -66,6 +65,8 @@ _ROUTES: tuple[tuple[str, str, str], ...] = (
     ("/v1/models/{name}:feedback", "POST", "v1_feedback"),
     ("/metrics", "GET", "metrics"),
 )
+# The methods each route answers: a GET route also answers HEAD.
+_ANSWERS = tuple(("GET", "HEAD") if method == "GET" else (method,) for _, method, _ in _ROUTES)
 _PATTERNS = tuple(
     re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^{}/]+)", re.escape(path)))
     for path, _, _ in _ROUTES
@@ -84,25 +85,18 @@ def create_app(config: ServerConfig, service: InferenceService, metrics: ServerM
     bound: tuple[Route, ...] = tuple(getattr(routes, name) for _, _, name in _ROUTES)
 
     async def handle(request: Request) -> Response:
-        try:
-            found = _route(request.path)
-            if found is None:
-                raise _NoRoute(404, "Not Found")
+        found = _route(request.path)
+        if found is None:
+            response = _no_route(request, 404, "Not Found")
+        else:
             index, params = found
-            allowed = _ROUTES[index][1]
-            if request.method != allowed and not (request.method == "HEAD" and allowed == "GET"):
-                raise _NoRoute(
-                    405, "Method Not Allowed", "GET,HEAD" if allowed == "GET" else allowed
-                )
-            response = await bound[index](request, dict(params))
-        except ServingError as exc:
-            response = _error_response(exc)
-        except _NoRoute as exc:
-            error = ClientError(f"{request.method} {request.path}: {exc.phrase}")
-            reason = exc.phrase.lower().replace(" ", "_")
-            headers = [("Allow", exc.allowed)] if exc.allowed else []
-            answer = {"error": error.message, "reason": reason}
-            response = json_response(exc.status, answer, headers)
+            if request.method in _ANSWERS[index]:
+                try:
+                    response = await bound[index](request, dict(params))
+                except ServingError as exc:
+                    response = _error_response(exc)
+            else:
+                response = _no_route(request, 405, "Method Not Allowed", _ANSWERS[index])
         if service.draining:
             # After SIGTERM every answer ends its keep-alive connection ("Connection: close"): a
             # client's next request opens a new connection, which the Service routes to a pod
@@ -113,10 +107,15 @@ def create_app(config: ServerConfig, service: InferenceService, metrics: ServerM
     return handle
 
 
-class _NoRoute(Exception):
-    def __init__(self, status: int, phrase: str, allowed: str = "") -> None:
-        super().__init__(phrase)
-        self.status, self.phrase, self.allowed = status, phrase, allowed
+def _no_route(
+    request: Request, status: int, phrase: str, allowed: tuple[str, ...] = ()
+) -> Response:
+    """An unknown path (404) or a method the path does not answer (405, with Allow)."""
+    answer = {
+        "error": f"{request.method} {request.path}: {phrase}",
+        "reason": phrase.lower().replace(" ", "_"),
+    }
+    return json_response(status, answer, [("Allow", ",".join(allowed))] if allowed else [])
 
 
 def _find_route(path: str) -> tuple[int, tuple[tuple[str, str], ...]] | None:

@@ -63,7 +63,6 @@ class Request:
         "keep_alive",
         "method",
         "path",
-        "query",
     )
 
     def __init__(
@@ -77,10 +76,8 @@ class Request:
     ) -> None:
         self._connection = connection
         self.method = method
-        raw_path, _, raw_query = url.partition(b"?")
-        path = raw_path.decode("utf-8", "surrogateescape")
+        path = url.partition(b"?")[0].decode("utf-8", "surrogateescape")  # no route reads a query
         self.path = unquote(path) if "%" in path else path
-        self.query = raw_query.decode("utf-8", "surrogateescape")
         self._raw_headers = raw_headers
         self.headers: dict[str, str] | None = None  # built on first use: most requests never ask
         self.keep_alive = keep_alive
