@@ -153,11 +153,9 @@ class _InProcessApp:
     response bytes out, on one event loop, with nothing between them but the server's code."""
 
     def __init__(self, saved: Any, loaded: Any) -> None:
-        from modeldeploy_serving.app import create_app
         from modeldeploy_serving.config import parse_config
-        from modeldeploy_serving.http_server import HttpServer
         from modeldeploy_serving.metrics import ServerMetrics
-        from modeldeploy_serving.server import http_limits
+        from modeldeploy_serving.server import http_server
         from modeldeploy_serving.service import InferenceService
 
         argv = ["--model-uri", str(saved.path), "--sha256", saved.sha256]
@@ -167,7 +165,7 @@ class _InProcessApp:
         self._loop = asyncio.new_event_loop()
         metrics = ServerMetrics()
         self._service = InferenceService(config, metrics)
-        http = HttpServer(create_app(config, self._service, metrics), http_limits(config))
+        http = http_server(config, self._service, metrics)
         self._transport = _Transport()
 
         async def connect() -> asyncio.Protocol:

@@ -188,11 +188,9 @@ class _Ours:
     """Our app, configured as the benchmark starts it, behind the real connection handler."""
 
     def __init__(self, saved: workload.BenchModel, loaded: Any, extra: list[str]) -> None:
-        from modeldeploy_serving.app import create_app
         from modeldeploy_serving.config import parse_config
-        from modeldeploy_serving.http_server import HttpServer
         from modeldeploy_serving.metrics import ServerMetrics
-        from modeldeploy_serving.server import http_limits
+        from modeldeploy_serving.server import http_server
         from modeldeploy_serving.service import InferenceService
 
         argv = ["--model-uri", str(saved.path), "--sha256", saved.sha256, "--model-name", saved.key]
@@ -202,7 +200,7 @@ class _Ours:
         self.config = config = parse_config([*argv, *extra], {})
         self.metrics = ServerMetrics()
         self.service = InferenceService(config, self.metrics)
-        http = HttpServer(create_app(config, self.service, self.metrics), http_limits(config))
+        http = http_server(config, self.service, self.metrics)
         loads = lambda: self.service.model_loaded(loaded)  # noqa: E731
         self.app = _Driven(lambda: _ours_protocol(http), setup=loads)
 

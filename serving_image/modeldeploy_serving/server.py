@@ -79,7 +79,7 @@ async def serve(config: ServerConfig) -> int:
         fmt=config.format,
     )
     service = InferenceService(config, metrics)
-    http = HttpServer(create_app(config, service, metrics), http_limits(config))
+    http = http_server(config, service, metrics)
     host, port = await http.start(config.host, config.port)
     log.info("listening on http://%s:%d (model %s is loading)", host, port, config.model_name)
 
@@ -107,7 +107,15 @@ async def serve(config: ServerConfig) -> int:
     return 0
 
 
-def http_limits(config: ServerConfig) -> Limits:
+def http_server(
+    config: ServerConfig, service: InferenceService, metrics: ServerMetrics
+) -> HttpServer:
+    """The app behind the HTTP layer with the configured limits (the profiling scripts in
+    bench/serving build the same)."""
+    return HttpServer(create_app(config, service, metrics), _http_limits(config))
+
+
+def _http_limits(config: ServerConfig) -> Limits:
     return Limits(
         header_timeout=config.header_timeout,
         keepalive_timeout=config.keepalive_timeout,
