@@ -108,6 +108,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"wrk on CPU {settings['load_cpu']}, single-row v2 requests of {settings['request_bytes']} "
         "bytes).",
         "",
+        *_steadiness(results["machine"].get("cpu_stalls")),
     ]
     for model, per_model in summary.items():
         floor = results["predict_floor_us"].get(model, {})
@@ -150,6 +151,19 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {'yes' if t['met'] else '**no**'} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _steadiness(stalls: dict[str, Any] | None) -> list[str]:
+    """The server CPU's slow windows (cpu_stalls.py), which bound every server's p99."""
+    if not stalls:
+        return []
+    parts = [
+        f"{when}: {100 * s['slow_window_share']:.1f}% of 1 ms windows below 30% of the median "
+        f"speed, {s['slow_episodes_per_second']:g} episodes/s, longest "
+        f"{s['longest_slow_episode_ms']} ms"
+        for when, s in stalls.items()
+    ]
+    return ["Server CPU steadiness (bench/serving/cpu_stalls.py) " + "; ".join(parts) + ".", ""]
 
 
 def _ratio_rows(per_model: dict[str, Any], connections: list[str]) -> list[str]:

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cpu_stalls
 import method
 import peers
 import report
@@ -57,6 +58,8 @@ def main() -> None:
 
     floor = {key: workload.predict_floor_us(m, cpu=method.SERVER_CPU) for key, m in models.items()}
     print(f"[bench] in-process predict() µs (1 row, 64 rows): {floor}", flush=True)
+    stalls = {"before": cpu_stalls.measure(method.SERVER_CPU, args.stall_probe_seconds)}
+    print(f"[bench] server CPU steadiness before: {stalls['before']}", flush=True)
     runs: list[dict[str, Any]] = []
     starts: list[dict[str, Any]] = []
     for round_index in range(args.rounds):
@@ -65,11 +68,13 @@ def main() -> None:
             for spec in order:
                 _measure(spec, model, round_index, args, wrk_path, script, body, runs, starts)
 
+    stalls["after"] = cpu_stalls.measure(method.SERVER_CPU, args.stall_probe_seconds)
+    print(f"[bench] server CPU steadiness after: {stalls['after']}", flush=True)
     results = {
         "benchmark": "serving",
         "mode": "quick" if args.quick else "full",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": _machine(),
+        "machine": {**_machine(), "cpu_stalls": stalls},
         "versions": _versions(mlserver_bin),
         "settings": {
             "seconds": args.seconds,
@@ -149,6 +154,12 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--no-mlserver", action="store_true", help="skip the MLServer peer")
     parser.add_argument("--no-starlette", action="store_true", help="skip the Starlette floor")
     parser.add_argument("--report", type=Path, help="only re-render the table from this JSON")
+    parser.add_argument(
+        "--stall-probe-seconds",
+        type=float,
+        default=8.0,
+        help="how long to probe the server CPU's steadiness before and after (cpu_stalls.py)",
+    )
     return method.parse(parser)
 
 
