@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import numpy as np
 
 from .config import ValidationMetric
-from .errors import ServingError, ValidationFailed
+from .errors import InvalidInput, ServingError, ValidationFailed
 from .parquet import ParquetUnreadable, read_parquet_isolated
 from .protocol import named
 from .signature import PREDICT, ModelSignature
@@ -164,7 +164,10 @@ def _batch(features: Any, signature: ModelSignature) -> np.ndarray:
     (label dropped) by position."""
     rows = len(features)
     if not signature.columns:
-        array: np.ndarray = features.to_numpy(dtype=np.float64, na_value=np.nan)
+        try:
+            array: np.ndarray = features.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (ValueError, TypeError):
+            raise InvalidInput(_not_numbers(features)) from None
         if array.shape[1] != signature.n_features:
             raise ValidationFailed(
                 f"the dataset has {array.shape[1]} feature columns besides the label, "
@@ -177,6 +180,21 @@ def _batch(features: Any, signature: ModelSignature) -> np.ndarray:
         if column.name in features.columns
     }
     return named.from_columns(columns, signature, field="columns", max_rows=max(rows, 1))
+
+
+def _not_numbers(features: Any) -> str:
+    """Which column of a dataset for a numbers-only model holds something else, with an example."""
+    for name in features.columns:
+        for value in features[name].dropna():
+            try:
+                float(value)
+            except (ValueError, TypeError):
+                kind = "text" if isinstance(value, str) else f"{type(value).__name__} values"
+                return (
+                    f"column {name} holds {kind} (e.g. {str(value)[:40]!r}), but the model was "
+                    "fitted on numbers only, without column names"
+                )
+    return "a column holds values that are not numbers; the model takes numbers only"
 
 
 def _values(series: Any, strings: bool) -> list[Any]:

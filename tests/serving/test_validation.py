@@ -178,6 +178,23 @@ def test_a_parquet_dataset_without_the_label_column_is_refused_by_name(
     )
 
 
+def test_a_text_column_for_a_model_fitted_on_numbers_is_refused_by_name(
+    classification: dict[str, Any], servers: list[ServerProcess], tmp_path: Path
+) -> None:
+    frame = _held_out_frame(classification["held_x"], classification["held_y"])
+    frame["f2"] = np.where(frame["f2"] > 0, "high", "low")  # a column the model never saw as text
+    uri, sha = _parquet(tmp_path / "data", frame)
+    server = ServerProcess(classification["good"], *_gate(uri, sha, "accuracy", 0.7))
+    servers.append(server)
+    body = _not_ready(server)
+    assert body["cause"] == "ValidationFailed"
+    assert body["reason"].endswith(
+        f"validation dataset {uri}: column f2 holds text (e.g. {frame['f2'].iloc[0]!r}), "
+        "but the model was fitted "
+        "on numbers only, without column names"
+    )
+
+
 def _cut(data: bytes) -> bytes:
     return data[: len(data) // 2]  # a download cut off half-way
 
