@@ -1,7 +1,7 @@
 """What a whole single-row v2 request costs on a serving benchmark model (workload.py's
 LogisticRegression, or the forest with --model rf: 20 FP64 features, one tensor), our server
-against the bare aiohttp floor (bare_server.py), driven the same way: request bytes into the
-aiohttp app over an in-memory transport, response bytes out, one event loop, no sockets and no
+against the bare aiohttp floor (bare_server.py), driven the same way: request bytes into each
+server's protocol over an in-memory transport, response bytes out, one event loop, no sockets and no
 load generator. Not a test.
 
     python bench/serving/request_profile.py --callgrind    # instructions per request (valgrind)
@@ -15,7 +15,7 @@ Servers: `ours` (micro-batching on, the default), `unbatched` (--no-micro-batchi
 (ours with the drift benchmark's reference profile: every column and the predictions counted;
 rows are binned 1024 at a time, so count at least 1024 calls to include the binning), `bare`
 (bare_server.py's aiohttp app: parse, numpy, predict, dump). Ours is driven through the same
-connection handler as the real server (connections.py) with its handler options. Stages, each
+HTTP layer as the real server (http_server.py, built by server.http_server). Stages, each
 run alone many times: `predict` (the runtime's predict on the decoded row: ONNX Runtime for ours
 unless --runtime sklearn, scikit-learn for bare), `request` (the whole request), and for ours
 the parts: `parse` (JSON bytes → checked rows), `encode`, `metrics` (every series a request
