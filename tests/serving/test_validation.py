@@ -164,16 +164,25 @@ def test_a_parquet_dataset_gates_like_the_csv(
     )
 
 
-def test_a_parquet_dataset_without_the_label_column_is_refused_by_name(
-    classification: dict[str, Any], servers: list[ServerProcess], tmp_path: Path
-) -> None:
-    frame = _held_out_frame(classification["held_x"], classification["held_y"])
-    uri, sha = _parquet(tmp_path / "data", frame.drop(columns=["label"]))
+def _refusal(
+    classification: dict[str, Any], servers: list[ServerProcess], path: Path, frame: pd.DataFrame
+) -> tuple[str, str]:
+    """The good model gated on `frame` as Parquet at `path`: its dataset URI and the reason
+    the server gives for not becoming ready, which must be the gate's."""
+    uri, sha = _parquet(path, frame)
     server = ServerProcess(classification["good"], *_gate(uri, sha, "accuracy", 0.7))
     servers.append(server)
     body = _not_ready(server)
     assert body["cause"] == "ValidationFailed"
-    assert body["reason"].endswith(
+    return uri, body["reason"]
+
+
+def test_a_parquet_dataset_without_the_label_column_is_refused_by_name(
+    classification: dict[str, Any], servers: list[ServerProcess], tmp_path: Path
+) -> None:
+    frame = _held_out_frame(classification["held_x"], classification["held_y"])
+    uri, reason = _refusal(classification, servers, tmp_path / "data", frame.drop(columns="label"))
+    assert reason.endswith(
         f"validation dataset {uri}: no label column 'label'; columns are f0, f1, f2, f3, f4, f5"
     )
 
@@ -183,15 +192,10 @@ def test_a_text_column_for_a_model_fitted_on_numbers_is_refused_by_name(
 ) -> None:
     frame = _held_out_frame(classification["held_x"], classification["held_y"])
     frame["f2"] = np.where(frame["f2"] > 0, "high", "low")  # a column the model never saw as text
-    uri, sha = _parquet(tmp_path / "data", frame)
-    server = ServerProcess(classification["good"], *_gate(uri, sha, "accuracy", 0.7))
-    servers.append(server)
-    body = _not_ready(server)
-    assert body["cause"] == "ValidationFailed"
-    assert body["reason"].endswith(
-        f"validation dataset {uri}: column f2 holds text (e.g. {frame['f2'].iloc[0]!r}), "
-        "but the model was fitted "
-        "on numbers only, without column names"
+    uri, reason = _refusal(classification, servers, tmp_path / "data", frame)
+    assert reason.endswith(
+        f"validation dataset {uri}: column f2 holds text (e.g. {frame['f2'].iloc[0]!r}), but the "
+        "model was fitted on numbers only, without column names"
     )
 
 
