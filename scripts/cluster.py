@@ -39,6 +39,7 @@ import node
 import node_config
 import pki
 from components import (
+    TOOLS,
     Layout,
     apiserver_args,
     etcd_args,
@@ -50,7 +51,6 @@ from components import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-TOOLS = ROOT / "tools"
 KUBE_VERSION_PREFIX = "v1.36."
 START_TIMEOUT_S = 120.0
 # Order matters: started in this order, stopped in reverse.

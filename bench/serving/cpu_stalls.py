@@ -4,8 +4,8 @@ A fixed loop runs on one CPU for a few seconds and counts its iterations in each
 On a dedicated core every millisecond does about the same work. On a shared virtual machine
 some milliseconds do far less (the hypervisor runs other guests on the physical core, or the
 VM is throttled to its CPU quota): a request in flight during such a window takes several
-times longer, whatever the server does. With 64 requests always in flight and about 2% of the
-time slowed, those windows alone decide the p99 (docs/serving.md, "Latency at 64 connections").
+times longer, whatever the server does. With 64 requests always in flight and a few percent of
+the time slowed, those windows alone decide the p99 (docs/serving.md, "Latency at 64 connections").
 
     python bench/serving/cpu_stalls.py --cpu 0 --seconds 8
 

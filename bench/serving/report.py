@@ -6,6 +6,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import cpu_stalls
+
 OURS, UNBATCHED = "modeldeploy", "modeldeploy-unbatched"
 MLSERVERS = ("mlserver", "mlserver-defaults")
 FLOORS = ("bare-aiohttp", "bare-starlette")
@@ -158,7 +160,8 @@ def _steadiness(stalls: dict[str, Any] | None) -> list[str]:
     if not stalls:
         return []
     parts = [
-        f"{when}: {100 * s['slow_window_share']:.1f}% of 1 ms windows below 30% of the median "
+        f"{when}: {100 * s['slow_window_share']:.1f}% of 1 ms windows below "
+        f"{100 * cpu_stalls.SLOW_FRACTION:.0f}% of the median "
         f"speed, {s['slow_episodes_per_second']:g} episodes/s, longest "
         f"{s['longest_slow_episode_ms']} ms"
         for when, s in stalls.items()
