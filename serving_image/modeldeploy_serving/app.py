@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Protocol
 
+import numpy as np
+
 from . import feedback as scoring
 from .config import ServerConfig
 from .errors import (
@@ -30,7 +32,7 @@ from .errors import (
     ServingError,
     UnsupportedMediaType,
 )
-from .http_messages import JSON, Handler, Request, Response, json_response
+from .http_messages import JSON, Reply, Request, Response, json_response
 from .metrics import ServerMetrics
 from .protocol import body, v1, v2
 from .protocol import feedback as feedback_protocol
@@ -67,6 +69,10 @@ _ROUTES: tuple[tuple[str, str, str], ...] = (
 )
 # The methods each route answers: a GET route also answers HEAD.
 _ANSWERS = tuple(("GET", "HEAD") if method == "GET" else (method,) for _, method, _ in _ROUTES)
+# The routes `App.answer_now` takes, by index, and their protocol.
+_INFERENCE = {
+    i: name[:2] for i, (_, _, name) in enumerate(_ROUTES) if name in ("v2_infer", "v1_predict")
+}
 _PATTERNS = tuple(
     re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^{}/]+)", re.escape(path)))
     for path, _, _ in _ROUTES
@@ -79,32 +85,55 @@ class _ParseFeedback(Protocol):
     ) -> feedback_protocol.FeedbackRequest: ...
 
 
-def create_app(config: ServerConfig, service: InferenceService, metrics: ServerMetrics) -> Handler:
-    """The server's request handler: route, answer, and turn errors into JSON answers."""
-    routes = _Routes(config, service, metrics)
-    bound: tuple[Route, ...] = tuple(getattr(routes, name) for _, _, name in _ROUTES)
+class App:
+    """The server's routes behind its HTTP layer: `answer` for any request (a task each), and
+    `answer_now` for inference requests whose body is already here (no task: the HTTP layer
+    calls it first)."""
 
-    async def handle(request: Request) -> Response:
+    def __init__(self, config: ServerConfig, service: InferenceService, metrics: ServerMetrics):
+        self._service = service
+        self._routes = _Routes(config, service, metrics)
+        self._bound: tuple[Route, ...] = tuple(
+            getattr(self._routes, name) for _, _, name in _ROUTES
+        )
+
+    async def answer(self, request: Request) -> Response:
         found = _route(request.path)
         if found is None:
-            response = _no_route(request, 404, "Not Found")
-        else:
-            index, params = found
-            if request.method in _ANSWERS[index]:
-                try:
-                    response = await bound[index](request, dict(params))
-                except ServingError as exc:
-                    response = _error_response(exc)
-            else:
-                response = _no_route(request, 405, "Method Not Allowed", _ANSWERS[index])
-        if service.draining:
+            return self._final(_no_route(request, 404, "Not Found"))
+        index, params = found
+        if request.method not in _ANSWERS[index]:
+            return self._final(_no_route(request, 405, "Method Not Allowed", _ANSWERS[index]))
+        try:
+            response = await self._bound[index](request, dict(params))
+        except ServingError as exc:
+            response = _error_response(exc)
+        return self._final(response)
+
+    def answer_now(self, request: Request, reply: Reply) -> bool:
+        """Inference with its whole body here: parsed now, answered from the predict batch's
+        callback. Anything else (or a body still arriving) goes to `answer`."""
+        found = _route(request.path) if request.complete else None
+        if found is None:
+            return False
+        index, params = found
+        protocol = _INFERENCE.get(index)
+        if protocol is None or request.method != "POST":
+            return False
+        self._routes.infer_now(protocol, request, dict(params), lambda r: reply(self._final(r)))
+        return True
+
+    def _final(self, response: Response) -> Response:
+        if self._service.draining:
             # After SIGTERM every answer ends its keep-alive connection ("Connection: close"): a
             # client's next request opens a new connection, which the Service routes to a pod
             # that stays, instead of racing the close of an idle connection to this one.
             response.close = True
         return response
 
-    return handle
+
+def create_app(config: ServerConfig, service: InferenceService, metrics: ServerMetrics) -> App:
+    return App(config, service, metrics)
 
 
 def _no_route(
@@ -188,53 +217,82 @@ class _Routes:
         return Response(200, raw, content_type=content_type)
 
     # --- inference ---------------------------------------------------------------------------
+    # Both lanes run the same steps: check and read the body, plan (parse against the model's
+    # signature), predict, encode; `_concluded` answers and counts it. `infer_now` does it with
+    # the body already here and the predict's callback; `_infer` awaits each step.
     async def v2_infer(self, request: Request, params: Params) -> Response:
-        return await self._answer_inference("v2", request, params, self._v2_infer)
+        return await self._infer("v2", request, params)
 
     async def v1_predict(self, request: Request, params: Params) -> Response:
-        return await self._answer_inference("v1", request, params, self._v1_predict)
+        return await self._infer("v1", request, params)
 
-    async def _v2_infer(self, request: Request, params: Params, clock: _Clock) -> bytes:
+    def _plan(self, protocol: str, params: Params, raw: bytes) -> _Inference:
         service = self._service
+        if protocol == "v1":
+            signature = service.require_model(params["name"])
+            rows = v1.parse_predict(raw, signature, max_rows=self._max_rows)
+            return _Inference(rows, (signature.default_output,), _encode_v1)
         signature = service.require_model(params["name"], params.get("version"))
-        parsed = v2.parse_infer(
-            await self._read_body(request, clock), signature, max_rows=self._max_rows
-        )
-        results = await service.predict(parsed.rows, parsed.outputs)
-        return v2.encode_infer(
+        parsed = v2.parse_infer(raw, signature, max_rows=self._max_rows)
+        encode = functools.partial(
+            v2.encode_results,
             model_name=service.name,
             model_version=service.version,
             request_id=parsed.id,
-            outputs=list(zip(parsed.outputs, results, strict=True)),
+            names=parsed.outputs,
         )
+        return _Inference(parsed.rows, parsed.outputs, encode)
 
-    async def _v1_predict(self, request: Request, params: Params, clock: _Clock) -> bytes:
-        signature = self._service.require_model(params["name"])
-        rows = v1.parse_predict(
-            await self._read_body(request, clock), signature, max_rows=self._max_rows
-        )
-        (predictions,) = await self._service.predict(rows, (signature.default_output,))
-        return v1.encode_predict(predictions)
+    async def _infer(self, protocol: str, request: Request, params: Params) -> Response:
+        clock = self._begin()
+        try:
+            plan = self._plan(protocol, params, await self._read_body(request, clock))
+            results = await self._service.predict(plan.rows, plan.outputs)
+        except BaseException as exc:  # _concluded re-raises a cancellation once counted
+            return self._concluded(protocol, request, clock, None, exc)
+        return self._concluded(protocol, request, clock, plan.encode(results), None)
 
-    async def _answer_inference(
+    def infer_now(self, protocol: str, request: Request, params: Params, reply: Reply) -> None:
+        clock = self._begin()
+
+        def predicted(results: tuple[np.ndarray, ...] | None, error: BaseException | None) -> None:
+            if error is None:
+                assert results is not None
+                try:
+                    raw: bytes | None = plan.encode(results)
+                except Exception as exc:
+                    raw, error = None, exc
+            reply(self._concluded(protocol, request, clock, raw if error is None else None, error))
+
+        try:
+            plan = self._plan(protocol, params, self._body_now(request, clock))
+            self._service.enqueue(plan.rows, plan.outputs, predicted)
+        except Exception as exc:
+            reply(self._concluded(protocol, request, clock, None, exc))
+
+    def _begin(self) -> _Clock:
+        self._metrics.in_flight.inc()
+        return _Clock(time.perf_counter())
+
+    def _concluded(
         self,
         protocol: str,
         request: Request,
-        params: Params,
-        answer: Callable[[Request, Params, _Clock], Awaitable[bytes]],
+        clock: _Clock,
+        raw: bytes | None,
+        error: BaseException | None,
     ) -> Response:
-        clock = _Clock(time.perf_counter())
-        self._metrics.in_flight.inc()
-        try:
-            raw = await answer(request, params, clock)
-        except Exception as exc:
-            counted, response = self._failure(request, exc, "request", "this request")
-            self._metrics.observe_request(protocol, clock.since_body(), counted)
-            return response
-        finally:
-            self._metrics.in_flight.dec()
-        self._metrics.observe_request(protocol, clock.since_body())
-        return Response(200, raw)
+        """The answer to an inference request, counted once."""
+        self._metrics.in_flight.dec()
+        if raw is not None:
+            self._metrics.observe_request(protocol, clock.since_body())
+            return Response(200, raw)
+        assert error is not None
+        if not isinstance(error, Exception):  # cancelled: the client or the server went away
+            raise error
+        counted, response = self._failure(request, error, "request", "this request")
+        self._metrics.observe_request(protocol, clock.since_body(), counted)
+        return response
 
     def _failure(
         self, request: Request, exc: Exception, kind: str, what: str
@@ -310,8 +368,38 @@ class _Routes:
             return await request.read(self._body_timeout)
         finally:
             if clock is not None:
-                clock.body_complete = request.body_complete or time.perf_counter()
-                self._metrics.observe_upload(clock.body_complete - request.headers_complete)
+                self._uploaded(request, clock)
+
+    def _body_now(self, request: Request, clock: _Clock) -> bytes:
+        """The body of a request whose body is complete (answer_now)."""
+        _check_body_headers(request, self._max_bytes)
+        try:
+            return request.body()
+        finally:
+            self._uploaded(request, clock)
+
+    def _uploaded(self, request: Request, clock: _Clock) -> None:
+        clock.body_complete = request.body_complete or time.perf_counter()
+        self._metrics.observe_upload(clock.body_complete - request.headers_complete)
+
+
+class _Inference:
+    """A parsed inference request: its rows, the outputs asked for, and how to encode them."""
+
+    __slots__ = ("encode", "outputs", "rows")
+
+    def __init__(
+        self,
+        rows: np.ndarray,
+        outputs: tuple[str, ...],
+        encode: Callable[[tuple[np.ndarray, ...]], bytes],
+    ) -> None:
+        self.rows, self.outputs, self.encode = rows, outputs, encode
+
+
+def _encode_v1(results: tuple[np.ndarray, ...]) -> bytes:
+    (predictions,) = results
+    return v1.encode_predict(predictions)
 
 
 class _Clock:

@@ -16,15 +16,21 @@ most `max_wait`, or until it is full: long enough for the clients just answered 
 next requests and join, short enough to cost at most a fifth of the throughput it buys.
 
 A lone request on an idle queue with a fast model (no concurrent load lately) skips the worker
-task: it yields one loop turn, so requests that arrived with it join its batch, and predicts
-that batch itself (`_lead`), saving the worker's two task wake-ups: ~7% of a single-row request's
-instructions on a linear model, ~14% with batching off, where it does not yield at all
+task: its batch is predicted by a callback on the next loop turn, so requests that arrived with
+it join it (`_lead`), saving the worker's two task wake-ups: ~7% of a single-row request's
+instructions on a linear model, ~14% with batching off, where it is predicted at once
 (bench/serving/request_profile.py).
+
+Requests are queued with a callback (`enqueue`), not a future awaited by a task: the server
+answers an inference request from its batch's callback, so a request costs no task, no future
+and no coroutine resumption (`submit` wraps the same for callers that await).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import math
 import time
 from collections import deque
@@ -39,14 +45,25 @@ from .errors import ModelError, Overloaded, Unavailable
 _TIMER_TICK = 0.001
 PredictFn = Callable[[np.ndarray, Sequence[str]], tuple[np.ndarray, ...]]
 OnPredicted = Callable[[np.ndarray, Sequence[str], Sequence[np.ndarray]], None]
+# What a queued request is told, once: its results, or the error that ended it.
+Done = Callable[[tuple[np.ndarray, ...] | None, BaseException | None], None]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
 class _Pending:
     rows: np.ndarray
     outputs: tuple[str, ...]
-    future: asyncio.Future[tuple[np.ndarray, ...]]
+    done: Done
     observed: bool  # served traffic (drift counts it); False for feedback rows
+    future: asyncio.Future[tuple[np.ndarray, ...]] | None = None  # submit()'s; cancelled: gone
+    alone: bool = False  # its batch failed: predicted alone, so only a bad request fails
+    settled: bool = False
+
+    @property
+    def live(self) -> bool:
+        return not self.settled and (self.future is None or not self.future.done())
 
 
 class PredictQueue:
@@ -79,13 +96,15 @@ class PredictQueue:
         self._last_batch_requests = 0
         self._batch_full: asyncio.Future[None] | None = None
         self._current: list[_Pending] = []  # the batch being predicted
-        self._leading = False  # a request is predicting its own batch (submit's fast path)
+        self._leading = False  # a lone request's batch is due on the next loop turn (_lead)
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         self._worker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # start()'s
 
     def start(self) -> None:
-        self._worker = asyncio.create_task(self._run(), name="predict-queue")
+        self._loop = asyncio.get_running_loop()
+        self._worker = self._loop.create_task(self._run(), name="predict-queue")
 
     async def close(self) -> None:
         """Fail whatever still waits (the HTTP server has drained by now) and stop the worker."""
@@ -105,27 +124,48 @@ class PredictQueue:
         `observed=False` (feedback): predicted like any request, never batched with served
         traffic, and never shown to `on_predicted` (drift counts what clients are served).
         """
+        future: asyncio.Future[tuple[np.ndarray, ...]] = asyncio.get_running_loop().create_future()
+        self.enqueue(rows, outputs, functools.partial(_resolve, future), observed, future)
+        return await future
+
+    def enqueue(
+        self,
+        rows: np.ndarray,
+        outputs: tuple[str, ...],
+        done: Done,
+        observed: bool = True,
+        future: asyncio.Future[tuple[np.ndarray, ...]] | None = None,
+    ) -> None:
+        """Queue rows; `done` is called once with the results or the error (ModelError,
+        Unavailable), possibly before this returns when batching is off. Raises Overloaded:
+        then `done` is never called. No task and no future per request: at 64 connections on
+        one core the forest answered 2-3x more requests per second this way than with an
+        awaiting task each (bench/serving, docs/serving.md)."""
         # An empty queue admits any request, so one large request is never shed forever.
         if self._pending and self._queued_rows + len(rows) > self._max_queued_rows:
             raise Overloaded(
                 f"{self._queued_rows} rows are waiting for the model "
                 f"(limit {self._max_queued_rows}); retry shortly"
             )
-        future: asyncio.Future[tuple[np.ndarray, ...]] = asyncio.get_running_loop().create_future()
         leads = self._can_lead(rows)
-        self._pending.append(_Pending(rows, outputs, future, observed))
+        self._pending.append(_Pending(rows, outputs, done, observed, future))
         self._queued_rows += len(rows)
         if leads:
-            await self._lead()
+            self._leading = True
+            if self._max_batch_rows > 1:  # requests that arrived with it join it next turn
+                assert self._loop is not None, "start() is called first"
+                self._loop.call_soon(self._lead)
+            else:
+                self._lead()
         elif not self._leading:  # a leader takes whatever joins it, then hands the rest on
             self._wakeup.set()
         if self._batch_full is not None and self._queued_rows >= self._max_batch_rows:
             _wake(self._batch_full)
-        return await future
 
     def _can_lead(self, rows: np.ndarray) -> bool:
-        """An idle queue, a model predicted inline and no concurrent load lately: the request
-        predicts its own batch, without the worker task's two wake-ups."""
+        """An idle queue, a model predicted inline and no concurrent load lately: the batch
+        this request starts is predicted on the next loop turn, without the worker task's two
+        wake-ups."""
         return (
             not self._pending
             and not self._current
@@ -135,27 +175,19 @@ class PredictQueue:
             and len(rows) <= self._inline_rows
         )
 
-    async def _lead(self) -> None:
-        """Predict the batch this request starts. With batching on, first yield once: requests
-        that arrived with it (ready in the same loop turn) queue up behind it and join it, as
-        they would join the worker's batch. The worker takes nothing meanwhile (`_leading`)."""
-        self._leading = True
+    def _lead(self) -> None:
+        """Predict a lone request's batch, with whatever queued behind it since (inline: the
+        model was fast and no predict ran meanwhile). The worker takes nothing until then."""
         try:
-            if self._max_batch_rows > 1:
-                await asyncio.sleep(0)
-            if self._pending:  # close() may have failed and cleared it during the yield
+            if self._pending:  # close() may have failed and cleared it
                 batch = self._take_batch()
                 if batch:
                     self._current = batch
-                    await self._execute(batch)  # settles every future (inline: no await)
+                    self._predict_inline(batch)
         finally:
-            # Cancelled while a predict turned slow ran in the thread: the worker answers them.
-            unsettled = [item for item in self._current if not item.future.done()]
-            self._pending.extendleft(reversed(unsettled))
-            self._queued_rows += sum(len(item.rows) for item in unsettled)
             self._current = []
             self._leading = False
-            if self._pending:  # asked for other outputs, or arrived too late: the worker's
+            if self._pending:  # asked for other outputs, arrived too late, or to be re-run
                 self._wakeup.set()
 
     async def _run(self) -> None:
@@ -175,7 +207,11 @@ class PredictQueue:
                 await asyncio.sleep(0)
 
     def _batching_wait(self) -> float:
-        if self._last_batch_requests <= 1 or self._queued_rows >= self._max_batch_rows:
+        if (
+            self._last_batch_requests <= 1
+            or self._queued_rows >= self._max_batch_rows
+            or self._pending[0].alone
+        ):
             return 0.0
         wait = min(self._max_wait, 0.25 * self._recent_seconds)
         # Event-loop timers fire in whole milliseconds (epoll rounds up): a 25 µs hold would
@@ -184,7 +220,7 @@ class PredictQueue:
         return math.floor(wait / _TIMER_TICK) * _TIMER_TICK
 
     async def _hold_open(self, seconds: float) -> None:
-        """Sleep up to `seconds`; submit() ends it early once a full batch is queued."""
+        """Sleep up to `seconds`; enqueue() ends it early once a full batch is queued."""
         loop = asyncio.get_running_loop()
         self._batch_full = loop.create_future()
         timer = loop.call_later(seconds, _wake, self._batch_full)
@@ -195,61 +231,96 @@ class PredictQueue:
             self._batch_full = None
 
     def _take_batch(self) -> list[_Pending]:
-        """The oldest request plus later ones asking for the same outputs, up to the row limit."""
+        """The oldest request plus later ones asking for the same outputs, up to the row limit
+        (alone: a request whose batch failed)."""
         first = self._pending.popleft()
         self._queued_rows -= len(first.rows)
         batch, rows = [first], len(first.rows)
         skipped: list[_Pending] = []
-        while self._pending and rows < self._max_batch_rows:
+        while self._pending and rows < self._max_batch_rows and not first.alone:
             item = self._pending.popleft()
             same = item.outputs == first.outputs and item.observed == first.observed
-            if same and rows + len(item.rows) <= self._max_batch_rows:
+            if same and not item.alone and rows + len(item.rows) <= self._max_batch_rows:
                 batch.append(item)
                 rows += len(item.rows)
                 self._queued_rows -= len(item.rows)
             else:
                 skipped.append(item)
         self._pending.extendleft(reversed(skipped))
-        live = [item for item in batch if not item.future.done()]  # clients that went away
+        live = [item for item in batch if item.live]  # clients that went away
         self._last_batch_requests = len(live)
         return live
 
-    async def _call(self, rows: np.ndarray, outputs: tuple[str, ...]) -> tuple[np.ndarray, ...]:
-        timed = _Timed(self._predict)
-        try:
-            # Inline only for a fast model and a batch-sized call: one 10 000-row request from a
-            # client must not stall the loop for everyone else.
-            if self._recent_seconds < self._inline_below and len(rows) <= self._inline_rows:
-                return timed(rows, outputs)
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, timed, rows, outputs)
-        finally:
-            self._recent_seconds = 0.8 * self._recent_seconds + 0.2 * timed.seconds
+    def _inline(self, n_rows: int) -> bool:
+        # Inline only for a fast model and a batch-sized call: one 10 000-row request from a
+        # client must not stall the loop for everyone else.
+        return self._recent_seconds < self._inline_below and n_rows <= self._inline_rows
 
     async def _execute(self, batch: list[_Pending]) -> None:
-        rows = batch[0].rows if len(batch) == 1 else np.concatenate([item.rows for item in batch])
+        rows = _stack(batch)
+        if self._inline(len(rows)):
+            self._predict_inline(batch, rows)
+            return
         self._on_batch(len(rows))
+        timed = _Timed(self._predict)
+        loop = asyncio.get_running_loop()
         try:
-            results = await self._call(rows, batch[0].outputs)
-        except ModelError as exc:
-            if len(batch) == 1:
-                _settle(batch[0], exception=exc)
-                return
-            # Re-run each request alone: one request the model chokes on must not fail the others.
-            for item in batch:
-                await self._execute([item])
+            results = await loop.run_in_executor(self._executor, timed, rows, batch[0].outputs)
+        except Exception as exc:
+            self._learn(timed.seconds)
+            self._failed(batch, exc)
             return
-        except Exception as exc:  # not the model's doing (e.g. MemoryError stacking rows)
-            for item in batch:
-                _settle(item, exception=exc)
+        self._learn(timed.seconds)
+        self._deliver(batch, rows, results)
+
+    def _predict_inline(self, batch: list[_Pending], rows: np.ndarray | None = None) -> None:
+        rows = _stack(batch) if rows is None else rows
+        self._on_batch(len(rows))
+        timed = _Timed(self._predict)
+        try:
+            results = timed(rows, batch[0].outputs)
+        except Exception as exc:
+            self._learn(timed.seconds)
+            self._failed(batch, exc)
             return
+        self._learn(timed.seconds)
+        self._deliver(batch, rows, results)
+
+    def _learn(self, seconds: float) -> None:
+        self._recent_seconds = 0.8 * self._recent_seconds + 0.2 * seconds
+
+    def _failed(self, batch: list[_Pending], exc: Exception) -> None:
+        if isinstance(exc, ModelError) and len(batch) > 1:
+            # Re-run each request alone, first in line: one request the model chokes on must
+            # not fail the others.
+            for item in batch:
+                item.alone = True
+            self._pending.extendleft(reversed(batch))
+            self._queued_rows += sum(len(item.rows) for item in batch)
+            if not self._leading:
+                self._wakeup.set()
+            return
+        # A model error, or not the model's doing (e.g. MemoryError stacking rows).
+        for item in batch:
+            _settle(item, exception=exc)
+
+    def _deliver(
+        self, batch: list[_Pending], rows: np.ndarray, results: tuple[np.ndarray, ...]
+    ) -> None:
         if self._on_predicted is not None and batch[0].observed:
             self._on_predicted(rows, batch[0].outputs, results)
+        if len(batch) == 1:
+            _settle(batch[0], result=results)
+            return
         start = 0
         for item in batch:
             end = start + len(item.rows)
             _settle(item, result=tuple(result[start:end] for result in results))
             start = end
+
+
+def _stack(batch: list[_Pending]) -> np.ndarray:
+    return batch[0].rows if len(batch) == 1 else np.concatenate([item.rows for item in batch])
 
 
 def _wake(future: asyncio.Future[None]) -> None:
@@ -278,10 +349,24 @@ def _settle(
     result: tuple[np.ndarray, ...] | None = None,
     exception: BaseException | None = None,
 ) -> None:
-    if item.future.done():
+    if item.settled:
+        return
+    item.settled = True
+    try:
+        item.done(result, exception)
+    except Exception:  # a bug in one answer must not leave the rest of its batch unanswered
+        log.exception("answering a predicted request failed")
+
+
+def _resolve(
+    future: asyncio.Future[tuple[np.ndarray, ...]],
+    result: tuple[np.ndarray, ...] | None,
+    exception: BaseException | None,
+) -> None:
+    if future.done():  # its caller went away
         return
     if exception is not None:
-        item.future.set_exception(exception)
+        future.set_exception(exception)
     else:
         assert result is not None
-        item.future.set_result(result)
+        future.set_result(result)

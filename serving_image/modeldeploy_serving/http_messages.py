@@ -44,6 +44,10 @@ def json_response(status: int, value: object, headers: Iterable[tuple[str, str]]
 
 
 Handler = Callable[["Request"], Awaitable[Response]]
+Reply = Callable[[Response], None]
+# Answers a request whose body is complete without a task, if it can: True when it took the
+# request (then it calls the Reply exactly once, now or later), False to leave it to a Handler.
+AnswerNow = Callable[["Request", Reply], bool]
 
 
 class Request:
@@ -116,6 +120,10 @@ class Request:
                 raise RequestTimeout(f"request body not received within {within:g} s") from None
             finally:
                 self._waiter = None
+        return self.body()
+
+    def body(self) -> bytes:
+        """The body once complete (read() waits for it); raises what ended it early."""
         if self._error is not None:
             raise self._error
         chunks = self._chunks

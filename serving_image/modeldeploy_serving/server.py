@@ -112,7 +112,8 @@ def http_server(
 ) -> HttpServer:
     """The app behind the HTTP layer with the configured limits (the profiling scripts in
     bench/serving build the same)."""
-    return HttpServer(create_app(config, service, metrics), _http_limits(config))
+    app = create_app(config, service, metrics)
+    return HttpServer(app.answer, _http_limits(config), answer_now=app.answer_now)
 
 
 def _http_limits(config: ServerConfig) -> Limits:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .batching import OnPredicted, PredictQueue
+from .batching import Done, OnPredicted, PredictQueue
 from .config import ServerConfig
 from .drift_counter import DriftCounter
 from .errors import ModelNotFound, ModelNotReady
@@ -131,3 +131,9 @@ class InferenceService:
         `observed=False`: feedback rows, kept out of the drift counters."""
         assert self._queue is not None, "require_model() is called first"
         return await self._queue.submit(rows, outputs, observed=observed)
+
+    def enqueue(self, rows: np.ndarray, outputs: tuple[str, ...], done: Done) -> None:
+        """predict() without awaiting: `done` gets the results or the error (see
+        PredictQueue.enqueue). Raises Overloaded."""
+        assert self._queue is not None, "require_model() is called first"
+        self._queue.enqueue(rows, outputs, done)

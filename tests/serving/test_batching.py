@@ -139,8 +139,10 @@ def test_an_idle_queue_answers_a_lone_request_at_once(max_wait: float) -> None:
 
 
 async def turns_until_answered(queue: PredictQueue, request: np.ndarray) -> int:
-    """Event-loop turns a lone request waits on an idle queue (counted by a task that yields)."""
+    """Event-loop turns until a lone request on an idle queue is told its answer (counted by a
+    task that yields), enqueued as the server's inference requests are: with a callback."""
     turns = 0
+    answered: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     async def count() -> None:
         nonlocal turns
@@ -151,17 +153,18 @@ async def turns_until_answered(queue: PredictQueue, request: np.ndarray) -> int:
     counter = asyncio.create_task(count())
     await asyncio.sleep(0)
     turns = 0
-    await queue.submit(request, ("double",))
+    queue.enqueue(request, ("double",), lambda results, error: answered.set_result(turns))
+    after = await answered
     counter.cancel()
-    return turns
+    return after
 
 
 @pytest.mark.parametrize(("max_batch_rows", "turns"), [(64, 1), (1, 0)])
 def test_a_lone_request_on_an_idle_fast_queue_skips_the_worker(
     max_batch_rows: int, turns: int
 ) -> None:
-    """Predicted by the request itself: one loop turn for others to join it (none when
-    batching is off), not the worker task's two wake-ups."""
+    """Predicted on the next loop turn, with whatever arrived with it (at once when batching
+    is off, before enqueue returns), not after the worker task's two wake-ups."""
 
     async def scenario() -> int:
         queue = make_queue(Recorder(), max_batch_rows=max_batch_rows)

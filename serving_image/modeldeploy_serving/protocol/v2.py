@@ -25,7 +25,7 @@ from . import body, named, tensors
 INPUT_NAME = "input-0"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InferRequest:
     id: str | None
     rows: np.ndarray
@@ -40,6 +40,14 @@ def infer_request(
     request: dict[str, Any], signature: ModelSignature, *, max_rows: int
 ) -> InferRequest:
     """An infer body already decoded (feedback bodies are infer bodies plus labels)."""
+    plain = plain_request(request, signature, max_rows=max_rows)
+    return plain if plain is not None else general_request(request, signature, max_rows=max_rows)
+
+
+def general_request(
+    request: dict[str, Any], signature: ModelSignature, *, max_rows: int
+) -> InferRequest:
+    """Any infer body: accepted, or refused with a 4xx saying why."""
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput(f"id: expected a string, got {body.json_type(request_id)}")
@@ -50,6 +58,49 @@ def infer_request(
         rows = named.from_numbers(_single_tensor(inputs, signature, max_rows), signature)
     outputs = _requested_outputs(request, signature)
     return InferRequest(id=request_id, rows=rows, outputs=outputs)
+
+
+def plain_request(
+    request: dict[str, Any], signature: ModelSignature, *, max_rows: int
+) -> InferRequest | None:
+    """The common valid request, checked cheaply: `inputs` (and a string `id`) only, one FP64
+    tensor of shape [n, n_features] with a flat array of numbers, for a model that takes
+    numbers by position. None for anything else, which the general path accepts or refuses,
+    saying why (tests/serving/test_answer_now.py holds both to the same answers)."""
+    if signature.frame:
+        return None
+    request_id = request.get("id")
+    if len(request) != (1 if request_id is None else 2) or (
+        request_id is not None and type(request_id) is not str
+    ):
+        return None
+    inputs = request.get("inputs")
+    if type(inputs) is not list or len(inputs) != 1:
+        return None
+    tensor = inputs[0]
+    if type(tensor) is not dict or tensor.get("datatype") != "FP64":
+        return None
+    name = tensor.get("name")
+    if type(name) is not str or name in signature.column_index:
+        return None  # may be one column of a by-name model: the general path decides
+    shape, data = tensor.get("shape"), tensor.get("data")
+    if type(shape) is not list or len(shape) != 2 or type(data) is not list:
+        return None
+    n_rows, width = shape
+    if type(n_rows) is not int or type(width) is not int:
+        return None
+    if width != signature.n_features or not 0 < n_rows <= max_rows or len(data) != n_rows * width:
+        return None
+    if not set(map(type, data)) <= _NUMBERS:  # not bool (an int subclass), None, str or list
+        return None
+    try:
+        rows = np.array(data, dtype=np.float64).reshape(n_rows, width)
+    except (ValueError, OverflowError):
+        return None
+    return InferRequest(request_id, rows, (signature.default_output,))
+
+
+_NUMBERS = frozenset({int, float})
 
 
 def _by_column(request: dict[str, Any], inputs: Any, signature: ModelSignature) -> bool:
@@ -193,6 +244,23 @@ def encode_infer(
         return body.encode(response)
     except TypeError as exc:  # orjson.JSONEncodeError: an output of a type JSON cannot carry
         raise InvalidOutput(f"model output cannot be encoded as JSON: {exc}") from None
+
+
+def encode_results(
+    results: Sequence[np.ndarray],
+    *,
+    model_name: str,
+    model_version: str,
+    request_id: str | None,
+    names: Sequence[str],
+) -> bytes:
+    """encode_infer for the outputs `names` asked for, computed in that order."""
+    return encode_infer(
+        model_name=model_name,
+        model_version=model_version,
+        request_id=request_id,
+        outputs=list(zip(names, results, strict=True)),
+    )
 
 
 def encode_metadata(
