@@ -20,8 +20,11 @@ run alone many times: `predict` (the runtime's predict on the decoded row: ONNX 
 unless --runtime sklearn, scikit-learn for bare), `request` (the whole request), and for ours
 the parts: `parse` (JSON bytes → checked rows), `encode`, `metrics` (every series a request
 updates), `queue` (the predict queue's hand-off alone, predict excluded). `other` is request
-minus predict: what each server costs around the model. The machinery (callgrind markers, the
-in-memory transport) is decode_profile.py's; read its docstring for how counts are taken.
+minus predict: what each server costs around the model. `request@64` is a request of a round
+in which 64 connections each send one before any is answered (as at 64 connections under wrk:
+one batch, each answer written from its callback), per request. The machinery (callgrind
+markers, the in-memory transport) is decode_profile.py's; read its docstring for how counts are
+taken.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from modeldeploy_serving.drift import parse_profile
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "bench" / ".work" / "request_profile"
 SERVERS = ("ours", "unbatched", "drift", "bare")
+ROUND_CONNECTIONS = 64
 
 
 def main() -> None:
@@ -115,6 +119,8 @@ def _stages(
         "predict": lambda: loaded.run(parsed.rows, parsed.outputs),
         "request": lambda: ours.app.answer(raw),
     }
+    if name != "unbatched":  # 64 requests in flight: nothing to batch with batching off
+        stages["round64"] = ours.round_of(raw, ROUND_CONNECTIONS)
     if name == "ours":
         stages |= {
             "parse": lambda: v2.parse_infer(body, loaded.signature, max_rows=1000),
@@ -200,9 +206,36 @@ class _Ours:
         self.config = config = parse_config([*argv, *extra], {})
         self.metrics = ServerMetrics()
         self.service = InferenceService(config, self.metrics)
-        http = http_server(config, self.service, self.metrics)
+        self.http = http = http_server(config, self.service, self.metrics)
         loads = lambda: self.service.model_loaded(loaded)  # noqa: E731
         self.app = _Driven(lambda: _ours_protocol(http), setup=loads)
+
+    def round_of(self, raw: bytes, connections: int) -> Callable[[], object]:
+        """One request on each of `connections` connections, all sent before any is answered
+        (as wrk keeps 64 in flight), on the app's loop; returns once every answer is in."""
+        loop = self.app.loop
+        transports = [decode_profile._Transport() for _ in range(connections)]
+
+        async def connect() -> list[asyncio.Protocol]:
+            protocols = [self.http.protocol() for _ in transports]
+            for protocol, transport in zip(protocols, transports, strict=True):
+                protocol.connection_made(transport)
+            return protocols
+
+        protocols = loop.run_until_complete(connect())
+
+        def one_round() -> None:
+            for transport in transports:
+                transport.reset(loop.create_future())
+            for protocol in protocols:
+                protocol.data_received(raw)
+            answers = loop.run_until_complete(
+                asyncio.gather(*(t.done for t in transports if t.done is not None))
+            )
+            if not all(answer.startswith(b"HTTP/1.1 200") for answer in answers):
+                raise RuntimeError("a request of the round was not answered with 200")
+
+        return one_round
 
     def metrics_of_one_request(self) -> None:
         metrics = self.metrics
@@ -265,6 +298,8 @@ def _print_table(results: dict[str, dict[str, float]], unit: str) -> None:
         return
     for stages in results.values():
         stages["other"] = stages["request"] - stages["predict"]
+        if "round64" in stages:  # per request of the round
+            stages["request@64"] = stages.pop("round64") / ROUND_CONNECTIONS
     rows = dict.fromkeys(stage for stages in results.values() for stage in stages)
     print(f"\nper request, {unit}:")
     print(f"  {'stage':<10}" + "".join(f"{name:>14}" for name in results))

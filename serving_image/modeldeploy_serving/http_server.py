@@ -9,8 +9,8 @@ A request is answered in one of two ways. If its body came in the same read as i
 small inference request's does) and the app's `answer_now` takes it, it is answered without a
 task: parsed at once and written from the predict batch's callback. Anything else (a body still
 arriving, 100-continue, any other route) gets a task running the handler, which awaits the body
-within its timeout. On the forest at 64 connections this costs 13% fewer instructions per
-request than a task each, and serves 20-30% more requests per second (docs/serving.md).
+within its timeout. On the forest at 64 connections a request costs 17% fewer instructions this
+way than with a task each (docs/serving.md, "No task per request").
 
 A connection handles one request at a time, in order: a pipelined request waits (its headers
 parsed, its body buffered up to the size limit) until the one before it is answered, and reading
