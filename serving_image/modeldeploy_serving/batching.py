@@ -267,11 +267,9 @@ class PredictQueue:
         try:
             results = await loop.run_in_executor(self._executor, timed, rows, batch[0].outputs)
         except Exception as exc:
-            self._learn(timed.seconds)
-            self._failed(batch, exc)
-            return
-        self._learn(timed.seconds)
-        self._deliver(batch, rows, results)
+            self._end(batch, rows, timed, exc)
+        else:
+            self._end(batch, rows, timed, results)
 
     def _predict_inline(self, batch: list[_Pending], rows: np.ndarray | None = None) -> None:
         rows = _stack(batch) if rows is None else rows
@@ -280,14 +278,23 @@ class PredictQueue:
         try:
             results = timed(rows, batch[0].outputs)
         except Exception as exc:
-            self._learn(timed.seconds)
-            self._failed(batch, exc)
-            return
-        self._learn(timed.seconds)
-        self._deliver(batch, rows, results)
+            self._end(batch, rows, timed, exc)
+        else:
+            self._end(batch, rows, timed, results)
 
-    def _learn(self, seconds: float) -> None:
-        self._recent_seconds = 0.8 * self._recent_seconds + 0.2 * seconds
+    def _end(
+        self,
+        batch: list[_Pending],
+        rows: np.ndarray,
+        timed: _Timed,
+        outcome: tuple[np.ndarray, ...] | Exception,
+    ) -> None:
+        """Learn how long predict() took, then answer the batch (or queue it again: _failed)."""
+        self._recent_seconds = 0.8 * self._recent_seconds + 0.2 * timed.seconds
+        if isinstance(outcome, Exception):
+            self._failed(batch, outcome)
+        else:
+            self._deliver(batch, rows, outcome)
 
     def _failed(self, batch: list[_Pending], exc: Exception) -> None:
         if isinstance(exc, ModelError) and len(batch) > 1:
