@@ -247,10 +247,10 @@ class _Routes:
         clock = self._begin()
         try:
             plan = self._plan(protocol, params, await self._read_body(request, clock))
-            results = await self._service.predict(plan.rows, plan.outputs)
+            raw = plan.encode(await self._service.predict(plan.rows, plan.outputs))
         except BaseException as exc:  # _concluded re-raises a cancellation once counted
             return self._concluded(protocol, request, clock, None, exc)
-        return self._concluded(protocol, request, clock, plan.encode(results), None)
+        return self._concluded(protocol, request, clock, raw, None)
 
     def infer_now(self, protocol: str, request: Request, params: Params, reply: Reply) -> None:
         clock = self._begin()
