@@ -234,13 +234,15 @@ class _Routes:
             return _Inference(rows, (signature.default_output,), _encode_v1)
         signature = service.require_model(params["name"], params.get("version"))
         parsed = v2.parse_infer(raw, signature, max_rows=self._max_rows)
-        encode = functools.partial(
-            v2.encode_results,
-            model_name=service.name,
-            model_version=service.version,
-            request_id=parsed.id,
-            names=parsed.outputs,
-        )
+
+        def encode(results: tuple[np.ndarray, ...]) -> bytes:
+            return v2.encode_infer(
+                model_name=service.name,
+                model_version=service.version,
+                request_id=parsed.id,
+                outputs=list(zip(parsed.outputs, results, strict=True)),
+            )
+
         return _Inference(parsed.rows, parsed.outputs, encode)
 
     async def _infer(self, protocol: str, request: Request, params: Params) -> Response:
@@ -256,13 +258,13 @@ class _Routes:
         clock = self._begin()
 
         def predicted(results: tuple[np.ndarray, ...] | None, error: BaseException | None) -> None:
-            if error is None:
-                assert results is not None
+            raw = None
+            if results is not None:
                 try:
-                    raw: bytes | None = plan.encode(results)
+                    raw = plan.encode(results)
                 except Exception as exc:
-                    raw, error = None, exc
-            reply(self._concluded(protocol, request, clock, raw if error is None else None, error))
+                    error = exc
+            reply(self._concluded(protocol, request, clock, raw, error))
 
         try:
             plan = self._plan(protocol, params, self._body_now(request, clock))

@@ -125,22 +125,18 @@ class PredictQueue:
         traffic, and never shown to `on_predicted` (drift counts what clients are served).
         """
         future: asyncio.Future[tuple[np.ndarray, ...]] = asyncio.get_running_loop().create_future()
-        self.enqueue(rows, outputs, functools.partial(_resolve, future), observed, future)
+        self._admit(_Pending(rows, outputs, functools.partial(_resolve, future), observed, future))
         return await future
 
-    def enqueue(
-        self,
-        rows: np.ndarray,
-        outputs: tuple[str, ...],
-        done: Done,
-        observed: bool = True,
-        future: asyncio.Future[tuple[np.ndarray, ...]] | None = None,
-    ) -> None:
-        """Queue rows; `done` is called once with the results or the error (ModelError,
+    def enqueue(self, rows: np.ndarray, outputs: tuple[str, ...], done: Done) -> None:
+        """Queue served rows; `done` is called once with the results or the error (ModelError,
         Unavailable), possibly before this returns when batching is off. Raises Overloaded:
-        then `done` is never called. No task and no future per request: at 64 connections on
-        one core the forest answered 2-3x more requests per second this way than with an
-        awaiting task each (bench/serving, docs/serving.md)."""
+        then `done` is never called. No task and no future per request (docs/serving.md, "No
+        task per request")."""
+        self._admit(_Pending(rows, outputs, done, observed=True))
+
+    def _admit(self, item: _Pending) -> None:
+        rows = item.rows
         # An empty queue admits any request, so one large request is never shed forever.
         if self._pending and self._queued_rows + len(rows) > self._max_queued_rows:
             raise Overloaded(
@@ -148,7 +144,7 @@ class PredictQueue:
                 f"(limit {self._max_queued_rows}); retry shortly"
             )
         leads = self._can_lead(rows)
-        self._pending.append(_Pending(rows, outputs, done, observed, future))
+        self._pending.append(item)
         self._queued_rows += len(rows)
         if leads:
             self._leading = True

@@ -25,7 +25,7 @@ from . import body, named, tensors
 INPUT_NAME = "input-0"
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class InferRequest:
     id: str | None
     rows: np.ndarray
@@ -244,23 +244,6 @@ def encode_infer(
         return body.encode(response)
     except TypeError as exc:  # orjson.JSONEncodeError: an output of a type JSON cannot carry
         raise InvalidOutput(f"model output cannot be encoded as JSON: {exc}") from None
-
-
-def encode_results(
-    results: Sequence[np.ndarray],
-    *,
-    model_name: str,
-    model_version: str,
-    request_id: str | None,
-    names: Sequence[str],
-) -> bytes:
-    """encode_infer for the outputs `names` asked for, computed in that order."""
-    return encode_infer(
-        model_name=model_name,
-        model_version=model_version,
-        request_id=request_id,
-        outputs=list(zip(names, results, strict=True)),
-    )
 
 
 def encode_metadata(
