@@ -9,7 +9,7 @@ CLUSTER_DIR := .cluster
 export KUBECONFIG ?= $(CURDIR)/$(CLUSTER_DIR)/kubeconfig
 
 .PHONY: help install tools mlflow image cluster-up cluster-down cluster-status run stop test test-unit \
-	test-serving test-integration lint lock audit release-image bench bench-serving bench-serving-quick bench-drift bench-pipeline bench-operator bench-rollback bench-e2e clean
+	test-serving test-native test-integration lint lock audit release-image bench bench-serving bench-serving-quick bench-drift bench-pipeline bench-operator bench-rollback bench-e2e clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -52,8 +52,12 @@ run: cluster-up ## cluster + CRD + operator + the example model, a prediction (V
 stop: ## stop the operator started by `make run`
 	$(BIN)/python scripts/run_local.py --dir $(CLUSTER_DIR) --stop
 
-test: $(STAMP) tools mlflow ## the whole suite: unit, serving, integration (starts the control plane)
+test: $(STAMP) tools mlflow ## the whole suite: unit, serving, integration (starts the control plane), then serving again on the native modules
 	$(BIN)/pytest tests
+	$(MAKE) test-native
+
+test-native: $(STAMP) ## tests/serving on the native modules the serving image runs (scripts/native.py builds them)
+	MODELDEPLOY_TEST_NATIVE=1 PYTHONPATH=$$($(BIN)/python scripts/native.py) $(BIN)/pytest tests/serving
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit
@@ -80,14 +84,17 @@ audit: $(STAMP) ## known vulnerabilities in the image's locked set (pip-audit; i
 # must be pinned by digest (a re-pushed tag would change what the image is built on); its SBOM
 # goes beside it in dist/.
 RELEASE_IMAGE ?= ghcr.io/modeldeploy/modeldeploy:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-release-image: $(STAMP) ## the release image (needs PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:<digest>) and its SBOM
-	@[[ "$(PYTHON_IMAGE)" =~ ^[^@[:space:]]+@sha256:[0-9a-f]{64}$$ ]] || { \
-	  echo "error: release-image needs the base pinned by digest:" \
-	       "PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:<64 hex> (docs/security.md)" >&2; exit 2; }
-	docker build -f serving_image/Dockerfile --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) -t $(RELEASE_IMAGE) .
+release-image: $(STAMP) ## the release image (needs PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:<digest> and BUILD_IMAGE=python:3.11.13-bookworm@sha256:<digest>) and its SBOM
+	@for image in "$(PYTHON_IMAGE)" "$(BUILD_IMAGE)"; do [[ "$$image" =~ ^[^@[:space:]]+@sha256:[0-9a-f]{64}$$ ]] || { \
+	  echo "error: release-image needs both bases pinned by digest:" \
+	       "PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:<64 hex>" \
+	       "BUILD_IMAGE=python:3.11.13-bookworm@sha256:<64 hex> (docs/security.md)" >&2; exit 2; }; done
+	docker build -f serving_image/Dockerfile --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) \
+	  --build-arg BUILD_IMAGE=$(BUILD_IMAGE) -t $(RELEASE_IMAGE) .
 	mkdir -p dist
+	$(BIN)/python scripts/lock.py --runtime-lock dist/runtime.lock
 	$(BIN)/cyclonedx-py requirements --pyproject pyproject.toml --output-reproducible \
-	  --output-file dist/modeldeploy-$(notdir $(subst :,-,$(RELEASE_IMAGE))).cdx.json serving_image/requirements.lock
+	  --output-file dist/modeldeploy-$(notdir $(subst :,-,$(RELEASE_IMAGE))).cdx.json dist/runtime.lock
 
 bench: bench-serving bench-operator bench-rollback ## all benchmarks (JSON in bench/results/)
 

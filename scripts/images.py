@@ -8,7 +8,8 @@ Both images are OCI archives under <cache>/images/, named by a hash of their inp
 run is a cache hit in well under a second. The serving archive has its CycloneDX SBOM beside it
 (serving-<hash>.cdx.json), made from serving_image/requirements.lock, which the Dockerfile
 installs with --require-hashes. The serving image is built from the Dockerfile itself
-(its PYTHON_IMAGE argument points at the local base): there is no second recipe. pip inside the
+(its PYTHON_IMAGE argument points at the local base, BUILD_IMAGE at a second one that adds a C
+compiler and Python's headers for the native modules): there is no second recipe. pip inside the
 build gets this host's index settings and CA bundle from a directory bind-mounted over /root (pip
 reads ~/.config/pip/pip.conf). /root exists in every base, so the mount creates no mountpoint and
 nothing of the host lands in any layer (a --volume onto a new path such as /etc/pip.conf leaves an
@@ -30,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -46,7 +48,6 @@ from image_inputs import (
 ROOT: Final = Path(__file__).resolve().parent.parent
 DOCKERFILE: Final = ROOT / "serving_image" / "Dockerfile"
 IGNOREFILE: Final = ROOT / "serving_image" / "Dockerfile.dockerignore"
-LOCKFILE: Final = ROOT / "serving_image" / "requirements.lock"  # `make lock`
 CACHE: Final = Path(
     os.environ.get("MODELDEPLOY_CACHE")
     or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modeldeploy"
@@ -55,13 +56,25 @@ IMAGES: Final = CACHE / "images"
 
 # Bump when the way an image is made changes, so cached images are rebuilt.
 BASE_RECIPE_VERSION: Final = "1"
-SERVING_RECIPE_VERSION: Final = "2"
+SERVING_RECIPE_VERSION: Final = "3"
 SUITE: Final = "bookworm"
 # The Dockerfile runs `python -m venv` (python-is-python3, python3-venv) and groupadd/useradd
 # (passwd).
 BASE_PACKAGES: Final = ("python3", "python3-venv", "python-is-python3", "ca-certificates", "passwd")
 BASE_NAME: Final = "localhost/modeldeploy/python"
-BASE_TAG: Final = "3.11-bookworm"
+
+
+@dataclass(frozen=True)
+class Base:
+    """A debootstrapped Python base: the runtime stage's, or the build stage's."""
+
+    tag: str
+    packages: tuple[str, ...]
+
+
+RUNTIME_BASE: Final = Base("3.11-bookworm", BASE_PACKAGES)
+# The build stage also compiles the native modules (setup.py, mypyc): a C compiler, the headers.
+BUILD_BASE: Final = Base("3.11-bookworm-build", (*BASE_PACKAGES, "gcc", "libc6-dev", "python3-dev"))
 BASE_ENV: Final = (
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "LANG=C.UTF-8",
@@ -144,18 +157,18 @@ def apt_sources() -> list[str]:
     return [p.read_text() for p in paths if p.is_file() and p.suffix in {".list", ".sources"}]
 
 
-def base_inputs() -> list[tuple[str, bytes]]:
+def base_inputs(base: Base) -> list[tuple[str, bytes]]:
     """What the base is made of. The mirror is left out: any mirror serves the same suite."""
-    recipe = [BASE_RECIPE_VERSION, SUITE, ",".join(BASE_PACKAGES), *BASE_ENV, *SLIM_PATHS]
+    recipe = [BASE_RECIPE_VERSION, SUITE, ",".join(base.packages), *BASE_ENV, *SLIM_PATHS]
     return [("base-recipe", "\n".join(recipe).encode())]
 
 
-def base_key() -> str:
-    return inputs_hash(base_inputs())
+def base_key(base: Base) -> str:
+    return inputs_hash(base_inputs(base))
 
 
-def base_archive() -> Path:
-    return IMAGES / f"python-{base_key()}.tar"
+def base_archive(base: Base) -> Path:
+    return IMAGES / f"python-{base_key(base)}.tar"
 
 
 def slim(rootfs: Path) -> None:
@@ -203,8 +216,8 @@ def tar_layout(layout: Path, archive: Path) -> None:
     partial.rename(archive)
 
 
-def build_base() -> Path:
-    archive = base_archive()
+def build_base(base: Base) -> Path:
+    archive = base_archive(base)
     if archive.exists():
         return archive
     require_tools()
@@ -214,12 +227,12 @@ def build_base() -> Path:
     (IMAGES / "logs").mkdir(parents=True, exist_ok=True)
     with scratch() as work:
         rootfs, started = work / "rootfs", time.monotonic()
-        log(f"debootstrap {SUITE} ({', '.join(BASE_PACKAGES)}) ...")
+        log(f"debootstrap {SUITE} ({', '.join(base.packages)}) ...")
         run(
             [
                 "debootstrap",
                 "--variant=minbase",
-                f"--include={','.join(BASE_PACKAGES)}",
+                f"--include={','.join(base.packages)}",
                 SUITE,
                 rootfs,
                 mirror,
@@ -227,7 +240,7 @@ def build_base() -> Path:
             IMAGES / "logs" / "base.log",
         )
         slim(rootfs)
-        pack_layout(rootfs, work / "layout", f"{BASE_NAME}:{BASE_TAG}", BASE_ENV)
+        pack_layout(rootfs, work / "layout", f"{BASE_NAME}:{base.tag}", BASE_ENV)
         tar_layout(work / "layout", archive)
     log(f"base image {archive} ({time.monotonic() - started:.0f} s)")
     return archive
@@ -238,7 +251,8 @@ def serving_inputs() -> list[tuple[str, bytes]]:
     ignore file itself, the base it starts from and this recipe."""
     rules = ignore_rules(IGNOREFILE.read_text())
     entries = [
-        ("@base", base_key().encode()),
+        ("@base", base_key(RUNTIME_BASE).encode()),
+        ("@build-base", base_key(BUILD_BASE).encode()),
         ("@recipe", SERVING_RECIPE_VERSION.encode()),
         ("@dockerfile", DOCKERFILE.read_bytes()),
         ("@dockerignore", IGNOREFILE.read_bytes()),
@@ -280,12 +294,13 @@ def buildah(*args: str | Path) -> list[str | Path]:
     return ["buildah", "--root", store / "root", "--runroot", store / "run", *args]
 
 
-def ensure_base_in_store(archive: Path, logfile: Path) -> str:
+def ensure_base_in_store(base: Base, logfile: Path) -> str:
     """The base in buildah's store, named by its inputs hash so a new base is a new name."""
-    name = f"{BASE_NAME}:{base_key()[:12]}"
+    archive = build_base(base)
+    name = f"{BASE_NAME}:{base_key(base)[:12]}"
     if capture(buildah("images", "--quiet", name)).strip():
         return name
-    pulled = capture(buildah("pull", "--quiet", f"oci-archive:{archive}:{BASE_NAME}:{BASE_TAG}"))
+    pulled = capture(buildah("pull", "--quiet", f"oci-archive:{archive}:{BASE_NAME}:{base.tag}"))
     if not pulled.strip():
         raise ImageError(f"buildah could not read the base archive {archive}")
     run(buildah("tag", pulled.strip().splitlines()[-1], name), logfile)
@@ -327,14 +342,18 @@ def sbom_path(archive: Path) -> Path:
 
 
 def write_sbom(archive: Path, logfile: Path) -> Path:
-    """The image's CycloneDX SBOM beside its archive: the project and every locked dependency.
+    """The image's CycloneDX SBOM beside its archive: the project and every locked dependency
+    the image keeps.
 
     From the lock rather than the built tree: `pip install --require-hashes` in the Dockerfile
-    installs exactly the locked files and nothing else, so the two agree by construction."""
+    installs exactly the locked files and nothing else, and then uninstalls the build-only ones
+    (lock.BUILD_ONLY), so the two agree by construction."""
     sbom = sbom_path(archive)
     if not sbom.exists():
         logfile.parent.mkdir(parents=True, exist_ok=True)
         partial = sbom.with_suffix(".partial")
+        runtime = sbom.with_suffix(".lock")
+        run([sys.executable, ROOT / "scripts" / "lock.py", f"--runtime-lock={runtime}"], logfile)
         run(
             [
                 Path(sys.executable).parent / "cyclonedx-py",
@@ -342,10 +361,11 @@ def write_sbom(archive: Path, logfile: Path) -> Path:
                 f"--pyproject={ROOT / 'pyproject.toml'}",
                 "--output-reproducible",
                 f"--output-file={partial}",
-                LOCKFILE,
+                runtime,
             ],
             logfile,
         )
+        runtime.unlink()
         partial.rename(sbom)
         log(f"SBOM {sbom}")
     return sbom
@@ -358,11 +378,11 @@ def build_serving() -> Path:
     if archive.exists():
         write_sbom(archive, logfile)  # archives built before SBOMs existed get one too
         return archive
-    base = build_base()
     require_tools()
     started = time.monotonic()
     with scratch() as work:
-        base_name = ensure_base_in_store(base, logfile)
+        base_name = ensure_base_in_store(RUNTIME_BASE, logfile)
+        build_name = ensure_base_in_store(BUILD_BASE, logfile)
         name = f"{SERVING_NAME}:{serving_tag(key)}"
         log(f"buildah bud -f serving_image/Dockerfile (PYTHON_IMAGE={base_name}) ...")
         run(
@@ -374,6 +394,7 @@ def build_serving() -> Path:
                 # buildah 1.28 does not read <Dockerfile>.dockerignore by itself.
                 f"--ignorefile={IGNOREFILE}",
                 f"--build-arg=PYTHON_IMAGE={base_name}",
+                f"--build-arg=BUILD_IMAGE={build_name}",
                 *pip_build_settings(work),
                 f"--tag={name}",
                 f"--tag={SERVING_NAME}:dev",
@@ -419,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 0
         with locked():
-            print(build_base() if args.command == "base" else build_serving())
+            print(build_base(RUNTIME_BASE) if args.command == "base" else build_serving())
         return 0
     except ImageError as error:
         log(f"error: {error}")

@@ -29,6 +29,10 @@ LOCK: Final = ROOT / "serving_image" / "requirements.lock"
 TARGET: Final = ("linux", "x86_64", (3, 11))  # the serving image's platform (its Python base)
 # Optional dependencies the image installs too: the fetcher's object-store clients.
 IMAGE_EXTRAS: Final = ("storage",)
+# Locked for the image's build stage (mypyc compiles the native modules: setup.py) and
+# uninstalled before the runtime stage gets the virtualenv (serving_image/Dockerfile): not in the
+# image, so not in its SBOM either (runtime_lock).
+BUILD_ONLY: Final = ("mypy", "mypy-extensions", "librt", "ast-serialize", "pathspec")
 _PIN: Final = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
 _HASH: Final = re.compile(r"--hash=sha256:([0-9a-f]{64})")
 
@@ -61,6 +65,21 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def runtime_lock(text: str) -> str:
+    """The lock without its BUILD_ONLY pins (each pin is its `name==version \\` line and the
+    continuation lines after it): what the image's virtualenv holds."""
+    kept: list[str] = []
+    dropping = False
+    for line in text.splitlines(keepends=True):
+        if match := _PIN.match(line):
+            dropping = normalize(match[1]) in BUILD_ONLY
+        elif not line.startswith((" ", "\t")):
+            dropping = False  # a comment or blank line between pins
+        if not dropping:
+            kept.append(line)
+    return "".join(kept)
+
+
 def on_target() -> bool:
     system, machine, version = TARGET
     return (
@@ -74,7 +93,16 @@ def on_target() -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--upgrade", action="store_true", help="newest allowed versions")
+    parser.add_argument(
+        "--runtime-lock",
+        metavar="FILE",
+        type=Path,
+        help="write the lock minus its build-only pins (the image's SBOM input) and exit",
+    )
     args = parser.parse_args(argv)
+    if args.runtime_lock is not None:
+        args.runtime_lock.write_text(runtime_lock(LOCK.read_text()))
+        return 0
     if not on_target():
         print(
             f"lock.py: the lock is resolved for Linux x86_64 CPython 3.11 (the image); this is "

@@ -110,7 +110,8 @@ def _spec(mode: str, profile: tuple[Path, str] | None) -> servers.ServerSpec:
     extra = ("--profile-uri", str(profile[0]), "--profile-sha256", profile[1]) if profile else ()
     port = PORTS[mode]
     command = servers.ours_command(port, *extra)
-    return servers.ServerSpec(f"drift-{mode}", f"drift counting {mode}", "ours", port, command)
+    label = f"drift counting {mode}"
+    return servers.ServerSpec(f"drift-{mode}", label, "ours", port, command, servers.native_env())
 
 
 def _measure(

@@ -139,24 +139,19 @@ def contenders(
     v2_request = 'v2, a tensor per column (BYTES / FP64), `content_type: "pd"`'
 
     def ours(*extra: str) -> Any:
-        return lambda m: [
-            str(servers.BIN / "modeldeploy-server"),
-            *("--model-uri", str(m.path), "--sha256", m.sha256, "--model-name", m.key),
-            *("--host", "127.0.0.1", "--port", str(OURS_PORT), "--log-level", "warning"),
-            *("--termination-log", ""),
-            *extra,
-        ]
+        return servers.ours_command(OURS_PORT, *extra)
 
+    native = servers.native_env()  # as the image runs it
     result = [
         Contender(
-            servers.ServerSpec("modeldeploy-v2", "modeldeploy", "ours", OURS_PORT, ours()),
+            servers.ServerSpec("modeldeploy-v2", "modeldeploy", "ours", OURS_PORT, ours(), native),
             v2_path,
             v2,
             v2_request,
             "v2",
         ),
         Contender(
-            servers.ServerSpec("modeldeploy-v1", "modeldeploy", "ours", OURS_PORT, ours()),
+            servers.ServerSpec("modeldeploy-v1", "modeldeploy", "ours", OURS_PORT, ours(), native),
             v1_path,
             v1_records,
             "v1 `instances` as records (`[{column: value}]`)",
@@ -169,6 +164,7 @@ def contenders(
                 "ours",
                 OURS_PORT,
                 ours("--runtime", "sklearn"),
+                native,
             ),
             v2_path,
             v2,

@@ -33,20 +33,34 @@ class ServerSpec:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def native_env() -> dict[str, str]:
+    """Our server with its native modules, as the serving image runs it (scripts/native.py
+    builds them for this checkout, or finds the build)."""
+    built = subprocess.run(
+        [str(BIN / "python"), str(ROOT / "scripts" / "native.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {"PYTHONPATH": built.stdout.strip()}
+
+
 def specs(work: Path, asgi_python: Path | None, mlserver_bin: Path | None) -> list[ServerSpec]:
     bare = str(ROOT / "bench" / "serving" / "bare_server.py")
+    native = native_env()
 
     def ours(*extra: str) -> Callable[[BenchModel], list[str]]:
         return ours_command(18080, *extra)
 
     result = [
-        ServerSpec("modeldeploy", "modeldeploy (batching on)", "ours", 18080, ours()),
+        ServerSpec("modeldeploy", "modeldeploy (batching on)", "ours", 18080, ours(), native),
         ServerSpec(
             "modeldeploy-unbatched",
             "modeldeploy (batching off)",
             "ours",
             18080,
             ours("--no-micro-batching"),
+            native,
         ),
         ServerSpec(
             "bare-aiohttp",

@@ -62,7 +62,6 @@ class Request:
         "_waiter",
         "body_complete",
         "complete",
-        "headers",
         "headers_complete",
         "keep_alive",
         "method",
@@ -83,7 +82,6 @@ class Request:
         path = url.partition(b"?")[0].decode("utf-8", "surrogateescape")  # no route reads a query
         self.path = unquote(path) if "%" in path else path
         self._raw_headers = raw_headers
-        self.headers: dict[str, str] | None = None  # built on first use: most requests never ask
         self.keep_alive = keep_alive
         self.headers_complete = headers_complete  # perf_counter
         self.body_complete: float | None = None
@@ -94,13 +92,15 @@ class Request:
         self._waiter: asyncio.Future[None] | None = None
 
     def header(self, name: str) -> str | None:
-        """A header's value by lower-case name (the last one if repeated)."""
-        if self.headers is None:
-            self.headers = {
-                key.decode("latin-1").lower(): value.decode("latin-1")
-                for key, value in self._raw_headers
-            }
-        return self.headers.get(name)
+        """A header's value by lower-case name (the last one if repeated). A scan of the few
+        raw headers, not a dict of them all: a request asks for three or four, and decoding
+        every name and value cost more than the scans (docs/serving.md, "Native modules")."""
+        wanted = name.encode("latin-1")
+        found: bytes | None = None
+        for key, value in self._raw_headers:
+            if len(key) == len(wanted) and key.lower() == wanted:
+                found = value
+        return None if found is None else found.decode("latin-1")
 
     @property
     def content_length(self) -> int | None:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .model import LoadedModel
 
 log = logging.getLogger("modeldeploy_serving")
+YOUNG_COLLECTION_ALLOCATIONS = 7000  # Python's default: 700
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,6 +140,10 @@ async def _load(config: ServerConfig, service: InferenceService) -> None:
         service.load_failed(exc.cause, loading.record_failure(exc, config.termination_log))
         return
     gc.freeze()  # the model's objects never die: keep them out of every future collection
+    # Requests make no cyclic garbage (counted: none after 320 forest requests), so the young
+    # generation is collected ten times less often than Python's default of every 700
+    # allocations: 3% of a forest request's instructions at 64 connections (docs/serving.md).
+    gc.set_threshold(YOUNG_COLLECTION_ALLOCATIONS)
     service.model_loaded(model)
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import queue
 import re
+import runpy
 import shutil
 import signal
 import subprocess
@@ -158,6 +159,19 @@ def test_entrypoints_run_as_65532_on_a_read_only_root(image: Image) -> None:
     assert image.run("id", "-u").stdout.strip() == "65532"
     denied = image.run("touch", "/opt/venv/x")
     assert denied.returncode != 0 and "Read-only file system" in denied.stderr
+
+
+def test_the_request_path_is_native_and_the_compiler_is_gone(image: Image) -> None:
+    native = runpy.run_path(str(ROOT / "setup.py"), run_name="not_main")["NATIVE_MODULES"]
+    names = [Path(p).relative_to("serving_image").with_suffix("").as_posix() for p in native]
+    probe = "import importlib as i, sys\nfor m in sys.argv[1:]: print(i.import_module(m).__file__)"
+    result = image.run("python", "-c", probe, *(name.replace("/", ".") for name in names))
+    assert result.returncode == 0, result.stderr
+    loaded = result.stdout.split()
+    assert len(loaded) == len(names) and all(path.endswith(".so") for path in loaded), loaded
+    for package in ("mypy", "mypyc", "librt"):
+        absent = image.run("python", "-c", f"import {package}")
+        assert absent.returncode != 0 and "ModuleNotFoundError" in absent.stderr, package
 
 
 def test_the_model_server_answers_a_prediction_over_http(image: Image) -> None:

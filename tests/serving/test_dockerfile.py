@@ -52,9 +52,19 @@ def base_images() -> list[str]:
     return images
 
 
-def test_base_images_are_slim_python_pinned_by_full_version() -> None:
-    for image in base_images():
-        assert re.fullmatch(r"python:3\.\d+\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?", image), image
+def test_base_images_are_python_pinned_by_full_version_and_the_runtime_is_slim() -> None:
+    build, *_, runtime = base_images()
+    assert re.fullmatch(r"python:3\.\d+\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?", runtime), runtime
+    # The build stage compiles (a C compiler, the headers): the same Python, not slimmed.
+    assert build == runtime.replace("-slim", ""), (build, runtime)
+
+
+def test_the_request_path_is_compiled_and_the_compiler_stays_in_the_build_stage() -> None:
+    build = stages()[0]
+    project = [args for name, args in build if name == "RUN" and "--no-index ." in args]
+    assert len(project) == 1 and project[0].startswith("MODELDEPLOY_NATIVE=1 "), project
+    assert "pip uninstall --quiet --yes mypy " in project[0]
+    assert project[0].index("pip uninstall") < project[0].index("pip check")
 
 
 def test_multi_stage_and_the_runtime_stage_installs_nothing_that_compiles() -> None:
@@ -99,7 +109,9 @@ def test_entrypoints_and_port_match_the_project() -> None:
     assert ("EXPOSE", str(default_port)) in stages()[-1]
 
 
-@pytest.mark.parametrize("source", ["pyproject.toml", "README.md", "operator/", "serving_image/"])
+@pytest.mark.parametrize(
+    "source", ["pyproject.toml", "setup.py", "README.md", "operator/", "serving_image/"]
+)
 def test_build_context_allow_list_covers_what_is_copied(source: str) -> None:
     allowed = IGNORE.read_text().splitlines()
     assert "*" in allowed

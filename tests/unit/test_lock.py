@@ -5,6 +5,7 @@ a dependency added or tightened in pyproject.toml fails here until `make lock` i
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -101,3 +102,18 @@ def test_parse_lock_reads_pins_and_their_continued_hash_lines() -> None:
     pins = lock.parse_lock(text)
     assert pins["foo-bar"] == lock.Pin("Foo_Bar", "1.2", ("a" * 64, "b" * 64))
     assert pins["baz"].hashes == ("c" * 64,)
+
+
+def test_the_build_only_pins_are_locked_and_the_dockerfile_uninstalls_exactly_them() -> None:
+    for name in lock.BUILD_ONLY:
+        assert name in PINS, f"{name} is not in the lock: run `make lock`"
+    dockerfile = (ROOT / "serving_image" / "Dockerfile").read_text()
+    uninstall = re.search(r"pip uninstall --quiet --yes ([^\\\n]+)", dockerfile)
+    assert uninstall is not None
+    assert sorted(uninstall[1].split()) == sorted(lock.BUILD_ONLY)
+
+
+def test_the_runtime_lock_is_the_lock_minus_the_build_only_pins() -> None:
+    runtime = lock.parse_lock(lock.runtime_lock(lock.LOCK.read_text()))
+    assert set(PINS) - set(runtime) == set(lock.BUILD_ONLY)
+    assert all(runtime[name] == PINS[name] for name in runtime)
