@@ -108,7 +108,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{settings['seconds']:g} s per run after {settings['warmup_seconds']:g} s warm-up, "
         f"median of {settings['rounds']} round(s), server on CPU {settings['server_cpu']}, "
         f"wrk on CPU {settings['load_cpu']}, single-row v2 requests of {settings['request_bytes']} "
-        "bytes).",
+        f"bytes{_build(settings)}).",
         "",
         *_steadiness(results["machine"].get("cpu_stalls")),
     ]
@@ -153,6 +153,11 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {'yes' if t['met'] else '**no**'} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _build(settings: dict[str, Any]) -> str:
+    build = settings.get("ours_build")  # runs before 2026-12-02T04:08 ran ours interpreted
+    return f"; modeldeploy {build}" if build else ""
 
 
 def _steadiness(stalls: dict[str, Any] | None) -> list[str]:

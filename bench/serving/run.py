@@ -84,6 +84,8 @@ def main() -> None:
             "server_cpu": method.SERVER_CPU,
             "load_cpu": method.LOAD_CPU,
             "request_bytes": len(body),
+            # ours runs its native modules, as the image does (servers.native_env)
+            "ours_build": "native (mypyc: setup.py NATIVE_MODULES, scripts/native.py)",
         },
         "models": {k: {"label": m.label, "sha256": m.sha256} for k, m in models.items()},
         "servers": {spec.name: {"label": spec.label, "role": spec.role} for spec in chosen},
