@@ -6,14 +6,14 @@
 
 Both images are OCI archives under <cache>/images/, named by a hash of their inputs, so a second
 run is a cache hit in well under a second. The serving archive has its CycloneDX SBOM beside it
-(serving-<hash>.cdx.json), made from serving_image/requirements.lock, which the Dockerfile
-installs with --require-hashes. The serving image is built from the Dockerfile itself
-(its PYTHON_IMAGE argument points at the local base, BUILD_IMAGE at a second one that adds a C
-compiler and Python's headers for the native modules): there is no second recipe. pip inside the
-build gets this host's index settings and CA bundle from a directory bind-mounted over /root (pip
-reads ~/.config/pip/pip.conf). /root exists in every base, so the mount creates no mountpoint and
-nothing of the host lands in any layer (a --volume onto a new path such as /etc/pip.conf leaves an
-empty file behind in every stage that has a RUN step).
+(serving-<hash>.cdx.json), made from serving_image/requirements.lock (minus the build-only pins the
+Dockerfile uninstalls), which the Dockerfile installs with --require-hashes. The serving image is
+built from the Dockerfile itself (its PYTHON_IMAGE argument points at the local base, BUILD_IMAGE
+at a second one that adds a C compiler and Python's headers for the native modules): there is no
+second recipe. pip inside the build gets this host's index settings and CA bundle from a directory
+bind-mounted over /root (pip reads ~/.config/pip/pip.conf). /root exists in every base, so the
+mount creates no mountpoint and nothing of the host lands in any layer (a --volume onto a new path
+such as /etc/pip.conf leaves an empty file behind in every stage that has a RUN step).
 
 Needs root (debootstrap, buildah's chroot isolation) and Debian's debootstrap, umoci and buildah:
     apt-get install -y --no-install-recommends debootstrap umoci buildah
