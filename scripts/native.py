@@ -24,11 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
+from images import CACHE  # scripts/images.py: the one cache directory outside the repository
+
 ROOT: Final = Path(__file__).resolve().parent.parent
-CACHE: Final = Path(
-    os.environ.get("MODELDEPLOY_CACHE")
-    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modeldeploy"
-)
 BUILDS: Final = CACHE / "native"
 SOURCES: Final = ("setup.py", "pyproject.toml", "README.md", "operator", "serving_image")
 KEEP: Final = 3  # builds kept (the newest); each is about 30 MB

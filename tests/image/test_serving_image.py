@@ -13,7 +13,6 @@ import json
 import os
 import queue
 import re
-import runpy
 import shutil
 import signal
 import subprocess
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.serving.test_native import native_modules
 
 pytestmark = pytest.mark.image
 
@@ -162,10 +163,9 @@ def test_entrypoints_run_as_65532_on_a_read_only_root(image: Image) -> None:
 
 
 def test_the_request_path_is_native_and_the_compiler_is_gone(image: Image) -> None:
-    native = runpy.run_path(str(ROOT / "setup.py"), run_name="not_main")["NATIVE_MODULES"]
-    names = [Path(p).relative_to("serving_image").with_suffix("").as_posix() for p in native]
+    names = native_modules()
     probe = "import importlib as i, sys\nfor m in sys.argv[1:]: print(i.import_module(m).__file__)"
-    result = image.run("python", "-c", probe, *(name.replace("/", ".") for name in names))
+    result = image.run("python", "-c", probe, *names)
     assert result.returncode == 0, result.stderr
     loaded = result.stdout.split()
     assert len(loaded) == len(names) and all(path.endswith(".so") for path in loaded), loaded
