@@ -107,7 +107,10 @@ def _forms(signature: Any, key: str) -> list[Form]:
         return parsed.rows, parsed.outputs
 
     def v2_encode(outputs: Any) -> bytes:
-        return v2.encode_infer(model_name=key, model_version="", request_id=None, outputs=outputs)
+        names, results = [name for name, _ in outputs], [array for _, array in outputs]
+        return v2.encode_infer(
+            model_name=key, model_version="", request_id=None, names=names, results=results
+        )
 
     return [
         Form(

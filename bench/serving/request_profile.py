@@ -114,7 +114,6 @@ def _stages(
     ours = _Ours(saved, loaded, ["--runtime", runtime, *extra])
     parsed = v2.parse_infer(body, loaded.signature, max_rows=1000)
     results = loaded.run(parsed.rows, parsed.outputs)
-    named = list(zip(parsed.outputs, results, strict=True))
     stages: dict[str, Callable[[], object]] = {
         "predict": lambda: loaded.run(parsed.rows, parsed.outputs),
         "request": lambda: ours.app.answer(raw),
@@ -125,7 +124,11 @@ def _stages(
         stages |= {
             "parse": lambda: v2.parse_infer(body, loaded.signature, max_rows=1000),
             "encode": lambda: v2.encode_infer(
-                model_name=saved.key, model_version="", request_id=None, outputs=named
+                model_name=saved.key,
+                model_version="",
+                request_id=None,
+                names=parsed.outputs,
+                results=results,
             ),
             "metrics": ours.metrics_of_one_request,
             "queue": ours.queue_hand_off(parsed.rows, parsed.outputs),

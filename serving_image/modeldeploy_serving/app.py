@@ -5,6 +5,10 @@ Every error is a ServingError carrying its status; `_answer_inference` turns it 
 error body and counts it by whose fault it was. A model error's text (the estimator's exception)
 is logged under a request id and never sent: the client gets the reason and the id.
 
+An inference request is one object from its parse to its answer (`_Inference`): its clocks,
+its rows, how to encode them and where to answer; it is also the predict queue's item, so the
+batch's callback answers it directly (docs/serving.md, "One object per request").
+
 Two clocks per inference request: the upload (complete headers to the last body byte, cut off
 after the body timeout) and the SLO latency (last body byte to the encoded response). A slow
 client's upload is its own histogram and never reaches the p99 that can trigger a rollback.
@@ -24,6 +28,7 @@ from typing import Protocol
 import numpy as np
 
 from . import feedback as scoring
+from .batching import Queued
 from .config import ServerConfig
 from .errors import (
     ModelError,
@@ -32,7 +37,7 @@ from .errors import (
     ServingError,
     UnsupportedMediaType,
 )
-from .http_messages import JSON, Reply, Request, Response, json_response
+from .http_messages import JSON, Request, Response, json_response
 from .metrics import ServerMetrics
 from .protocol import body, v1, v2
 from .protocol import feedback as feedback_protocol
@@ -100,17 +105,19 @@ class App:
     async def answer(self, request: Request) -> Response:
         found = _route(request.path)
         if found is None:
-            return self._final(_no_route(request, 404, "Not Found"))
+            return _final(self._service, _no_route(request, 404, "Not Found"))
         index, params = found
         if request.method not in _ANSWERS[index]:
-            return self._final(_no_route(request, 405, "Method Not Allowed", _ANSWERS[index]))
+            return _final(
+                self._service, _no_route(request, 405, "Method Not Allowed", _ANSWERS[index])
+            )
         try:
             response = await self._bound[index](request, dict(params))
         except ServingError as exc:
             response = _error_response(exc)
-        return self._final(response)
+        return _final(self._service, response)
 
-    def answer_now(self, request: Request, reply: Reply) -> bool:
+    def answer_now(self, request: Request) -> bool:
         """Inference with its whole body here: parsed now, answered from the predict batch's
         callback. Anything else (or a body still arriving) goes to `answer`."""
         found = _route(request.path) if request.complete else None
@@ -120,16 +127,17 @@ class App:
         protocol = _INFERENCE.get(index)
         if protocol is None or request.method != "POST":
             return False
-        self._routes.infer_now(protocol, request, dict(params), lambda r: reply(self._final(r)))
+        self._routes.infer_now(protocol, request, dict(params))
         return True
 
-    def _final(self, response: Response) -> Response:
-        if self._service.draining:
-            # After SIGTERM every answer ends its keep-alive connection ("Connection: close"): a
-            # client's next request opens a new connection, which the Service routes to a pod
-            # that stays, instead of racing the close of an idle connection to this one.
-            response.close = True
-        return response
+
+def _final(service: InferenceService, response: Response) -> Response:
+    if service.draining:
+        # After SIGTERM every answer ends its keep-alive connection ("Connection: close"): a
+        # client's next request opens a new connection, which the Service routes to a pod that
+        # stays, instead of racing the close of an idle connection to this one.
+        response.close = True
+    return response
 
 
 def create_app(config: ServerConfig, service: InferenceService, metrics: ServerMetrics) -> App:
@@ -165,7 +173,7 @@ def _route(path: str) -> tuple[int, tuple[tuple[str, str], ...]] | None:
 
 class _Routes:
     def __init__(self, config: ServerConfig, service: InferenceService, metrics: ServerMetrics):
-        self._service = service
+        self.service = service
         self._metrics = metrics
         self._max_bytes = config.max_request_bytes
         self._max_rows = config.max_request_rows
@@ -178,9 +186,9 @@ class _Routes:
         return json_response(200, {"live": True})
 
     async def ready(self, _: Request, __: Params) -> Response:
-        if self._service.ready:
-            return json_response(200, {"ready": True, "runtime": self._service.runtime})
-        service = self._service  # `cause` is CamelCase (e.g. Sha256Mismatch), `reason` prose
+        if self.service.ready:
+            return json_response(200, {"ready": True, "runtime": self.service.runtime})
+        service = self.service  # `cause` is CamelCase (e.g. Sha256Mismatch), `reason` prose
         body = {
             "ready": False,
             "reason": service.not_ready_reason,
@@ -190,11 +198,11 @@ class _Routes:
 
     async def model_ready(self, _: Request, params: Params) -> Response:
         name, model_version = params["name"], params.get("version")
-        if name != self._service.name or model_version not in (None, self._service.version):
+        if name != self.service.name or model_version not in (None, self.service.version):
             raise ModelNotFound(f"model {name!r} is not served here")
-        if self._service.ready:
+        if self.service.ready:
             return json_response(200, {"name": name, "ready": True})
-        reason = self._service.not_ready_reason
+        reason = self.service.not_ready_reason
         return json_response(503, {"name": name, "ready": False, "reason": reason})
 
     async def server_metadata(self, _: Request, __: Params) -> Response:
@@ -203,10 +211,10 @@ class _Routes:
         )
 
     async def model_metadata(self, _: Request, params: Params) -> Response:
-        signature = self._service.require_model(params["name"], params.get("version"))
+        signature = self.service.require_model(params["name"], params.get("version"))
         raw = v2.encode_metadata(
-            model_name=self._service.name,
-            model_version=self._service.version,
+            model_name=self.service.name,
+            model_version=self.service.version,
             platform=PLATFORM,
             signature=signature,
         )
@@ -218,82 +226,60 @@ class _Routes:
 
     # --- inference ---------------------------------------------------------------------------
     # Both lanes run the same steps: check and read the body, plan (parse against the model's
-    # signature), predict, encode; `_concluded` answers and counts it. `infer_now` does it with
-    # the body already here and the predict's callback; `_infer` awaits each step.
+    # signature), predict, encode; `concluded` answers and counts it. `infer_now` does it with
+    # the body already here, the request queued as it is; `_infer` awaits each step.
     async def v2_infer(self, request: Request, params: Params) -> Response:
         return await self._infer("v2", request, params)
 
     async def v1_predict(self, request: Request, params: Params) -> Response:
         return await self._infer("v1", request, params)
 
-    def _plan(self, protocol: str, params: Params, raw: bytes) -> _Inference:
-        service = self._service
-        if protocol == "v1":
+    def _plan(self, inference: _Inference, params: Params, raw: bytes) -> None:
+        service = self.service
+        if inference.protocol == "v1":
             signature = service.require_model(params["name"])
-            rows = v1.parse_predict(raw, signature, max_rows=self._max_rows)
-            return _Inference(rows, (signature.default_output,), _encode_v1)
+            inference.rows = v1.parse_predict(raw, signature, max_rows=self._max_rows)
+            inference.outputs = (signature.default_output,)
+            return
         signature = service.require_model(params["name"], params.get("version"))
         parsed = v2.parse_infer(raw, signature, max_rows=self._max_rows)
-
-        def encode(results: tuple[np.ndarray, ...]) -> bytes:
-            return v2.encode_infer(
-                model_name=service.name,
-                model_version=service.version,
-                request_id=parsed.id,
-                outputs=list(zip(parsed.outputs, results, strict=True)),
-            )
-
-        return _Inference(parsed.rows, parsed.outputs, encode)
+        inference.rows, inference.outputs, inference.id = parsed.rows, parsed.outputs, parsed.id
 
     async def _infer(self, protocol: str, request: Request, params: Params) -> Response:
-        clock = self._begin()
+        inference = self._begin(protocol, request)
         try:
-            plan = self._plan(protocol, params, await self._read_body(request, clock))
-            raw = plan.encode(await self._service.predict(plan.rows, plan.outputs))
-        except BaseException as exc:  # _concluded re-raises a cancellation once counted
-            return self._concluded(protocol, request, clock, None, exc)
-        return self._concluded(protocol, request, clock, raw, None)
+            self._plan(inference, params, await self._read_body(request, inference))
+            predicted = await self.service.predict(inference.rows, inference.outputs)
+            raw = inference.encode(predicted)
+        except BaseException as exc:  # concluded re-raises a cancellation once counted
+            return self.concluded(inference, None, exc)
+        return self.concluded(inference, raw, None)
 
-    def infer_now(self, protocol: str, request: Request, params: Params, reply: Reply) -> None:
-        clock = self._begin()
-
-        def predicted(results: tuple[np.ndarray, ...] | None, error: BaseException | None) -> None:
-            raw = None
-            if results is not None:
-                try:
-                    raw = plan.encode(results)
-                except Exception as exc:
-                    error = exc
-            reply(self._concluded(protocol, request, clock, raw, error))
-
+    def infer_now(self, protocol: str, request: Request, params: Params) -> None:
+        inference = self._begin(protocol, request)
         try:
-            plan = self._plan(protocol, params, self._body_now(request, clock))
-            self._service.enqueue(plan.rows, plan.outputs, predicted)
+            self._plan(inference, params, self._body_now(request, inference))
+            self.service.put(inference)
         except Exception as exc:
-            reply(self._concluded(protocol, request, clock, None, exc))
+            inference.done(None, exc)
 
-    def _begin(self) -> _Clock:
+    def _begin(self, protocol: str, request: Request) -> _Inference:
         self._metrics.in_flight.inc()
-        return _Clock(time.perf_counter())
+        return _Inference(self, protocol, request)
 
-    def _concluded(
-        self,
-        protocol: str,
-        request: Request,
-        clock: _Clock,
-        raw: bytes | None,
-        error: BaseException | None,
+    def concluded(
+        self, inference: _Inference, raw: bytes | None, error: BaseException | None
     ) -> Response:
         """The answer to an inference request, counted once."""
         self._metrics.in_flight.dec()
         if raw is not None:
-            self._metrics.observe_request(protocol, clock.since_body())
+            self._metrics.observe_request(inference.protocol, inference.since_body())
             return Response(200, raw)
         assert error is not None
         if not isinstance(error, Exception):  # cancelled: the client or the server went away
             raise error
-        counted, response = self._failure(request, error, "request", "this request")
-        self._metrics.observe_request(protocol, clock.since_body(), counted)
+        counted, response = self._failure(inference.request, error, "request", "this request")
+        self._metrics.observe_request(inference.protocol, inference.since_body(), counted)
         return response
 
     def _failure(
@@ -344,7 +330,7 @@ class _Routes:
             self._metrics.observe_feedback(None, counted)
             return response
         self._metrics.observe_feedback(score)
-        service = self._service
+        service = self.service
         answer: dict[str, object] = {"model_name": service.name}
         if service.version:
             answer["model_version"] = service.version
@@ -355,7 +341,7 @@ class _Routes:
     async def _score_feedback(
         self, request: Request, params: Params, parse: _ParseFeedback
     ) -> tuple[scoring.Score, str | None]:
-        service = self._service
+        service = self.service
         signature = service.require_model(params["name"], params.get("version"))
         want = scoring.target(signature)
         raw = await self._read_body(request, None)
@@ -363,60 +349,75 @@ class _Routes:
         (predictions,) = await service.predict(parsed.rows, (PREDICT,), observed=False)
         return scoring.score(predictions, parsed.labels, want), parsed.id
 
-    async def _read_body(self, request: Request, clock: _Clock | None) -> bytes:
-        """`clock` None (feedback): the upload is not timed in the inference series."""
+    async def _read_body(self, request: Request, inference: _Inference | None) -> bytes:
+        """`inference` None (feedback): the upload is not timed in the inference series."""
         _check_body_headers(request, self._max_bytes)
         try:
             return await request.read(self._body_timeout)
         finally:
-            if clock is not None:
-                self._uploaded(request, clock)
+            if inference is not None:
+                self._uploaded(request, inference)
 
-    def _body_now(self, request: Request, clock: _Clock) -> bytes:
+    def _body_now(self, request: Request, inference: _Inference) -> bytes:
         """The body of a request whose body is complete (answer_now)."""
         _check_body_headers(request, self._max_bytes)
         try:
             return request.body()
         finally:
-            self._uploaded(request, clock)
+            self._uploaded(request, inference)
 
-    def _uploaded(self, request: Request, clock: _Clock) -> None:
-        clock.body_complete = request.body_complete or time.perf_counter()
-        self._metrics.observe_upload(clock.body_complete - request.headers_complete)
-
-
-class _Inference:
-    """A parsed inference request: its rows, the outputs asked for, and how to encode them."""
-
-    __slots__ = ("encode", "outputs", "rows")
-
-    def __init__(
-        self,
-        rows: np.ndarray,
-        outputs: tuple[str, ...],
-        encode: Callable[[tuple[np.ndarray, ...]], bytes],
-    ) -> None:
-        self.rows, self.outputs, self.encode = rows, outputs, encode
+    def _uploaded(self, request: Request, inference: _Inference) -> None:
+        inference.body_complete = request.body_complete or time.perf_counter()
+        self._metrics.observe_upload(inference.body_complete - request.headers_complete)
 
 
-def _encode_v1(results: tuple[np.ndarray, ...]) -> bytes:
-    (predictions,) = results
-    return v1.encode_predict(predictions)
+_NO_ROWS = np.empty((0, 0))  # an inference's rows until its body is parsed
 
 
-class _Clock:
-    """When the request's handler started and when its body was complete."""
+class _Inference(Queued):
+    """One inference request from its parse to its answer: when its handler started and when
+    its body was complete, its parsed rows and id, and how to encode its results. Queued as it
+    is (`infer_now`): its batch's callback (`done`) encodes, counts and answers it."""
 
-    __slots__ = ("body_complete", "started")
+    __slots__ = ("_routes", "body_complete", "id", "protocol", "request", "started")
 
-    def __init__(self, started: float) -> None:
-        self.started = started
+    def __init__(self, routes: _Routes, protocol: str, request: Request) -> None:
+        super().__init__(_NO_ROWS, ())
+        self._routes = routes
+        self.protocol = protocol  # "v1" or "v2": how it is parsed, encoded and counted
+        self.request = request
+        self.started = time.perf_counter()
         self.body_complete: float | None = None
+        self.id: str | None = None  # v2's request id, echoed in the answer
 
     def since_body(self) -> float:
         """SLO latency: from the complete body (or the start, for errors before reading it)."""
         origin = self.started if self.body_complete is None else self.body_complete
         return time.perf_counter() - origin
+
+    def encode(self, results: tuple[np.ndarray, ...]) -> bytes:
+        if self.protocol == "v1":
+            (predictions,) = results
+            return v1.encode_predict(predictions)
+        service = self._routes.service
+        return v2.encode_infer(
+            model_name=service.name,
+            model_version=service.version,
+            request_id=self.id,
+            names=self.outputs,
+            results=results,
+        )
+
+    def done(self, results: tuple[np.ndarray, ...] | None, error: BaseException | None) -> None:
+        """Answered now (infer_now): encode, count, reply."""
+        raw = None
+        if results is not None:
+            try:
+                raw = self.encode(results)
+            except Exception as exc:
+                error = exc
+        routes = self._routes
+        self.request.reply(_final(routes.service, routes.concluded(self, raw, error)))
 
 
 def _check_body_headers(request: Request, max_bytes: int) -> None:

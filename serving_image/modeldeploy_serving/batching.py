@@ -21,22 +21,22 @@ it join it (`_lead`), saving the worker's two task wake-ups: ~7% of a single-row
 instructions on a linear model, ~14% with batching off, where it is predicted at once
 (bench/serving/request_profile.py).
 
-Requests are queued with a callback (`enqueue`), not a future awaited by a task: the server
-answers an inference request from its batch's callback, so a request costs no task, no future
-and no coroutine resumption (`submit` wraps the same for callers that await).
+A queued request is a `Queued`, told its outcome once by its `done` method, not a future
+awaited by a task: the server's inference request is a Queued itself (app.py) and answers from
+its batch's callback, so a request costs no task, no future, no coroutine resumption and no
+object of the queue's own (`put`). `enqueue` queues rows with a plain callback; `submit` wraps
+the same for callers that await.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,19 +51,70 @@ Done = Callable[[tuple[np.ndarray, ...] | None, BaseException | None], None]
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class _Pending:
-    rows: np.ndarray
-    outputs: tuple[str, ...]
-    done: Done
-    observed: bool  # served traffic (drift counts it); False for feedback rows
-    future: asyncio.Future[tuple[np.ndarray, ...]] | None = None  # submit()'s; cancelled: gone
-    alone: bool = False  # its batch failed: predicted alone, so only a bad request fails
-    settled: bool = False
+class Queued:
+    """A request waiting for the model: its rows and the outputs asked for. The queue calls
+    `done` exactly once, with the results or the error that ended it (ModelError,
+    Unavailable); subclasses say what that does."""
 
-    @property
+    __slots__ = ("alone", "observed", "outputs", "rows", "settled")
+
+    def __init__(
+        self, rows: np.ndarray, outputs: tuple[str, ...], *, observed: bool = True
+    ) -> None:
+        self.rows = rows
+        self.outputs = outputs
+        self.observed = observed  # served traffic (drift counts it); False for feedback rows
+        self.alone = False  # its batch failed: predicted alone, so only a bad request fails
+        self.settled = False
+
     def live(self) -> bool:
-        return not self.settled and (self.future is None or not self.future.done())
+        """Still wanted: not answered, and its caller has not gone away."""
+        return not self.settled
+
+    def done(self, results: tuple[np.ndarray, ...] | None, error: BaseException | None) -> None:
+        raise NotImplementedError
+
+
+class _Called(Queued):
+    """Queued by `enqueue`: its outcome goes to a callback."""
+
+    __slots__ = ("_callback",)
+
+    def __init__(self, rows: np.ndarray, outputs: tuple[str, ...], callback: Done) -> None:
+        super().__init__(rows, outputs)
+        self._callback = callback
+
+    def done(self, results: tuple[np.ndarray, ...] | None, error: BaseException | None) -> None:
+        self._callback(results, error)
+
+
+class _Awaited(Queued):
+    """Queued by `submit`: its outcome resolves a future; cancelled, its caller is gone."""
+
+    __slots__ = ("_future",)
+
+    def __init__(
+        self,
+        rows: np.ndarray,
+        outputs: tuple[str, ...],
+        observed: bool,
+        future: asyncio.Future[tuple[np.ndarray, ...]],
+    ) -> None:
+        super().__init__(rows, outputs, observed=observed)
+        self._future = future
+
+    def live(self) -> bool:
+        return not self.settled and not self._future.done()
+
+    def done(self, results: tuple[np.ndarray, ...] | None, error: BaseException | None) -> None:
+        future = self._future
+        if future.done():  # its caller went away
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            assert results is not None
+            future.set_result(results)
 
 
 class PredictQueue:
@@ -91,11 +142,11 @@ class PredictQueue:
         self._max_queued_rows = max_queued_rows
         self._on_batch = on_batch
         self._on_predicted = on_predicted  # None (no drift profile): nothing more per batch
-        self._pending: deque[_Pending] = deque()
+        self._pending: deque[Queued] = deque()
         self._queued_rows = 0
         self._last_batch_requests = 0
         self._batch_full: asyncio.Future[None] | None = None
-        self._current: list[_Pending] = []  # the batch being predicted
+        self._current: list[Queued] = []  # the batch being predicted
         self._leading = False  # a lone request's batch is due on the next loop turn (_lead)
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
@@ -125,17 +176,19 @@ class PredictQueue:
         traffic, and never shown to `on_predicted` (drift counts what clients are served).
         """
         future: asyncio.Future[tuple[np.ndarray, ...]] = asyncio.get_running_loop().create_future()
-        self._admit(_Pending(rows, outputs, functools.partial(_resolve, future), observed, future))
+        self.put(_Awaited(rows, outputs, observed, future))
         return await future
 
     def enqueue(self, rows: np.ndarray, outputs: tuple[str, ...], done: Done) -> None:
         """Queue served rows; `done` is called once with the results or the error (ModelError,
         Unavailable), possibly before this returns when batching is off. Raises Overloaded:
-        then `done` is never called. No task and no future per request (docs/serving.md, "No
-        task per request")."""
-        self._admit(_Pending(rows, outputs, done, observed=True))
+        then `done` is never called."""
+        self.put(_Called(rows, outputs, done))
 
-    def _admit(self, item: _Pending) -> None:
+    def put(self, item: Queued) -> None:
+        """Queue a request; its `done` is called once, possibly before this returns when
+        batching is off. Raises Overloaded: then `done` is never called. No task and no future
+        per request (docs/serving.md, "No task per request")."""
         rows = item.rows
         # An empty queue admits any request, so one large request is never shed forever.
         if self._pending and self._queued_rows + len(rows) > self._max_queued_rows:
@@ -216,7 +269,7 @@ class PredictQueue:
         return math.floor(wait / _TIMER_TICK) * _TIMER_TICK
 
     async def _hold_open(self, seconds: float) -> None:
-        """Sleep up to `seconds`; enqueue() ends it early once a full batch is queued."""
+        """Sleep up to `seconds`; put() ends it early once a full batch is queued."""
         loop = asyncio.get_running_loop()
         self._batch_full = loop.create_future()
         timer = loop.call_later(seconds, _wake, self._batch_full)
@@ -226,13 +279,13 @@ class PredictQueue:
             timer.cancel()
             self._batch_full = None
 
-    def _take_batch(self) -> list[_Pending]:
+    def _take_batch(self) -> list[Queued]:
         """The oldest request plus later ones asking for the same outputs, up to the row limit
         (alone: a request whose batch failed)."""
         first = self._pending.popleft()
         self._queued_rows -= len(first.rows)
         batch, rows = [first], len(first.rows)
-        skipped: list[_Pending] = []
+        skipped: list[Queued] = []
         while self._pending and rows < self._max_batch_rows and not first.alone:
             item = self._pending.popleft()
             same = item.outputs == first.outputs and item.observed == first.observed
@@ -243,7 +296,7 @@ class PredictQueue:
             else:
                 skipped.append(item)
         self._pending.extendleft(reversed(skipped))
-        live = [item for item in batch if item.live]  # clients that went away
+        live = [item for item in batch if item.live()]  # clients that went away
         self._last_batch_requests = len(live)
         return live
 
@@ -252,7 +305,7 @@ class PredictQueue:
         # client must not stall the loop for everyone else.
         return self._recent_seconds < self._inline_below and n_rows <= self._inline_rows
 
-    async def _execute(self, batch: list[_Pending]) -> None:
+    async def _execute(self, batch: list[Queued]) -> None:
         rows = _stack(batch)
         if self._inline(len(rows)):
             self._predict_inline(batch, rows)
@@ -267,7 +320,7 @@ class PredictQueue:
         else:
             self._end(batch, rows, timed, results)
 
-    def _predict_inline(self, batch: list[_Pending], rows: np.ndarray | None = None) -> None:
+    def _predict_inline(self, batch: list[Queued], rows: np.ndarray | None = None) -> None:
         rows = _stack(batch) if rows is None else rows
         self._on_batch(len(rows))
         timed = _Timed(self._predict)
@@ -280,7 +333,7 @@ class PredictQueue:
 
     def _end(
         self,
-        batch: list[_Pending],
+        batch: list[Queued],
         rows: np.ndarray,
         timed: _Timed,
         outcome: tuple[np.ndarray, ...] | Exception,
@@ -292,7 +345,7 @@ class PredictQueue:
         else:
             self._deliver(batch, rows, outcome)
 
-    def _failed(self, batch: list[_Pending], exc: Exception) -> None:
+    def _failed(self, batch: list[Queued], exc: Exception) -> None:
         if isinstance(exc, ModelError) and len(batch) > 1:
             # Re-run each request alone, first in line: one request the model chokes on must
             # not fail the others.
@@ -308,7 +361,7 @@ class PredictQueue:
             _settle(item, exception=exc)
 
     def _deliver(
-        self, batch: list[_Pending], rows: np.ndarray, results: tuple[np.ndarray, ...]
+        self, batch: list[Queued], rows: np.ndarray, results: tuple[np.ndarray, ...]
     ) -> None:
         if self._on_predicted is not None and batch[0].observed:
             self._on_predicted(rows, batch[0].outputs, results)
@@ -322,7 +375,7 @@ class PredictQueue:
             start = end
 
 
-def _stack(batch: list[_Pending]) -> np.ndarray:
+def _stack(batch: list[Queued]) -> np.ndarray:
     return batch[0].rows if len(batch) == 1 else np.concatenate([item.rows for item in batch])
 
 
@@ -347,7 +400,7 @@ class _Timed:
 
 
 def _settle(
-    item: _Pending,
+    item: Queued,
     *,
     result: tuple[np.ndarray, ...] | None = None,
     exception: BaseException | None = None,
@@ -359,17 +412,3 @@ def _settle(
         item.done(result, exception)
     except Exception:  # a bug in one answer must not leave the rest of its batch unanswered
         log.exception("answering a predicted request failed")
-
-
-def _resolve(
-    future: asyncio.Future[tuple[np.ndarray, ...]],
-    result: tuple[np.ndarray, ...] | None,
-    exception: BaseException | None,
-) -> None:
-    if future.done():  # its caller went away
-        return
-    if exception is not None:
-        future.set_exception(exception)
-    else:
-        assert result is not None
-        future.set_result(result)

@@ -44,10 +44,10 @@ def json_response(status: int, value: object, headers: Iterable[tuple[str, str]]
 
 
 Handler = Callable[["Request"], Awaitable[Response]]
-Reply = Callable[[Response], None]
 # Answers a request whose body is complete without a task, if it can: True when it took the
-# request (then it calls the Reply exactly once, now or later), False to leave it to a Handler.
-AnswerNow = Callable[["Request", Reply], bool]
+# request (then it calls `request.reply` exactly once, now or later), False to leave it to a
+# Handler.
+AnswerNow = Callable[["Request"], bool]
 
 
 class Request:
@@ -90,6 +90,10 @@ class Request:
         self._received = 0
         self._error: Exception | None = None
         self._waiter: asyncio.Future[None] | None = None
+
+    def reply(self, response: Response) -> None:
+        """Answer it (an AnswerNow's way; a Handler returns its Response instead)."""
+        self._connection.answer(self, response)
 
     def header(self, name: str) -> str | None:
         """A header's value by lower-case name (the last one if repeated). A scan of the few

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections import deque
 from http import HTTPStatus
@@ -46,7 +45,7 @@ import httptools
 import orjson
 
 from .errors import ClientGone
-from .http_messages import AnswerNow, Handler, Limits, Request, Response, json_response
+from .http_messages import JSON, AnswerNow, Handler, Limits, Request, Response, json_response
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +54,9 @@ _MAX_HEAD_BYTES = 65536  # a request line and headers longer than this get a 431
 _MAX_WAITING = 8  # pipelined requests parsed ahead of their turn before reading pauses
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
+_OK_JSON_HEAD = (
+    _STATUS_LINES[200] + b"Content-Type: %s\r\nContent-Length: %%d\r\n\r\n" % JSON.encode()
+)
 _HEADER, _KEEPALIVE = 1, 2  # what a connection's deadline is for
 
 
@@ -70,6 +72,23 @@ _TOO_MANY = _closing_answer(
     503, "too many open connections; retry shortly", "too_many_connections", b"Retry-After: 1\r\n"
 )
 _HEADER_TIMEOUT = _closing_answer(408, "request headers took too long", "request_timeout")
+
+
+def _head(response: Response, close: bool) -> bytes:
+    """The status line and headers of an answer (Content-Length: its body's, even for HEAD)."""
+    if response.status == 200 and response.content_type == JSON and not (close or response.headers):
+        return _OK_JSON_HEAD % len(response.body)  # nearly every answer: one format, no list
+    head = [
+        _STATUS_LINES.get(response.status) or b"HTTP/1.1 %d \r\n" % response.status,
+        b"Content-Type: %s\r\nContent-Length: %d\r\n"
+        % (response.content_type.encode("latin-1"), len(response.body)),
+    ]
+    for name, value in response.headers:
+        head.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1")))
+    if close:
+        head.append(b"Connection: close\r\n")
+    head.append(b"\r\n")
+    return b"".join(head)
 
 
 def _internal_error() -> Response:
@@ -301,11 +320,11 @@ class _Connection(asyncio.Protocol):
         answer_now = self._server.answer_now
         if answer_now is not None and request.complete:
             try:
-                if answer_now(request, functools.partial(self._write, request)):
+                if answer_now(request):
                     return
             except Exception:
                 log.exception("unexpected error answering %s %s", request.method, request.path)
-                self._write(request, _internal_error())
+                self.answer(request, _internal_error())
                 return
         self.task = self._loop.create_task(self._answer(request))
 
@@ -315,9 +334,11 @@ class _Connection(asyncio.Protocol):
         except Exception:
             log.exception("unexpected error answering %s %s", request.method, request.path)
             response = _internal_error()
-        self._write(request, response)
+        self.answer(request, response)
 
-    def _write(self, request: Request, response: Response) -> None:
+    def answer(self, request: Request, response: Response) -> None:
+        """Write the answer to the active request (once; later ones and other requests' are
+        dropped), then start the next one."""
         transport = self._transport
         if transport is None or self._closing or request is not self._active:
             return
@@ -330,18 +351,7 @@ class _Connection(asyncio.Protocol):
             or (budget > 0 and self._answered >= budget)
         )
         body = b"" if request.method == "HEAD" else response.body
-        head = [
-            _STATUS_LINES.get(response.status) or b"HTTP/1.1 %d \r\n" % response.status,
-            b"Content-Type: %s\r\nContent-Length: %d\r\n"
-            % (response.content_type.encode("latin-1"), len(response.body)),
-        ]
-        for name, value in response.headers:
-            head.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1")))
-        if close:
-            head.append(b"Connection: close\r\n")
-        head.append(b"\r\n")
-        head.append(body)
-        transport.write(b"".join(head))
+        transport.write(_head(response, close) + body)
         self._active = None
         self._server.settled()
         if close:

@@ -4,13 +4,13 @@ prometheus_client's metrics take a lock on every update and a histogram walks it
 Python: five such updates were 45k instructions of a 640k-instruction request. The server
 updates these series only from its event loop (requests, batches, and the /metrics scrape all
 run there), so they need no lock: a counter is an int, a histogram a list of bucket counts
-found by bisection. A collector turns them into the same exposition prometheus_client would
-write (tests/unit/test_loop_metrics.py compares the two)."""
+found by a binary search of its own (compiled, a third of the cost of calling `bisect`). A
+collector turns them into the same exposition prometheus_client would write
+(tests/unit/test_loop_metrics.py compares the two)."""
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 
 from prometheus_client.metrics_core import (
@@ -24,7 +24,9 @@ from prometheus_client.utils import floatToGoString
 
 
 class LoopCounter:
-    """A counter with fixed label values, one int per label tuple."""
+    """A counter with fixed label values, one int per label tuple. A caller that counts one
+    label tuple per request looks up its `slot` once: hashing the tuple each time cost more
+    than the count."""
 
     def __init__(
         self,
@@ -34,15 +36,22 @@ class LoopCounter:
         values: Sequence[tuple[str, ...]],
     ) -> None:
         self.name, self.documentation, self.labels = name, documentation, list(labels)
-        self.counts = dict.fromkeys(values, 0)
+        self._slots = {labels: slot for slot, labels in enumerate(values)}
+        self._counts = [0] * len(self._slots)
+
+    def slot(self, labels: tuple[str, ...]) -> int:
+        return self._slots[labels]
 
     def inc(self, labels: tuple[str, ...]) -> None:
-        self.counts[labels] += 1
+        self._counts[self._slots[labels]] += 1
+
+    def inc_slot(self, slot: int) -> None:
+        self._counts[slot] += 1
 
     def family(self) -> Metric:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
-        for values, count in self.counts.items():
-            family.add_metric(list(values), count)
+        for values, slot in self._slots.items():
+            family.add_metric(list(values), self._counts[slot])
         return family
 
 
@@ -74,8 +83,17 @@ class LoopHistogram:
 
     def observe(self, amount: float) -> None:
         self._sum += amount
-        if amount == amount:  # NaN is in no bucket, as prometheus_client has it
-            self._counts[bisect_left(self._bounds, amount)] += 1
+        if amount != amount:  # NaN is in no bucket, as prometheus_client has it
+            return
+        bounds = self._bounds  # the first bound >= amount; the last is +Inf, so one always is
+        low, high = 0, len(bounds) - 1
+        while low < high:
+            middle = (low + high) // 2
+            if bounds[middle] < amount:
+                low = middle + 1
+            else:
+                high = middle
+        self._counts[low] += 1
 
     def family(self) -> Metric:
         cumulative, total = [], 0

@@ -44,6 +44,7 @@ class ServerMetrics:
             [names.LABEL_PROTOCOL, names.LABEL_STATUS_CLASS],
             [(protocol, status) for protocol in PROTOCOLS for status in STATUS_CLASSES],
         )
+        self._answered = {p: self._requests.slot((p, "2xx")) for p in PROTOCOLS}
         self._latency = LoopHistogram(
             names.REQUEST_LATENCY,
             "Inference latency in seconds from the complete request body to the encoded "
@@ -144,7 +145,7 @@ class ServerMetrics:
         self, protocol: str, seconds: float, error: ServingError | None = None
     ) -> None:
         if error is None:
-            self._requests.inc((protocol, "2xx"))
+            self._requests.inc_slot(self._answered[protocol])
             self._latency.observe(seconds)
             return
         self._requests.inc((protocol, f"{error.status // 100}xx"))

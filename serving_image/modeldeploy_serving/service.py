@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .batching import Done, OnPredicted, PredictQueue
+from .batching import OnPredicted, PredictQueue, Queued
 from .config import ServerConfig
 from .drift_counter import DriftCounter
 from .errors import ModelNotFound, ModelNotReady
@@ -132,8 +132,8 @@ class InferenceService:
         assert self._queue is not None, "require_model() is called first"
         return await self._queue.submit(rows, outputs, observed=observed)
 
-    def enqueue(self, rows: np.ndarray, outputs: tuple[str, ...], done: Done) -> None:
-        """predict() without awaiting: `done` gets the results or the error (see
-        PredictQueue.enqueue). Raises Overloaded."""
+    def put(self, request: Queued) -> None:
+        """predict() without awaiting: the request's `done` gets the results or the error (see
+        PredictQueue.put). Raises Overloaded."""
         assert self._queue is not None, "require_model() is called first"
-        self._queue.enqueue(rows, outputs, done)
+        self._queue.put(request)

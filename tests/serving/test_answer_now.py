@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modeldeploy_serving.errors import ServingError
-from modeldeploy_serving.http_messages import Limits, Reply, Request, Response
+from modeldeploy_serving.http_messages import Limits, Request, Response
 from modeldeploy_serving.http_server import HttpServer
 from modeldeploy_serving.protocol import v2
 from modeldeploy_serving.signature import Column, ModelSignature, OutputSpec
@@ -46,12 +46,12 @@ class _Lanes:
         self.lanes.append("task")
         return Response(200, await request.read(5.0))
 
-    def answer_now(self, request: Request, reply: Reply) -> bool:
+    def answer_now(self, request: Request) -> bool:
         if self.fail:
             raise RuntimeError("a bug in the fast lane")
         self.lanes.append("now")
         answer = Response(200, request.body())
-        asyncio.get_running_loop().call_later(self.delay, reply, answer)
+        asyncio.get_running_loop().call_later(self.delay, request.reply, answer)
         return True
 
 

@@ -10,7 +10,6 @@ Outputs: `predict` by default; `predict_proba` when asked for by name in `output
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -97,8 +96,8 @@ def plain_request(
     for value in data:  # not bool (an int subclass), None, str or list: numpy would take them
         if type(value) is not float and type(value) is not int:
             return None
-    try:
-        rows = np.array(data, dtype=np.float64).reshape(n_rows, width)
+    try:  # fromiter: 1.5k fewer instructions than np.array for 20 numbers
+        rows = np.fromiter(data, np.float64, len(data)).reshape(n_rows, width)
     except (ValueError, OverflowError):
         return None
     return InferRequest(request_id, rows, (signature.default_output,))
@@ -233,14 +232,16 @@ def encode_infer(
     model_name: str,
     model_version: str,
     request_id: str | None,
-    outputs: Sequence[tuple[str, np.ndarray]],
+    names: Sequence[str],
+    results: Sequence[np.ndarray],
 ) -> bytes:
+    """The answer to an infer request: `results` are the outputs `names` in that order."""
     response: dict[str, Any] = {"model_name": model_name}
     if model_version:
         response["model_version"] = model_version
     if request_id is not None:
         response["id"] = request_id
-    response["outputs"] = [_output_tensor(name, array) for name, array in outputs]
+    response["outputs"] = [_output_tensor(names[i], results[i]) for i in range(len(names))]
     try:
         return body.encode(response)
     except TypeError as exc:  # orjson.JSONEncodeError: an output of a type JSON cannot carry
@@ -290,15 +291,21 @@ def _metadata_inputs(signature: ModelSignature) -> list[dict[str, Any]]:
     return described
 
 
-@functools.cache  # per response otherwise; a model has one or two output dtypes
 def datatype_of(dtype: np.dtype[Any]) -> str:
     """The v2 tensor datatype for a numpy dtype; labels that are text are BYTES."""
     if dtype.kind == "b":
-        return "BOOL"
-    if dtype.kind in "iuf":
+        datatype = "BOOL"
+    elif dtype.kind in "iuf":
         prefix = {"i": "INT", "u": "UINT", "f": "FP"}[dtype.kind]
-        return f"{prefix}{dtype.itemsize * 8}"
-    return "BYTES"
+        datatype = f"{prefix}{dtype.itemsize * 8}"
+    else:
+        datatype = "BYTES"
+    _DATATYPES[dtype.num] = datatype
+    return datatype
+
+
+# Each answer's datatypes, by the dtype's number: hashing the dtype itself costs more.
+_DATATYPES: dict[int, str] = {}
 
 
 def _single_input(inputs: Any) -> dict[str, Any]:
@@ -354,11 +361,13 @@ def _requested_outputs(request: dict[str, Any], signature: ModelSignature) -> tu
 
 
 def _output_tensor(name: str, array: np.ndarray) -> dict[str, Any]:
-    flat = array.ravel()
+    dtype = array.dtype
+    flat = array if array.ndim == 1 else array.ravel()  # a slice of a row's labels: as it is
     return {
         "name": name,
-        "shape": list(array.shape),
-        "datatype": datatype_of(array.dtype),
-        # orjson writes numeric numpy arrays natively; text labels go through Python lists.
-        "data": flat if flat.dtype.kind in "biuf" else flat.tolist(),
+        "shape": array.shape,  # orjson writes a tuple as an array
+        "datatype": _DATATYPES.get(dtype.num) or datatype_of(dtype),
+        # orjson writes float arrays natively (float32 as float32: shortest digits); labels
+        # (integers or text) go through Python lists, cheaper for a few values.
+        "data": flat if dtype.kind == "f" else flat.tolist(),
     }
