@@ -140,7 +140,8 @@ def test_an_idle_queue_answers_a_lone_request_at_once(max_wait: float) -> None:
 
 async def turns_until_answered(queue: PredictQueue, request: np.ndarray) -> int:
     """Event-loop turns until a lone request on an idle queue is told its answer (counted by a
-    task that yields), enqueued as the server's inference requests are: with a callback."""
+    task that yields), queued as the server's inference requests are: told by a callback, no
+    future."""
     turns = 0
     answered: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
