@@ -292,7 +292,11 @@ def _metadata_inputs(signature: ModelSignature) -> list[dict[str, Any]]:
 
 
 def datatype_of(dtype: np.dtype[Any]) -> str:
-    """The v2 tensor datatype for a numpy dtype; labels that are text are BYTES."""
+    """The v2 tensor datatype for a numpy dtype; labels that are text are BYTES. Remembered by
+    the dtype's number (every answer asks; hashing the dtype itself costs more)."""
+    known = _DATATYPES.get(dtype.num)
+    if known is not None:
+        return known
     if dtype.kind == "b":
         datatype = "BOOL"
     elif dtype.kind in "iuf":
@@ -304,8 +308,7 @@ def datatype_of(dtype: np.dtype[Any]) -> str:
     return datatype
 
 
-# Each answer's datatypes, by the dtype's number: hashing the dtype itself costs more.
-_DATATYPES: dict[int, str] = {}
+_DATATYPES: dict[int, str] = {}  # datatype_of's, by dtype number
 
 
 def _single_input(inputs: Any) -> dict[str, Any]:
@@ -366,7 +369,7 @@ def _output_tensor(name: str, array: np.ndarray) -> dict[str, Any]:
     return {
         "name": name,
         "shape": array.shape,  # orjson writes a tuple as an array
-        "datatype": _DATATYPES.get(dtype.num) or datatype_of(dtype),
+        "datatype": datatype_of(dtype),
         # orjson writes float arrays natively (float32 as float32: shortest digits); labels
         # (integers or text) go through Python lists, cheaper for a few values.
         "data": flat if dtype.kind == "f" else flat.tolist(),
