@@ -67,6 +67,7 @@ class ServerConfig:
     drain_seconds: float
     keepalive_timeout: float
     max_requests_per_connection: int
+    max_connection_age: float
     header_timeout: float
     body_timeout: float
     max_connections: int
@@ -284,11 +285,18 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("drain-seconds", _seconds, 0.0, "after SIGTERM keep serving this long while not ready"),
     _Flag("keepalive-timeout", _seconds, 5.0, "close idle keep-alive connections after this"),
     _Flag(
+        "max-connection-age",
+        _seconds,
+        2.0,
+        "close a keep-alive connection with its first answer after it is this many seconds "
+        "old, so a Service spreads long-lived clients over new pods such as a canary within "
+        "that time, whatever their request rate (0: no limit)",
+    ),
+    _Flag(
         "max-requests-per-connection",
         _int_range(0, 1_000_000_000),
-        100,
-        "answer this many requests on a keep-alive connection, then close it, so a Service "
-        "spreads long-lived clients over new pods such as a canary (0: no limit)",
+        0,
+        "also close a keep-alive connection after this many answers (0: no limit)",
     ),
     _Flag(
         "header-timeout",

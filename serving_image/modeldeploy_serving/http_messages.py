@@ -163,6 +163,7 @@ class Limits:
         "header_timeout",
         "keepalive_timeout",
         "max_body_bytes",
+        "max_connection_age",
         "max_connections",
         "max_requests_per_connection",
     )
@@ -175,9 +176,11 @@ class Limits:
         max_body_bytes: int,
         max_connections: int,
         max_requests_per_connection: int = 0,
+        max_connection_age: float = 0.0,
     ) -> None:
         self.header_timeout = header_timeout
         self.keepalive_timeout = keepalive_timeout
         self.max_body_bytes = max_body_bytes
         self.max_connections = max_connections
         self.max_requests_per_connection = max_requests_per_connection
+        self.max_connection_age = max_connection_age

@@ -27,7 +27,13 @@ Defences against slow and greedy clients, per listener:
   request (idle, or headers still arriving: no work is lost, and a slowloris client is the
   likeliest victim); if every connection is busy (complete headers, no answer yet), the
   newcomer gets a 503 with Retry-After and is closed.
-- after `max_requests_per_connection` answers (0: no limit) a connection is closed.
+- a keep-alive connection older than `max_connection_age` seconds (0: no limit) is closed with
+  its next answer (`Connection: close`), never while idle: a request sent as it closed would be
+  lost. A Service balances connections, not requests; by age, every client's connection is
+  balanced again within that time whatever its rate, and a fast client pays one new connection
+  per that time, not one per so many requests (at 550 requests/s a connection, a budget of 100
+  answers reconnected every 0.2 s; docs/serving.md). `max_requests_per_connection` answers (0:
+  no limit) also close it.
 Deadlines are checked by one sweep every 0.1 s rather than a timer per request.
 """
 
@@ -107,6 +113,7 @@ class HttpServer:
         self.answer_now = answer_now  # tried first when a request's body is complete: no task
         self.limits = limits
         self._open: dict[_Connection, None] = {}  # insertion order: oldest first
+        self._to_age: deque[_Connection] = deque()  # admitted, not yet aged: oldest first
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._drained: asyncio.Event | None = None  # closing: set once no connection is busy
@@ -153,6 +160,8 @@ class HttpServer:
                 return False
             victim.close()
         self._open[connection] = None
+        if self.limits.max_connection_age:
+            self._to_age.append(connection)
         return True
 
     def closed(self, connection: _Connection) -> None:
@@ -169,8 +178,17 @@ class HttpServer:
         while True:
             await asyncio.sleep(_SWEEP_SECONDS)
             now = loop.time()
+            self._age(now)
             for connection in [c for c in self._open if c.deadline and c.deadline <= now]:
                 connection.deadline_passed()
+
+    def _age(self, now: float) -> None:
+        """Mark the connections that have reached the age limit: each closes with its next
+        answer."""
+        born_before = now - self.limits.max_connection_age
+        to_age = self._to_age
+        while to_age and to_age[0].born <= born_before:
+            to_age.popleft().aged = True
 
 
 class _Connection(asyncio.Protocol):
@@ -191,6 +209,8 @@ class _Connection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self._waiting: deque[Request] = deque()  # pipelined behind the active one
         self._answered = 0
+        self.born = self._loop.time()
+        self.aged = False  # older than the age limit: closed with its next answer
         self._partial = False  # bytes of a request whose headers are incomplete
         self._head_bytes = 0  # of them, counted when a read ends with the head unfinished
         self._began = False  # a request began in the read being parsed
@@ -348,6 +368,7 @@ class _Connection(asyncio.Protocol):
             response.close
             or not request.keep_alive
             or not request.complete  # its body unread: close rather than read the rest
+            or self.aged
             or (budget > 0 and self._answered >= budget)
         )
         body = b"" if request.method == "HEAD" else response.body

@@ -124,6 +124,7 @@ def _http_limits(config: ServerConfig) -> Limits:
         max_body_bytes=config.max_request_bytes,
         max_connections=config.max_connections,
         max_requests_per_connection=config.max_requests_per_connection,
+        max_connection_age=config.max_connection_age,
     )
 
 

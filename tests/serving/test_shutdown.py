@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import aiohttp
 import pytest
@@ -189,13 +190,70 @@ def test_the_pre_stop_hook_never_signals_a_process_that_is_not_the_server() -> N
         bystander.wait()
 
 
+async def _keep_alive_answers(base: str, *, seconds: float = 0.0, count: int = 0) -> list[_Answer]:
+    """One connection at a time, reused, requests back to back for `seconds` or `count`
+    answers: when each answer came (seconds since the first request) and whether it closed
+    its connection."""
+    answers: list[_Answer] = []
+    connector = aiohttp.TCPConnector(limit=1)
+    async with aiohttp.ClientSession(base, connector=connector) as session:
+        started = time.monotonic()
+        while (seconds and time.monotonic() - started < seconds) or len(answers) < count:
+            async with session.post("/v1/models/model:predict", json=BODY) as response:
+                await response.read()
+                assert response.status == 200
+                closed = response.headers.get("Connection", "").lower() == "close"
+                answers.append(_Answer(time.monotonic() - started, closed))
+    return answers
+
+
+class _Answer(NamedTuple):
+    at: float
+    closed: bool
+
+
+def test_a_long_lived_connection_is_balanced_again_once_it_is_old(
+    trained: dict[str, SavedModel], launch: Callable[..., ServerProcess]
+) -> None:
+    """A Service balances connections, not requests. The server closes a kept-alive
+    connection with its first answer after it is `--max-connection-age` old, so a client that
+    never reconnects reaches a canary's new pods within that time whatever its rate, and a
+    fast client pays a new connection per that time, not one per 100 requests."""
+    server = launch(trained["classifier-joblib"], "--max-connection-age", "0.5").wait_ready()
+    answers = asyncio.run(_keep_alive_answers(f"http://127.0.0.1:{server.port}", seconds=2.2))
+
+    closes = [answer.at for answer in answers if answer.closed]
+    # Each connection lived its age (it opened at or after the previous close), then closed
+    # with an answer within the server's 0.1 s sweep plus one request of it.
+    lifetimes = [b - a for a, b in zip([0.0, *closes], closes, strict=False)]
+    assert 3 <= len(closes) <= 4, (closes, len(answers))
+    assert all(0.5 <= lifetime < 1.0 for lifetime in lifetimes), lifetimes
+    # Nothing but age closed them: many answers each.
+    assert len(answers) >= 4 * len(closes), (len(answers), closes)
+
+
+def test_a_fast_client_keeps_its_connection_until_it_is_old(
+    trained: dict[str, SavedModel], launch: Callable[..., ServerProcess]
+) -> None:
+    """The defaults close by age, not by count: 250 answers in a row on one connection."""
+    server = launch(trained["classifier-joblib"], "--max-connection-age", "60").wait_ready()
+    answers = asyncio.run(_keep_alive_answers(f"http://127.0.0.1:{server.port}", count=250))
+    assert not any(answer.closed for answer in answers)
+
+
 def test_a_long_lived_connection_ends_after_its_request_budget(
     trained: dict[str, SavedModel], launch: Callable[..., ServerProcess]
 ) -> None:
     """A Service balances connections, not requests: a client that keeps one connection open
     would never reach a canary's new pods. The server ends each connection after its budget
     of answers (here 5), so the client's next connection is balanced again."""
-    server = launch(trained["classifier-joblib"], "--max-requests-per-connection", "5")
+    server = launch(
+        trained["classifier-joblib"],
+        "--max-requests-per-connection",
+        "5",
+        "--max-connection-age",
+        "0",
+    )
     server.wait_ready()
     base = f"http://127.0.0.1:{server.port}"
 
