@@ -113,7 +113,6 @@ class HttpServer:
         self.answer_now = answer_now  # tried first when a request's body is complete: no task
         self.limits = limits
         self._open: dict[_Connection, None] = {}  # insertion order: oldest first
-        self._to_age: deque[_Connection] = deque()  # admitted, not yet aged: oldest first
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._drained: asyncio.Event | None = None  # closing: set once no connection is busy
@@ -160,8 +159,6 @@ class HttpServer:
                 return False
             victim.close()
         self._open[connection] = None
-        if self.limits.max_connection_age:
-            self._to_age.append(connection)
         return True
 
     def closed(self, connection: _Connection) -> None:
@@ -178,7 +175,8 @@ class HttpServer:
         while True:
             await asyncio.sleep(_SWEEP_SECONDS)
             now = loop.time()
-            self._age(now)
+            if self.limits.max_connection_age:
+                self._age(now)
             for connection in [c for c in self._open if c.deadline and c.deadline <= now]:
                 connection.deadline_passed()
 
@@ -186,9 +184,10 @@ class HttpServer:
         """Mark the connections that have reached the age limit: each closes with its next
         answer."""
         born_before = now - self.limits.max_connection_age
-        to_age = self._to_age
-        while to_age and to_age[0].born <= born_before:
-            to_age.popleft().aged = True
+        for connection in self._open:  # oldest first
+            if connection.born > born_before:
+                break
+            connection.aged = True
 
 
 class _Connection(asyncio.Protocol):
