@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from components import (
     scheduler_args,
     write_kwok_config,
 )
+from ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBE_VERSION_PREFIX = "v1.36."
@@ -62,12 +62,6 @@ class ClusterError(RuntimeError):
 
 
 # --- small helpers ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(

@@ -16,9 +16,7 @@ import argparse
 import contextlib
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ports import free_port  # scripts/ports.py
 
 CACHE = Path(os.environ.get("MODELDEPLOY_CACHE") or Path.home() / ".cache" / "modeldeploy")
 BIN = CACHE / "bin"
@@ -46,31 +46,6 @@ class Store:
     name: str
     binary: str
     process: subprocess.Popen[bytes] | None = None
-
-
-_GIVEN: set[int] = set()
-
-
-def free_port(host: str) -> int:
-    """A port free on `host` now, below the kernel's ephemeral range and Kubernetes' NodePort
-    range (30000-32767: the node's kube-proxy rewrites traffic to those). The stores bind it
-    only later: a port from the ephemeral range (what binding port 0 gives) can meanwhile
-    become the local port of any outgoing connection on the machine, and SeaweedFS, given
-    eight, then failed with "bind: address already in use" once in a test run."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    high = min(low, 30000)
-    for _ in range(1000):
-        port = random.randrange(high - 10000, high)
-        if port in _GIVEN:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind((host, port))
-            except OSError:
-                continue
-        _GIVEN.add(port)
-        return port
-    raise RuntimeError(f"no free port below {low} on {host}")
 
 
 def binaries_missing() -> list[str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_DIR = ROOT / ".cluster"
+# scripts/ports.py, the one way the project picks ports (appended: nothing there shadows a module).
+sys.path.append(str(ROOT / "scripts"))
+from ports import free_port as free_port  # noqa: E402  (re-exported for the test helpers)
 
 # While the local cluster runs a real node, its KWOK nodes carry this taint (scripts/node_config.py
 # KWOK_TAINT) and pods land on the real node. A namespace whose pods should run on KWOK nodes
@@ -158,13 +160,6 @@ def monitor_manifests(cluster: KubeCluster) -> str:
     chart = ROOT / "charts" / "modeldeploy"
     proc = cluster.helm("template", MONITOR_RELEASE, str(chart), "--show-only", MONITOR_TEMPLATE)
     return proc.stdout
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now on `host` (for processes the tests start)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(check: Any, timeout: float, what: str, interval: float = 0.1) -> Any:

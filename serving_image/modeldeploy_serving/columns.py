@@ -165,7 +165,9 @@ def tree_thresholds(estimator: Any, n_features: int) -> list[np.ndarray]:
     """Per feature, the split thresholds of a tree model fitted on raw inputs ([] otherwise).
 
     Values at and beside a threshold are where a float32 graph parts ways with scikit-learn, so
-    the parity sample puts rows exactly there.
+    the parity sample puts rows exactly there. An infinite threshold (a split that parts the
+    missing values from every other value) is left out: no input sits at it, and scikit-learn
+    refuses infinity.
     """
     trees = []
     for member in np.ravel(
@@ -178,7 +180,7 @@ def tree_thresholds(estimator: Any, n_features: int) -> list[np.ndarray]:
         return []
     per_feature: list[list[np.ndarray]] = [[] for _ in range(n_features)]
     for tree in trees:
-        split = tree.feature >= 0
+        split = (tree.feature >= 0) & np.isfinite(tree.threshold)
         for feature, threshold in zip(tree.feature[split], tree.threshold[split], strict=True):
             if feature < n_features:
                 per_feature[feature].append(threshold)

@@ -6,9 +6,9 @@ it agrees with scikit-learn on a parity sample (see `parity_problem`); the calle
 failure means (fall back, or refuse to load).
 
 Graphs are tried in float64 first (a linear model then matches to the last bit), then float32
-(the tree converters of skl2onnx only build float32 graphs that ONNX Runtime accepts; scikit-
-learn's trees cast inputs to float32 too, so inputs agree, and the parity sample probes values
-at the split thresholds, where a float32 threshold could send a row the other way).
+(scikit-learn's trees cast inputs to float32 too, so inputs agree, and the parity sample probes
+values at the split thresholds, where a float32 threshold could send a row the other way).
+Tree graphs get scikit-learn's learned direction for missing values (`_set_missing_directions`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,13 @@ VALUE_TOLERANCE = 1e-5
 _TEXT_LOCALE = "C.UTF-8"
 
 
+_ONNX_TENSOR_DTYPES = {
+    "tensor(int64)": np.dtype(np.int64),
+    "tensor(float)": np.dtype(np.float32),
+    "tensor(double)": np.dtype(np.float64),
+}
+
+
 class ConversionFailed(Exception):
     """skl2onnx or ONNX Runtime refused the estimator; the message says which step and why."""
 
@@ -48,11 +55,23 @@ class OnnxModel:
     specs: dict[str, OutputSpec]
 
     def method(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
-        session, output, spec = self.session, [self.output_names[name]], self.specs[name]
-        feed = self.feed
+        output, spec, feed = [self.output_names[name]], self.specs[name], self.feed
+        # The session's C++ run, past ONNX Runtime's Python wrapper: that wrapper checks the
+        # feed's names (ours are the graph's own, fixed at conversion) and retries on another
+        # execution provider (there is only the CPU one); on a single row it costs a quarter
+        # of the whole call. Any ONNX Runtime without it gets the wrapper.
+        # Both take (output names, feed, run options).
+        run_graph = getattr(getattr(self.session, "_sess", None), "run", self.session.run)
+        if self._as_scikit_learn_answers(name):
+
+            def run_as_is(rows: np.ndarray) -> np.ndarray:
+                (result,) = run_graph(output, feed(rows), None)
+                return result  # type: ignore[no-any-return]
+
+            return run_as_is
 
         def run(rows: np.ndarray) -> np.ndarray:
-            (result,) = session.run(output, feed(rows))
+            (result,) = run_graph(output, feed(rows), None)
             return (
                 np.asarray(result)
                 .reshape((len(rows), *spec.row_shape))
@@ -60,6 +79,22 @@ class OnnxModel:
             )
 
         return run
+
+    def _as_scikit_learn_answers(self, name: str) -> bool:
+        """Does the graph's output already have scikit-learn's dtype and row shape (a tree
+        ensemble's int64 labels do), so each answer needs no reshape or cast?"""
+        graph_output = next(
+            o for o in self.session.get_outputs() if o.name == self.output_names[name]
+        )
+        spec = self.specs[name]
+        dtype = _ONNX_TENSOR_DTYPES.get(graph_output.type)
+        shape = graph_output.shape
+        return (
+            dtype == spec.dtype
+            and isinstance(shape, list)
+            and len(shape) == 1 + len(spec.row_shape)
+            and list(shape[1:]) == list(spec.row_shape)
+        )
 
 
 def candidates(
@@ -71,6 +106,12 @@ def candidates(
 ) -> Iterator[OnnxModel | ConversionFailed]:
     """Each graph precision in turn: a converted model, or why that precision failed."""
     for precision in ("float64", "float32"):
+        if precision == "float64" and _splits_at_infinity(estimator):
+            yield ConversionFailed(
+                "float64 graph: not tried: a tree splits at an infinite threshold (missing "
+                "values apart from the rest), where skl2onnx 1.20's float64 conversion never ends"
+            )
+            continue
         try:
             yield _convert(estimator, columns, n_features, frame, specs, precision)
         except Exception as exc:  # skl2onnx raises anything: RuntimeError, ValueError, KeyError
@@ -141,6 +182,7 @@ def _convert(
         initial_types = [("input", number_type([None, n_features]))]
         feed = _array_feed(dtype)
     graph = convert_sklearn(estimator, initial_types=initial_types, options=_options(estimator))
+    _set_missing_directions(graph, estimator)
     options = onnxruntime.SessionOptions()
     # One thread: the server runs one predict at a time per process and scales by replicas;
     # a thread pool would only contend with the event loop for the pod's CPU quota.
@@ -158,6 +200,68 @@ def _convert(
         names[PREDICT_PROBA] = outputs[1]
     wanted = {name: spec for name, spec in specs.items() if name in names}
     return OnnxModel(session, precision, feed, names, wanted)
+
+
+def _set_missing_directions(graph: Any, estimator: Any) -> None:
+    """Send a missing value where scikit-learn's trees send it.
+
+    scikit-learn's trees learn, per split, which child a missing value goes to (the side with
+    more samples when training saw none); skl2onnx 1.20 leaves every split's
+    `nodes_missing_value_tracks_true` at 0, so ONNX Runtime sends NaN to the other child and
+    rows with a missing value had to be answered by scikit-learn. Only for a graph with one
+    tree ensemble from one fitted tree model whose node layout matches tree for tree; anything
+    else is left as converted (the parity sample then says whether missing values agree).
+    """
+    forests = [part for part in _parts(estimator) if _trees(part)]
+    ensembles = [node for node in graph.graph.node if node.op_type in _TREE_ENSEMBLES]
+    if len(forests) != 1 or len(ensembles) != 1:
+        return
+    trees = _trees(forests[0])
+    attributes = {attribute.name: attribute for attribute in ensembles[0].attribute}
+    if "nodes_missing_value_tracks_true" not in attributes:
+        return
+    tree_ids = attributes["nodes_treeids"].ints
+    node_ids = attributes["nodes_nodeids"].ints
+    features = attributes["nodes_featureids"].ints
+    modes = attributes["nodes_modes"].strings
+    directions = []
+    for tree_id, node_id, feature, mode in zip(tree_ids, node_ids, features, modes, strict=True):
+        if tree_id >= len(trees) or node_id >= trees[tree_id].node_count:
+            return
+        tree = trees[tree_id]
+        if mode == b"LEAF":
+            directions.append(0)
+        elif tree.feature[node_id] == feature:
+            directions.append(int(tree.missing_go_to_left[node_id]))
+        else:
+            return  # not the layout expected: leave the graph as converted
+    tracks = attributes["nodes_missing_value_tracks_true"]
+    del tracks.ints[:]
+    tracks.ints.extend(directions)
+
+
+def _splits_at_infinity(estimator: Any) -> bool:
+    """Does a tree split at an infinite threshold? scikit-learn puts one where a split sends
+    the missing values one way and every other value the other; skl2onnx's float64 threshold
+    search (`find_switch_point`) then loops forever on a NaN bound."""
+    return any(
+        not np.isfinite(tree.threshold).all() for part in _parts(estimator) for tree in _trees(part)
+    )
+
+
+_TREE_ENSEMBLES = frozenset({"TreeEnsembleClassifier", "TreeEnsembleRegressor"})
+
+
+def _trees(part: Any) -> list[Any]:
+    """The fitted `tree_` of a decision tree, or of each tree of a forest, in skl2onnx's order
+    (the forest's `estimators_`); [] for anything else or a tree without missing directions."""
+    members = getattr(part, "estimators_", None)
+    if not isinstance(members, list):
+        members = [part]
+    trees = [getattr(member, "tree_", None) for member in members]
+    if not trees or any(not hasattr(tree, "missing_go_to_left") for tree in trees):
+        return []
+    return trees
 
 
 def _array_feed(dtype: type[np.generic]) -> Callable[[np.ndarray], dict[str, np.ndarray]]:

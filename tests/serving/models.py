@@ -320,7 +320,8 @@ def train_mixed_trees(directory: Path, name: str = "mixed-trees") -> SavedModel:
 
 
 def train_tree_model(directory: Path, kind: str) -> SavedModel:
-    """kind: hist-nan (HistGradientBoosting fitted with NaN), gradient, forest-big, forest-reg."""
+    """kind: hist-nan (HistGradientBoosting fitted with NaN), gradient, forest-reg, forest-nan
+    (a RandomForest fitted with NaN: some splits part the missing values from the rest)."""
     from sklearn.ensemble import (
         GradientBoostingClassifier,
         HistGradientBoostingClassifier,
@@ -334,6 +335,10 @@ def train_tree_model(directory: Path, kind: str) -> SavedModel:
         model: Any = HistGradientBoostingClassifier(max_iter=20, random_state=0)
     elif kind == "gradient":
         model = GradientBoostingClassifier(n_estimators=20, random_state=0)
+    elif kind == "forest-nan":
+        features = features.copy()
+        features[np.random.default_rng(0).random(features.shape) < 0.1] = np.nan
+        model = RandomForestClassifier(n_estimators=10, max_depth=6, random_state=0)
     elif kind == "forest-reg":
         features, labels = make_regression(n_samples=200, n_features=N_FEATURES, random_state=0)
         model = RandomForestRegressor(n_estimators=10, max_depth=6, random_state=0)

@@ -38,7 +38,7 @@ def column_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SavedMo
         "mixed-skops": models.train_mixed(directory, "skops", name="mixed-skops"),
         "mixed-trees": models.train_mixed_trees(directory),
     }
-    for kind in ("hist-nan", "gradient", "forest-reg"):
+    for kind in ("hist-nan", "gradient", "forest-reg", "forest-nan"):
         saved[kind] = models.train_tree_model(directory, kind)
     saved["forest"] = models.train_forest(directory)
     saved["logistic"] = models.train_classifier(directory, name="logistic")
@@ -198,6 +198,7 @@ def test_an_unknown_category_for_a_strict_encoder_is_a_400_not_a_model_error(
         ("forest", "onnx"),
         ("gradient", "onnx"),
         ("forest-reg", "onnx"),
+        ("forest-nan", "onnx"),
         ("logistic", "onnx"),
         ("linear", "onnx"),
         ("hist-nan", "sklearn"),  # skl2onnx cannot convert it: the fallback serves
@@ -214,14 +215,15 @@ def test_runtime_is_chosen_and_exported(
 
 
 @pytest.mark.parametrize(
-    "key", ["forest", "gradient", "forest-reg", "logistic", "linear", "hist-nan"]
+    "key", ["forest", "gradient", "forest-reg", "forest-nan", "logistic", "linear", "hist-nan"]
 )
 def test_served_answers_equal_scikit_learn_on_fresh_rows(
     servers: dict[str, ServerProcess], column_models: dict[str, SavedModel], key: str
 ) -> None:
     rows = models.sample_rows(64, seed=42) * 2
-    if key == "hist-nan":
+    if key in ("hist-nan", "forest", "forest-reg", "forest-nan"):  # they take missing values
         rows[::5, 2] = np.nan
+        rows[::3, 4] = np.nan
     estimator = column_models[key].estimator
     data = [[None if np.isnan(v) else float(v) for v in row] for row in rows]
     probabilities = hasattr(estimator, "predict_proba")
@@ -240,6 +242,16 @@ def test_served_answers_equal_scikit_learn_on_fresh_rows(
     else:
         expected = estimator.predict(rows)
         assert np.all(np.abs(predicted - expected) <= 1e-5 * np.maximum(1, np.abs(expected)))
+
+
+@pytest.mark.parametrize("key", ["forest", "forest-reg", "forest-nan"])
+def test_tree_graphs_answer_rows_with_missing_values_themselves(
+    servers: dict[str, ServerProcess], key: str
+) -> None:
+    """The graph sends a missing value down the child scikit-learn learned for it, so the
+    parity sample's rows with NaN match too: no batch is handed back to scikit-learn."""
+    line = servers[key].wait_for_log("runtime onnx: float(32|64) graph matches")
+    assert "missing values included" in line
 
 
 def test_runtime_onnx_fails_the_load_when_the_model_does_not_convert(

@@ -255,18 +255,5 @@ def test_a_long_lived_connection_ends_after_its_request_budget(
         "0",
     )
     server.wait_ready()
-    base = f"http://127.0.0.1:{server.port}"
-
-    async def scenario() -> list[str]:
-        headers: list[str] = []
-        connector = aiohttp.TCPConnector(limit=1)  # one connection at a time, reused
-        async with aiohttp.ClientSession(base, connector=connector) as session:
-            for _ in range(12):
-                async with session.post("/v1/models/model:predict", json=BODY) as response:
-                    await response.read()
-                    assert response.status == 200
-                    headers.append(response.headers.get("Connection", "").lower())
-        return headers
-
-    headers = asyncio.run(scenario())
-    assert [i for i, h in enumerate(headers) if h == "close"] == [4, 9], headers
+    answers = asyncio.run(_keep_alive_answers(f"http://127.0.0.1:{server.port}", count=12))
+    assert [i for i, answer in enumerate(answers) if answer.closed] == [4, 9], answers
