@@ -198,21 +198,10 @@ def contenders(
             ("kserve", "KServe sklearn server, defaults", ()),
             ("kserve-quiet", "KServe sklearn server, logging off", quiet),
         ):
-            command = _kserve_command(kserve_bin, extra)
+            command = servers.kserve(kserve_bin, *extra, port=KSERVE_PORT)
             spec = servers.ServerSpec(name, label, "peer", KSERVE_PORT, command)
             result.append(Contender(spec, v1_path, body, kserve_request, "v1"))
     return result
-
-
-def _kserve_command(kserve_bin: Path, extra: tuple[str, ...]) -> Any:
-    script = str(ROOT / "bench" / "serving" / "kserve_sklearn.py")
-    return lambda m: [
-        str(kserve_bin / "python"),
-        script,
-        *("--model_name", m.key, "--model_dir", str(m.path.parent)),
-        *("--http_port", str(KSERVE_PORT), "--grpc_port", str(KSERVE_PORT + 1)),
-        *extra,
-    ]
 
 
 def _measure(

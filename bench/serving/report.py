@@ -10,6 +10,8 @@ import cpu_stalls
 
 OURS, UNBATCHED = "modeldeploy", "modeldeploy-unbatched"
 MLSERVERS = ("mlserver", "mlserver-defaults")
+KSERVES = ("kserve", "kserve-quiet")
+PEERS = MLSERVERS + KSERVES
 FLOORS = ("bare-aiohttp", "bare-starlette")
 METRICS = ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")
 DOCS_BEGIN = "<!-- bench-serving:begin (written by bench/serving/run.py) -->"
@@ -50,7 +52,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     summary = results["summary"]
     checks: list[dict[str, Any]] = []
 
-    def check(name: str, model: str, value: float, required: float, higher_is_better: bool) -> None:
+    def check(
+        name: str,
+        model: str,
+        value: float,
+        required: float,
+        higher_is_better: bool,
+        unit: str = "x",
+    ) -> None:
         met = value >= required if higher_is_better else value <= required
         relation = ">=" if higher_is_better else "<="
         checks.append(
@@ -58,7 +67,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "target": name,
                 "model": model,
                 "measured": round(value, 4),
-                "required": f"{relation} {required}",
+                "required": f"{relation} {required:g}",
+                "unit": unit,
                 "met": met,
             }
         )
@@ -97,7 +107,31 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             if model == "rf" and "c64" in per_model.get(UNBATCHED, {}):
                 ratio = per_model[OURS]["c64"]["rps"] / per_model[UNBATCHED]["c64"]["rps"]
                 check("req/s at 64 connections, batching on vs off", model, ratio, 5.0, True)
+    _issue_11(summary, results.get("predict_floor_us", {}), check)
     return checks
+
+
+def _issue_11(summary: Summary, floor: dict[str, Any], check: Any) -> None:
+    """Issue 11's targets: the forest at 1 and 8 connections (absolute and against the best
+    peer, MLServer or KServe), its p99 at 64 connections and its in-process single-row predict
+    as served; LogisticRegression at one connection against the bare async floor."""
+    forest = summary.get("rf", {}).get(OURS, {})
+    for key, required in (("c1", 2000.0), ("c8", 5000.0)):
+        if key not in forest:
+            continue
+        rps, at = forest[key]["rps"], "1 connection" if key == "c1" else f"{key[1:]} connections"
+        check(f"req/s at {at}", "rf", rps, required, True, " req/s")
+        if best := _best(summary["rf"], PEERS, key):
+            check(f"req/s at {at} vs the best peer ({best[0]})", "rf", rps / best[1], 10, True)
+    if "c64" in forest:
+        check("p99 at 64 connections", "rf", forest["c64"]["p99_ms"], 10.0, False, " ms")
+    served = floor.get("rf", {}).get("served")
+    if served:
+        check("single-row predict as served, in process", "rf", served["1"], 20.0, False, " µs")
+    linear = summary.get("lr", {})
+    if "c1" in linear.get(OURS, {}) and (best := _best(linear, FLOORS, "c1")):
+        ratio = linear[OURS]["c1"]["rps"] / best[1]
+        check(f"req/s at 1 connection vs bare async ({best[0]})", "lr", ratio, 1.0, True)
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -148,8 +182,17 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [*_ratio_rows(per_model, connections), ""]
     lines += ["| target | model | measured | required | met |", "|---|---|---|---|---|"]
     for t in results["targets"]:
+        unit = t.get("unit", "x")
+        value = t["measured"]
+        measured = (
+            _ratio(value)
+            if unit == "x"
+            else f"{value:.0f}{unit}"
+            if value >= 100
+            else f"{value:.3g}{unit}"
+        )
         lines.append(
-            f"| {t['target']} | {t['model']} | {_ratio(t['measured'])} | {t['required']}x "
+            f"| {t['target']} | {t['model']} | {measured} | {t['required']}{unit} "
             f"| {'yes' if t['met'] else '**no**'} |"
         )
     return "\n".join(lines) + "\n"
@@ -177,7 +220,12 @@ def _steadiness(stalls: dict[str, Any] | None) -> list[str]:
 def _ratio_rows(per_model: dict[str, Any], connections: list[str]) -> list[str]:
     rows = []
     for ours in (OURS, UNBATCHED):
-        for group, names in (("best MLServer", MLSERVERS), ("best bare async", FLOORS)):
+        groups = (
+            ("best MLServer", MLSERVERS),
+            ("best KServe", KSERVES),
+            ("best bare async", FLOORS),
+        )
+        for group, names in groups:
             cells = []
             for c in connections:
                 best = _best(per_model, names, c)

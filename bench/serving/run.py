@@ -53,7 +53,8 @@ def main() -> None:
     script = workload.write_wrk_script(WORK / "post.lua", body)
     mlserver_bin = None if args.no_mlserver else peers.mlserver_venv(ROOT / "bench" / ".work")
     asgi = None if args.no_starlette else peers.asgi_python(ROOT / "bench" / ".work")
-    candidates = servers.specs(WORK, asgi, mlserver_bin)
+    kserve_bin = None if args.no_kserve else peers.kserve_venv(ROOT / "bench" / ".work")
+    candidates = servers.specs(WORK, asgi, mlserver_bin, kserve_bin)
     chosen = [spec for spec in candidates if not args.servers or spec.name in args.servers]
 
     floor = {key: workload.predict_floor_us(m, cpu=method.SERVER_CPU) for key, m in models.items()}
@@ -75,7 +76,7 @@ def main() -> None:
         "mode": "quick" if args.quick else "full",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {**_machine(), "cpu_stalls": stalls},
-        "versions": _versions(mlserver_bin),
+        "versions": _versions(mlserver_bin, kserve_bin),
         "settings": {
             "seconds": args.seconds,
             "warmup_seconds": args.warmup,
@@ -154,6 +155,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--models", nargs="+", default=["rf", "lr"], choices=["rf", "lr"])
     parser.add_argument("--servers", nargs="+", help="only these server names")
     parser.add_argument("--no-mlserver", action="store_true", help="skip the MLServer peer")
+    parser.add_argument("--no-kserve", action="store_true", help="skip the KServe peer")
     parser.add_argument("--no-starlette", action="store_true", help="skip the Starlette floor")
     parser.add_argument("--report", type=Path, help="only re-render the table from this JSON")
     parser.add_argument(
@@ -180,7 +182,7 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def _versions(mlserver_bin: Path | None) -> dict[str, Any]:
+def _versions(mlserver_bin: Path | None, kserve_bin: Path | None) -> dict[str, Any]:
     from importlib.metadata import version
 
     ours = {p: version(p) for p in ("aiohttp", "orjson", "numpy", "scikit-learn", "joblib")}
@@ -188,6 +190,10 @@ def _versions(mlserver_bin: Path | None) -> dict[str, Any]:
     if mlserver_bin is not None:
         result["mlserver"] = peers.installed_versions(
             mlserver_bin, ["mlserver", "mlserver-sklearn", "uvloop", "scikit-learn"]
+        )
+    if kserve_bin is not None:
+        result["kserve"] = peers.installed_versions(
+            kserve_bin, ["kserve", "scikit-learn", "fastapi", "uvicorn", "uvloop"]
         )
     return result
 

@@ -45,7 +45,12 @@ def native_env() -> dict[str, str]:
     return {"PYTHONPATH": built.stdout.strip()}
 
 
-def specs(work: Path, asgi_python: Path | None, mlserver_bin: Path | None) -> list[ServerSpec]:
+def specs(
+    work: Path,
+    asgi_python: Path | None,
+    mlserver_bin: Path | None,
+    kserve_bin: Path | None = None,
+) -> list[ServerSpec]:
     bare = str(ROOT / "bench" / "serving" / "bare_server.py")
     native = native_env()
 
@@ -111,7 +116,35 @@ def specs(work: Path, asgi_python: Path | None, mlserver_bin: Path | None) -> li
             ),
             ServerSpec("mlserver-defaults", "MLServer, defaults", "peer", 18082, mlserver, ports),
         ]
+    if kserve_bin is not None:
+        quiet = ("--enable_latency_logging", "false", "--configure_logging", "false")
+        result += [
+            ServerSpec(
+                "kserve", "KServe sklearn server, defaults", "peer", 18085, kserve(kserve_bin)
+            ),
+            ServerSpec(
+                "kserve-quiet",
+                "KServe sklearn server, logging off",
+                "peer",
+                18085,
+                kserve(kserve_bin, *quiet),
+            ),
+        ]
     return result
+
+
+def kserve(kserve_bin: Path, *extra: str, port: int = 18085) -> Callable[[BenchModel], list[str]]:
+    """KServe's scikit-learn server (bench/serving/kserve_sklearn.py, in KServe's own venv) on
+    the model's folder, which holds the one model.joblib the others load; it takes the same v2
+    body on the same path (KServe serves the Open Inference Protocol's REST API too)."""
+    script = str(ROOT / "bench" / "serving" / "kserve_sklearn.py")
+    return lambda m: [
+        str(kserve_bin / "python"),
+        script,
+        *("--model_name", m.key, "--model_dir", str(m.path.parent)),
+        *("--http_port", str(port), "--grpc_port", str(port + 1)),
+        *extra,
+    ]
 
 
 def ours_command(port: int, *extra: str) -> Callable[[BenchModel], list[str]]:
