@@ -169,13 +169,7 @@ def tree_thresholds(estimator: Any, n_features: int) -> list[np.ndarray]:
     missing values from every other value) is left out: no input sits at it, and scikit-learn
     refuses infinity.
     """
-    trees = []
-    for member in np.ravel(
-        np.asarray(getattr(estimator, "estimators_", [estimator]), dtype=object)
-    ):
-        tree = getattr(member, "tree_", None)
-        if tree is not None and hasattr(tree, "threshold"):
-            trees.append(tree)
+    trees = [tree for tree in fitted_trees(estimator) if tree is not None]
     if not trees:
         return []
     per_feature: list[list[np.ndarray]] = [[] for _ in range(n_features)]
@@ -185,6 +179,14 @@ def tree_thresholds(estimator: Any, n_features: int) -> list[np.ndarray]:
             if feature < n_features:
                 per_feature[feature].append(threshold)
     return [np.unique(np.asarray(values, dtype=np.float64)) for values in per_feature]
+
+
+def fitted_trees(part: Any) -> list[Any]:
+    """Per member of an ensemble (its `estimators_` in order, skl2onnx's tree ids), or of a
+    single estimator, the fitted `tree_`, or None for a member that is not a tree."""
+    members = np.ravel(np.asarray(getattr(part, "estimators_", [part]), dtype=object))
+    trees = [getattr(member, "tree_", None) for member in members]
+    return [tree if hasattr(tree, "threshold") else None for tree in trees]
 
 
 # --- inspecting fitted transformers -----------------------------------------------------------

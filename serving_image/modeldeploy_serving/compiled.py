@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .columns import fitted_trees
 from .signature import PREDICT, PREDICT_PROBA, Column, OutputSpec
 
 log = logging.getLogger(__name__)
@@ -212,11 +213,11 @@ def _set_missing_directions(graph: Any, estimator: Any) -> None:
     tree ensemble from one fitted tree model whose node layout matches tree for tree; anything
     else is left as converted (the parity sample then says whether missing values agree).
     """
-    forests = [part for part in _parts(estimator) if _trees(part)]
+    forests = [trees for part in _parts(estimator) if (trees := _trees(part))]
     ensembles = [node for node in graph.graph.node if node.op_type in _TREE_ENSEMBLES]
     if len(forests) != 1 or len(ensembles) != 1:
         return
-    trees = _trees(forests[0])
+    trees = forests[0]
     attributes = {attribute.name: attribute for attribute in ensembles[0].attribute}
     if "nodes_missing_value_tracks_true" not in attributes:
         return
@@ -245,7 +246,10 @@ def _splits_at_infinity(estimator: Any) -> bool:
     the missing values one way and every other value the other; skl2onnx's float64 threshold
     search (`find_switch_point`) then loops forever on a NaN bound."""
     return any(
-        not np.isfinite(tree.threshold).all() for part in _parts(estimator) for tree in _trees(part)
+        not np.isfinite(tree.threshold).all()
+        for part in _parts(estimator)
+        for tree in fitted_trees(part)
+        if tree is not None
     )
 
 
@@ -253,15 +257,9 @@ _TREE_ENSEMBLES = frozenset({"TreeEnsembleClassifier", "TreeEnsembleRegressor"})
 
 
 def _trees(part: Any) -> list[Any]:
-    """The fitted `tree_` of a decision tree, or of each tree of a forest, in skl2onnx's order
-    (the forest's `estimators_`); [] for anything else or a tree without missing directions."""
-    members = getattr(part, "estimators_", None)
-    if not isinstance(members, list):
-        members = [part]
-    trees = [getattr(member, "tree_", None) for member in members]
-    if not trees or any(not hasattr(tree, "missing_go_to_left") for tree in trees):
-        return []
-    return trees
+    """The part's trees when each carries its learned missing-value directions, else []."""
+    trees = fitted_trees(part)
+    return trees if all(hasattr(tree, "missing_go_to_left") for tree in trees) else []
 
 
 def _array_feed(dtype: type[np.generic]) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
