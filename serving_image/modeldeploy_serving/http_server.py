@@ -44,7 +44,7 @@ import contextlib
 import logging
 from collections import deque
 from http import HTTPStatus
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import Any, cast
 
 import httptools
@@ -176,7 +176,7 @@ class HttpServer:
             await asyncio.sleep(_SWEEP_SECONDS)
             now = loop.time()
             if self.limits.max_connection_age:
-                self._age(now)
+                self._age(monotonic())
             for connection in [c for c in self._open if c.deadline and c.deadline <= now]:
                 connection.deadline_passed()
 
@@ -208,7 +208,9 @@ class _Connection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self._waiting: deque[Request] = deque()  # pipelined behind the active one
         self._answered = 0
-        self.born = self._loop.time()
+        # Not loop.time(): uvloop's is libuv's clock, cached per loop iteration in whole
+        # milliseconds, so an age read from it could be reached up to a millisecond early.
+        self.born = monotonic()
         self.aged = False  # older than the age limit: closed with its next answer
         self._partial = False  # bytes of a request whose headers are incomplete
         self._head_bytes = 0  # of them, counted when a read ends with the head unfinished
