@@ -164,10 +164,11 @@ def random_values(profile: Profile, rng: np.random.Generator, n_rows: int) -> li
 def tree_thresholds(estimator: Any, n_features: int) -> list[np.ndarray]:
     """Per feature, the split thresholds of a tree model fitted on raw inputs ([] otherwise).
 
-    Values at and beside a threshold are where a float32 graph parts ways with scikit-learn, so
-    the parity sample puts rows exactly there. An infinite threshold (a split that parts the
-    missing values from every other value) is left out: no input sits at it, and scikit-learn
-    refuses infinity.
+    Values at and beside a threshold are where a graph can part ways with scikit-learn (a
+    float32 graph by its rounded thresholds, a float64 one by not rounding the input as
+    scikit-learn's trees do), so the parity sample puts rows exactly there. An infinite
+    threshold (a split that parts the missing values from every other value) is left out: no
+    input sits at it, and scikit-learn refuses infinity.
     """
     trees = [tree for tree in fitted_trees(estimator) if tree is not None]
     if not trees:

@@ -106,7 +106,7 @@ def candidates(
     specs: dict[str, OutputSpec],
 ) -> Iterator[OnnxModel | ConversionFailed]:
     """Each graph precision in turn: a converted model, or why that precision failed."""
-    for precision in ("float64", "float32"):
+    for precision in _precisions(estimator):
         if precision == "float64" and _splits_at_infinity(estimator):
             yield ConversionFailed(
                 "float64 graph: not tried: a tree splits at an infinite threshold (missing "
@@ -239,6 +239,16 @@ def _set_missing_directions(graph: Any, estimator: Any) -> None:
     tracks = attributes["nodes_missing_value_tracks_true"]
     del tracks.ints[:]
     tracks.ints.extend(directions)
+
+
+def _precisions(estimator: Any) -> tuple[str, str]:
+    """scikit-learn's trees compare their inputs cast to float32 (`sklearn.tree`'s DTYPE), so a
+    model with trees gets the float32 graph first: it rounds an input as scikit-learn does, where
+    a float64 graph parts ways on values that the cast moves across a split, and it converts in
+    a third of the time (a 300-tree forest of 828k nodes: 8 s against 24 s). Anything else gets
+    float64 first: its arithmetic is float64 in scikit-learn too."""
+    with_trees = any(tree is not None for part in _parts(estimator) for tree in fitted_trees(part))
+    return ("float32", "float64") if with_trees else ("float64", "float32")
 
 
 def _splits_at_infinity(estimator: Any) -> bool:

@@ -261,18 +261,29 @@ def _parity_sample(
 
 
 def _threshold_rows(thresholds: list[np.ndarray], rng: np.random.Generator) -> np.ndarray | None:
-    """Rows whose values sit on a split threshold or the float32 values either side of it."""
+    """Rows whose values sit on a split threshold, on the float32 values either side of it, or
+    on the float64 values either side of it: scikit-learn casts those to float32 before it
+    compares, which can move them across the split, and a graph must do the same."""
     if not thresholds or not any(len(t) for t in thresholds):
         return None
     rows = np.zeros((PARITY_ROWS, len(thresholds)))
     for feature, values in enumerate(thresholds):
         if not len(values):
             continue
-        picked = rng.choice(values, PARITY_ROWS).astype(np.float32)
-        step = rng.integers(-1, 2, PARITY_ROWS)
-        below = np.nextafter(picked, np.float32(-np.inf))
-        above = np.nextafter(picked, np.float32(np.inf))
-        rows[:, feature] = np.where(step < 0, below, np.where(step > 0, above, picked))
+        exact = rng.choice(values, PARITY_ROWS)
+        picked = exact.astype(np.float32)
+        choices = np.stack(
+            [
+                np.nextafter(picked, np.float32(-np.inf)),
+                picked,
+                np.nextafter(picked, np.float32(np.inf)),
+                np.nextafter(exact, -np.inf),
+                np.nextafter(exact, np.inf),
+            ]
+        )
+        rows[:, feature] = choices[
+            rng.integers(0, len(choices), PARITY_ROWS), np.arange(PARITY_ROWS)
+        ]
     return rows
 
 

@@ -120,3 +120,30 @@ def test_a_forest_fitted_with_missing_values_loads_on_the_compiled_runtime() -> 
     assert prepared.signature.runtime == "onnx"
     rows = _with_missing(features[:100], 0.3, seed=7)
     assert prepared.methods[PREDICT](rows).tolist() == forest.predict(rows).tolist()
+
+
+def test_a_value_rounded_across_a_split_is_answered_as_scikit_learn_does() -> None:
+    """scikit-learn's trees cast every input to float32 before they compare it with a (float64)
+    threshold. The float64 value just above this forest's only threshold rounds to a float32
+    below it, so scikit-learn answers as for the left child; a float64 graph compared the value
+    unrounded, answered as for the right child, and passed the parity sample all the same."""
+    features, labels = make_classification(
+        n_samples=200, n_features=4, n_informative=3, n_redundant=0, random_state=4
+    )
+    forest = RandomForestClassifier(
+        n_estimators=3, max_depth=1, bootstrap=False, max_features=None, random_state=0
+    )
+    forest.fit(features, labels)
+    root = forest.estimators_[0].tree_
+    threshold, feature = float(root.threshold[0]), int(root.feature[0])
+    row = features[:1].copy()
+    row[0, feature] = np.nextafter(threshold, np.inf)
+    assert np.float32(row[0, feature]) <= threshold  # the case: rounding crosses the split
+    left, right = row.copy(), row.copy()
+    left[0, feature], right[0, feature] = threshold - 0.01, threshold + 0.01
+    assert forest.predict(left).tolist() != forest.predict(right).tolist()
+
+    prepared = prepare(forest, "onnx", None)
+
+    assert prepared.methods[PREDICT](row).tolist() == forest.predict(row).tolist()
+    assert prepared.methods[PREDICT](row).tolist() == forest.predict(left).tolist()
