@@ -245,9 +245,9 @@ def _precisions(estimator: Any) -> tuple[str, str]:
     """scikit-learn's trees compare their inputs cast to float32 (`sklearn.tree`'s DTYPE), so a
     model with trees gets the float32 graph first: it rounds an input as scikit-learn does, where
     a float64 graph parts ways on values that the cast moves across a split, and it converts in
-    a third of the time (a 300-tree forest of 828k nodes: 8 s against 24 s). Anything else gets
-    float64 first: its arithmetic is float64 in scikit-learn too."""
-    with_trees = any(tree is not None for part in _parts(estimator) for tree in fitted_trees(part))
+    about a third of the time (docs/serving.md, "Runtime and parity"). Anything else gets float64
+    first: its arithmetic is float64 in scikit-learn too."""
+    with_trees = next(_every_tree(estimator), None) is not None
     return ("float32", "float64") if with_trees else ("float64", "float32")
 
 
@@ -255,12 +255,13 @@ def _splits_at_infinity(estimator: Any) -> bool:
     """Does a tree split at an infinite threshold? scikit-learn puts one where a split sends
     the missing values one way and every other value the other; skl2onnx's float64 threshold
     search (`find_switch_point`) then loops forever on a NaN bound."""
-    return any(
-        not np.isfinite(tree.threshold).all()
-        for part in _parts(estimator)
-        for tree in fitted_trees(part)
-        if tree is not None
-    )
+    return any(not np.isfinite(tree.threshold).all() for tree in _every_tree(estimator))
+
+
+def _every_tree(estimator: Any) -> Iterator[Any]:
+    """The fitted trees of every part of the model (pipeline steps, transformers, ensembles)."""
+    for part in _parts(estimator):
+        yield from (tree for tree in fitted_trees(part) if tree is not None)
 
 
 _TREE_ENSEMBLES = frozenset({"TreeEnsembleClassifier", "TreeEnsembleRegressor"})

@@ -176,14 +176,14 @@ class HttpServer:
             await asyncio.sleep(_SWEEP_SECONDS)
             now = loop.time()
             if self.limits.max_connection_age:
-                self._age(monotonic())
+                self._age()
             for connection in [c for c in self._open if c.deadline and c.deadline <= now]:
                 connection.deadline_passed()
 
-    def _age(self, now: float) -> None:
+    def _age(self) -> None:
         """Mark the connections that have reached the age limit: each closes with its next
-        answer."""
-        born_before = now - self.limits.max_connection_age
+        answer. Ages are read from time.monotonic(), as `born` is."""
+        born_before = monotonic() - self.limits.max_connection_age
         for connection in self._open:  # oldest first
             if connection.born > born_before:
                 break
